@@ -1,0 +1,102 @@
+"""Generate: candidate responses for prompts, only for the (prompt, sample) pairs not yet stored.
+
+`plan_requests` decides what is missing; `generate_candidates` runs a backend over those
+requests in chunks and yields one candidates table per chunk, so the caller can commit each
+chunk as it lands and a killed run loses at most one chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import polars as pl
+import pyarrow as pa
+
+from curate import ids, schemas
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    n: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 512
+    seed: int = 0
+
+    def identity(self) -> dict:
+        """The settings that change what is generated (n does not: sample i is sample i)."""
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens}
+
+
+@dataclass(frozen=True)
+class Request:
+    candidate_id: str
+    prompt_id: str
+    messages: list[dict]
+    sample_index: int
+    seed: int
+    sampling: SamplingSettings
+
+
+@dataclass
+class Generation:
+    text: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str
+    cumulative_logprob: float | None = None
+    error: str | None = None
+
+
+def plan_requests(
+    prompts: pl.DataFrame,
+    model_fingerprint: str,
+    sampling_for_task: Callable[[str], SamplingSettings],
+    existing: Callable[[list[str]], set[str]] = lambda ids_: set(),
+) -> list[Request]:
+    """Every (prompt, sample) request whose candidate is not stored yet, ordered by id.
+
+    The order is by candidate id so that a resumed run forms the same chunks as the run it
+    resumes (batch composition can change low-order bits of the logits).
+    """
+    requests = []
+    for row in prompts.select("prompt_id", "task", "messages").iter_rows(named=True):
+        sampling = sampling_for_task(row["task"])
+        for index in range(sampling.n):
+            seed = ids.sample_seed(row["prompt_id"], index, sampling.seed)
+            candidate = ids.candidate_id(row["prompt_id"], model_fingerprint, sampling.identity(), index, seed)
+            requests.append(Request(candidate, row["prompt_id"], row["messages"], index, seed, sampling))
+    done = existing([r.candidate_id for r in requests])
+    return sorted((r for r in requests if r.candidate_id not in done), key=lambda r: r.candidate_id)
+
+
+def candidate_rows(requests: list[Request], generations: list[Generation], model_label: str,
+                   run_id: str) -> pa.Table:
+    now = datetime.now(timezone.utc)
+    rows = [
+        {
+            "candidate_id": r.candidate_id, "prompt_id": r.prompt_id, "model": model_label,
+            "sampling_json": json.dumps(r.sampling.identity(), sort_keys=True),
+            "sample_index": r.sample_index, "seed": r.seed, "text": g.text,
+            "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+            "finish_reason": g.finish_reason, "cumulative_logprob": g.cumulative_logprob,
+            "error": g.error, "run_id": run_id, "created_at": now,
+        }
+        for r, g in zip(requests, generations, strict=True)
+    ]
+    return schemas.conform("candidates", rows)
+
+
+def generate_candidates(requests: list[Request], backend, run_id: str,
+                        chunk_size: int = 512) -> Iterator[pa.Table]:
+    """Run `backend.generate` over the requests, one candidates table per chunk.
+
+    The backend gets whole chunks (vLLM batches internally); chunk_size only bounds how much
+    work a crash can lose.
+    """
+    for start in range(0, len(requests), chunk_size):
+        chunk = requests[start:start + chunk_size]
+        yield candidate_rows(chunk, backend.generate(chunk), backend.model_label, run_id)

