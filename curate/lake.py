@@ -93,11 +93,11 @@ class Lake:
         sql = f"SELECT * FROM {LAKE_ALIAS}.{table}" + (f" WHERE {where}" if where else "")
         return self.query(sql)
 
-    def existing_ids(self, table: str, ids: list[str]) -> set[str]:
-        """Which of `ids` are already stored as keys of `table`."""
+    def existing_ids(self, table: str, ids: list[str], column: str | None = None) -> set[str]:
+        """Which of `ids` are already stored in `table` (in its key column unless named)."""
         if not ids:
             return set()
-        key = schemas.table(table).key
+        key = column or schemas.table(table).key
         wanted = pa.table({"id": pa.array(list(ids), pa.string())})
         self.con.register("_wanted_ids", wanted)
         try:

@@ -15,6 +15,19 @@ from curate.errors import UserError
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _FINGERPRINT_FILE = ".curate-fingerprint.json"
+# Keys that tools write into small JSON files without changing the model (e.g. transformers
+# records whether it ran offline in tokenizer_config.json).
+_VOLATILE_KEYS = {"local_files_only", "name_or_path", "_name_or_path", "_commit_hash", "transformers_version"}
+
+
+def _stable_json(path: Path) -> bytes:
+    try:
+        value = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return path.read_bytes()
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in _VOLATILE_KEYS}
+    return json.dumps(value, sort_keys=True).encode()
 
 
 def embedded_gguf() -> Path:
@@ -81,6 +94,9 @@ def fingerprint(model_dir: Path) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode())
+        if path.suffix == ".json" and path.stat().st_size < (1 << 20):
+            digest.update(_stable_json(path))
+            continue
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)

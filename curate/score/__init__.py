@@ -1,0 +1,93 @@
+"""Score: one row per (candidate, scorer, scorer version), computed only where missing.
+
+A scorer has a `name`, a `version`, the `tasks` it applies to (None: every task), and
+`score(items) -> list[ScoreResult]` over `ScoreItem`s. A scorer that cannot score a candidate
+says why in `status`; it never returns a made-up number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+import polars as pl
+import pyarrow as pa
+
+from curate import ids, schemas
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    candidate_id: str
+    prompt_id: str
+    task: str
+    messages: list[dict]
+    text: str
+    prompt: dict  # the prompt row (reference_answer, constraints_json, ...)
+
+
+@dataclass
+class ScoreResult:
+    score: float | None
+    status: str = "ok"  # ok | error | no_text
+    detail: dict = field(default_factory=dict)
+
+
+class Scorer(Protocol):
+    name: str
+    version: str
+    tasks: frozenset[str] | None
+
+    def score(self, items: list[ScoreItem]) -> list[ScoreResult]: ...
+
+
+def _score_row(item_ids: tuple[str, str], scorer: Scorer, result: ScoreResult, run_id: str,
+               now: datetime) -> dict:
+    candidate_id, prompt_id = item_ids
+    return {
+        "score_id": ids.score_id(candidate_id, scorer.name, scorer.version),
+        "candidate_id": candidate_id, "prompt_id": prompt_id,
+        "scorer": scorer.name, "scorer_version": scorer.version,
+        "score": result.score if result.status == "ok" else None,
+        "status": result.status,
+        "detail_json": json.dumps(result.detail, default=str) if result.detail else None,
+        "run_id": run_id, "created_at": now,
+    }
+
+
+def score_candidates(
+    prompts: pl.DataFrame,
+    candidates: pl.DataFrame,
+    scorers: list[Scorer],
+    run_id: str,
+    existing: Callable[[list[str]], set[str]] = lambda ids_: set(),
+) -> pa.Table:
+    """Scores for every (candidate, scorer) that applies and is not stored yet."""
+    now = datetime.now(timezone.utc)
+    joined = candidates.join(prompts, on="prompt_id", how="inner", suffix="_prompt")
+    rows: list[dict] = []
+    for scorer in scorers:
+        applicable = joined if scorer.tasks is None else joined.filter(pl.col("task").is_in(list(scorer.tasks)))
+        if applicable.is_empty():
+            continue
+        wanted = {ids.score_id(c, scorer.name, scorer.version): c for c in applicable["candidate_id"]}
+        done = existing(list(wanted))
+        todo = applicable.filter(~pl.col("candidate_id").is_in([c for s, c in wanted.items() if s in done]))
+        items, failed = [], []
+        for row in todo.iter_rows(named=True):
+            if row["text"] is None:
+                failed.append(row)
+                continue
+            items.append(ScoreItem(row["candidate_id"], row["prompt_id"], row["task"],
+                                   row["messages"], row["text"], row))
+        for row in failed:
+            result = ScoreResult(None, "no_text", {"reason": row.get("error") or "candidate has no text"})
+            rows.append(_score_row((row["candidate_id"], row["prompt_id"]), scorer, result, run_id, now))
+        if items:
+            results = scorer.score(items)
+            for item, result in zip(items, results, strict=True):
+                rows.append(_score_row((item.candidate_id, item.prompt_id), scorer, result, run_id, now))
+    return schemas.conform("scores", rows)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from math_verify import parse, verify
+
+# math-verify warns on every call that its timeouts are off; they are off on purpose (below).
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 ANSWER_IS = re.compile(r"answer is\s*:?\s*(.+?)(?:\.\s|\.$|\n|$)", re.IGNORECASE)
 # math-verify's own timeouts use signal.alarm, which fails off the main thread (Prefect

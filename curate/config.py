@@ -1,0 +1,143 @@
+"""Run configuration: a TOML file (see data/demo/demo.toml), validated into dataclasses.
+
+Relative input paths are resolved against the config file's folder. Unknown keys are an
+error, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from curate.errors import UserError
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo" / "demo.toml"
+# Defaults that fit each task: long enough for a worked solution (truncation is recorded).
+DEFAULT_MAX_TOKENS = {"default": 1024, "math": 1024, "instruction": 768, "chat": 1024}
+
+
+@dataclass
+class InputConfig:
+    path: Path
+    source: str | None = None
+
+
+@dataclass
+class GeneratorConfig:
+    model: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct) or a model directory
+    name: str | None = None  # display name; identity is the model's fingerprint
+    dtype: str = "bfloat16"
+    max_model_len: int = 4096
+    kv_cache_memory_bytes: int = 1 << 30
+
+
+@dataclass
+class SamplingConfig:
+    n: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 0
+    chunk_size: int = 512
+    max_tokens: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MAX_TOKENS))
+
+    def max_tokens_for(self, task: str) -> int:
+        return self.max_tokens.get(task, self.max_tokens.get("default", DEFAULT_MAX_TOKENS["default"]))
+
+
+@dataclass
+class ScorerConfig:
+    kind: str  # math_verify | constraints | reward
+    model: str | None = None  # reward: model directory
+    name: str | None = None
+    max_model_len: int = 4096
+    kv_cache_memory_bytes: int = 1 << 29
+    dtype: str = "bfloat16"
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    inputs: list[InputConfig] = field(default_factory=list)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    scorers: list[ScorerConfig] = field(default_factory=list)
+    pairs: list[dict] = field(default_factory=list)
+    export_path: str | None = None  # relative to the data dir unless absolute
+    source_file: Path | None = None
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise UserError(f"config: [{where}] must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"config: unknown key(s) {unknown} in [{where}] (known: {sorted(known)})")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise UserError(f"config: [{where}]: {exc}") from exc
+
+
+def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) -> RunConfig:
+    values = dict(values)
+    inputs = []
+    for index, item in enumerate(values.pop("inputs", [])):
+        spec = _build(InputConfig, item, f"inputs.{index}")
+        spec.path = (base_dir / spec.path).resolve()
+        inputs.append(spec)
+    if not inputs:
+        raise UserError("config: no [[inputs]] given")
+    generator = _build(GeneratorConfig, values.pop("generator", {}), "generator")
+    if generator.model != "embedded" and not Path(generator.model).is_absolute():
+        generator.model = str((base_dir / generator.model).resolve())
+    sampling_values = dict(values.pop("sampling", {}))
+    max_tokens = {**DEFAULT_MAX_TOKENS, **sampling_values.pop("max_tokens", {})}
+    sampling = _build(SamplingConfig, {**sampling_values, "max_tokens": max_tokens}, "sampling")
+    if sampling.n < 1 or sampling.chunk_size < 1:
+        raise UserError("config: sampling.n and sampling.chunk_size must be at least 1")
+    scorers = [_build(ScorerConfig, s, f"scorers.{i}") for i, s in enumerate(values.pop("scorers", []))]
+    for scorer in scorers:
+        if scorer.kind not in {"math_verify", "constraints", "reward"}:
+            raise UserError(f"config: unknown scorer kind {scorer.kind!r} (math_verify, constraints, reward)")
+        if scorer.kind == "reward":
+            if not scorer.model:
+                raise UserError("config: a reward scorer needs `model` (a model directory)")
+            if not Path(scorer.model).is_absolute():
+                scorer.model = str((base_dir / scorer.model).resolve())
+    pairs = values.pop("pairs", [])
+    for index, spec in enumerate(pairs):
+        if not isinstance(spec, dict) or "strategy" not in spec:
+            raise UserError(f"config: [[pairs]] entry {index} needs a `strategy`")
+    config = _build(RunConfig, {**values, "inputs": inputs, "generator": generator, "sampling": sampling,
+                                "scorers": scorers, "pairs": pairs}, "run")
+    config.source_file = source_file
+    return config
+
+
+def load_config(path: Path) -> RunConfig:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"config file not found: {path}")
+    try:
+        values = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from exc
+    return parse_config(values, path.resolve().parent, path.resolve())
+
+
+def config_as_dict(config: RunConfig) -> dict:
+    """The resolved config, JSON-ready, for the runs table."""
+    from dataclasses import asdict
+
+    def plain(value):
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(asdict(config))

@@ -1,0 +1,227 @@
+"""The build pipeline as plain steps over a lake: ingest → generate → score → pairs → dedup → export.
+
+Each step reads what it needs from the lake, runs a stage function, and commits the result
+in one lake transaction (generation commits chunk by chunk). `flows/build.py` wraps these
+steps in Prefect tasks; tests and notebooks can call them directly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import polars as pl
+
+import curate
+from curate import schemas
+from curate.config import RunConfig, config_as_dict
+from curate.dedup import drop_exact_duplicates
+from curate.export import export_dataset
+from curate.generate import SamplingSettings, generate_candidates, plan_requests
+from curate.ingest import ingest_file
+from curate.lake import Lake
+from curate.pairs import build_pairs
+from curate.progress import log
+
+
+@dataclass
+class RunState:
+    """What one run has done so far; becomes the summary table and the runs row."""
+
+    run_id: str
+    prompt_ids: list[str] = field(default_factory=list)
+    candidate_ids: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    pairs_by_strategy: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    export_path: str | None = None
+
+    def add(self, key: str, value: int) -> None:
+        self.counts[key] = self.counts.get(key, 0) + value
+
+
+def code_version() -> str:
+    root = Path(curate.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        sha = ""
+    return f"curate {curate.__version__}" + (f" ({sha})" if sha else "")
+
+
+class Pipeline:
+    def __init__(self, config: RunConfig, data_dir: Path):
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.lake = Lake(self.data_dir / "lake")
+        self._backend = None
+
+    # helpers -------------------------------------------------------------------------
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            from curate.generate.vllm_backend import EngineSettings, VLLMBackend
+            from curate.models import EMBEDDED_NAME, embedded_model_dir
+
+            g = self.config.generator
+            path = embedded_model_dir(self.data_dir / "models") if g.model == "embedded" else Path(g.model)
+            label = g.name or (EMBEDDED_NAME if g.model == "embedded" else None)
+            settings = EngineSettings(str(path), dtype=g.dtype, max_model_len=g.max_model_len,
+                                      kv_cache_memory_bytes=g.kv_cache_memory_bytes)
+            self._backend = VLLMBackend(settings, label)
+        return self._backend
+
+    def scorers(self) -> list:
+        from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
+
+        built = []
+        for spec in self.config.scorers:
+            if spec.kind == "math_verify":
+                built.append(MathAnswerScorer())
+            elif spec.kind == "constraints":
+                built.append(ConstraintScorer())
+            else:
+                from curate.generate.vllm_backend import EngineSettings
+                from curate.score.reward import RewardModelScorer
+
+                settings = EngineSettings(spec.model, dtype=spec.dtype, max_model_len=spec.max_model_len,
+                                          kv_cache_memory_bytes=spec.kv_cache_memory_bytes, runner="pooling")
+                built.append(RewardModelScorer(settings, spec.name))
+        return built
+
+    def sampling_for_task(self, task: str) -> SamplingSettings:
+        s = self.config.sampling
+        return SamplingSettings(n=s.n, temperature=s.temperature, top_p=s.top_p,
+                                max_tokens=s.max_tokens_for(task), seed=s.seed)
+
+    def _where_in(self, table: str, column: str, values: list[str]) -> pl.DataFrame:
+        if not values:
+            return pl.from_arrow(schemas.table(table).arrow_schema().empty_table())
+        self.lake.con.register("_ids", pl.DataFrame({"id": values}).to_arrow())
+        try:
+            return self.lake.query(f"SELECT t.* FROM {table} t JOIN _ids ON t.{column} = _ids.id")
+        finally:
+            self.lake.con.unregister("_ids")
+
+    # steps ---------------------------------------------------------------------------
+
+    def start(self) -> RunState:
+        state = RunState(run_id=uuid.uuid4().hex[:16])
+        self.lake.commit({"runs": [{
+            "run_id": state.run_id, "started_at": datetime.now(timezone.utc), "finished_at": None,
+            "status": "running", "config_json": json.dumps(config_as_dict(self.config)),
+            "code_version": code_version(), "counts_json": None,
+        }]})
+        log(f"run {state.run_id} ({self.config.name}) started; lake at {self.lake.root}")
+        return state
+
+    def ingest(self, state: RunState) -> None:
+        began = time.monotonic()
+        for spec in self.config.inputs:
+            prompts, rejects = ingest_file(spec.path, state.run_id, spec.source)
+            added = self.lake.commit({"prompts": prompts, "rejects": rejects})
+            state.prompt_ids.extend(prompts.column("prompt_id").to_pylist())
+            state.add("prompts_read", prompts.num_rows)
+            state.add("prompts_new", added["prompts"])
+            state.add("rejects_read", rejects.num_rows)
+            state.add("rejects_new", added["rejects"])
+            log(f"ingest {spec.path.name}: {prompts.num_rows} prompts ({added['prompts']} new), "
+                f"{rejects.num_rows} rejected")
+        state.prompt_ids = sorted(set(state.prompt_ids))
+        state.timings["ingest"] = time.monotonic() - began
+
+    def generate(self, state: RunState) -> None:
+        began = time.monotonic()
+        prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
+        backend = self.backend
+        planned = plan_requests(prompts, backend.fingerprint, self.sampling_for_task)
+        state.candidate_ids = [r.candidate_id for r in planned]
+        done = self.lake.existing_ids("candidates", state.candidate_ids)
+        missing = [r for r in planned if r.candidate_id not in done]
+        state.add("candidates_reused", len(done))
+        log(f"generate: {len(planned)} candidates planned, {len(done)} already in the lake, "
+            f"{len(missing)} to generate with {backend.model_label}")
+        committed = 0
+        for table in generate_candidates(missing, backend, state.run_id, self.config.sampling.chunk_size):
+            committed += self.lake.commit({"candidates": table})["candidates"]
+            state.add("candidates_new", table.num_rows)
+            log(f"generate: committed {committed}/{len(missing)} candidates")
+        state.timings["generate"] = time.monotonic() - began
+
+    def score(self, state: RunState) -> None:
+        began = time.monotonic()
+        prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
+        candidates = self._where_in("candidates", "candidate_id", state.candidate_ids)
+        from curate.score import score_candidates
+
+        for scorer in self.scorers():
+            scores = score_candidates(prompts, candidates, [scorer], state.run_id,
+                                      lambda wanted: self.lake.existing_ids("scores", wanted))
+            added = self.lake.commit({"scores": scores})["scores"]
+            state.add("scores_new", added)
+            log(f"score {scorer.name}: {added} new scores")
+        state.timings["score"] = time.monotonic() - began
+
+    def pairs(self, state: RunState) -> None:
+        began = time.monotonic()
+        prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
+        candidates = self._where_in("candidates", "candidate_id", state.candidate_ids)
+        scores = self._where_in("scores", "candidate_id", state.candidate_ids)
+        built = [build_pairs(spec["strategy"], prompts, candidates, scores,
+                             {k: v for k, v in spec.items() if k != "strategy"}, state.run_id)
+                 for spec in self.config.pairs]
+        built = [b for b in built if not b.is_empty()]
+        all_pairs = pl.concat(built) if built else pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
+        # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.
+        stored = self.lake.existing_ids("pairs", all_pairs["pair_id"].to_list())
+        fresh = all_pairs.filter(~pl.col("pair_id").is_in(list(stored)))
+        kept, dropped = drop_exact_duplicates(
+            fresh, lambda keys: self.lake.existing_ids("pairs", keys, column="dedup_key"))
+        added = self.lake.commit({"pairs": kept.to_arrow()})["pairs"]
+        state.add("pairs_built", all_pairs.height)
+        state.add("pairs_new", added)
+        state.add("pairs_duplicates_dropped", dropped.height)
+        for strategy, count in kept.group_by("strategy").len().iter_rows():
+            state.pairs_by_strategy[strategy] = state.pairs_by_strategy.get(strategy, 0) + count
+        log(f"pairs: {all_pairs.height} built, {len(stored)} already stored, {dropped.height} duplicates "
+            f"dropped, {added} new")
+        state.timings["pairs"] = time.monotonic() - began
+
+    def export(self, state: RunState) -> None:
+        if not self.config.export_path:
+            return
+        began = time.monotonic()
+        out = Path(self.config.export_path)
+        out = out if out.is_absolute() else self.data_dir / out
+        pairs = self.lake.read("pairs")
+        export_dataset(pairs, out)
+        state.export_path = str(out)
+        state.add("pairs_exported", pairs.height)
+        log(f"export: {pairs.height} pairs to {out}")
+        state.timings["export"] = time.monotonic() - began
+
+    def finish(self, state: RunState, status: str = "completed") -> None:
+        self.lake.update_run(state.run_id, status=status, finished_at=datetime.now(timezone.utc),
+                             counts_json=json.dumps({**state.counts, "pairs_by_strategy": state.pairs_by_strategy}))
+
+    def run_all(self) -> RunState:
+        """Every step in order, without Prefect (the flow does the same, as tasks)."""
+        state = self.start()
+        try:
+            for step in (self.ingest, self.generate, self.score, self.pairs, self.export):
+                step(state)
+        except BaseException:
+            self.finish(state, "failed")
+            raise
+        self.finish(state)
+        return state
+
+    def close(self) -> None:
+        self.lake.close()

@@ -1,0 +1,34 @@
+"""Console output: timestamped progress lines and the end-of-run summary table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=False, highlight=False)
+
+
+def log(message: str) -> None:
+    console.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {message}", soft_wrap=True)
+
+
+def summary_table(state) -> Table:
+    counts = state.counts
+    table = Table(title=f"curate run {state.run_id}")
+    table.add_column("what")
+    table.add_column("this run", justify="right")
+    table.add_column("new in lake", justify="right")
+    table.add_row("prompts", str(counts.get("prompts_read", 0)), str(counts.get("prompts_new", 0)))
+    table.add_row("rejects", str(counts.get("rejects_read", 0)), str(counts.get("rejects_new", 0)))
+    table.add_row("candidates", str(counts.get("candidates_reused", 0) + counts.get("candidates_new", 0)),
+                  str(counts.get("candidates_new", 0)))
+    table.add_row("scores", "", str(counts.get("scores_new", 0)))
+    table.add_row("pairs built", str(counts.get("pairs_built", 0)), str(counts.get("pairs_new", 0)))
+    table.add_row("pair duplicates dropped", str(counts.get("pairs_duplicates_dropped", 0)), "")
+    for strategy, count in sorted(state.pairs_by_strategy.items()):
+        table.add_row(f"  pairs: {strategy}", "", str(count))
+    if state.export_path:
+        table.add_row("exported pairs", str(counts.get("pairs_exported", 0)), state.export_path)
+    return table
