@@ -37,3 +37,5 @@ def apply_offline_env(data_dir: Path) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    # Prefect's SQLite database cannot be created in a folder that does not exist.
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)

@@ -110,7 +110,7 @@ def _messages_of(row: dict) -> list[dict]:
         for index, message in enumerate(messages):
             if not isinstance(message, dict):
                 raise RowError(f"messages[{index}] is not an object")
-            if message.get("role") not in ROLES:
+            if not isinstance(message.get("role"), str) or message["role"] not in ROLES:
                 raise RowError(f"messages[{index}].role must be one of {sorted(ROLES)}")
             content = message.get("content")
             if not isinstance(content, str) or not content.strip():
@@ -138,6 +138,8 @@ def _task_fields_of(row: dict, task: str) -> dict:
                  "question", "before", "after", "message"):
         value = fields.get(name)
         if name == "reference_answer" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise RowError("reference_answer must be a finite number or a string")
             fields[name] = str(value)
         elif value is not None and not isinstance(value, str):
             raise RowError(f"field {name!r} must be a string")
@@ -151,7 +153,7 @@ def _task_fields_of(row: dict, task: str) -> dict:
 def validate_row(row: dict, source: str, run_id: str, now: datetime) -> dict:
     """One input row as a `prompts` row; raises RowError with the reason."""
     task = row.get("task") or "chat"
-    if task not in TASK_FIELDS:
+    if not isinstance(task, str) or task not in TASK_FIELDS:
         raise RowError(f"unknown task {task!r} (expected one of {sorted(TASK_FIELDS)})")
     messages = _messages_of(row)
     fields = _task_fields_of(row, task)

@@ -49,8 +49,8 @@ class Lake:
         options = "READ_ONLY" if read_only else f"DATA_PATH '{self.root / 'files'}/'"
         try:
             self.con.execute(f"ATTACH 'ducklake:{catalog}' AS {LAKE_ALIAS} ({options})")
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
+        except (duckdb.IOException, duckdb.BinderException) as exc:
+            if "lock" in str(exc).lower() or "file handle conflict" in str(exc).lower():
                 raise UserError(f"the lake at {self.root} is in use by another curate process") from exc
             raise
         self.con.execute(f"USE {LAKE_ALIAS}")

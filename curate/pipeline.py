@@ -174,9 +174,13 @@ class Pipeline:
         prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
         candidates = self._where_in("candidates", "candidate_id", state.candidate_ids)
         scores = self._where_in("scores", "candidate_id", state.candidate_ids)
-        built = [build_pairs(spec["strategy"], prompts, candidates, scores,
-                             {k: v for k, v in spec.items() if k != "strategy"}, state.run_id)
-                 for spec in self.config.pairs]
+        versions = {scorer.name: scorer.version for scorer in self.scorers()}
+        built = []
+        for spec in self.config.pairs:
+            params = {k: v for k, v in spec.items() if k != "strategy"}
+            if params.get("scorer") in versions:  # pair on the configured scorer's current version
+                params.setdefault("scorer_version", versions[params["scorer"]])
+            built.append(build_pairs(spec["strategy"], prompts, candidates, scores, params, state.run_id))
         built = [b for b in built if not b.is_empty()]
         all_pairs = pl.concat(built) if built else pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
         # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.

@@ -106,11 +106,16 @@ def conform(name: str, rows: pa.Table | list[dict]) -> pa.Table:
     """Cast rows to the table's Arrow schema; raises if a required column is missing or null."""
     schema = table(name).arrow_schema()
     if isinstance(rows, list):
-        return pa.Table.from_pylist(rows, schema=schema)
-    missing = [c for c in schema.names if c not in rows.column_names]
-    if missing:
-        raise ValueError(f"{name}: missing columns {missing}")
-    return rows.select(schema.names).cast(schema)
+        result = pa.Table.from_pylist(rows, schema=schema)
+    else:
+        missing = [c for c in schema.names if c not in rows.column_names]
+        if missing:
+            raise ValueError(f"{name}: missing columns {missing}")
+        result = rows.select(schema.names).cast(schema)
+    for field in schema:
+        if not field.nullable and result.column(field.name).null_count:
+            raise ValueError(f"{name}.{field.name} is required but has nulls")
+    return result
 
 
 def markdown_reference() -> str:

@@ -59,8 +59,9 @@ def plan_requests(
 ) -> list[Request]:
     """Every (prompt, sample) request whose candidate is not stored yet, ordered by id.
 
-    The order is by candidate id so that a resumed run forms the same chunks as the run it
-    resumes (batch composition can change low-order bits of the logits).
+    The order is by (prompt, sample) so that a prompt's samples share a batch (and its prefix
+    cache), and so that a resumed run forms the same chunks as the run it resumes: batch
+    composition can change low-order bits of the logits, and so the sampled text.
     """
     requests = []
     for row in prompts.select("prompt_id", "task", "messages").iter_rows(named=True):
@@ -70,7 +71,8 @@ def plan_requests(
             candidate = ids.candidate_id(row["prompt_id"], model_fingerprint, sampling.identity(), index, seed)
             requests.append(Request(candidate, row["prompt_id"], row["messages"], index, seed, sampling))
     done = existing([r.candidate_id for r in requests])
-    return sorted((r for r in requests if r.candidate_id not in done), key=lambda r: r.candidate_id)
+    return sorted((r for r in requests if r.candidate_id not in done),
+                  key=lambda r: (r.prompt_id, r.sample_index))
 
 
 def candidate_rows(requests: list[Request], generations: list[Generation], model_label: str,

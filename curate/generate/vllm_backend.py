@@ -85,6 +85,9 @@ class VLLMBackend:
             ))
             positions.append(position)
         if inputs:
+            # Each chunk starts from an empty prefix cache, so a chunk computes the same numbers
+            # whether it runs after other chunks or first in a resumed run.
+            self.llm.reset_prefix_cache()
             outputs = self.llm.generate(inputs, sampling_params=params, use_tqdm=True)
             for position, output in zip(positions, outputs, strict=True):
                 completion = output.outputs[0]

@@ -24,16 +24,17 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
           run_id: str = "") -> pl.DataFrame:
     params = {**DEFAULTS, **config}
     scorer, min_margin = params["scorer"], float(params["min_margin"])
+    usable = scores.filter(pl.col("scorer") == scorer)
+    if "scorer_version" in params:
+        usable = usable.filter(pl.col("scorer_version") == params["scorer_version"])
+    # One score per candidate: with several versions stored and none named, the newest counts.
+    usable = usable.sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first")
     scored = (
-        scores.filter((pl.col("scorer") == scorer) & (pl.col("status") == "ok") & pl.col("score").is_not_null())
+        usable.filter((pl.col("status") == "ok") & pl.col("score").is_not_null())
         .select("candidate_id", "score")
         .join(candidates.filter(pl.col("text").is_not_null()).select("candidate_id", "prompt_id", "text"),
               on="candidate_id")
     )
-    if "scorer_version" in params:
-        scored = scored.join(
-            scores.filter(pl.col("scorer_version") == params["scorer_version"]).select("candidate_id"),
-            on="candidate_id", how="semi")
     best = (scored.sort(["score", "candidate_id"], descending=[True, False])
             .group_by("prompt_id", maintain_order=True).first())
     worst = (scored.sort(["score", "candidate_id"], descending=[False, False])

@@ -42,7 +42,8 @@ def _english_lowercase(text: str, kwargs: dict) -> bool:
 def _check_number_words_kwargs(kwargs: dict) -> str | None:
     if kwargs.get("relation") not in RELATIONS:
         return f"relation must be one of {list(RELATIONS)}"
-    if not isinstance(kwargs.get("num_words"), int) or kwargs["num_words"] < 0:
+    num_words = kwargs.get("num_words")
+    if not isinstance(num_words, int) or isinstance(num_words, bool) or num_words < 0:
         return "num_words must be a non-negative integer"
     return None
 

@@ -1,0 +1,92 @@
+"""Shared fixtures: tiny random models built from the SmolLM2 tokenizer, and offline env.
+
+Tiny models are random Llamas (head_dim 32) saved once under data/test-models/ and reused
+across test sessions; random weights are for tests only, never for the demo.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_MODELS = ROOT / "data" / "test-models"
+TINY_VERSION = "v1"
+
+from curate.env import apply_offline_env  # noqa: E402
+
+apply_offline_env(ROOT / "data" / "test-env")
+
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    from curate.models import embedded_gguf
+
+    gguf = embedded_gguf()
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def _tiny_config(**extra):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=1024,
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, **extra,
+    )
+
+
+def _build_tiny(kind: str) -> Path:
+    import shutil
+
+    import torch
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+
+    target = TEST_MODELS / f"tiny-{kind}-{TINY_VERSION}"
+    if (target / "config.json").exists():
+        return target
+    torch.manual_seed(0 if kind == "generator" else 1)
+    if kind == "generator":
+        model = LlamaForCausalLM(_tiny_config())
+    else:
+        model = LlamaForSequenceClassification(_tiny_config(num_labels=1, pad_token_id=0))
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    _tokenizer().save_pretrained(partial)
+    partial.rename(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_generator() -> Path:
+    return _build_tiny("generator")
+
+
+@pytest.fixture(scope="session")
+def tiny_reward() -> Path:
+    return _build_tiny("reward")
+
+
+def pytest_collection_modifyitems(config, items):
+    import shutil
+
+    has_gpu = shutil.which("nvidia-smi") is not None
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+@pytest.fixture
+def curate_cli():
+    """Command prefix to run the CLI in a subprocess with this interpreter."""
+    return [sys.executable, "-m", "curate.cli"]
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_env(monkeypatch):
+    monkeypatch.delenv("CURATE_DATA_DIR", raising=False)
+    yield

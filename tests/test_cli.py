@@ -1,0 +1,110 @@
+"""The `curate` CLI in subprocesses: a run killed with SIGKILL resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import datasets
+import pytest
+
+from curate.lake import Lake
+from tests.helpers import write_config
+
+pytestmark = pytest.mark.slow
+
+KEYS = {"prompts": "prompt_id", "candidates": "candidate_id", "scores": "score_id", "pairs": "pair_id",
+        "rejects": "reject_id"}
+
+
+def _many_prompts(path: Path, count: int = 30) -> Path:
+    rows = [{"prompt": f"Write one sentence about the number {i}.", "task": "chat"} for i in range(count)]
+    rows += [{"prompt": f"What is {i} + {i}?", "task": "math", "reference_answer": str(2 * i)}
+             for i in range(5)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _run(cli, *args, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*cli, *args], capture_output=True, text=True, env=_env(), timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def _table_ids(data: Path) -> dict[str, list[str]]:
+    with Lake(data / "lake", read_only=True) as lake:
+        return {t: lake.query(f"SELECT {k} FROM {t}")[k].to_list() for t, k in KEYS.items()}
+
+
+def test_killed_run_resumes_to_the_same_pairs(tmp_path, curate_cli, tiny_generator, tiny_reward):
+    prompts = _many_prompts(tmp_path / "prompts.jsonl")
+    config = write_config(tmp_path / "run.toml", prompts, tiny_generator, tiny_reward, n=3, chunk_size=6)
+    config.write_text(config.read_text().replace("default = 12", "default = 48"))
+    planned = 35 * 3
+
+    _run(curate_cli, "run", str(config), "--data-dir", str(tmp_path / "straight"))
+    straight = _table_ids(tmp_path / "straight")
+    assert len(straight["candidates"]) == planned and straight["pairs"]
+
+    killed_dir = tmp_path / "killed"
+    process = subprocess.Popen([*curate_cli, "run", str(config), "--data-dir", str(killed_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    try:
+        for line in process.stdout:
+            if "generate: committed" in line:
+                process.send_signal(signal.SIGKILL)
+                break
+    finally:
+        process.kill()
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    partial = _table_ids(killed_dir)
+    assert 0 < len(partial["candidates"]) < planned, "the kill must land during generation"
+    assert partial["pairs"] == []
+
+    resumed = _run(curate_cli, "run", str(config), "--data-dir", str(killed_dir))
+    assert f"{len(partial['candidates'])} already in the lake" in resumed.stdout
+    after = _table_ids(killed_dir)
+    for table, ids in after.items():
+        assert len(ids) == len(set(ids)), f"duplicate ids in {table}"
+        assert sorted(ids) == sorted(straight[table]), f"{table} differs from the uninterrupted run"
+
+
+def test_query_stats_export_and_errors(tmp_path, curate_cli, tiny_generator):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "What is 1 + 1?", "task": "math", "reference_answer": "2"}) + "\n"
+                       + "not json\n")
+    config = write_config(tmp_path / "run.toml", prompts, tiny_generator, None, n=2, export=None)
+    data = tmp_path / "data"
+    run = _run(curate_cli, "run", str(config), "--data-dir", str(data), "--no-prefect")
+    assert "curate run" in run.stdout and "rejects" in run.stdout
+
+    result = _run(curate_cli, "query", "select count(*) as n from candidates", "--data-dir", str(data))
+    assert "2" in result.stdout
+    result = _run(curate_cli, "query", "select reason from rejects", "--data-dir", str(data))
+    assert "invalid JSON" in result.stdout
+    stats = _run(curate_cli, "stats", "--data-dir", str(data))
+    assert "candidates" in stats.stdout and "rejects" in stats.stdout
+
+    out = tmp_path / "exported"
+    _run(curate_cli, "export", str(out), "--data-dir", str(data))
+    dataset = datasets.load_from_disk(str(out))
+    assert {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
+
+    write = _run(curate_cli, "query", "delete from prompts", "--data-dir", str(data), check=False)
+    assert write.returncode == 2 and "read-only" in write.stdout
+    missing = _run(curate_cli, "stats", "--data-dir", str(tmp_path / "nowhere"), check=False)
+    assert missing.returncode == 2 and "no lake" in missing.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[inputs]]\npath = "x.jsonl"\n[generator]\nmodle = "x"\n')
+    typo = _run(curate_cli, "run", str(bad), "--data-dir", str(data), check=False)
+    assert typo.returncode == 2 and "unknown key(s) ['modle']" in typo.stdout
+    assert "Traceback" not in typo.stdout + typo.stderr

