@@ -93,7 +93,10 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     if generator.model != "embedded" and not Path(generator.model).is_absolute():
         generator.model = str((base_dir / generator.model).resolve())
     sampling_values = dict(values.pop("sampling", {}))
-    max_tokens = {**DEFAULT_MAX_TOKENS, **sampling_values.pop("max_tokens", {})}
+    given = sampling_values.pop("max_tokens", {})
+    # A `default` the user gives covers every task they do not name; otherwise the per-task
+    # built-in defaults apply.
+    max_tokens = dict(given) if "default" in given else {**DEFAULT_MAX_TOKENS, **given}
     sampling = _build(SamplingConfig, {**sampling_values, "max_tokens": max_tokens}, "sampling")
     if sampling.n < 1 or sampling.chunk_size < 1:
         raise UserError("config: sampling.n and sampling.chunk_size must be at least 1")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 
 LINEAGE_COLUMNS = ["pair_id", "prompt_id", "strategy", "params_json", "scorer", "chosen_score",
                    "rejected_score", "margin", "reason", "chosen_id", "rejected_id", "run_id"]
@@ -31,8 +32,11 @@ def export_dataset(pairs: pl.DataFrame, out_dir: Path):
     import datasets
 
     table = to_trl_conversational(pairs).to_arrow()
+    if table.num_rows == 0:  # datasets needs one (empty) chunk per column, polars gives none
+        table = pa.Table.from_pylist([], schema=table.schema)
     dataset = datasets.Dataset(table)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    dataset.save_to_disk(str(out_dir))
+    # An empty dataset saved with the default sharding cannot be loaded back; one shard can.
+    dataset.save_to_disk(str(out_dir), num_shards=1 if len(dataset) == 0 else None)
     return dataset

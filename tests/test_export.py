@@ -106,3 +106,16 @@ def test_export_overwrites_previous_export(tmp_path, pairs):
     export_dataset(pairs.filter(pl.col("pair_id") == "a1"), out)
     loaded = datasets.load_from_disk(str(out))
     assert list(loaded["pair_id"]) == ["a1"]
+
+
+def test_export_of_no_pairs_is_an_empty_dataset(tmp_path):
+    import datasets
+    import polars as pl
+
+    from curate import schemas
+    from curate.export import export_dataset
+
+    empty = pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
+    export_dataset(empty, tmp_path / "empty")
+    loaded = datasets.load_from_disk(str(tmp_path / "empty"))
+    assert len(loaded) == 0 and {"prompt", "chosen", "rejected"} <= set(loaded.column_names)

@@ -24,10 +24,21 @@ class RewardModelScorer:
         conversation = [*item.messages, {"role": "assistant", "content": item.text}]
         return tokenizer.apply_chat_template(conversation, tokenize=False)
 
+    def conversation_tokens(self, llm, item: ScoreItem) -> tuple[list[int], int]:
+        """Token ids that fit the model (cut from the left, so the response stays whole) and
+        the untruncated length."""
+        token_ids = llm.get_tokenizer()(self.conversation_text(llm, item), add_special_tokens=False)["input_ids"]
+        return token_ids[-self.settings.max_model_len:], len(token_ids)
+
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         from vllm import PoolingParams
 
         llm = load_engine(self.settings)
-        texts = [self.conversation_text(llm, item) for item in items]
-        outputs = llm.classify(texts, pooling_params=PoolingParams(use_activation=False), use_tqdm=True)
-        return [ScoreResult(float(output.outputs.probs[0])) for output in outputs]
+        encoded = [self.conversation_tokens(llm, item) for item in items]
+        outputs = llm.classify([{"prompt_token_ids": ids} for ids, _ in encoded],
+                               pooling_params=PoolingParams(use_activation=False), use_tqdm=True)
+        results = []
+        for (ids, full_length), output in zip(encoded, outputs, strict=True):
+            detail = {"truncated": True, "tokens": full_length} if full_length > len(ids) else {}
+            results.append(ScoreResult(float(output.outputs.probs[0]), "ok", detail))
+        return results
