@@ -20,6 +20,7 @@ def apply_offline_env(data_dir: Path) -> None:
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         "VLLM_CPU_OMP_THREADS_BIND": _cpu_bind(),
         "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_LOGGING_LEVEL": "WARNING",
         "VLLM_DO_NOT_TRACK": "1",
         "DO_NOT_TRACK": "1",
         # Hugging Face: never reach for a hub.

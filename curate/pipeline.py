@@ -8,6 +8,7 @@ steps in Prefect tasks; tests and notebooks can call them directly.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -71,7 +72,8 @@ class Pipeline:
             from curate.models import EMBEDDED_NAME, embedded_model_dir
 
             g = self.config.generator
-            path = embedded_model_dir(self.data_dir / "models") if g.model == "embedded" else Path(g.model)
+            models_dir = Path(os.environ.get("CURATE_MODELS_DIR") or self.data_dir / "models")
+            path = embedded_model_dir(models_dir) if g.model == "embedded" else Path(g.model)
             label = g.name or (EMBEDDED_NAME if g.model == "embedded" else None)
             settings = EngineSettings(str(path), dtype=g.dtype, max_model_len=g.max_model_len,
                                       kv_cache_memory_bytes=g.kv_cache_memory_bytes)

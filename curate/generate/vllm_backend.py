@@ -26,6 +26,12 @@ class EngineSettings:
                 self.enforce_eager, self.runner, self.extra)
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def load_engine(settings: EngineSettings):
     """One engine per settings per process: tests and repeated runs reuse a loaded model."""
     if settings.key() not in _ENGINES:
@@ -37,9 +43,23 @@ def load_engine(settings: EngineSettings):
         )
         if settings.runner != "generate":
             kwargs["runner"] = settings.runner
+        elif not _has_cuda():
+            # vLLM-CPU crashes ("CPU Generator does not use offset") when a seeded request's
+            # prompt is prefilled in pieces: it rewinds a per-request RNG that CPU generators
+            # cannot rewind. Whole-prompt prefill never discards a sampled token.
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(settings.max_model_len, 4096)
         kwargs.update(dict(settings.extra))
         _ENGINES[settings.key()] = LLM(**kwargs)
     return _ENGINES[settings.key()]
+
+
+def chat_token_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """The model's chat template applied with the generation prompt, as token ids."""
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if isinstance(encoded, dict) or hasattr(encoded, "keys"):  # transformers 5 returns a BatchEncoding
+        encoded = encoded["input_ids"]
+    return list(encoded)
 
 
 class VLLMBackend:
@@ -58,8 +78,7 @@ class VLLMBackend:
         return self._llm
 
     def _template(self, messages: list[dict]) -> list[int]:
-        tokenizer = self.llm.get_tokenizer()
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        return chat_token_ids(self.llm.get_tokenizer(), messages)
 
     def generate(self, requests: list[Request]) -> list[Generation]:
         from vllm import SamplingParams
@@ -68,8 +87,6 @@ class VLLMBackend:
         inputs, params, positions = [], [], []
         for position, request in enumerate(requests):
             token_ids = self._template(request.messages)
-            if hasattr(token_ids, "input_ids"):
-                token_ids = token_ids["input_ids"]
             room = self.settings.max_model_len - len(token_ids)
             if room < 1:
                 results[position] = Generation(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from tqdm.auto import tqdm
+
 from curate.score import ScoreItem, ScoreResult
 from curate.score.constraints import check_all
 from curate.score.math_answer import verify_answer
@@ -18,7 +20,7 @@ class MathAnswerScorer:
 
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         results = []
-        for item in items:
+        for item in tqdm(items, desc=f"score {self.name}", unit="candidate", leave=False):
             try:
                 correct, answer = verify_answer(item.text, item.prompt["reference_answer"])
             except Exception as exc:  # a pathological text must not sink the batch
@@ -40,7 +42,7 @@ class ConstraintScorer:
 
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         results = []
-        for item in items:
+        for item in tqdm(items, desc=f"score {self.name}", unit="candidate", leave=False):
             constraints = json.loads(item.prompt["constraints_json"])
             followed = check_all(item.text, constraints)
             detail = {"followed": followed, "types": [c["type"] for c in constraints]}
