@@ -12,6 +12,7 @@ from pathlib import Path
 
 from curate.errors import UserError
 
+SCORER_KINDS = ("math_verify", "constraints", "reward", "judge")
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo" / "demo.toml"
 # Defaults that fit each task: long enough for a worked solution (truncation is recorded).
 DEFAULT_MAX_TOKENS = {"default": 1024, "math": 1024, "instruction": 768, "chat": 1024}
@@ -47,12 +48,18 @@ class SamplingConfig:
 
 @dataclass
 class ScorerConfig:
-    kind: str  # math_verify | constraints | reward
-    model: str | None = None  # reward: model directory
+    kind: str  # math_verify | constraints | reward | judge
+    model: str | None = None  # reward: model directory; judge: "generator", "embedded" or a directory
     name: str | None = None
     max_model_len: int = 4096
     kv_cache_memory_bytes: int = 1 << 29
     dtype: str = "bfloat16"
+    # judge only
+    aspects: list[str] = field(default_factory=lambda: ["helpfulness"])
+    tasks: list[str] | None = None  # tasks to judge (default: all)
+    max_tokens: int = 256
+    max_retries: int = 2
+    reply_prefix: str = ""  # e.g. "Rating:" to force a small judge straight to its verdict
 
 
 @dataclass
@@ -102,8 +109,17 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         raise UserError("config: sampling.n and sampling.chunk_size must be at least 1")
     scorers = [_build(ScorerConfig, s, f"scorers.{i}") for i, s in enumerate(values.pop("scorers", []))]
     for scorer in scorers:
-        if scorer.kind not in {"math_verify", "constraints", "reward"}:
-            raise UserError(f"config: unknown scorer kind {scorer.kind!r} (math_verify, constraints, reward)")
+        if scorer.kind not in SCORER_KINDS:
+            raise UserError(f"config: unknown scorer kind {scorer.kind!r} ({', '.join(SCORER_KINDS)})")
+        if scorer.kind == "judge":
+            from curate.score.judge import ASPECTS
+
+            unknown = [a for a in scorer.aspects if a not in ASPECTS]
+            if unknown:
+                raise UserError(f"config: unknown judge aspect(s) {unknown} (known: {sorted(ASPECTS)})")
+            scorer.model = scorer.model or "generator"
+            if scorer.model not in {"generator", "embedded"} and not Path(scorer.model).is_absolute():
+                scorer.model = str((base_dir / scorer.model).resolve())
         if scorer.kind == "reward":
             if not scorer.model:
                 raise UserError("config: a reward scorer needs `model` (a model directory)")

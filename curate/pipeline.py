@@ -65,20 +65,40 @@ class Pipeline:
 
     # helpers -------------------------------------------------------------------------
 
+    def _model_path(self, model: str) -> Path:
+        from curate.models import embedded_model_dir
+
+        models_dir = Path(os.environ.get("CURATE_MODELS_DIR") or self.data_dir / "models")
+        return embedded_model_dir(models_dir) if model == "embedded" else Path(model)
+
     @property
     def backend(self):
         if self._backend is None:
             from curate.generate.vllm_backend import EngineSettings, VLLMBackend
-            from curate.models import EMBEDDED_NAME, embedded_model_dir
+            from curate.models import EMBEDDED_NAME
 
             g = self.config.generator
-            models_dir = Path(os.environ.get("CURATE_MODELS_DIR") or self.data_dir / "models")
-            path = embedded_model_dir(models_dir) if g.model == "embedded" else Path(g.model)
             label = g.name or (EMBEDDED_NAME if g.model == "embedded" else None)
-            settings = EngineSettings(str(path), dtype=g.dtype, max_model_len=g.max_model_len,
-                                      kv_cache_memory_bytes=g.kv_cache_memory_bytes)
+            settings = EngineSettings(str(self._model_path(g.model)), dtype=g.dtype,
+                                      max_model_len=g.max_model_len, kv_cache_memory_bytes=g.kv_cache_memory_bytes)
             self._backend = VLLMBackend(settings, label)
         return self._backend
+
+    def _judge(self, spec):
+        from curate.generate.vllm_backend import EngineSettings, VLLMBackend
+        from curate.score.judge import JudgeSettings, PointwiseJudge
+
+        if spec.model == "generator":
+            backend = self.backend  # same engine: no second copy of the model in memory
+        else:
+            backend = VLLMBackend(EngineSettings(str(self._model_path(spec.model)), dtype=spec.dtype,
+                                                 max_model_len=spec.max_model_len,
+                                                 kv_cache_memory_bytes=spec.kv_cache_memory_bytes))
+        label = spec.name or backend.model_label.split("@")[0]
+        settings = JudgeSettings(max_tokens=spec.max_tokens, max_retries=spec.max_retries,
+                                 reply_prefix=spec.reply_prefix)
+        tasks = frozenset(spec.tasks) if spec.tasks else None
+        return PointwiseJudge(backend, label, spec.aspects, settings, tasks)
 
     def scorers(self) -> list:
         from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
@@ -89,6 +109,8 @@ class Pipeline:
                 built.append(MathAnswerScorer())
             elif spec.kind == "constraints":
                 built.append(ConstraintScorer())
+            elif spec.kind == "judge":
+                built.append(self._judge(spec))
             else:
                 from curate.generate.vllm_backend import EngineSettings
                 from curate.score.reward import RewardModelScorer
@@ -115,6 +137,9 @@ class Pipeline:
     # steps ---------------------------------------------------------------------------
 
     def start(self) -> RunState:
+        # This process holds the lake's write lock, so a run still marked running is one that died.
+        if self.lake.query("SELECT count(*) AS n FROM runs WHERE status = 'running'")["n"][0]:
+            self.lake.con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
         state = RunState(run_id=uuid.uuid4().hex[:16])
         self.lake.commit({"runs": [{
             "run_id": state.run_id, "started_at": datetime.now(timezone.utc), "finished_at": None,
@@ -157,10 +182,13 @@ class Pipeline:
             log(f"generate: committed {committed}/{len(missing)} candidates")
         state.timings["generate"] = time.monotonic() - began
 
+    def _run_prompts_and_candidates(self, state: RunState) -> tuple[pl.DataFrame, pl.DataFrame]:
+        return (self._where_in("prompts", "prompt_id", state.prompt_ids),
+                self._where_in("candidates", "candidate_id", state.candidate_ids))
+
     def score(self, state: RunState) -> None:
         began = time.monotonic()
-        prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
-        candidates = self._where_in("candidates", "candidate_id", state.candidate_ids)
+        prompts, candidates = self._run_prompts_and_candidates(state)
         from curate.score import score_candidates
 
         for scorer in self.scorers():
@@ -168,13 +196,19 @@ class Pipeline:
                                       lambda wanted: self.lake.existing_ids("scores", wanted))
             added = self.lake.commit({"scores": scores})["scores"]
             state.add("scores_new", added)
-            log(f"score {scorer.name}: {added} new scores")
+            statuses = {}
+            for status in scores.column("status").to_pylist():
+                statuses[status] = statuses.get(status, 0) + 1
+            for status, count in statuses.items():
+                if status != "ok":  # unparsed verdicts, errors: excluded from pairs, but counted
+                    state.add(f"scores_{status}", count)
+            detail = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
+            log(f"score {scorer.name}: {added} new scores" + (f" ({detail})" if detail else ""))
         state.timings["score"] = time.monotonic() - began
 
     def pairs(self, state: RunState) -> None:
         began = time.monotonic()
-        prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
-        candidates = self._where_in("candidates", "candidate_id", state.candidate_ids)
+        prompts, candidates = self._run_prompts_and_candidates(state)
         scores = self._where_in("scores", "candidate_id", state.candidate_ids)
         versions = {scorer.name: scorer.version for scorer in self.scorers()}
         built = []
@@ -215,7 +249,8 @@ class Pipeline:
 
     def finish(self, state: RunState, status: str = "completed") -> None:
         self.lake.update_run(state.run_id, status=status, finished_at=datetime.now(timezone.utc),
-                             counts_json=json.dumps({**state.counts, "pairs_by_strategy": state.pairs_by_strategy}))
+                             counts_json=json.dumps({**state.counts, "pairs_by_strategy": state.pairs_by_strategy,
+                                                      "seconds": {k: round(v, 2) for k, v in state.timings.items()}}))
 
     def run_all(self) -> RunState:
         """Every step in order, without Prefect (the flow does the same, as tasks)."""

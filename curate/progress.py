@@ -25,10 +25,15 @@ def summary_table(state) -> Table:
     table.add_row("candidates", str(counts.get("candidates_reused", 0) + counts.get("candidates_new", 0)),
                   str(counts.get("candidates_new", 0)))
     table.add_row("scores", "", str(counts.get("scores_new", 0)))
+    for status in ("unparsed", "error", "no_text"):
+        if counts.get(f"scores_{status}"):
+            table.add_row(f"  scores {status} (excluded)", "", str(counts[f"scores_{status}"]))
     table.add_row("pairs built", str(counts.get("pairs_built", 0)), str(counts.get("pairs_new", 0)))
     table.add_row("pair duplicates dropped", str(counts.get("pairs_duplicates_dropped", 0)), "")
     for strategy, count in sorted(state.pairs_by_strategy.items()):
         table.add_row(f"  pairs: {strategy}", "", str(count))
     if state.export_path:
         table.add_row("exported pairs", str(counts.get("pairs_exported", 0)), state.export_path)
+    if state.timings:
+        table.caption = "seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in state.timings.items())
     return table

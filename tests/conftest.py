@@ -90,3 +90,51 @@ def curate_cli():
 def _no_outside_env(monkeypatch):
     monkeypatch.delenv("CURATE_DATA_DIR", raising=False)
     yield
+
+
+def _build_scripted(reply: str, after: str = "\n") -> Path:
+    """A tiny Llama that always answers `reply`, run through the real vLLM engine.
+
+    Its layers are zeroed, so the hidden state is the last token's embedding: a bigram model.
+    Each token of the reply gets its own embedding dimension, and the output head maps that
+    dimension to the next token. The reply starts after the token `after` (a newline ends the chat
+    template) and ends with EOS.
+    """
+    import hashlib
+    import shutil
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    digest = hashlib.sha256(f"{after}|{reply}".encode()).hexdigest()[:10]
+    target = TEST_MODELS / f"scripted-{digest}-{TINY_VERSION}"
+    if (target / "config.json").exists():
+        return target
+    tokenizer = _tokenizer()
+    start = tokenizer.encode(after, add_special_tokens=False)
+    sequence = start + tokenizer.encode(reply, add_special_tokens=False) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    assert len(start) == 1 and len(set(sequence)) == len(sequence), f"reply {reply!r} needs distinct tokens"
+    config = _tiny_config()
+    config.tie_word_embeddings = False
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.zero_()
+        model.lm_head.weight.zero_()
+        for dim, (token, next_token) in enumerate(zip(sequence, sequence[1:])):
+            model.model.embed_tokens.weight[token, dim] = 1.0
+            model.lm_head.weight[next_token, dim] = 10.0
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def scripted_model():
+    """scripted_model("Rating: 7") -> a model directory whose every reply is that text."""
+    return _build_scripted

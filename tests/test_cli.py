@@ -72,6 +72,9 @@ def test_killed_run_resumes_to_the_same_pairs(tmp_path, curate_cli, tiny_generat
 
     resumed = _run(curate_cli, "run", str(config), "--data-dir", str(killed_dir))
     assert f"{len(partial['candidates'])} already in the lake" in resumed.stdout
+    with Lake(killed_dir / "lake", read_only=True) as lake:
+        statuses = lake.query("SELECT status FROM runs ORDER BY started_at")["status"].to_list()
+    assert statuses == ["interrupted", "completed"]
     after = _table_ids(killed_dir)
     for table, ids in after.items():
         assert len(ids) == len(set(ids)), f"duplicate ids in {table}"

@@ -39,6 +39,7 @@ class Request:
     sample_index: int
     seed: int
     sampling: SamplingSettings
+    assistant_prefix: str = ""  # text the reply is forced to start with (not part of the returned text)
 
 
 @dataclass

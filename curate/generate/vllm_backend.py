@@ -87,6 +87,9 @@ class VLLMBackend:
         inputs, params, positions = [], [], []
         for position, request in enumerate(requests):
             token_ids = self._template(request.messages)
+            if request.assistant_prefix:
+                token_ids = token_ids + self.llm.get_tokenizer().encode(request.assistant_prefix,
+                                                                        add_special_tokens=False)
             room = self.settings.max_model_len - len(token_ids)
             if room < 1:
                 results[position] = Generation(

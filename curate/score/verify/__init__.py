@@ -1,0 +1,1 @@
+"""Verifiers: scorers that check a response against ground truth carried by the prompt."""

@@ -1,0 +1,46 @@
+"""The demo itself, on the embedded SmolLM2-135M-Instruct: runs, exports, and reruns to nothing new."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+
+from curate.lake import Lake
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _demo(data: Path) -> str:
+    env = {**os.environ, "CURATE_MODELS_DIR": str(ROOT / "data" / "models")}  # convert once, reuse
+    result = subprocess.run([sys.executable, "-m", "curate.cli", "run", "--demo", "--data-dir", str(data)],
+                            capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_demo_runs_end_to_end_and_second_run_adds_nothing(tmp_path):
+    data = tmp_path / "data"
+    first = _demo(data)
+    assert "136 to generate" in first and "curate run" in first
+    with Lake(data / "lake", read_only=True) as lake:
+        counts = {t: lake.count(t) for t in ("prompts", "candidates", "scores", "pairs")}
+        strategies = lake.query("SELECT DISTINCT scorer FROM pairs")["scorer"].to_list()
+    assert counts["prompts"] == 34 and counts["candidates"] == 136 and counts["scores"] == 112
+    assert counts["pairs"] > 0 and "constraints" in strategies
+    exported = datasets.load_from_disk(str(data / "export" / "demo"))
+    assert len(exported) == counts["pairs"]
+    assert {"prompt", "chosen", "rejected"} <= set(exported.column_names)
+
+    second = _demo(data)
+    assert "136 already in the lake, 0 to generate" in second
+    with Lake(data / "lake", read_only=True) as lake:
+        assert {t: lake.count(t) for t in counts} == counts
+        for table, key in (("prompts", "prompt_id"), ("candidates", "candidate_id"), ("scores", "score_id"),
+                           ("pairs", "pair_id")):
+            assert lake.query(f"SELECT count(DISTINCT {key}) = count(*) AS ok FROM {table}")["ok"][0]
