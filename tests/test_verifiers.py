@@ -17,7 +17,7 @@ from curate.score.verify.constraints import (
     constraint_errors,
     count_words,
 )
-from curate.score.math_answer import extract_final_answer, verify_answer
+from curate.score.math_answer import Extracted, MathVerifier, extract_final_answer, verify_answer
 from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
 
 NOW = datetime(2024, 5, 6, tzinfo=timezone.utc)
@@ -131,8 +131,28 @@ def test_constraint_errors_reports_each_bad_entry_with_index():
 
 def test_extract_final_answer_takes_last_answer_is():
     text = "First the answer is 3. But wait.\nSo the answer is: 42."
-    assert extract_final_answer(text) == "42"
-    assert extract_final_answer("no marker here") == "no marker here"
+    assert extract_final_answer(text) == Extracted("42", "answer_is")
+    assert extract_final_answer("no marker here") is None
+
+
+def test_extract_prefers_boxed_then_answer_is_then_last_number():
+    assert extract_final_answer("The answer is 3, so \\boxed{\\frac{1}{2}} holds") == \
+        Extracted("\\frac{1}{2}", "boxed")
+    assert extract_final_answer("We add 2 and 5 to get 7 apples") == Extracted("7", "last_number")
+    assert extract_final_answer("It costs $1,200 in total") == Extracted("1,200", "last_number")
+
+
+def test_boxed_latex_fraction_verifies():
+    assert verify_answer("Thus \\boxed{\\frac{1}{2}}.", "0.5")[0] is True
+
+
+def test_a_stuck_verification_is_bounded_and_the_verifier_recovers():
+    verifier = MathVerifier(timeout_s=0.01)  # below a worker's start-up: the first call overruns
+    with pytest.raises(TimeoutError):
+        verifier.verify("42", "42")
+    verifier.timeout_s = 60
+    assert verifier.verify("42", "42") == (True, "42")  # a fresh worker after the kill
+    verifier.close()
 
 
 def test_verify_answer_correct():
@@ -215,13 +235,14 @@ def test_math_scorer_scores_math_candidates_only(frames):
     rows = _by_candidate(table)
     assert set(rows) == {"m-right", "m-wrong", "m-none", "m-fail"}
     assert rows["m-right"]["score"] == 1.0 and rows["m-right"]["status"] == "ok"
-    assert json.loads(rows["m-right"]["detail_json"]) == {"answer": "42", "reference": "42"}
+    assert json.loads(rows["m-right"]["detail_json"]) == {
+        "extracted": "42", "method": "answer_is", "reference": "42", "answer": "42"}
     assert rows["m-wrong"]["score"] == 0.0 and rows["m-wrong"]["status"] == "ok"
     assert rows["m-none"]["status"] == "ok" and rows["m-none"]["score"] == 0.0
     assert json.loads(rows["m-none"]["detail_json"])["reason"] == "no final answer found"
     for cid, row in rows.items():
-        assert row["score_id"] == ids.score_id(cid, "math_verify", "1")
-        assert row["scorer"] == "math_verify" and row["scorer_version"] == "1"
+        assert row["score_id"] == ids.score_id(cid, "math_verify", scorer.version)
+        assert row["scorer"] == "math_verify" and row["scorer_version"] == scorer.version
         assert row["prompt_id"] == "p-math"
         assert row["run_id"] == "run-s"
 
@@ -270,7 +291,8 @@ def test_existing_callback_skips_already_scored(frames):
     assert set(table.column("candidate_id").to_pylist()) == {"m-wrong", "m-none"}
     # the callback was asked about every applicable candidate's score id
     assert len(asked) == 1
-    assert set(asked[0]) == {ids.score_id(c, "math_verify", "1") for c in ("m-right", "m-wrong", "m-none", "m-fail")}
+    assert set(asked[0]) == {ids.score_id(c, "math_verify", scorer.version)
+                             for c in ("m-right", "m-wrong", "m-none", "m-fail")}
 
 
 def test_everything_already_scored_gives_empty_table(frames):

@@ -24,17 +24,18 @@ class RewardModelScorer:
         conversation = [*item.messages, {"role": "assistant", "content": item.text}]
         return tokenizer.apply_chat_template(conversation, tokenize=False)
 
-    def conversation_tokens(self, llm, item: ScoreItem) -> tuple[list[int], int]:
-        """Token ids that fit the model (cut from the left, so the response stays whole) and
-        the untruncated length."""
-        token_ids = llm.get_tokenizer()(self.conversation_text(llm, item), add_special_tokens=False)["input_ids"]
-        return token_ids[-self.settings.max_model_len:], len(token_ids)
+    def conversation_tokens(self, llm, items: list[ScoreItem]) -> list[tuple[list[int], int]]:
+        """Per item: token ids that fit the model (cut from the left, so the response stays
+        whole) and the untruncated length. One batched tokenizer call."""
+        texts = [self.conversation_text(llm, item) for item in items]
+        batch = llm.get_tokenizer()(texts, add_special_tokens=False)["input_ids"]
+        return [(ids[-self.settings.max_model_len:], len(ids)) for ids in batch]
 
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         from vllm import PoolingParams
 
         llm = load_engine(self.settings)
-        encoded = [self.conversation_tokens(llm, item) for item in items]
+        encoded = self.conversation_tokens(llm, items)
         outputs = llm.classify([{"prompt_token_ids": ids} for ids, _ in encoded],
                                pooling_params=PoolingParams(use_activation=False), use_tqdm=True)
         results = []

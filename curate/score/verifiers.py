@@ -8,29 +8,46 @@ from tqdm.auto import tqdm
 
 from curate.score import ScoreItem, ScoreResult
 from curate.score.verify.constraints import check_all
-from curate.score.math_answer import verify_answer
+from curate.score.math_answer import DEFAULT_TIMEOUT_S, MathVerifier, extract_final_answer
 
 
 class MathAnswerScorer:
-    """1.0 when the final answer equals the reference (math-verify), else 0.0."""
+    """1.0 when the final answer equals the reference (math-verify), else 0.0.
+
+    A response with no extractable answer is wrong (0.0, reason recorded); a verification that
+    overruns its time bound or fails is an error row, never a score.
+    """
 
     name = "math_verify"
-    version = "1"
+    version = "2"  # 2: boxed > "the answer is" > last number, time-bounded
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.verifier = MathVerifier(timeout_s)
+
     tasks = frozenset({"math"})
 
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         results = []
-        for item in tqdm(items, desc=f"score {self.name}", unit="candidate", leave=False):
-            try:
-                correct, answer = verify_answer(item.text, item.prompt["reference_answer"])
-            except Exception as exc:  # a pathological text must not sink the batch
-                results.append(ScoreResult(None, "error", {"error": f"{type(exc).__name__}: {exc}"[:500]}))
-                continue
-            detail = {"answer": answer, "reference": item.prompt["reference_answer"]}
-            if correct is None:
-                detail["reason"] = "no final answer found"
-            results.append(ScoreResult(1.0 if correct else 0.0, "ok", detail))
+        try:
+            for item in tqdm(items, desc=f"score {self.name}", unit="candidate", leave=False):
+                results.append(self._score_one(item))
+        finally:
+            self.verifier.close()
         return results
+
+    def _score_one(self, item: ScoreItem) -> ScoreResult:
+        reference = item.prompt["reference_answer"]
+        extracted = extract_final_answer(item.text)
+        if extracted is None:
+            return ScoreResult(0.0, "ok", {"answer": None, "reference": reference, "reason": "no final answer found"})
+        detail = {"extracted": extracted.text[:200], "method": extracted.method, "reference": reference}
+        try:
+            correct, parsed = self.verifier.verify(extracted.text, reference)
+        except Exception as exc:  # a timeout or a pathological text must not sink the batch
+            return ScoreResult(None, "error", {**detail, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        if correct is None:
+            return ScoreResult(0.0, "ok", {**detail, "answer": None, "reason": "answer does not parse"})
+        return ScoreResult(1.0 if correct else 0.0, "ok", {**detail, "answer": parsed})
 
 
 class ConstraintScorer:
