@@ -20,8 +20,14 @@ DEFAULT_MAX_TOKENS = {"default": 1024, "math": 1024, "instruction": 768, "chat":
 
 @dataclass
 class InputConfig:
-    path: Path
-    source: str | None = None
+    path: Path | None = None  # a prompt file (JSONL, Parquet, HF dataset dir) ...
+    builtin: str | None = None  # ... or a built-in source: "ifeval", "humaneval"
+    source: str | None = None  # part of each prompt's identity; default: file stem or builtin name
+    limit: int | None = None  # built-in sources: take the first `limit` prompts
+
+    @property
+    def label(self) -> str:
+        return self.path.name if self.path is not None else f"builtin:{self.builtin}"
 
 
 @dataclass
@@ -92,7 +98,10 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     inputs = []
     for index, item in enumerate(values.pop("inputs", [])):
         spec = _build(InputConfig, item, f"inputs.{index}")
-        spec.path = (base_dir / spec.path).resolve()
+        if (spec.path is None) == (spec.builtin is None):
+            raise UserError(f"config: [[inputs]] entry {index} needs exactly one of `path` or `builtin`")
+        if spec.path is not None:
+            spec.path = (base_dir / spec.path).resolve()
         inputs.append(spec)
     if not inputs:
         raise UserError("config: no [[inputs]] given")

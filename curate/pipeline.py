@@ -24,10 +24,11 @@ from curate.config import RunConfig, config_as_dict
 from curate.dedup import drop_exact_duplicates
 from curate.export import export_dataset
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
-from curate.ingest import ingest_file
+from curate.ingest import ingest_file, ingest_rows
 from curate.lake import Lake
 from curate.pairs import build_pairs
 from curate.progress import log
+from curate.sources import builtin_rows
 
 
 @dataclass
@@ -152,14 +153,18 @@ class Pipeline:
     def ingest(self, state: RunState) -> None:
         began = time.monotonic()
         for spec in self.config.inputs:
-            prompts, rejects = ingest_file(spec.path, state.run_id, spec.source)
+            if spec.path is not None:
+                prompts, rejects = ingest_file(spec.path, state.run_id, spec.source)
+            else:
+                rows = builtin_rows(spec.builtin, spec.limit)
+                prompts, rejects = ingest_rows(rows, spec.source or spec.builtin, state.run_id)
             added = self.lake.commit({"prompts": prompts, "rejects": rejects})
             state.prompt_ids.extend(prompts.column("prompt_id").to_pylist())
             state.add("prompts_read", prompts.num_rows)
             state.add("prompts_new", added["prompts"])
             state.add("rejects_read", rejects.num_rows)
             state.add("rejects_new", added["rejects"])
-            log(f"ingest {spec.path.name}: {prompts.num_rows} prompts ({added['prompts']} new), "
+            log(f"ingest {spec.label}: {prompts.num_rows} prompts ({added['prompts']} new), "
                 f"{rejects.num_rows} rejected")
         state.prompt_ids = sorted(set(state.prompt_ids))
         state.timings["ingest"] = time.monotonic() - began

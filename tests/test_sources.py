@@ -1,0 +1,32 @@
+"""Built-in prompt sources and how the run config names them."""
+
+from __future__ import annotations
+
+import pytest
+
+from curate.config import parse_config
+from curate.errors import UserError
+from curate.ingest import ingest_rows
+from curate.sources import builtin_rows
+
+
+def test_ifeval_builtin_rows_ingest_cleanly():
+    rows = builtin_rows("ifeval", limit=25)
+    prompts, rejects = ingest_rows(rows, "ifeval", "run")
+    assert prompts.num_rows == 25 and rejects.num_rows == 0
+    assert set(prompts.column("task").to_pylist()) == {"instruction"}
+    assert len(builtin_rows("ifeval")) == 541
+
+
+def test_unknown_builtin_is_a_user_error():
+    with pytest.raises(UserError, match="unknown built-in source 'gsm8k'"):
+        builtin_rows("gsm8k")
+
+
+def test_config_inputs_need_exactly_one_of_path_or_builtin(tmp_path):
+    config = parse_config({"inputs": [{"builtin": "ifeval", "limit": 3}]}, tmp_path)
+    assert config.inputs[0].builtin == "ifeval" and config.inputs[0].label == "builtin:ifeval"
+    with pytest.raises(UserError, match="exactly one of `path` or `builtin`"):
+        parse_config({"inputs": [{"builtin": "ifeval", "path": "x.jsonl"}]}, tmp_path)
+    with pytest.raises(UserError, match="exactly one of `path` or `builtin`"):
+        parse_config({"inputs": [{"source": "nothing"}]}, tmp_path)
