@@ -50,7 +50,7 @@ def bench_reward(items_count: int) -> None:
                        f"Answer {i}. " + "This is a sentence of the answer. " * (5 + i % 20), {})
              for i in range(items_count)]
     llm = load_engine(settings)
-    texts = [scorer.conversation_text(llm, item) for item in items]
+    texts = [scorer.conversation_text(item) for item in items]
     params = PoolingParams(use_activation=False)
     llm.classify(texts[:16], pooling_params=params, use_tqdm=False)  # warm-up
 

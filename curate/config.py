@@ -60,6 +60,7 @@ class ScorerConfig:
     max_model_len: int = 4096
     kv_cache_memory_bytes: int = 1 << 29
     dtype: str = "bfloat16"
+    engine: str = "vllm"  # reward only: "vllm" (pooling runner) or "transformers" (fallback)
     # judge only
     aspects: list[str] = field(default_factory=lambda: ["helpfulness"])
     tasks: list[str] | None = None  # tasks to judge (default: all)
@@ -130,6 +131,8 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
             if scorer.model not in {"generator", "embedded"} and not Path(scorer.model).is_absolute():
                 scorer.model = str((base_dir / scorer.model).resolve())
         if scorer.kind == "reward":
+            if scorer.engine not in ("vllm", "transformers"):
+                raise UserError(f"config: reward engine must be vllm or transformers, not {scorer.engine!r}")
             if not scorer.model:
                 raise UserError("config: a reward scorer needs `model` (a model directory)")
             if not Path(scorer.model).is_absolute():

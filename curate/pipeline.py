@@ -118,7 +118,7 @@ class Pipeline:
 
                 settings = EngineSettings(spec.model, dtype=spec.dtype, max_model_len=spec.max_model_len,
                                           kv_cache_memory_bytes=spec.kv_cache_memory_bytes, runner="pooling")
-                built.append(RewardModelScorer(settings, spec.name))
+                built.append(RewardModelScorer(settings, spec.name, engine=spec.engine))
         return built
 
     def sampling_for_task(self, task: str) -> SamplingSettings:

@@ -208,3 +208,32 @@ def test_scorer_version_config_uses_only_that_version():
     assert pairs.height == 1
     row = pairs.to_dicts()[0]
     assert (row["chosen_id"], row["rejected_id"]) == ("a", "b")
+
+
+def test_z_scores_standardise_per_scorer_and_margin_can_use_them():
+    import polars as pl
+
+    from curate.score import with_z_scores
+
+    scores = pl.DataFrame({
+        "scorer": ["rm"] * 3 + ["flat"] * 2, "scorer_version": ["1"] * 5,
+        "status": ["ok", "ok", "ok", "ok", "ok"], "score": [1.0, 2.0, 3.0, 5.0, 5.0],
+    })
+    z = with_z_scores(scores)["score_z"].to_list()
+    assert z[:3] == pytest.approx([-1.0, 0.0, 1.0])
+    assert z[3:] == [None, None]  # a constant scorer has no z-scores
+
+
+def test_margin_on_z_scores_is_in_standard_deviations():
+    prompts = prompts_frame("p1", "p2")
+    candidates = candidates_frame([("a", "p1", "a"), ("b", "p1", "b"), ("c", "p2", "c"), ("d", "p2", "d")])
+    scores = scores_frame([("a", "p1", 10.0, "rm"), ("b", "p1", 20.0, "rm"),
+                           ("c", "p2", 30.0, "rm"), ("d", "p2", 40.0, "rm")])
+    raw = build(prompts, candidates, scores, {"scorer": "rm", "min_margin": 5})
+    z = build(prompts, candidates, scores, {"scorer": "rm", "min_margin": 0.5, "normalise": "z"})
+    assert raw["margin"].to_list() == [10.0, 10.0]
+    std = pl.Series([10.0, 20.0, 30.0, 40.0]).std()
+    assert z["margin"].to_list() == pytest.approx([10.0 / std] * 2)
+    assert z["chosen_id"].to_list() == raw["chosen_id"].to_list() == ["b", "d"]
+    with pytest.raises(ValueError, match="normalise"):
+        build(prompts, candidates, scores, {"scorer": "rm", "normalise": "rank"})

@@ -15,8 +15,9 @@ import polars as pl
 from curate import ids
 from curate.dedup import pair_dedup_key
 from curate.pairs import register
+from curate.score import with_z_scores
 
-DEFAULTS = {"scorer": "math_verify", "min_margin": 0.0}
+DEFAULTS = {"scorer": "math_verify", "min_margin": 0.0, "normalise": "none"}
 
 
 @register("margin")
@@ -24,6 +25,10 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
           run_id: str = "") -> pl.DataFrame:
     params = {**DEFAULTS, **config}
     scorer, min_margin = params["scorer"], float(params["min_margin"])
+    if params["normalise"] not in ("none", "z"):
+        raise ValueError(f"margin: normalise must be 'none' or 'z', not {params['normalise']!r}")
+    if params["normalise"] == "z":  # margins in standard deviations of this scorer
+        scores = with_z_scores(scores).with_columns(pl.col("score_z").alias("score"))
     usable = scores.filter(pl.col("scorer") == scorer)
     if "scorer_version" in params:
         usable = usable.filter(pl.col("scorer_version") == params["scorer_version"])

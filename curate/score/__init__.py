@@ -44,6 +44,18 @@ class Scorer(Protocol):
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]: ...
 
 
+def with_z_scores(scores: pl.DataFrame) -> pl.DataFrame:
+    """`score_z`: each ok score standardised within its (scorer, version) over the given rows,
+    so strategies can combine scorers on different scales. Null where the scorer's scores do
+    not vary (a z-score of a constant means nothing)."""
+    group = ["scorer", "scorer_version"]
+    ok = pl.col("status") == "ok"
+    mean = pl.col("score").filter(ok).mean().over(group)
+    std = pl.col("score").filter(ok).std().over(group)
+    z = pl.when(ok & (std > 0)).then((pl.col("score") - mean) / std).otherwise(None)
+    return scores.with_columns(z.alias("score_z"))
+
+
 def _score_row(item_ids: tuple[str, str], scorer: Scorer, result: ScoreResult, run_id: str,
                now: datetime) -> dict:
     candidate_id, prompt_id = item_ids

@@ -1,4 +1,7 @@
-"""Reward-model scorer: a sequence-classification model through vLLM's pooling runner."""
+"""Reward-model scorer: any sequence-classification model, through vLLM's pooling runner
+(`runner="pooling"`, `LLM.classify`, raw scores without activation) or, as a fallback,
+transformers. Both see the same token ids: the model's own chat template over prompt + response,
+cut from the left when longer than the model takes (flagged on the row)."""
 
 from __future__ import annotations
 
@@ -8,38 +11,78 @@ from curate.generate.vllm_backend import EngineSettings, load_engine
 from curate.models import fingerprint
 from curate.score import ScoreItem, ScoreResult
 
+ENGINES = ("vllm", "transformers")
+
 
 class RewardModelScorer:
-    """Raw reward (no activation) of the templated conversation prompt + response."""
+    """Raw reward of the templated conversation prompt + response."""
 
     tasks = None
 
-    def __init__(self, settings: EngineSettings, label: str | None = None):
+    def __init__(self, settings: EngineSettings, label: str | None = None, engine: str = "vllm",
+                 batch_size: int = 8):
+        if engine not in ENGINES:
+            raise ValueError(f"unknown reward engine {engine!r} (known: {ENGINES})")
         self.settings = settings
+        self.engine = engine
+        self.batch_size = batch_size
         self.name = f"reward:{label or Path(settings.model_path).name}"
         self.version = fingerprint(Path(settings.model_path))
+        self._model = None
+        self._tokenizer = None
 
-    def conversation_text(self, llm, item: ScoreItem) -> str:
-        tokenizer = llm.get_tokenizer()
+    def tokenizer(self):
+        if self._tokenizer is None:
+            if self.engine == "vllm":
+                self._tokenizer = load_engine(self.settings).get_tokenizer()
+            else:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self.settings.model_path)
+        return self._tokenizer
+
+    def conversation_text(self, item: ScoreItem) -> str:
         conversation = [*item.messages, {"role": "assistant", "content": item.text}]
-        return tokenizer.apply_chat_template(conversation, tokenize=False)
+        return self.tokenizer().apply_chat_template(conversation, tokenize=False)
 
-    def conversation_tokens(self, llm, items: list[ScoreItem]) -> list[tuple[list[int], int]]:
+    def conversation_tokens(self, items: list[ScoreItem]) -> list[tuple[list[int], int]]:
         """Per item: token ids that fit the model (cut from the left, so the response stays
         whole) and the untruncated length. One batched tokenizer call."""
-        texts = [self.conversation_text(llm, item) for item in items]
-        batch = llm.get_tokenizer()(texts, add_special_tokens=False)["input_ids"]
+        texts = [self.conversation_text(item) for item in items]
+        batch = self.tokenizer()(texts, add_special_tokens=False)["input_ids"]
         return [(ids[-self.settings.max_model_len:], len(ids)) for ids in batch]
 
-    def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
+    def _scores_vllm(self, token_lists: list[list[int]]) -> list[float]:
         from vllm import PoolingParams
 
-        llm = load_engine(self.settings)
-        encoded = self.conversation_tokens(llm, items)
-        outputs = llm.classify([{"prompt_token_ids": ids} for ids, _ in encoded],
-                               pooling_params=PoolingParams(use_activation=False), use_tqdm=True)
+        outputs = load_engine(self.settings).classify(
+            [{"prompt_token_ids": ids} for ids in token_lists],
+            pooling_params=PoolingParams(use_activation=False), use_tqdm=True)
+        return [float(output.outputs.probs[0]) for output in outputs]
+
+    def _scores_transformers(self, token_lists: list[list[int]]) -> list[float]:
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        if self._model is None:
+            dtype = getattr(torch, self.settings.dtype)
+            self._model = AutoModelForSequenceClassification.from_pretrained(
+                self.settings.model_path, dtype=dtype).eval()
+        scores = []
+        with torch.no_grad():
+            for ids in token_lists:  # one at a time: no padding, so no pad-token assumptions
+                logits = self._model(input_ids=torch.tensor([ids])).logits
+                scores.append(float(logits[0, 0]))
+        return scores
+
+    def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
+        encoded = self.conversation_tokens(items)
+        token_lists = [ids for ids, _ in encoded]
+        raw = self._scores_vllm(token_lists) if self.engine == "vllm" else self._scores_transformers(token_lists)
         results = []
-        for (ids, full_length), output in zip(encoded, outputs, strict=True):
-            detail = {"truncated": True, "tokens": full_length} if full_length > len(ids) else {}
-            results.append(ScoreResult(float(output.outputs.probs[0]), "ok", detail))
+        for (ids, full_length), value in zip(encoded, raw, strict=True):
+            detail = {"engine": self.engine}
+            if full_length > len(ids):
+                detail.update(truncated=True, tokens=full_length)
+            results.append(ScoreResult(value, "ok", detail))
         return results
