@@ -48,7 +48,7 @@ def _build_tiny(kind: str) -> Path:
     target = TEST_MODELS / f"tiny-{kind}-{TINY_VERSION}"
     if (target / "config.json").exists():
         return target
-    torch.manual_seed(0 if kind == "generator" else 1)
+    torch.manual_seed({"generator": 0, "reward": 1, "reward2": 2}[kind])
     if kind == "generator":
         model = LlamaForCausalLM(_tiny_config())
     else:
@@ -69,6 +69,12 @@ def tiny_generator() -> Path:
 @pytest.fixture(scope="session")
 def tiny_reward() -> Path:
     return _build_tiny("reward")
+
+
+@pytest.fixture(scope="session")
+def tiny_reward2() -> Path:
+    """A second reward model (other random weights), for runs with several reward scorers."""
+    return _build_tiny("reward2")
 
 
 def pytest_collection_modifyitems(config, items):

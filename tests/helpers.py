@@ -38,13 +38,16 @@ def write_prompts(path: Path, broken: bool = True) -> Path:
 
 
 def write_config(path: Path, prompts: Path, generator: Path, reward: Path | None, *, n: int = 3,
-                 chunk_size: int = 64, export: str | None = "export/test") -> Path:
+                 chunk_size: int = 64, export: str | None = "export/test", reward2: Path | None = None) -> Path:
     scorers = '[[scorers]]\nkind = "math_verify"\n\n[[scorers]]\nkind = "constraints"\n'
     pairs = '[[pairs]]\nstrategy = "margin"\nscorer = "math_verify"\nmin_margin = 0.5\n'
     if reward is not None:
         scorers += (f'\n[[scorers]]\nkind = "reward"\nmodel = "{reward}"\nname = "tiny"\n'
                     "max_model_len = 512\nkv_cache_memory_bytes = 67108864\n")
         pairs += '\n[[pairs]]\nstrategy = "margin"\nscorer = "reward:tiny"\nmin_margin = 0.0\n'
+    if reward2 is not None:
+        scorers += (f'\n[[scorers]]\nkind = "reward"\nmodel = "{reward2}"\nname = "tiny2"\nengine = "transformers"\n'
+                    "max_model_len = 512\n")
     export_line = f'export_path = "{export}"\n' if export else ""
     path.write_text(
         f'name = "test"\n{export_line}\n[[inputs]]\npath = "{prompts}"\nsource = "test"\n\n'

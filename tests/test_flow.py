@@ -11,11 +11,11 @@ from tests.helpers import BROKEN_LINES, GOOD_ROWS, write_config, write_prompts
 pytestmark = pytest.mark.slow
 
 
-def test_build_flow_end_to_end_then_idempotent(tmp_path, tiny_generator, tiny_reward):
+def test_build_flow_end_to_end_then_idempotent(tmp_path, tiny_generator, tiny_reward, tiny_reward2):
     from flows.build import build
 
     prompts = write_prompts(tmp_path / "prompts.jsonl")
-    config = write_config(tmp_path / "run.toml", prompts, tiny_generator, tiny_reward, n=3)
+    config = write_config(tmp_path / "run.toml", prompts, tiny_generator, tiny_reward, n=3, reward2=tiny_reward2)
     data = tmp_path / "data"
 
     first = build(str(config), str(data))
@@ -31,8 +31,8 @@ def test_build_flow_end_to_end_then_idempotent(tmp_path, tiny_generator, tiny_re
         strategies = lake.query("SELECT DISTINCT strategy, scorer FROM pairs")
         run = lake.query("SELECT status FROM runs")
     assert tables["candidates"] == 3 * len(GOOD_ROWS)
-    # reward scores every candidate; math_verify the math ones; constraints the instruction one
-    assert tables["scores"] == 3 * len(GOOD_ROWS) + 3 * 2 + 3 * 1
+    # two reward models score every candidate; math_verify the math ones; constraints the instruction one
+    assert tables["scores"] == 2 * 3 * len(GOOD_ROWS) + 3 * 2 + 3 * 1
     assert reasons.height == len(BROKEN_LINES)
     assert any("invalid JSON" in r for r in reasons["reason"])
     assert any("unknown task" in r for r in reasons["reason"])
