@@ -12,7 +12,7 @@ def test_table_reference_matches_schemas():
     start, end = "<!-- tables:start -->\n", "<!-- tables:end -->"
     assert start in text and end in text
     section = text.split(start, 1)[1].split(end, 1)[0]
-    assert section == markdown_reference()
+    assert section == markdown_reference(), "run: .venv/bin/python scripts/update_readme_tables.py"
 
 
 def test_readme_opens_with_the_two_commands():

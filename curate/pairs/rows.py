@@ -1,0 +1,62 @@
+"""What every strategy shares: picking usable scores, and turning chosen/rejected picks into
+pair rows with ids, dedup keys and parameters (schemas/pairs.toml)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import polars as pl
+
+from curate import ids, schemas
+from curate.dedup import pair_dedup_key
+
+# Columns a strategy provides; finish_pairs adds the rest.
+PICK_COLUMNS = ("prompt_id", "prompt", "chosen", "rejected", "chosen_id", "rejected_id", "scorer",
+                "chosen_score", "rejected_score", "margin", "reason")
+OPTIONAL_PICK_COLUMNS = {"weight": pl.Float64, "details_json": pl.Utf8}
+
+
+def usable_scores(scores: pl.DataFrame, candidates: pl.DataFrame, scorer: str,
+                  version: str | None = None) -> pl.DataFrame:
+    """One ok score per candidate with text: candidate_id, prompt_id, text, score.
+
+    With several versions of the scorer stored and none named, the newest row counts, so a
+    candidate can never stand for two different scores (and be paired with itself).
+    """
+    chosen_scorer = scores.filter(pl.col("scorer") == scorer)
+    if version is not None:
+        chosen_scorer = chosen_scorer.filter(pl.col("scorer_version") == version)
+    latest = chosen_scorer.sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first")
+    return (
+        latest.filter((pl.col("status") == "ok") & pl.col("score").is_not_null())
+        .select("candidate_id", "score")
+        .join(candidates.filter(pl.col("text").is_not_null()).select("candidate_id", "prompt_id", "text"),
+              on="candidate_id")
+    )
+
+
+def empty_pairs() -> pl.DataFrame:
+    return pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
+
+
+def finish_pairs(picked: pl.DataFrame, strategy: str, params: dict, run_id: str) -> pl.DataFrame:
+    """Pair rows from picks (PICK_COLUMNS, optionally weight and details_json)."""
+    if picked.is_empty():
+        return empty_pairs()
+    for column, dtype in OPTIONAL_PICK_COLUMNS.items():
+        if column not in picked.columns:
+            picked = picked.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    keyed = picked.with_columns(
+        pl.struct("chosen_id", "rejected_id", "prompt_id").map_elements(
+            lambda r: ids.pair_id(strategy, r["chosen_id"], r["rejected_id"], r["prompt_id"]),
+            return_dtype=pl.Utf8).alias("pair_id"),
+        pl.struct("prompt", "chosen", "rejected").map_elements(
+            lambda r: pair_dedup_key(r["prompt"], r["chosen"], r["rejected"]), return_dtype=pl.Utf8
+        ).alias("dedup_key"),
+        pl.lit(strategy).alias("strategy"),
+        pl.lit(json.dumps(params, sort_keys=True, default=str)).alias("params_json"),
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(datetime.now(timezone.utc)).alias("created_at"),
+    )
+    return pl.from_arrow(schemas.conform("pairs", keyed.sort("prompt_id", "pair_id").to_arrow()))
