@@ -12,7 +12,7 @@ from pathlib import Path
 
 from curate.errors import UserError
 
-SCORER_KINDS = ("math_verify", "constraints", "reward", "judge")
+SCORER_KINDS = ("math_verify", "constraints", "code_tests", "reward", "judge", "logprob")
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo" / "demo.toml"
 # Defaults that fit each task: long enough for a worked solution (truncation is recorded).
 DEFAULT_MAX_TOKENS = {"default": 1024, "math": 1024, "instruction": 768, "chat": 1024}
@@ -55,7 +55,8 @@ class SamplingConfig:
 @dataclass
 class ScorerConfig:
     kind: str  # math_verify | constraints | reward | judge
-    model: str | None = None  # reward: model directory; judge: "generator", "embedded" or a directory
+    model: str | None = None  # reward: a directory; judge/logprob: "generator", a generator's name,
+    #                           "embedded" or a directory
     name: str | None = None
     max_model_len: int = 4096
     kv_cache_memory_bytes: int = 1 << 29
@@ -73,7 +74,7 @@ class ScorerConfig:
 class RunConfig:
     name: str = "run"
     inputs: list[InputConfig] = field(default_factory=list)
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    generators: list[GeneratorConfig] = field(default_factory=lambda: [GeneratorConfig()])
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     scorers: list[ScorerConfig] = field(default_factory=list)
     pairs: list[dict] = field(default_factory=list)
@@ -106,9 +107,18 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         inputs.append(spec)
     if not inputs:
         raise UserError("config: no [[inputs]] given")
-    generator = _build(GeneratorConfig, values.pop("generator", {}), "generator")
-    if generator.model != "embedded" and not Path(generator.model).is_absolute():
-        generator.model = str((base_dir / generator.model).resolve())
+    if "generator" in values and "generators" in values:
+        raise UserError("config: give [generator] or [[generators]], not both")
+    specs = values.pop("generators", None) or [values.pop("generator", {})]
+    generators = []
+    for index, spec in enumerate(specs):
+        generator = _build(GeneratorConfig, spec, f"generators.{index}")
+        if generator.model != "embedded" and not Path(generator.model).is_absolute():
+            generator.model = str((base_dir / generator.model).resolve())
+        generators.append(generator)
+    names = [g.name for g in generators]
+    if len(generators) > 1 and (None in names or len(set(names)) < len(names)):
+        raise UserError("config: with several [[generators]], give each a distinct `name`")
     sampling_values = dict(values.pop("sampling", {}))
     given = sampling_values.pop("max_tokens", {})
     # A `default` the user gives covers every task they do not name; otherwise the per-task
@@ -121,14 +131,15 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     for scorer in scorers:
         if scorer.kind not in SCORER_KINDS:
             raise UserError(f"config: unknown scorer kind {scorer.kind!r} ({', '.join(SCORER_KINDS)})")
-        if scorer.kind == "judge":
+        if scorer.kind in ("judge", "logprob"):
             from curate.score.judge import ASPECTS
 
             unknown = [a for a in scorer.aspects if a not in ASPECTS]
-            if unknown:
+            if scorer.kind == "judge" and unknown:
                 raise UserError(f"config: unknown judge aspect(s) {unknown} (known: {sorted(ASPECTS)})")
             scorer.model = scorer.model or "generator"
-            if scorer.model not in {"generator", "embedded"} and not Path(scorer.model).is_absolute():
+            named = {"generator", "embedded"} | {g.name for g in generators if g.name}
+            if scorer.model not in named and not Path(scorer.model).is_absolute():
                 scorer.model = str((base_dir / scorer.model).resolve())
         if scorer.kind == "reward":
             if scorer.engine not in ("vllm", "transformers"):
@@ -141,7 +152,7 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     for index, spec in enumerate(pairs):
         if not isinstance(spec, dict) or "strategy" not in spec:
             raise UserError(f"config: [[pairs]] entry {index} needs a `strategy`")
-    config = _build(RunConfig, {**values, "inputs": inputs, "generator": generator, "sampling": sampling,
+    config = _build(RunConfig, {**values, "inputs": inputs, "generators": generators, "sampling": sampling,
                                 "scorers": scorers, "pairs": pairs}, "run")
     config.source_file = source_file
     return config

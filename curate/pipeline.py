@@ -62,7 +62,7 @@ class Pipeline:
         self.config = config
         self.data_dir = Path(data_dir)
         self.lake = Lake(self.data_dir / "lake")
-        self._backend = None
+        self._backends: dict[int, object] = {}
 
     # helpers -------------------------------------------------------------------------
 
@@ -72,29 +72,43 @@ class Pipeline:
         models_dir = Path(os.environ.get("CURATE_MODELS_DIR") or self.data_dir / "models")
         return embedded_model_dir(models_dir) if model == "embedded" else Path(model)
 
+    def backend_for(self, generator):
+        """The generation backend of one [[generators]] entry (engines are shared per process)."""
+        from curate.generate.vllm_backend import EngineSettings, VLLMBackend
+        from curate.models import EMBEDDED_NAME
+
+        key = id(generator)
+        if key not in self._backends:
+            label = generator.name or (EMBEDDED_NAME if generator.model == "embedded" else None)
+            settings = EngineSettings(str(self._model_path(generator.model)), dtype=generator.dtype,
+                                      max_model_len=generator.max_model_len,
+                                      kv_cache_memory_bytes=generator.kv_cache_memory_bytes)
+            self._backends[key] = VLLMBackend(settings, label)
+        return self._backends[key]
+
     @property
     def backend(self):
-        if self._backend is None:
-            from curate.generate.vllm_backend import EngineSettings, VLLMBackend
-            from curate.models import EMBEDDED_NAME
+        """The first generator's backend."""
+        return self.backend_for(self.config.generators[0])
 
-            g = self.config.generator
-            label = g.name or (EMBEDDED_NAME if g.model == "embedded" else None)
-            settings = EngineSettings(str(self._model_path(g.model)), dtype=g.dtype,
-                                      max_model_len=g.max_model_len, kv_cache_memory_bytes=g.kv_cache_memory_bytes)
-            self._backend = VLLMBackend(settings, label)
-        return self._backend
-
-    def _judge(self, spec):
+    def _scoring_backend(self, spec):
+        """A judge's or log-prob scorer's model: a generator (same engine, no second copy in
+        memory), the embedded model, or a directory."""
         from curate.generate.vllm_backend import EngineSettings, VLLMBackend
-        from curate.score.judge import JudgeSettings, PointwiseJudge
 
         if spec.model == "generator":
-            backend = self.backend  # same engine: no second copy of the model in memory
-        else:
-            backend = VLLMBackend(EngineSettings(str(self._model_path(spec.model)), dtype=spec.dtype,
-                                                 max_model_len=spec.max_model_len,
-                                                 kv_cache_memory_bytes=spec.kv_cache_memory_bytes))
+            return self.backend
+        for generator in self.config.generators:
+            if generator.name and generator.name == spec.model:
+                return self.backend_for(generator)
+        return VLLMBackend(EngineSettings(str(self._model_path(spec.model)), dtype=spec.dtype,
+                                          max_model_len=spec.max_model_len,
+                                          kv_cache_memory_bytes=spec.kv_cache_memory_bytes))
+
+    def _judge(self, spec):
+        from curate.score.judge import JudgeSettings, PointwiseJudge
+
+        backend = self._scoring_backend(spec)
         label = spec.name or backend.model_label.split("@")[0]
         settings = JudgeSettings(max_tokens=spec.max_tokens, max_retries=spec.max_retries,
                                  reply_prefix=spec.reply_prefix)
@@ -110,8 +124,17 @@ class Pipeline:
                 built.append(MathAnswerScorer())
             elif spec.kind == "constraints":
                 built.append(ConstraintScorer())
+            elif spec.kind == "code_tests":
+                from curate.score.verify.code import CodeTestsScorer
+
+                built.append(CodeTestsScorer())
             elif spec.kind == "judge":
                 built.append(self._judge(spec))
+            elif spec.kind == "logprob":
+                from curate.score.logprob import SequenceLogprobScorer
+
+                backend = self._scoring_backend(spec)
+                built.append(SequenceLogprobScorer(backend, spec.name or backend.model_label.split("@")[0]))
             else:
                 from curate.generate.vllm_backend import EngineSettings
                 from curate.score.reward import RewardModelScorer
@@ -172,19 +195,21 @@ class Pipeline:
     def generate(self, state: RunState) -> None:
         began = time.monotonic()
         prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
-        backend = self.backend
-        planned = plan_requests(prompts, backend.fingerprint, self.sampling_for_task)
-        state.candidate_ids = [r.candidate_id for r in planned]
-        done = self.lake.existing_ids("candidates", state.candidate_ids)
-        missing = [r for r in planned if r.candidate_id not in done]
-        state.add("candidates_reused", len(done))
-        log(f"generate: {len(planned)} candidates planned, {len(done)} already in the lake, "
-            f"{len(missing)} to generate with {backend.model_label}")
-        committed = 0
-        for table in generate_candidates(missing, backend, state.run_id, self.config.sampling.chunk_size):
-            committed += self.lake.commit({"candidates": table})["candidates"]
-            state.add("candidates_new", table.num_rows)
-            log(f"generate: committed {committed}/{len(missing)} candidates")
+        for generator in self.config.generators:
+            backend = self.backend_for(generator)
+            planned = plan_requests(prompts, backend.fingerprint, self.sampling_for_task)
+            planned_ids = [r.candidate_id for r in planned]
+            state.candidate_ids.extend(planned_ids)
+            done = self.lake.existing_ids("candidates", planned_ids)
+            missing = [r for r in planned if r.candidate_id not in done]
+            state.add("candidates_reused", len(done))
+            log(f"generate: {len(planned)} candidates planned, {len(done)} already in the lake, "
+                f"{len(missing)} to generate with {backend.model_label}")
+            committed = 0
+            for table in generate_candidates(missing, backend, state.run_id, self.config.sampling.chunk_size):
+                committed += self.lake.commit({"candidates": table})["candidates"]
+                state.add("candidates_new", table.num_rows)
+                log(f"generate: committed {committed}/{len(missing)} candidates")
         state.timings["generate"] = time.monotonic() - began
 
     def _run_prompts_and_candidates(self, state: RunState) -> tuple[pl.DataFrame, pl.DataFrame]:
