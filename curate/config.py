@@ -152,6 +152,11 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     for index, spec in enumerate(pairs):
         if not isinstance(spec, dict) or "strategy" not in spec:
             raise UserError(f"config: [[pairs]] entry {index} needs a `strategy`")
+        from curate.pairs import check_pair_config
+
+        problem = check_pair_config(spec["strategy"], {k: v for k, v in spec.items() if k != "strategy"})
+        if problem:
+            raise UserError(f"config: [[pairs]] entry {index} ({spec['strategy']}): {problem}")
     config = _build(RunConfig, {**values, "inputs": inputs, "generators": generators, "sampling": sampling,
                                 "scorers": scorers, "pairs": pairs}, "run")
     config.source_file = source_file

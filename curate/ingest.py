@@ -26,7 +26,7 @@ TASK_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "chat": ((), ()),
     "math": (("reference_answer",), ("reference_solution",)),
     "code": (("tests",), ("entry_point", "reference_solution")),
-    "instruction": (("constraints",), ()),
+    "instruction": (("constraints",), ("base_prompt",)),
     "long_context": (("context", "question"), ()),
     "code_edit": (("before", "after", "message"), ()),
 }
@@ -134,7 +134,7 @@ def _task_fields_of(row: dict, task: str) -> dict:
     for name in optional:
         if row.get(name) not in (None, ""):
             fields[name] = row[name]
-    for name in ("reference_answer", "reference_solution", "tests", "entry_point", "context",
+    for name in ("reference_answer", "reference_solution", "tests", "entry_point", "context", "base_prompt",
                  "question", "before", "after", "message"):
         value = fields.get(name)
         if name == "reference_answer" and isinstance(value, (int, float)) and not isinstance(value, bool):

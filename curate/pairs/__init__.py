@@ -23,8 +23,24 @@ def register(name: str):
 
 def build_pairs(strategy: str, prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
                 config: dict, run_id: str) -> pl.DataFrame:
-    from curate.pairs import margin  # noqa: F401  (registers itself)
+    from curate.pairs import gt, margin, reversal  # noqa: F401  (register themselves)
 
     if strategy not in STRATEGIES:
         raise KeyError(f"unknown pair strategy {strategy!r} (known: {sorted(STRATEGIES)})")
     return STRATEGIES[strategy](prompts, candidates, scores, config, run_id=run_id)
+
+
+def check_pair_config(strategy: str, config: dict) -> str | None:
+    """Why a [[pairs]] entry is invalid (unknown strategy or option), or None: a dry run of the
+    strategy on empty tables, so a typo fails before any generation, not after."""
+    from curate import schemas
+
+    empty = {name: pl.from_arrow(schemas.table(name).arrow_schema().empty_table())
+             for name in ("prompts", "candidates", "scores")}
+    try:
+        build_pairs(strategy, empty["prompts"], empty["candidates"], empty["scores"], config, run_id="check")
+    except KeyError as exc:
+        return str(exc.args[0]) if exc.args else str(exc)
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -30,3 +30,11 @@ def test_config_inputs_need_exactly_one_of_path_or_builtin(tmp_path):
         parse_config({"inputs": [{"builtin": "ifeval", "path": "x.jsonl"}]}, tmp_path)
     with pytest.raises(UserError, match="exactly one of `path` or `builtin`"):
         parse_config({"inputs": [{"source": "nothing"}]}, tmp_path)
+
+
+def test_pairs_config_is_checked_when_loaded(tmp_path):
+    inputs = [{"builtin": "ifeval", "limit": 1}]
+    with pytest.raises(UserError, match=r"\[\[pairs\]\] entry 0 \(nope\): unknown pair strategy"):
+        parse_config({"inputs": inputs, "pairs": [{"strategy": "nope"}]}, tmp_path)
+    config = parse_config({"inputs": inputs, "pairs": [{"strategy": "margin", "scorer": "x"}]}, tmp_path)
+    assert config.pairs == [{"strategy": "margin", "scorer": "x"}]

@@ -1,0 +1,223 @@
+"""Ground-truth pairs (METHODS.md §3): a known-good response over a model's.
+
+mode = "reference" (Reg-DPO's GT-Pair): chosen = the prompt's `reference_solution` (with
+`use_reference_answer = true`, a bare `reference_answer` stands in where there is no solution),
+chosen_id = "reference"; rejected = a model candidate of that prompt. Candidates that the
+prompt's verifier scores as correct (usable score >= `correct_min`) are skipped unless
+`keep_correct`. The verifier is `verifier` (a scorer name for every prompt, or a {task: scorer}
+table), by default per task: math -> math_verify, code -> code_tests, instruction -> constraints;
+other tasks have none (their candidates are all unscored). Up to `max_pairs_per_prompt`
+candidates per prompt: the lowest-scored first (ties: smallest id), unscored ones after scored
+ones. A candidate whose text equals the reference (outer whitespace aside) is never paired.
+When the verifier is a correctness check (math_verify, code_tests, constraints) the reference
+counts as 1.0 (chosen_score); rejected_score is the verifier score; margin is their difference
+when both are known, else null.
+
+mode = "teacher_student" (PLaD): a candidate belongs to `teacher` (or `student`) when its
+`model` equals the name or starts with "<name>@". Per prompt, teacher sample i is paired with
+student sample i (sample_index) for i < `pairs_per_prompt`, where both exist with text (several
+candidates of one model and index: the smallest candidate id). With `agree_scorer`, only pairs
+with both scores and teacher >= student + `agree_min_margin` are kept, and margin = teacher -
+student; without it scores and margin are null. Identical texts never pair.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from curate.pairs import register
+from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
+
+TASK_VERIFIERS = {"math": "math_verify", "code": "code_tests", "instruction": "constraints"}
+CORRECTNESS_VERIFIERS = frozenset({"math_verify", "code_tests", "constraints"})
+REFERENCE_ID = "reference"
+
+MODE_DEFAULTS: dict[str, dict] = {
+    "reference": {"verifier": None, "verifier_version": None, "correct_min": 1.0, "keep_correct": False,
+                  "max_pairs_per_prompt": 1, "use_reference_answer": False},
+    "teacher_student": {"teacher": None, "student": None, "pairs_per_prompt": 1, "agree_scorer": None,
+                        "agree_scorer_version": None, "agree_min_margin": 0.0},
+}
+DEFAULTS = {"mode": "reference", **MODE_DEFAULTS["reference"]}
+
+
+def _params(config: dict) -> dict:
+    mode = config.get("mode", "reference")
+    if mode not in MODE_DEFAULTS:
+        raise ValueError(f"gt: mode must be one of {sorted(MODE_DEFAULTS)}, not {mode!r}")
+    known = {"mode", *MODE_DEFAULTS[mode]}
+    for key in sorted(set(config) - known):
+        other = [m for m, defaults in MODE_DEFAULTS.items() if key in defaults]
+        where = f" (a key of mode {other[0]!r}, not {mode!r})" if other else f" (known: {sorted(known)})"
+        raise ValueError(f"gt: unknown config key {key!r}{where}")
+    params = {"mode": mode, **MODE_DEFAULTS[mode], **config}
+    if mode == "reference":
+        _check_reference(params)
+    else:
+        _check_teacher_student(params, config)
+    return params
+
+
+def _positive_int(params: dict, key: str) -> None:
+    value = params[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"gt: {key} must be a positive integer, not {value!r}")
+
+
+def _number(params: dict, key: str) -> None:
+    if not isinstance(params[key], (int, float)) or isinstance(params[key], bool):
+        raise ValueError(f"gt: {key} must be a number, not {params[key]!r}")
+
+
+def _bool(params: dict, key: str) -> None:
+    if not isinstance(params[key], bool):
+        raise ValueError(f"gt: {key} must be true or false, not {params[key]!r}")
+
+
+def _name(params: dict, key: str, required: bool = False) -> None:
+    value = params[key]
+    if (value is None and required) or (value is not None and (not isinstance(value, str) or not value.strip())):
+        raise ValueError(f"gt: {key} must be a non-empty string, not {value!r}")
+
+
+def _check_reference(params: dict) -> None:
+    verifier = params["verifier"]
+    if isinstance(verifier, dict):
+        if not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in verifier.items()):
+            raise ValueError("gt: verifier as a table maps task names to scorer names")
+        if params["verifier_version"] is not None:
+            raise ValueError("gt: verifier_version needs a single verifier (a scorer name), not a table")
+    else:
+        _name(params, "verifier")
+        _name(params, "verifier_version")
+        if params["verifier_version"] is not None and verifier is None:
+            raise ValueError("gt: verifier_version needs verifier")
+    _number(params, "correct_min")
+    _bool(params, "keep_correct")
+    _bool(params, "use_reference_answer")
+    _positive_int(params, "max_pairs_per_prompt")
+
+
+def _check_teacher_student(params: dict, config: dict) -> None:
+    _name(params, "teacher", required=True)
+    _name(params, "student", required=True)
+    if params["teacher"] == params["student"]:
+        raise ValueError(f"gt: teacher and student must differ (both {params['teacher']!r})")
+    _positive_int(params, "pairs_per_prompt")
+    _name(params, "agree_scorer")
+    _name(params, "agree_scorer_version")
+    _number(params, "agree_min_margin")
+    if params["agree_scorer"] is None and ("agree_min_margin" in config or "agree_scorer_version" in config):
+        raise ValueError("gt: agree_min_margin and agree_scorer_version need agree_scorer")
+
+
+@register("gt")
+def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+          run_id: str = "") -> pl.DataFrame:
+    params = _params(config)
+    if params["mode"] == "reference":
+        picked = _reference_pairs(prompts, candidates, scores, params)
+    else:
+        picked = _teacher_student_pairs(prompts, candidates, scores, params)
+    if picked.is_empty():
+        return empty_pairs()
+    return finish_pairs(picked, "gt", params, run_id)
+
+
+def _non_empty(column: str) -> pl.Expr:
+    return pl.col(column).is_not_null() & (pl.col(column).str.strip_chars() != "")
+
+
+def _verifier_expr(verifier) -> pl.Expr:
+    if isinstance(verifier, str):
+        return pl.lit(verifier, dtype=pl.Utf8)
+    table = TASK_VERIFIERS if verifier is None else verifier
+    return pl.col("task").replace_strict(table, default=None, return_dtype=pl.Utf8)
+
+
+def _reference_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
+    reference_text = pl.when(_non_empty("reference_solution")).then(pl.col("reference_solution"))
+    reference_field = pl.when(_non_empty("reference_solution")).then(pl.lit("reference_solution"))
+    if params["use_reference_answer"]:
+        reference_text = reference_text.when(_non_empty("reference_answer")).then(pl.col("reference_answer"))
+        reference_field = reference_field.when(_non_empty("reference_answer")).then(pl.lit("reference_answer"))
+    refs = (prompts.select("prompt_id", pl.col("messages").alias("prompt"),
+                           reference_text.otherwise(None).alias("reference"),
+                           reference_field.otherwise(None).alias("reference_field"),
+                           _verifier_expr(params["verifier"]).alias("verifier"))
+            .filter(pl.col("reference").is_not_null()))
+    pool = (candidates.filter(pl.col("text").is_not_null()).select("candidate_id", "prompt_id", "text")
+            .unique("candidate_id", keep="first").join(refs, on="prompt_id")
+            .filter(pl.col("text").str.strip_chars() != pl.col("reference").str.strip_chars()))
+    verifiers = sorted(v for v in pool["verifier"].unique().to_list() if v is not None)
+    verdicts = [usable_scores(scores, candidates, name, params["verifier_version"])
+                .select("candidate_id", pl.lit(name, dtype=pl.Utf8).alias("verifier"), "score")
+                for name in verifiers]
+    verdicts = pl.concat(verdicts) if verdicts else pl.DataFrame(
+        schema={"candidate_id": pl.Utf8, "verifier": pl.Utf8, "score": pl.Float64})
+    pool = pool.join(verdicts, on=["candidate_id", "verifier"], how="left").with_columns(
+        (pl.col("score") >= float(params["correct_min"])).fill_null(False).alias("correct"))
+    if not params["keep_correct"]:
+        pool = pool.filter(~pl.col("correct"))
+    picked = (pool.sort(["prompt_id", "score", "candidate_id"], nulls_last=True)
+              .group_by("prompt_id", maintain_order=True).head(params["max_pairs_per_prompt"]))
+    chosen_score = (pl.when(pl.col("verifier").is_in(sorted(CORRECTNESS_VERIFIERS)))
+                    .then(pl.lit(1.0)).otherwise(None))
+    verdict = (pl.when(pl.col("verifier").is_null()).then(pl.lit("no verifier for this task"))
+               .when(pl.col("score").is_null()).then(pl.format("not scored by {}", pl.col("verifier")))
+               .when(pl.col("correct")).then(pl.format("{} {} (correct, kept by keep_correct)",
+                                                      pl.col("verifier"), pl.col("score").round(3)))
+               .otherwise(pl.format("{} {}, below correct_min", pl.col("verifier"), pl.col("score").round(3))))
+    return picked.select(
+        "prompt_id", "prompt", pl.col("reference").alias("chosen"), pl.col("text").alias("rejected"),
+        pl.lit(REFERENCE_ID).alias("chosen_id"), pl.col("candidate_id").alias("rejected_id"),
+        pl.col("verifier").alias("scorer"), chosen_score.alias("chosen_score"),
+        pl.col("score").alias("rejected_score"), (chosen_score - pl.col("score")).alias("margin"),
+        pl.format("ground truth: {} over a model candidate ({})", pl.col("reference_field"), verdict)
+        .alias("reason"),
+        pl.struct(pl.lit("reference").alias("mode"), "reference_field", "correct")
+        .struct.json_encode().alias("details_json"),
+    )
+
+
+def _of_model(name: str) -> pl.Expr:
+    return (pl.col("model") == name) | pl.col("model").str.starts_with(name + "@")
+
+
+def _teacher_student_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
+    teacher, student = params["teacher"], params["student"]
+    pool = (candidates.filter(pl.col("text").is_not_null() & (pl.col("sample_index") < params["pairs_per_prompt"]))
+            .select("candidate_id", "prompt_id", "model", "sample_index", "text").sort("candidate_id"))
+    first_per_index = ["prompt_id", "sample_index"]
+    teachers = pool.filter(_of_model(teacher)).unique(first_per_index, keep="first", maintain_order=True)
+    students = pool.filter(_of_model(student)).unique(first_per_index, keep="first", maintain_order=True)
+    paired = (teachers.join(students, on=first_per_index, suffix="_student")
+              .filter(pl.col("text") != pl.col("text_student")))
+    agree = params["agree_scorer"]
+    if agree:
+        judged = (usable_scores(scores, candidates, agree, params["agree_scorer_version"])
+                  .select("candidate_id", "score"))
+        paired = (paired.join(judged, on="candidate_id")
+                  .join(judged.rename({"candidate_id": "candidate_id_student", "score": "score_student"}),
+                        on="candidate_id_student")
+                  .with_columns((pl.col("score") - pl.col("score_student")).alias("margin"))
+                  .filter(pl.col("margin") >= float(params["agree_min_margin"])))
+        agreement = pl.format(", {} agrees: {} >= {}", pl.lit(agree), pl.col("score").round(3),
+                              pl.col("score_student").round(3))
+    else:
+        paired = paired.with_columns(pl.lit(None, dtype=pl.Float64).alias(c)
+                                     for c in ("score", "score_student", "margin"))
+        agreement = pl.lit("")
+    return (paired.join(prompts.select("prompt_id", pl.col("messages").alias("prompt")), on="prompt_id")
+            .select(
+                "prompt_id", "prompt", pl.col("text").alias("chosen"), pl.col("text_student").alias("rejected"),
+                pl.col("candidate_id").alias("chosen_id"), pl.col("candidate_id_student").alias("rejected_id"),
+                pl.lit(agree, dtype=pl.Utf8).alias("scorer"), pl.col("score").alias("chosen_score"),
+                pl.col("score_student").alias("rejected_score"), "margin",
+                pl.format("ground truth: teacher {} ({}) over student {} ({}), sample {}{}", pl.lit(teacher),
+                          pl.col("model"), pl.lit(student), pl.col("model_student"), pl.col("sample_index"),
+                          agreement).alias("reason"),
+                pl.struct(pl.lit("teacher_student").alias("mode"), pl.col("model").alias("teacher_model"),
+                          pl.col("model_student").alias("student_model"), "sample_index")
+                .struct.json_encode().alias("details_json"),
+            ))

@@ -1,0 +1,194 @@
+"""Constraint reversal, RPO (METHODS.md §2): make the best candidate perfect by rewriting the prompt.
+
+For every `instruction` prompt (with `constraints_json`), every constraint is checked on every
+candidate with text, using the constraint library (curate.score.verify.constraints).
+
+* Chosen: the candidate that follows the most constraints. Ties: the higher `quality_scorer`
+  score when one is configured (candidates without that score rank after scored ones), then the
+  smallest candidate id.
+* Every constraint the chosen fails is replaced by its reverse (`reverse_constraint`), so the
+  chosen follows every constraint of the rewritten list by construction (re-checked here; a
+  prompt where that re-check fails gives no pair). If a failed constraint has no reverse, the
+  prompt gives no pair.
+* If the chosen fails nothing it is perfect already: the prompt stays unchanged and the rejected
+  must fail at least one original constraint (the same rule as below, on the unchanged list).
+* Rejected: another candidate failing at least one constraint of the rewritten list, preferring
+  the one that fails the most (ties: smallest candidate id). None: no pair.
+
+The pair's prompt is the rewritten instruction. When the prompt's `task_fields_json` has a
+`base_prompt` (the request without its constraint sentences), the last user message becomes
+`base_prompt` + a blank line + one `describe_constraint()` sentence per rewritten constraint;
+otherwise the original last user message gets a "Requirements (these replace any conflicting ones
+above):" list of all rewritten constraints appended. Earlier (and later) messages are kept.
+
+Scores are fractions of the rewritten constraints followed (scorer "constraints"): chosen_score is
+1.0, margin = (followed by chosen - followed by rejected) / number of constraints. details_json:
+original_constraints, rewritten_constraints, reversed_indices, chosen_followed (rewritten
+constraints the chosen follows, i.e. all of them), chosen_followed_original (original constraints
+it follows), rejected_failed (rewritten constraints the rejected fails), rewrite ("unchanged",
+"base_prompt" or "appended").
+
+Config: quality_scorer (scorer name for tie-breaks, default none), quality_scorer_version.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from curate.pairs import register
+from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
+from curate.score.verify import constraints as library  # called through the module: patchable
+
+DEFAULTS = {"quality_scorer": None, "quality_scorer_version": None}
+SCORER = "constraints"
+REQUIREMENTS_HEADER = "Requirements (these replace any conflicting ones above):"
+
+MESSAGES = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
+PICK_SCHEMA = {
+    "prompt_id": pl.Utf8, "prompt": MESSAGES, "chosen": pl.Utf8, "rejected": pl.Utf8,
+    "chosen_id": pl.Utf8, "rejected_id": pl.Utf8, "scorer": pl.Utf8, "chosen_score": pl.Float64,
+    "rejected_score": pl.Float64, "margin": pl.Float64, "reason": pl.Utf8, "details_json": pl.Utf8,
+}
+
+
+def _params(config: dict) -> dict:
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"reversal: unknown config key {unknown[0]!r} (known: {sorted(DEFAULTS)})")
+    params = {**DEFAULTS, **config}
+    for key in DEFAULTS:
+        value = params[key]
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"reversal: {key} must be a non-empty string, not {value!r}")
+    if params["quality_scorer_version"] is not None and params["quality_scorer"] is None:
+        raise ValueError("reversal: quality_scorer_version needs quality_scorer")
+    return params
+
+
+@register("reversal")
+def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+          run_id: str = "") -> pl.DataFrame:
+    params = _params(config)
+    instruction = prompts.filter((pl.col("task") == "instruction") & pl.col("constraints_json").is_not_null())
+    texts = (candidates.filter(pl.col("text").is_not_null())
+             .join(instruction.select("prompt_id"), on="prompt_id", how="semi")
+             .select("candidate_id", "prompt_id", "text").unique("candidate_id", keep="first"))
+    if params["quality_scorer"]:
+        quality = usable_scores(scores, candidates, params["quality_scorer"], params["quality_scorer_version"])
+        texts = texts.join(quality.select("candidate_id", pl.col("score").alias("quality")),
+                           on="candidate_id", how="left")
+    else:
+        texts = texts.with_columns(pl.lit(None, dtype=pl.Float64).alias("quality"))
+    grouped = (texts.sort("candidate_id").group_by("prompt_id", maintain_order=True)
+               .agg("candidate_id", "text", "quality"))
+    rows = instruction.select("prompt_id", "messages", "constraints_json", "task_fields_json").join(
+        grouped, on="prompt_id")
+    picks = [pick for row in rows.iter_rows(named=True) if (pick := _pair_for_prompt(row)) is not None]
+    if not picks:
+        return empty_pairs()
+    return finish_pairs(pl.DataFrame(picks, schema=PICK_SCHEMA), "reversal", params, run_id)
+
+
+def _load_constraints(constraints_json: str) -> list[dict] | None:
+    try:
+        constraints = json.loads(constraints_json)
+    except (TypeError, ValueError):
+        return None
+    return None if library.constraint_errors(constraints) else constraints
+
+
+def _pair_for_prompt(row: dict) -> dict | None:
+    constraints = _load_constraints(row["constraints_json"])
+    ids, texts, quality = row["candidate_id"], row["text"], row["quality"]
+    if constraints is None or len(ids) < 2:
+        return None
+    n = len(constraints)
+    followed = [library.check_all(text, constraints) for text in texts]
+    chosen = min(range(len(ids)), key=lambda i: (-sum(followed[i]), quality[i] is None,
+                                                 -(quality[i] or 0.0), ids[i]))
+    failed = [j for j, ok in enumerate(followed[chosen]) if not ok]
+    rewritten = [dict(c) for c in constraints]
+    for j in failed:
+        reverse = library.reverse_constraint(constraints[j])
+        if reverse is None:  # never reversed: the chosen cannot be made perfect
+            return None
+        rewritten[j] = reverse
+    # by construction the chosen follows every reversed constraint; trust, but check
+    if not all(library.check_constraint(texts[chosen], rewritten[j]) for j in failed):
+        return None
+    failed_set = set(failed)
+    fails_rewritten = {}
+    for i in range(len(ids)):
+        if i == chosen:
+            continue
+        fails_rewritten[i] = sum(
+            not (library.check_constraint(texts[i], rewritten[j]) if j in failed_set else followed[i][j])
+            for j in range(n))
+    candidates = [i for i, fails in fails_rewritten.items() if fails > 0]
+    if not candidates:
+        return None
+    rejected = min(candidates, key=lambda i: (-fails_rewritten[i], ids[i]))
+    messages, rewrite = _rewritten_messages(row, rewritten, bool(failed))
+    if messages is None:
+        return None
+    rejected_failed = fails_rewritten[rejected]
+    rejected_followed = n - rejected_failed
+    if failed:
+        reason = (f"constraint reversal: reversed {len(failed)} of {n} constraints the chosen failed "
+                  f"(indices {failed}); chosen follows all {n} rewritten constraints, rejected fails "
+                  f"{rejected_failed}")
+    else:
+        reason = (f"constraint reversal: chosen already follows all {n} constraints, prompt unchanged; "
+                  f"rejected fails {rejected_failed} of them")
+    details = {
+        "original_constraints": constraints, "rewritten_constraints": rewritten, "reversed_indices": failed,
+        "chosen_followed": n, "chosen_followed_original": n - len(failed),
+        "rejected_failed": rejected_failed, "rewrite": rewrite,
+    }
+    return {
+        "prompt_id": row["prompt_id"], "prompt": messages, "chosen": texts[chosen], "rejected": texts[rejected],
+        "chosen_id": ids[chosen], "rejected_id": ids[rejected], "scorer": SCORER, "chosen_score": 1.0,
+        "rejected_score": rejected_followed / n, "margin": (n - rejected_followed) / n, "reason": reason,
+        "details_json": json.dumps(details, sort_keys=True),
+    }
+
+
+def _base_prompt(task_fields_json: str | None) -> str | None:
+    if not task_fields_json:
+        return None
+    try:
+        fields = json.loads(task_fields_json)
+    except ValueError:
+        return None
+    base = fields.get("base_prompt") if isinstance(fields, dict) else None
+    return base if isinstance(base, str) and base.strip() else None
+
+
+def rewrite_instruction(messages: list[dict], rewritten: list[dict],
+                        task_fields_json: str | None) -> tuple[list[dict] | None, str]:
+    """The prompt stating `rewritten` in its last user message, and how it was written
+    ("base_prompt" or "appended"); None when the prompt has no user message."""
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not users:
+        return None, "appended"
+    last = users[-1]
+    descriptions = [library.describe_constraint(c) for c in rewritten]
+    base = _base_prompt(task_fields_json)
+    if base is not None:
+        content, how = base + "\n\n" + "\n".join(descriptions), "base_prompt"
+    else:
+        content = (messages[last]["content"] + "\n\n" + REQUIREMENTS_HEADER + "\n"
+                   + "\n".join(f"- {d}" for d in descriptions))
+        how = "appended"
+    out = [{"role": m["role"], "content": m["content"]} for m in messages]
+    out[last] = {"role": "user", "content": content}
+    return out, how
+
+
+def _rewritten_messages(row: dict, rewritten: list[dict], changed: bool) -> tuple[list[dict] | None, str]:
+    messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+    if not changed:
+        return messages, "unchanged"
+    return rewrite_instruction(messages, rewritten, row["task_fields_json"])
