@@ -37,6 +37,11 @@ class GeneratorConfig:
     dtype: str = "bfloat16"
     max_model_len: int = 4096
     kv_cache_memory_bytes: int = 1 << 30
+    # Per-generator overrides of [sampling], and which tasks this generator answers (default all).
+    n: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    tasks: list[str] | None = None
 
 
 @dataclass

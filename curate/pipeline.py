@@ -144,10 +144,12 @@ class Pipeline:
                 built.append(RewardModelScorer(settings, spec.name, engine=spec.engine))
         return built
 
-    def sampling_for_task(self, task: str) -> SamplingSettings:
+    def sampling_for_task(self, task: str, generator=None) -> SamplingSettings:
         s = self.config.sampling
-        return SamplingSettings(n=s.n, temperature=s.temperature, top_p=s.top_p,
-                                max_tokens=s.max_tokens_for(task), seed=s.seed)
+        g = generator or self.config.generators[0]
+        pick = lambda own, shared: shared if own is None else own  # noqa: E731
+        return SamplingSettings(n=pick(g.n, s.n), temperature=pick(g.temperature, s.temperature),
+                                top_p=pick(g.top_p, s.top_p), max_tokens=s.max_tokens_for(task), seed=s.seed)
 
     def _where_in(self, table: str, column: str, values: list[str]) -> pl.DataFrame:
         if not values:
@@ -197,7 +199,9 @@ class Pipeline:
         prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
         for generator in self.config.generators:
             backend = self.backend_for(generator)
-            planned = plan_requests(prompts, backend.fingerprint, self.sampling_for_task)
+            answered = prompts if not generator.tasks else prompts.filter(pl.col("task").is_in(generator.tasks))
+            planned = plan_requests(answered, backend.fingerprint,
+                                    lambda task, g=generator: self.sampling_for_task(task, g))
             planned_ids = [r.candidate_id for r in planned]
             state.candidate_ids.extend(planned_ids)
             done = self.lake.existing_ids("candidates", planned_ids)

@@ -1,47 +1,277 @@
-"""Margin selection (METHODS.md §1): best vs worst candidate of a prompt by one scorer.
+"""Margin selection (METHODS.md §1): pairs of a prompt's candidates ranked by one scorer.
 
-A prompt yields a pair only when best - worst >= min_margin and best > worst: ties never
-form a pair, so chosen == rejected cannot happen. Among equal best (or worst) scores the
-smallest candidate id wins, so the choice is deterministic.
+Config (every key optional; anything else is a ValueError naming the key):
+
+- `scorer` (default "math_verify"), `scorer_version` (default: the newest row per candidate),
+  `normalise` ("none" | "z": scores standardised per scorer, margins in standard deviations),
+  `min_margin` (default 0).
+- `pairing`:
+  - "best_vs_worst" (default): the best vs the worst candidate of each prompt.
+  - "best_vs_random": the best vs one rejected drawn from the candidates at least `min_margin` below
+    the best (and strictly lower). The draw is deterministic: the pool, sorted by candidate id, is
+    indexed by sha256("{prompt_id}:{seed}") mod its size (`seed`, default 0).
+  - "all_pairs_above_margin": every ordered (i, j) of a prompt with s_i - s_j >= min_margin and
+    s_i > s_j; at most `max_pairs_per_prompt` (default 8) per prompt, the largest margins kept
+    (ties: smaller chosen id, then smaller rejected id).
+  Ties never form a pair and chosen_id != rejected_id always. Among equal best (or worst) scores
+  the smallest candidate id wins.
+- `required_verifier` (a scorer name) with `required_verifier_min` (default 1.0): the chosen needs
+  an ok score >= the min from that scorer. best_vs_*: a prompt whose best fails yields no pair
+  (METHODS step 3); all_pairs: that chosen is skipped; length_control "closest": only passing
+  candidates can be chosen.
+- `length_control`: "none" (default) | "closest": the rejected is picked as `pairing` says (the
+  worst, or the random draw); the chosen is then, among the candidates that beat it by >= min_margin
+  (and pass the required verifier), the one whose character length is closest to the rejected's
+  (ties: higher score, then smaller id). Only with best_vs_worst / best_vs_random.
+- `length_penalty` (default 0): candidates are ranked by score - length_penalty * len(text) / 1000
+  when choosing; a pair also needs the chosen to rank strictly above the rejected. The stored
+  scores and margins stay the raw scores (s_i - s_j, which must still be >= min_margin and > 0).
+- `implicit_margin` = {policy, reference, beta=0.1}, `dual_normalise`, `dual_combine`,
+  `keep_top_fraction`: the dual margin of "Less is More", see curate/pairs/margin_dual.py.
+  `keep_top_fraction` alone keeps the top fraction by the external margin.
+- `madpo` = {scale=1.0} (or true): a per-pair `weight` (MADPO-style),
+
+      weight = 2 * sigmoid(-scale * z) = 2 / (1 + exp(scale * z)),
+      z = (margin - mean(margin)) / std(margin)   over this build's (kept) pairs, population std,
+
+  z = 0 (weight 1) when all margins are equal. Hard (small-margin) pairs get weights up to 2,
+  easy ones down to 0; the weights average about 1.
+
+An option set in the config that would have no effect under the others (a `seed` without
+best_vs_random, `max_pairs_per_prompt` without all_pairs_above_margin, `required_verifier_min`
+without `required_verifier`, `dual_*` without `implicit_margin`, "closest" with all_pairs) is a
+ValueError too, so a config never silently means less than it says.
+
+Every pair's details_json records chosen_length, rejected_length and length_ratio
+(chosen / rejected characters; null for an empty rejected), plus the evidence of the options in
+use (rank scores, verifier score, draw pool size, dual margins, margin z).
 """
 
 from __future__ import annotations
 
+import hashlib
+import numbers
+
 import polars as pl
 
 from curate.pairs import register
-from curate.pairs.rows import finish_pairs, usable_scores
+from curate.pairs.margin_dual import (DUAL_COMBINE, DUAL_NORMALISE, add_madpo_weight, apply_dual_margin,
+                                      check_implicit_margin, check_madpo)
+from curate.pairs.rows import PICK_COLUMNS, finish_pairs, usable_scores
 from curate.score import with_z_scores
 
-DEFAULTS = {"scorer": "math_verify", "min_margin": 0.0, "normalise": "none"}
+PAIRINGS = ("best_vs_worst", "best_vs_random", "all_pairs_above_margin")
+LENGTH_CONTROLS = ("none", "closest")
+DEFAULTS = {
+    "scorer": "math_verify", "min_margin": 0.0, "normalise": "none",
+    "pairing": "best_vs_worst", "seed": 0, "max_pairs_per_prompt": 8,
+    "required_verifier": None, "required_verifier_min": 1.0,
+    "implicit_margin": None, "dual_normalise": "minmax", "dual_combine": "sum", "keep_top_fraction": 1.0,
+    "madpo": None, "length_control": "none", "length_penalty": 0.0,
+}
+KNOWN_KEYS = frozenset(DEFAULTS) | {"scorer_version"}
+SIDES = ("candidate_id", "score", "rank", "length")  # per-candidate columns a pair carries per side
+
+
+def _number(params: dict, key: str) -> float:
+    value = params[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"margin: {key} must be a number, not {value!r}")
+    return float(value)
+
+
+def check_config(config: dict) -> dict:
+    """The full parameters (defaults filled in), or ValueError naming the offending key."""
+    for key in config:
+        if key not in KNOWN_KEYS:
+            raise ValueError(f"margin: unknown config key {key!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
+    params = {**DEFAULTS, **config}
+    for key, allowed in (("normalise", ("none", "z")), ("pairing", PAIRINGS), ("length_control", LENGTH_CONTROLS),
+                         ("dual_normalise", DUAL_NORMALISE), ("dual_combine", DUAL_COMBINE)):
+        if params[key] not in allowed:
+            raise ValueError(f"margin: {key} must be one of {', '.join(map(repr, allowed))}, not {params[key]!r}")
+    for key in ("min_margin", "required_verifier_min", "keep_top_fraction", "length_penalty"):
+        params[key] = _number(params, key)
+    for key in ("seed", "max_pairs_per_prompt"):
+        if isinstance(params[key], bool) or not isinstance(params[key], int):
+            raise ValueError(f"margin: {key} must be an integer, not {params[key]!r}")
+    if params["max_pairs_per_prompt"] < 1:
+        raise ValueError("margin: max_pairs_per_prompt must be at least 1")
+    if not 0 < params["keep_top_fraction"] <= 1:
+        raise ValueError(f"margin: keep_top_fraction must be in (0, 1], not {params['keep_top_fraction']}")
+    if params["required_verifier"] is not None and not isinstance(params["required_verifier"], str):
+        raise ValueError(f"margin: required_verifier must be a scorer name, not {params['required_verifier']!r}")
+    if params["implicit_margin"] is not None:
+        params["implicit_margin"] = check_implicit_margin(params["implicit_margin"])
+    if params["madpo"] is not None:
+        params["madpo"] = check_madpo(params["madpo"])
+    without_effect = [
+        ("seed", params["pairing"] != "best_vs_random", "pairing = 'best_vs_random'"),
+        ("max_pairs_per_prompt", params["pairing"] != "all_pairs_above_margin", "pairing = 'all_pairs_above_margin'"),
+        ("required_verifier_min", params["required_verifier"] is None, "required_verifier"),
+        ("dual_normalise", params["implicit_margin"] is None, "implicit_margin"),
+        ("dual_combine", params["implicit_margin"] is None, "implicit_margin"),
+    ]
+    for key, useless, needs in without_effect:
+        if key in config and useless:
+            raise ValueError(f"margin: {key} has no effect without {needs}")
+    if params["length_control"] == "closest" and params["pairing"] == "all_pairs_above_margin":
+        raise ValueError("margin: length_control 'closest' picks one chosen per rejected; "
+                         "use it with best_vs_worst or best_vs_random, not all_pairs_above_margin")
+    return params
+
+
+def _eligible(min_margin: float, chosen: str = "_c", rejected: str = "_r") -> pl.Expr:
+    """chosen may be paired against rejected: raw margin >= min_margin and > 0 (ties never pair),
+    strictly higher rank score, different candidates."""
+    margin = pl.col(f"score{chosen}") - pl.col(f"score{rejected}")
+    return ((margin >= min_margin) & (margin > 0) & (pl.col(f"rank{chosen}") > pl.col(f"rank{rejected}"))
+            & (pl.col(f"candidate_id{chosen}") != pl.col(f"candidate_id{rejected}")))
+
+
+def _side(frame: pl.DataFrame, suffix: str, extra: tuple[str, ...] = ()) -> pl.DataFrame:
+    return frame.select("prompt_id", *[pl.col(c).alias(f"{c}{suffix}") for c in (*SIDES, *extra)])
+
+
+def _extreme(scored: pl.DataFrame, best: bool, suffix: str) -> pl.DataFrame:
+    """Per prompt, the candidate ranking highest (best) or lowest; ties: smallest candidate id."""
+    ordered = scored.sort(["rank", "candidate_id"], descending=[best, False])
+    return _side(ordered.group_by("prompt_id", maintain_order=True).first(), suffix, ("verified",))
+
+
+def _draw_key(prompt_ids: pl.Series, seed: int) -> pl.Series:
+    """A stable per-prompt draw: sha256 of "prompt_id:seed" (one hash per prompt, not per candidate)."""
+    return prompt_ids.map_elements(
+        lambda pid: int.from_bytes(hashlib.sha256(f"{pid}:{seed}".encode()).digest()[:8], "big") >> 1,
+        return_dtype=pl.Int64)
+
+
+def _random_rejected(scored: pl.DataFrame, best: pl.DataFrame, min_margin: float, seed: int) -> pl.DataFrame:
+    pool = (best.join(_side(scored, "_r"), on="prompt_id").filter(_eligible(min_margin))
+            .with_columns(pl.len().over("prompt_id").alias("pool_size"),
+                          (pl.col("candidate_id_r").rank("ordinal").over("prompt_id") - 1).alias("index")))
+    prompt_ids = pool.select("prompt_id").unique()
+    keys = prompt_ids.with_columns(_draw_key(prompt_ids["prompt_id"], seed).alias("draw"))
+    return (pool.join(keys, on="prompt_id")
+            .filter(pl.col("index") == pl.col("draw") % pl.col("pool_size"))
+            .drop("index", "draw"))
+
+
+def _closest_chosen(scored: pl.DataFrame, rejected: pl.DataFrame, min_margin: float) -> pl.DataFrame:
+    """Per rejected (one per prompt), the passing candidate beating it whose length is closest."""
+    pool = (_side(scored.filter(pl.col("verified")), "_c", ("verified",))
+            .join(rejected, on="prompt_id").filter(_eligible(min_margin))
+            .with_columns((pl.col("length_c") - pl.col("length_r")).abs().alias("length_gap")))
+    return (pool.sort(["length_gap", "score_c", "candidate_id_c"], descending=[False, True, False])
+            .group_by("prompt_id", maintain_order=True).first().drop("length_gap"))
+
+
+def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int) -> pl.DataFrame:
+    chosen = _side(scored.filter(pl.col("verified")), "_c", ("verified",))
+    pairs = (chosen.join(_side(scored, "_r"), on="prompt_id").filter(_eligible(min_margin))
+             .with_columns((pl.col("score_c") - pl.col("score_r")).alias("margin"))
+             .sort(["prompt_id", "margin", "candidate_id_c", "candidate_id_r"], descending=[False, True, False, False]))
+    return (pairs.with_columns(pl.len().over("prompt_id").alias("eligible_pairs"),
+                               (pl.int_range(pl.len()).over("prompt_id") + 1).alias("pair_rank"))
+            .filter(pl.col("pair_rank") <= cap))
+
+
+def _pick(scored: pl.DataFrame, params: dict) -> pl.DataFrame:
+    """Pairs as columns <side>_c / <side>_r (SIDES) and verified_c, plus per-mode evidence."""
+    min_margin, pairing = params["min_margin"], params["pairing"]
+    if pairing == "all_pairs_above_margin":
+        return _all_pairs(scored, min_margin, params["max_pairs_per_prompt"])
+    best = _extreme(scored, True, "_c")
+    if pairing == "best_vs_worst":
+        rejected = _extreme(scored, False, "_r").drop("verified_r")
+        picked = best.join(rejected, on="prompt_id").filter(_eligible(min_margin))
+    else:
+        picked = _random_rejected(scored, best, min_margin, params["seed"])
+    if params["length_control"] == "closest":
+        extra = ["pool_size"] if "pool_size" in picked.columns else []
+        rejected = picked.select("prompt_id", *[f"{c}_r" for c in SIDES], *extra)
+        return _closest_chosen(scored, rejected, min_margin)
+    return picked.filter(pl.col("verified_c"))
+
+
+def _reason(params: dict, columns: list[str]) -> pl.Expr:
+    scorer, pairing = params["scorer"], params["pairing"]
+    scores = [pl.col("chosen_score").round(3).cast(pl.Utf8), pl.lit(" vs "),
+              pl.col("rejected_score").round(3).cast(pl.Utf8)]
+    if pairing == "best_vs_worst":
+        head = [pl.lit("best vs worst")]
+    elif pairing == "best_vs_random":
+        head = [pl.lit(f"best vs random (seed {params['seed']}, one of "), pl.col("pool_size").cast(pl.Utf8),
+                pl.lit(f" at least {params['min_margin']:g} below)")]
+    else:
+        head = [pl.lit("pair "), pl.col("pair_rank").cast(pl.Utf8), pl.lit(" of "),
+                pl.col("eligible_pairs").cast(pl.Utf8), pl.lit(f" with margin >= {params['min_margin']:g}")]
+    if params["length_control"] == "closest":
+        head = [pl.lit("closest-length chosen ("), pl.col("chosen_length").cast(pl.Utf8), pl.lit(" vs "),
+                pl.col("rejected_length").cast(pl.Utf8), pl.lit(" chars) against the "),
+                pl.lit("worst" if pairing == "best_vs_worst" else "random rejected")]
+    parts = [*head, pl.lit(f" by {scorer}: "), *scores]
+    if params["length_penalty"]:
+        parts.append(pl.lit(f"; ranked by score - {params['length_penalty']:g}*chars/1000"))
+    if params["required_verifier"] is not None:
+        parts.append(pl.lit(f"; chosen passes {params['required_verifier']} >= {params['required_verifier_min']:g}"))
+    if "combined_margin" in columns:
+        parts += [pl.lit("; dual margin "), pl.col("combined_margin").round(3).cast(pl.Utf8),
+                  pl.lit(f" in the top {params['keep_top_fraction']:g}")]
+    elif params["keep_top_fraction"] < 1:
+        parts.append(pl.lit(f"; margin in the top {params['keep_top_fraction']:g}"))
+    return pl.concat_str(parts).alias("reason")
+
+
+def _scored(scores: pl.DataFrame, candidates: pl.DataFrame, params: dict) -> pl.DataFrame:
+    """candidate_id, prompt_id, text, score, length, rank (score less the length penalty), verified."""
+    raw = scores
+    if params["normalise"] == "z":  # margins in standard deviations of this scorer
+        scores = with_z_scores(scores).with_columns(pl.col("score_z").alias("score"))
+    scored = usable_scores(scores, candidates, params["scorer"], params.get("scorer_version")).with_columns(
+        pl.col("text").str.len_chars().cast(pl.Int64).alias("length"))
+    scored = scored.with_columns((pl.col("score") - params["length_penalty"] * pl.col("length") / 1000).alias("rank"))
+    if params["required_verifier"] is None:
+        return scored.with_columns(pl.lit(True).alias("verified"), pl.lit(None, pl.Float64).alias("verifier_score"))
+    verifier = usable_scores(raw, candidates, params["required_verifier"]).select(
+        "candidate_id", pl.col("score").alias("verifier_score"))
+    return scored.join(verifier, on="candidate_id", how="left").with_columns(
+        (pl.col("verifier_score") >= params["required_verifier_min"]).fill_null(False).alias("verified"))
 
 
 @register("margin")
 def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
           run_id: str = "") -> pl.DataFrame:
-    params = {**DEFAULTS, **config}
-    scorer, min_margin = params["scorer"], float(params["min_margin"])
-    if params["normalise"] not in ("none", "z"):
-        raise ValueError(f"margin: normalise must be 'none' or 'z', not {params['normalise']!r}")
-    if params["normalise"] == "z":  # margins in standard deviations of this scorer
-        scores = with_z_scores(scores).with_columns(pl.col("score_z").alias("score"))
-    scored = usable_scores(scores, candidates, scorer, params.get("scorer_version"))
-    best = (scored.sort(["score", "candidate_id"], descending=[True, False])
-            .group_by("prompt_id", maintain_order=True).first())
-    worst = (scored.sort(["score", "candidate_id"], descending=[False, False])
-             .group_by("prompt_id", maintain_order=True).first())
+    params = check_config(config)
+    scored = _scored(scores, candidates, params)
+    picked = _pick(scored, params).rename({"candidate_id_c": "chosen_id", "candidate_id_r": "rejected_id",
+                                           "score_c": "chosen_score", "score_r": "rejected_score",
+                                           "length_c": "chosen_length", "length_r": "rejected_length"})
+    picked = picked.with_columns((pl.col("chosen_score") - pl.col("rejected_score")).alias("margin"),
+                                 pl.lit(params["scorer"]).alias("scorer"))
+    if params["required_verifier"] is not None:  # the chosen's verifier score, as evidence
+        picked = picked.join(scored.select(pl.col("candidate_id").alias("chosen_id"),
+                                           pl.col("verifier_score").alias("chosen_verifier_score")),
+                             on="chosen_id", how="left")
+    picked, details = apply_dual_margin(picked, scores, candidates, params)
+    picked, weight_details = add_madpo_weight(picked, params["madpo"])
+    details = ["chosen_length", "rejected_length", "length_ratio", *details, *weight_details]
+    if params["length_penalty"]:
+        details += ["chosen_rank_score", "rejected_rank_score"]
+    if params["required_verifier"] is not None:
+        details.append("chosen_verifier_score")
+    if "pool_size" in picked.columns:
+        details.append("pool_size")
+    texts = scored.select("candidate_id", "text")
     picked = (
-        best.join(worst, on="prompt_id", suffix="_rejected")
-        .rename({"candidate_id": "chosen_id", "text": "chosen", "score": "chosen_score",
-                 "candidate_id_rejected": "rejected_id", "text_rejected": "rejected",
-                 "score_rejected": "rejected_score"})
-        .with_columns((pl.col("chosen_score") - pl.col("rejected_score")).alias("margin"))
-        .filter((pl.col("margin") > 0) & (pl.col("margin") >= min_margin))
+        picked.rename({"rank_c": "chosen_rank_score", "rank_r": "rejected_rank_score"})
+        .with_columns(pl.when(pl.col("rejected_length") > 0)
+                      .then(pl.col("chosen_length") / pl.col("rejected_length")).alias("length_ratio"))
         .join(prompts.select("prompt_id", pl.col("messages").alias("prompt")), on="prompt_id")
-        .with_columns(
-            pl.lit(scorer).alias("scorer"),
-            pl.format("best vs worst by {}: {} vs {}", pl.lit(scorer), pl.col("chosen_score").round(3),
-                      pl.col("rejected_score").round(3)).alias("reason"),
-        )
+        .join(texts.rename({"candidate_id": "chosen_id", "text": "chosen"}), on="chosen_id")
+        .join(texts.rename({"candidate_id": "rejected_id", "text": "rejected"}), on="rejected_id")
     )
-    return finish_pairs(picked, "margin", params, run_id)
+    picked = picked.with_columns(_reason(params, picked.columns),
+                                 pl.struct(details).struct.json_encode().alias("details_json"))
+    keep = [*PICK_COLUMNS, "details_json"] + (["weight"] if "weight" in picked.columns else [])
+    return finish_pairs(picked.select(keep), "margin", params, run_id)
