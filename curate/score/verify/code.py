@@ -1,0 +1,734 @@
+"""Run model-written Python against a prompt's tests in a sandbox, and score code by it.
+
+`run_tests(code, tests, entry_point)` writes the candidate, the tests and a small harness into a
+fresh root-only temporary directory and runs them in a separate Python process that is isolated
+with stock Linux tools (util-linux and coreutils), never with Python's `preexec_fn` (not
+thread-safe):
+
+    timeout -s KILL <wall+3>           last resort, should this process die mid-run
+      unshare --net --pid --ipc --uts --mount --mount-proc --fork --kill-child
+        sh (pid 1 of the new PID namespace, root in the private mount namespace):
+          mount --all --fstab: tmpfs over /tmp and /dev/shm (private, tmp_bytes each), and a
+          read-only empty tmpfs over /home /root /run /var/tmp /var/lib /mnt /opt /work ... and
+          over this project's directory; cp -a the inputs to /tmp/box (owned by the run's uid)
+        setsid prlimit --cpu --as --nproc --fsize --nofile --core=0 --memlock=0
+          setpriv --reuid/--regid <the run's uid> --clear-groups --no-new-privs
+                  --inh-caps=-all --bounding-set=-all --pdeathsig=SIGKILL
+            python -I -B harness.py        (env: PATH, LANG, HOME only; cwd /tmp/box)
+
+- Network: a new network namespace has only a loopback device, and it is down; abstract unix
+  sockets are per namespace and the filesystem ones under /run are hidden.
+- Processes: when the harness exits or is killed, pid 1 of the namespace exits and the kernel
+  kills every process left in it; on a wall timeout we SIGKILL pid 1 (found as unshare's child,
+  pinned by a pidfd) and wait for unshare, which returns only once the namespace is empty. The
+  sandbox sees only its own processes in /proc.
+- User: each concurrent run gets its own uid from a pool (61000..61063 by default, see
+  `SANDBOX_UIDS`; uids with a passwd entry are skipped), held by an flock so that threads and
+  processes never share one. A uid of its own makes RLIMIT_NPROC per run, and the runs cannot
+  signal, ptrace or read each other, nor us (root). No capabilities, no setuid binaries (NNP).
+- Files: the only writable places are the private tmpfs mounts (the box lives in /tmp), which
+  vanish with the namespace, so a disk-filling candidate fills at most tmp_bytes of memory; the
+  host temporary directory is never visible to the candidate and is removed afterwards. The
+  harness deletes tests.py before the candidate's code runs.
+- Output: stdout and stderr are pipes drained by the caller, which keeps only the last
+  `max_output_bytes` of each. Results come back on a separate pipe: sh writes "ready" there
+  before anything of the candidate runs (else: setup failed, UserError), and the harness's report
+  line must start with a random nonce that it reads from stdin before the candidate's code runs.
+
+Memory: RLIMIT_AS caps each process, so one run can use at most max_processes * memory_bytes
+(plus 2 * tmp_bytes of tmpfs); no cgroup is used.
+
+Counting tests:
+
+- HumanEval style (`tests` define `def check(candidate)`, `entry_point` names the function, or
+  the tests call `check(name)` at top level): every `assert` inside `check` (non-constant ones;
+  `assert True` is no test) is rewritten by AST into a try/except that counts it and goes on, so
+  `tests_passed`/`tests_total` count assert *executions* (an assert in a loop counts once per
+  iteration). When every assert holds the run is exactly HumanEval's (check runs to the end); a
+  failure only differs in that later asserts still run. An exception in `check` outside any
+  assert ends it and counts as one more failed test. A `check` that completes without any
+  counted assert counts as one passed test.
+- Assert style (top-level `assert` lines): every top-level statement runs on its own; each
+  assert is one test; a failing non-assert statement counts as one failed test.
+- Functions: no top-level asserts but `def test_*()` functions: each call is one test.
+
+Status: "passed" (every test held), "failed", "error" (the candidate does not load, is not
+defined, crashes the interpreter, exits early or does not report), "timeout" (wall-clock or CPU
+limit). On "error" and "timeout" `tests_total` is the static count and `tests_passed` is 0.
+
+What the sandbox cannot promise: the tests run in the same process as the candidate, so a
+determined candidate can still cheat from inside (walk frames to find the counters, return an
+object whose `__eq__` is always true). That is reward hacking to watch for in the data, not an
+escape: nothing it does leaves the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import fcntl
+import functools
+import json
+import os
+import pwd
+import re
+import secrets
+import selectors
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from curate.errors import UserError
+from curate.score import ScoreItem, ScoreResult
+
+MiB = 1024 * 1024
+UID_BASE = int(os.environ.get("CURATE_SANDBOX_UID_BASE", "61000"))
+UID_SLOTS = 64
+SANDBOX_UIDS = range(UID_BASE, UID_BASE + UID_SLOTS)
+SETUP_FAILED_RC = 97
+_TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_TOOLS = ("timeout", "unshare", "sh", "mount", "cp", "setsid", "prlimit", "setpriv")
+# Read-only empty tmpfs over these (when they exist and do not hold the interpreter).
+_HIDDEN = ("/home", "/root", "/run", "/var/tmp", "/var/lib", "/var/log", "/var/cache", "/var/mail",
+           "/var/spool", "/var/backups", "/mnt", "/media", "/srv", "/opt", "/boot", "/work")
+_SYSTEM = {"/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc", "/proc", "/dev", "/sys",
+           "/tmp", "/var"}
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    cpu_seconds: int = 5  # RLIMIT_CPU per process (SIGXCPU, then SIGKILL a second later)
+    wall_seconds: float = 10.0  # the whole run, start to finish
+    memory_bytes: int = 512 * MiB  # RLIMIT_AS per process
+    max_processes: int = 16  # RLIMIT_NPROC for the run's own uid (threads count too)
+    max_file_bytes: int = 1 * MiB  # RLIMIT_FSIZE
+    max_output_bytes: int = 64 * 1024  # kept of stdout and of stderr, each (the tail)
+    max_open_files: int = 64  # RLIMIT_NOFILE
+    tmp_bytes: int = 16 * MiB  # size of the private /tmp (the box) and of /dev/shm
+
+
+@dataclass
+class SandboxResult:
+    status: str  # passed | failed | error | timeout
+    tests_passed: int
+    tests_total: int
+    duration_s: float
+    stdout: str = ""  # tail, at most max_output_bytes
+    stderr: str = ""
+    reason: str = ""
+    returncode: int | None = None
+    output_truncated: bool = False
+    tests_valid: bool = True  # False: the tests themselves are unusable (nothing was run)
+
+
+# tests ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunPlan:
+    format: str  # check | asserts | functions
+    entry_point: str | None
+    static_total: int
+
+
+def _counted_assert(node: ast.AST) -> bool:
+    return isinstance(node, ast.Assert) and not isinstance(node.test, ast.Constant)
+
+
+def _is_check_call(stmt: ast.stmt) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "check")
+
+
+def plan_tests(tests: str, entry_point: str | None = None) -> RunPlan:
+    """How the harness will run `tests`; ValueError when they cannot be run at all."""
+    try:
+        tree = ast.parse(tests)
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"tests do not parse: {type(exc).__name__}: {exc}") from None
+    check = next((s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "check"), None)
+    if check is not None:
+        if not entry_point:
+            calls = [s.value for s in tree.body if _is_check_call(s)]
+            names = [c.args[0].id for c in calls if c.args and isinstance(c.args[0], ast.Name)]
+            if not names:
+                raise ValueError("tests define check(candidate) but no entry_point is given")
+            entry_point = names[0]
+        if not entry_point.isidentifier():
+            raise ValueError(f"entry_point {entry_point!r} is not an identifier")
+        return RunPlan("check", entry_point, sum(map(_counted_assert, ast.walk(check))))
+    asserts = sum(map(_counted_assert, tree.body))
+    if asserts:
+        return RunPlan("asserts", entry_point, asserts)
+    functions = [s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name.startswith("test")]
+    if functions:
+        return RunPlan("functions", entry_point, len(functions))
+    raise ValueError("no tests found: expected def check(candidate), top-level asserts or test_* functions")
+
+
+# the harness, run inside the sandbox as `python -I -B harness.py RESULT_FD` ----------------------
+
+HARNESS = r'''
+import ast, json, os, secrets, sys
+
+
+def _main():
+    write = os.write
+    fd = int(sys.argv[1])
+    marker = sys.stdin.readline().strip() + " "
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+
+    def report(status, passed, total, reason):
+        text = ("%s" % (reason,)).encode("utf-8", "replace")[:1000].hex()
+        # one write below PIPE_BUF is atomic; the leading newline ends any partial line before it
+        write(fd, ("\n%s%s %d %d %s\n" % (marker, status, passed, total, text)).encode())
+
+    with open("spec.json", encoding="utf-8") as f:
+        spec = json.loads(f.read())
+    with open("solution.py", encoding="utf-8", errors="replace") as f:
+        code = f.read()
+    with open("tests.py", encoding="utf-8", errors="replace") as f:
+        tests = f.read()
+    for name in ("tests.py", "spec.json"):
+        os.unlink(name)
+    fmt, entry, static = spec["format"], spec["entry_point"], spec["static_total"]
+
+    tag = "_curate_" + secrets.token_hex(8)
+    counts = [0, 0]
+    failures = []
+
+    def describe(exc):
+        line = None
+        tb = exc.__traceback__ if exc is not None else None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == "tests.py":
+                line = tb.tb_lineno
+                break
+            tb = tb.tb_next
+        try:
+            text = "%s: %s" % (type(exc).__name__, exc)
+        except BaseException:  # a candidate's exception whose __str__ fails
+            text = "%s" % (type(exc).__name__,)
+        return ("tests.py line %s: %s" % (line, text) if line else text)[:500]
+
+    def ok():
+        counts[0] += 1
+
+    def fail():
+        counts[1] += 1
+        if not failures:
+            failures.append(describe(sys.exc_info()[1]))
+
+    g = {"__name__": "__candidate__", "__builtins__": __builtins__,
+         tag + "_ok": ok, tag + "_fail": fail, tag + "_exc": Exception}
+
+    try:
+        compiled = compile(code, "solution.py", "exec")
+    except BaseException as exc:
+        report("error", 0, static, "candidate does not compile: %s: %s" % (type(exc).__name__, exc))
+        return
+    try:
+        exec(compiled, g)
+    except BaseException as exc:
+        report("error", 0, static, "candidate raised on load: %s: %s" % (type(exc).__name__, exc))
+        return
+
+    class Wrap(ast.NodeTransformer):
+        def visit_Assert(self, node):
+            if isinstance(node.test, ast.Constant):
+                return node
+            call = lambda name: ast.Expr(ast.Call(ast.Name(tag + name, ast.Load()), [], []))
+            handler = ast.ExceptHandler(type=ast.Name(tag + "_exc", ast.Load()), name=None,
+                                        body=[call("_fail")])
+            return ast.copy_location(ast.Try(body=[node], handlers=[handler],
+                                             orelse=[call("_ok")], finalbody=[]), node)
+
+    tree = ast.parse(tests, "tests.py")
+    aborted = None
+    if fmt == "check":
+        tree.body = [s for s in tree.body if not (
+            isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)
+            and isinstance(s.value.func, ast.Name) and s.value.func.id == "check")]
+        tree = ast.fix_missing_locations(Wrap().visit(tree))
+        try:
+            exec(compile(tree, "tests.py", "exec"), g)
+        except BaseException as exc:
+            report("error", 0, static, "tests raised on load: " + describe(exc))
+            return
+        candidate = g.get(entry)
+        if not callable(candidate):
+            report("error", 0, static, "entry point %r is not defined by the candidate" % (entry,))
+            return
+        try:
+            g["check"](candidate)
+        except BaseException as exc:
+            aborted = describe(exc)
+    elif fmt == "asserts":
+        for stmt in tree.body:
+            unit = compile(ast.Module(body=[stmt], type_ignores=[]), "tests.py", "exec")
+            counted = isinstance(stmt, ast.Assert) and not isinstance(stmt.test, ast.Constant)
+            try:
+                exec(unit, g)
+            except BaseException:
+                fail()
+            else:
+                if counted:
+                    ok()
+    else:
+        try:
+            exec(compile(tree, "tests.py", "exec"), g)
+        except BaseException as exc:
+            report("error", 0, static, "tests raised on load: " + describe(exc))
+            return
+        for stmt in tree.body:
+            if isinstance(stmt, ast.FunctionDef) and stmt.name.startswith("test"):
+                try:
+                    g[stmt.name]()
+                except BaseException:
+                    fail()
+                else:
+                    ok()
+    passed, failed = counts
+    if aborted is not None:
+        failed += 1
+        failures.insert(0, "check stopped: " + aborted)
+    if passed + failed == 0:
+        passed = 1
+    status = "passed" if failed == 0 else "failed"
+    report(status, passed, passed + failed, failures[0] if failures else "")
+
+
+try:
+    _main()
+finally:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        pass
+'''
+
+
+# isolation ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Isolation:
+    tools: dict[str, str]
+    python: str
+    hidden: tuple[str, ...]
+
+
+_isolation: _Isolation | None = None
+_isolation_lock = threading.Lock()
+
+
+def _find_tool(name: str) -> str | None:
+    return shutil.which(name, path=_TOOL_PATH)
+
+
+def _world_executable(path: Path) -> bool:
+    """Every directory above `path` is searchable, and `path` executable, by any user."""
+    try:
+        if not path.is_file() or not os.stat(path).st_mode & 0o001:
+            return False
+        return all(os.stat(parent).st_mode & 0o001 for parent in path.parents)
+    except OSError:
+        return False
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def _find_python() -> str | None:
+    """An interpreter that any user can run, outside this project (which the sandbox hides)."""
+    explicit = os.environ.get("CURATE_SANDBOX_PYTHON")
+    project = f"{_project_root()}/"
+    for candidate in (explicit, getattr(sys, "_base_executable", None), sys.executable,
+                      "/usr/bin/python3", "/usr/local/bin/python3"):
+        if not candidate:
+            continue
+        path = os.path.realpath(candidate)
+        if (candidate == explicit or not path.startswith(project)) and _world_executable(Path(path)):
+            return path
+    return None
+
+
+def _hidden_dirs(python: str | None = None) -> list[str]:
+    hidden = []
+    for name in (*_HIDDEN, str(_project_root())):
+        path = os.path.realpath(name)
+        if path in _SYSTEM or not os.path.isdir(path) or path in hidden:
+            continue
+        if python and python.startswith(path.rstrip("/") + "/"):
+            continue
+        hidden.append(path)
+    # a directory under another hidden one is hidden already (and its mount point is gone)
+    return [p for p in hidden if not any(p.startswith(q + "/") for q in hidden)]
+
+
+def isolation() -> _Isolation:
+    """The tools and interpreter of the sandbox, checked once with a real run; UserError if not."""
+    global _isolation
+    with _isolation_lock:
+        if _isolation is not None:
+            return _isolation
+        if os.geteuid() != 0:
+            raise UserError(
+                "the code sandbox needs root (to enter new network/PID/mount namespaces and switch "
+                f"to an unprivileged uid); running as uid {os.geteuid()}. Refusing to run candidate "
+                "code unsandboxed: run as root or drop the code_tests scorer.")
+        tools = {name: _find_tool(name) for name in _TOOLS}
+        missing = [name for name, path in tools.items() if path is None]
+        if missing:
+            raise UserError(f"the code sandbox needs {', '.join(missing)} (util-linux, coreutils), "
+                            "which are missing: apt-get install util-linux coreutils")
+        python = _find_python()
+        if python is None:
+            raise UserError("the code sandbox found no Python interpreter that an unprivileged user can "
+                            "run (set CURATE_SANDBOX_PYTHON, e.g. /usr/bin/python3)")
+        candidate = _Isolation(tools, python, tuple(_hidden_dirs(python)))
+        probe = _run(candidate, "def f():\n    return 1\n", "assert f() == 1\n", None, SandboxLimits())
+        if probe.status != "passed":
+            raise UserError(f"the code sandbox does not work on this machine ({probe.status}: "
+                            f"{probe.reason}; stderr: {probe.stderr[-500:]!r}); refusing to run "
+                            "candidate code unsandboxed")
+        _isolation = candidate
+        return _isolation
+
+
+class _UidSlot:
+    """A uid of the pool held for one run: flock on a root-only file, across threads and processes."""
+
+    _dir = Path(tempfile.gettempdir()) / f"curate-sandbox-slots-{os.getuid()}"
+
+    def __enter__(self) -> int:
+        self._dir.mkdir(mode=0o700, exist_ok=True)
+        usable = _usable_uids()
+        if not usable:
+            raise UserError(f"every uid in {SANDBOX_UIDS} has a passwd entry; set CURATE_SANDBOX_UID_BASE")
+        while True:
+            for uid in usable:
+                fd = os.open(self._dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self._fd = fd
+                return uid
+            time.sleep(0.02)
+
+    def __exit__(self, *exc) -> None:
+        os.close(self._fd)  # releases the flock
+
+
+@functools.cache
+def _usable_uids() -> tuple[int, ...]:
+    """The pool's uids that no account uses (no passwd entry)."""
+    usable = []
+    for uid in SANDBOX_UIDS:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            usable.append(uid)
+    return tuple(usable)
+
+
+def _fstab_path(path: str) -> str:
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+
+
+def _fstab(iso: _Isolation, limits: SandboxLimits) -> str:
+    """The namespace's mounts, for one `mount -a` (a distinct source name, so that mount does not
+    take /dev/shm for mounted already)."""
+    writable = f"size={limits.tmp_bytes},mode=1777,nosuid,nodev"
+    lines = [f"curate-sandbox /tmp tmpfs {writable} 0 0", f"curate-sandbox /dev/shm tmpfs {writable} 0 0"]
+    lines += [f"curate-sandbox {_fstab_path(path)} tmpfs ro,size=4k,mode=755,nosuid,nodev,noexec 0 0"
+              for path in iso.hidden]
+    return "\n".join(lines) + "\n"
+
+
+def _script(iso: _Isolation, limits: SandboxLimits, uid: int, result_fd: int) -> str:
+    """Run by sh as root, pid 1 of the namespaces, in the host work directory (argument 1)."""
+    t = {k: shlex.quote(v) for k, v in iso.tools.items()}
+    lines = [
+        f'fail() {{ echo "curate sandbox setup failed: $1" >&2; exit {SETUP_FAILED_RC}; }}',
+        'cd "$1" || fail "cd"',
+        f"{t['mount']} --all --fstab ./fstab || fail mount",
+        f"{t['cp']} -a box /tmp/ || fail cp",  # the box is owned by the uid already
+        "cd /tmp/box || fail 'cd box'",
+        "unset OLDPWD PWD",
+        f"printf 'ready\\n' > /proc/self/fd/{result_fd} || fail ready",
+        f"{t['setsid']} {t['prlimit']} --cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}"
+        f" --as={limits.memory_bytes} --nproc={limits.max_processes} --fsize={limits.max_file_bytes}"
+        f" --nofile={limits.max_open_files} --core=0 --memlock=0 --"
+        f" {t['setpriv']} --reuid={uid} --regid={uid} --clear-groups --no-new-privs"
+        f" --inh-caps=-all --bounding-set=-all --pdeathsig=SIGKILL --"
+        f" {shlex.quote(iso.python)} -I -B harness.py {result_fd}",
+        "exit $?",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class _Tail:
+    """The last `cap` bytes of a stream (and its first 64, for the result pipe's "ready" line)."""
+
+    def __init__(self, cap: int):
+        self.cap, self.data, self.total, self.head = cap, bytearray(), 0, b""
+
+    def add(self, chunk: bytes) -> None:
+        if len(self.head) < 64:
+            self.head += chunk[:64 - len(self.head)]
+        self.total += len(chunk)
+        self.data += chunk
+        if len(self.data) > 2 * self.cap:
+            del self.data[:-self.cap]
+
+    def text(self) -> str:
+        return bytes(self.data[-self.cap:]).decode("utf-8", "replace") if self.cap else ""
+
+
+_SIGNALS = {int(s): s.name for s in signal.Signals}
+
+
+def _run(iso: _Isolation, code: str, tests: str, entry_point: str | None,
+         limits: SandboxLimits) -> SandboxResult:
+    start = time.monotonic()
+    try:
+        plan = plan_tests(tests, entry_point)
+    except ValueError as exc:
+        return SandboxResult("error", 0, 0, 0.0, reason=f"invalid tests: {exc}", tests_valid=False)
+    nonce = secrets.token_hex(16)
+    workdir = tempfile.mkdtemp(prefix="curate-sandbox-")  # root-only; the sandbox never sees it
+    try:
+        with _UidSlot() as uid:
+            box = Path(workdir, "box")
+            box.mkdir(mode=0o700)
+            files = {"harness.py": HARNESS, "solution.py": code, "tests.py": tests,
+                     "spec.json": json.dumps({"format": plan.format, "entry_point": plan.entry_point,
+                                              "static_total": plan.static_total})}
+            for name, text in files.items():
+                (box / name).write_text(text, encoding="utf-8", errors="surrogatepass")
+                os.chmod(box / name, 0o644)
+            os.chown(box, uid, uid)
+            Path(workdir, "fstab").write_text(_fstab(iso, limits))
+            return _spawn(iso, workdir, uid, nonce, plan, limits, start)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _spawn(iso: _Isolation, workdir: str, uid: int, nonce: str, plan: RunPlan,
+           limits: SandboxLimits, start: float) -> SandboxResult:
+    t = iso.tools
+    result_r, result_w = os.pipe()
+    command = [t["timeout"], "-s", "KILL", str(int(limits.wall_seconds) + 3),
+               t["unshare"], "--net", "--pid", "--ipc", "--uts", "--mount", "--propagation=private",
+               "--mount-proc", "--fork", "--kill-child=SIGKILL", "--",
+               t["sh"], "-c", _script(iso, limits, uid, result_w), "curate-sandbox", workdir]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp/box"}
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=(result_w,), env=env, cwd="/",
+                                start_new_session=True)
+    except BaseException:
+        os.close(result_r)
+        os.close(result_w)
+        raise
+    os.close(result_w)
+    out, err, res = _Tail(limits.max_output_bytes), _Tail(limits.max_output_bytes), _Tail(64 * 1024)
+    timed_out = False
+    try:
+        try:
+            proc.stdin.write((nonce + "\n").encode())
+            proc.stdin.close()
+        except OSError:
+            pass
+        deadline = start + limits.wall_seconds
+        sinks = {proc.stdout.fileno(): out, proc.stderr.fileno(): err, result_r: res}
+        with selectors.DefaultSelector() as selector:
+            for fd in sinks:
+                os.set_blocking(fd, False)
+                selector.register(fd, selectors.EVENT_READ)
+            while selector.get_map():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if not timed_out:
+                        timed_out = True
+                        _kill(proc)
+                        deadline = time.monotonic() + 5  # drain what is left, then give up
+                        continue
+                    break
+                for key, _ in selector.select(timeout=min(remaining, 1.0)):
+                    try:
+                        chunk = os.read(key.fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    if chunk:
+                        sinks[key.fd].add(chunk)
+                    else:
+                        selector.unregister(key.fd)
+        try:
+            proc.wait(timeout=max(0.0, start + limits.wall_seconds - time.monotonic()) + 0.2)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill(proc)
+            proc.wait()
+    finally:
+        if proc.returncode is None:
+            _kill(proc)
+            proc.wait()
+        os.close(result_r)
+        proc.stdout.close()
+        proc.stderr.close()
+    duration = time.monotonic() - start
+    result = SandboxResult("error", 0, plan.static_total, round(duration, 3), out.text(), err.text(),
+                           returncode=proc.returncode,
+                           output_truncated=out.total > limits.max_output_bytes
+                           or err.total > limits.max_output_bytes)
+    lines = bytes(res.data[-res.cap:]).decode("utf-8", "replace").splitlines()
+    if not res.head.startswith(b"ready\n"):
+        if timed_out:
+            raise UserError(f"the code sandbox did not start within {limits.wall_seconds} s")
+        raise UserError(f"the code sandbox could not be set up (exit {proc.returncode}): "
+                        f"{err.text()[-1000:].strip()}")
+    report = next((line for line in lines if line.startswith(nonce + " ")), None)
+    if timed_out:
+        result.status, result.reason = "timeout", f"wall-clock limit of {limits.wall_seconds} s"
+        return result
+    if report is not None:
+        try:
+            status, passed, total, reason = (report[len(nonce) + 1:].split(" ") + [""])[:4]
+            result.status, result.tests_passed, result.tests_total = status, int(passed), int(total)
+            result.reason = bytes.fromhex(reason).decode("utf-8", "replace")
+            if status in {"passed", "failed", "error"}:
+                return result
+        except ValueError:
+            pass
+        result.status, result.tests_passed, result.tests_total = "error", 0, plan.static_total
+        result.reason = "harness sent a malformed report"
+        return result
+    rc = proc.returncode
+    signum = -rc if rc < 0 else rc - 128 if rc > 128 else None
+    if signum == signal.SIGXCPU or (signum == signal.SIGKILL and duration >= limits.cpu_seconds):
+        result.status = "timeout"
+        result.reason = f"CPU time limit of {limits.cpu_seconds} s (killed by {_SIGNALS.get(signum)})"
+    elif signum in _SIGNALS:
+        result.reason = f"the candidate's interpreter died: {_SIGNALS[signum]} (exit {rc})"
+    else:
+        last = err.text().strip().splitlines()[-1:] or [""]
+        result.reason = f"exited with code {rc} before reporting results {last[0][:300]}".rstrip()
+    return result
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    """End the run: SIGKILL pid 1 of its PID namespace (timeout -> unshare -> pid 1), so that the
+    kernel kills everything in the namespace and unshare, then timeout, exit only once it is
+    empty. Falls back to the whole process group (timeout, unshare, pid 1) if pid 1 is not found
+    or the chain is not gone in 5 s. Only called while `proc` is not reaped yet."""
+    for unshare in _children(proc.pid):
+        for init in _children(unshare):
+            try:
+                pidfd = os.pidfd_open(init)
+            except OSError:
+                continue
+            try:
+                if init in _children(unshare):  # still the same process, now pinned by the pidfd
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+            finally:
+                os.close(pidfd)
+    try:
+        proc.wait(timeout=5)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_tests(code: str, tests: str, entry_point: str | None = None,
+              limits: SandboxLimits = SandboxLimits()) -> SandboxResult:
+    """Run `tests` against `code` in the sandbox (see the module docstring). Thread-safe.
+
+    Raises UserError when the sandbox cannot be set up here; never runs code unsandboxed.
+    """
+    return _run(isolation(), code, tests, entry_point, limits)
+
+
+# scorer ---------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PYTHON_TAGS = {"python", "py", "python3", "py3"}
+
+
+def extract_code(text: str) -> str:
+    """The last ```python block of `text`, else its last fenced block, else the whole text."""
+    blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
+    python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
+    if python:
+        return python[-1]
+    if blocks:
+        return blocks[-1][1]
+    return text
+
+
+class CodeTestsScorer:
+    """Fraction of the prompt's tests that the response's code passes, run in the sandbox."""
+
+    name = "code_tests"
+    version = "1"
+    tasks = frozenset({"code"})
+
+    def __init__(self, limits: SandboxLimits = SandboxLimits(), workers: int = 2):
+        self.limits = limits
+        self.workers = workers
+
+    def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
+        from tqdm.auto import tqdm
+
+        if not items:
+            return []
+        isolation()  # a UserError here, once, rather than one per item
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="code-sandbox") as pool:
+            return list(tqdm(pool.map(self._score_one, items), total=len(items),
+                             desc=f"score {self.name}", unit="candidate", leave=False))
+
+    def _score_one(self, item: ScoreItem) -> ScoreResult:
+        try:
+            fields = json.loads(item.prompt.get("task_fields_json") or "{}")
+        except (TypeError, ValueError) as exc:
+            return ScoreResult(None, "error", {"error": f"bad task_fields_json: {exc}"})
+        tests = fields.get("tests")
+        if not isinstance(tests, str) or not tests.strip():
+            return ScoreResult(None, "error", {"error": "the prompt has no tests"})
+        result = run_tests(extract_code(item.text), tests, fields.get("entry_point"), self.limits)
+        if not result.tests_valid:
+            return ScoreResult(None, "error", {"error": result.reason})
+        detail = {"status": result.status, "tests_passed": result.tests_passed,
+                  "tests_total": result.tests_total, "reason": result.reason[:500],
+                  "duration_s": result.duration_s}
+        score = result.tests_passed / result.tests_total if result.tests_total else 0.0
+        return ScoreResult(score, "ok", detail)
+
+
+__all__ = ["CodeTestsScorer", "SandboxLimits", "SandboxResult", "extract_code", "isolation",
+           "plan_tests", "run_tests", "SANDBOX_UIDS"]
