@@ -27,18 +27,22 @@ def _demo(data: Path) -> str:
 def test_demo_runs_end_to_end_and_second_run_adds_nothing(tmp_path):
     data = tmp_path / "data"
     first = _demo(data)
-    assert "136 to generate" in first and "curate run" in first
+    assert "184 to generate" in first and "28 to generate" in first and "curate run" in first
     with Lake(data / "lake", read_only=True) as lake:
         counts = {t: lake.count(t) for t in ("prompts", "candidates", "scores", "pairs")}
-        strategies = lake.query("SELECT DISTINCT scorer FROM pairs")["scorer"].to_list()
-    assert counts["prompts"] == 34 and counts["candidates"] == 136 and counts["scores"] == 112
-    assert counts["pairs"] > 0 and "constraints" in strategies
+        strategies = set(lake.query("SELECT DISTINCT strategy FROM pairs")["strategy"])
+        scorers = set(lake.query("SELECT DISTINCT scorer FROM scores")["scorer"])
+    # 34 written prompts + 8 IFEval + 4 HumanEval; 4 samples each + 2 hot samples per math prompt
+    assert counts["prompts"] == 46 and counts["candidates"] == 46 * 4 + 14 * 2
+    assert scorers == {"math_verify", "constraints", "code_tests", "judge:smollm2"}
+    assert counts["scores"] == 84 + 88 + 16 + 24  # math (both generators), instructions, code, chat
+    assert {"margin", "reversal", "gt"} <= strategies
     exported = datasets.load_from_disk(str(data / "export" / "demo"))
     assert len(exported) == counts["pairs"]
     assert {"prompt", "chosen", "rejected"} <= set(exported.column_names)
 
     second = _demo(data)
-    assert "136 already in the lake, 0 to generate" in second
+    assert "184 already in the lake, 0 to generate" in second and "28 already in the lake" in second
     with Lake(data / "lake", read_only=True) as lake:
         assert {t: lake.count(t) for t in counts} == counts
         for table, key in (("prompts", "prompt_id"), ("candidates", "candidate_id"), ("scores", "score_id"),
