@@ -75,29 +75,15 @@ def synthetic(prompts_count: int, per_prompt: int, seed: int = 0):
 
 
 def finish_without_hashing(picked, strategy: str, params: dict, run_id: str):
-    """finish_pairs with pair_id and dedup_key as plain concatenations instead of per-pair sha256
-    through map_elements: the same rows otherwise, to measure what the hashing costs."""
-    import json
-
+    """finish_pairs with pair_id and dedup_key as plain concatenations instead of per-pair sha256:
+    the same rows otherwise, to measure what the hashing costs."""
     import polars as pl
 
-    from curate import schemas
-    from curate.pairs.rows import OPTIONAL_PICK_COLUMNS, empty_pairs
+    from curate.pairs.rows import finish_pairs
 
-    if picked.is_empty():
-        return empty_pairs()
-    for column, dtype in OPTIONAL_PICK_COLUMNS.items():
-        if column not in picked.columns:
-            picked = picked.with_columns(pl.lit(None, dtype=dtype).alias(column))
-    keyed = picked.with_columns(
-        pl.concat_str("chosen_id", "rejected_id", "prompt_id").alias("pair_id"),
-        pl.concat_str("chosen_id", "rejected_id").alias("dedup_key"),
-        pl.lit(strategy).alias("strategy"),
-        pl.lit(json.dumps(params, sort_keys=True, default=str)).alias("params_json"),
-        pl.lit(run_id).alias("run_id"),
-        pl.lit(datetime.now(timezone.utc)).alias("created_at"),
-    )
-    return pl.from_arrow(schemas.conform("pairs", keyed.sort("prompt_id", "pair_id").to_arrow()))
+    plain = [pl.concat_str("chosen_id", "rejected_id", "prompt_id").alias("pair_id"),
+             pl.concat_str("chosen_id", "rejected_id").alias("dedup_key")]
+    return finish_pairs(picked, strategy, params, run_id, keys=plain)
 
 
 def run_mode(mode: str, prompts_count: int, per_prompt: int) -> None:

@@ -40,20 +40,30 @@ def empty_pairs() -> pl.DataFrame:
     return pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
 
 
-def finish_pairs(picked: pl.DataFrame, strategy: str, params: dict, run_id: str) -> pl.DataFrame:
-    """Pair rows from picks (PICK_COLUMNS, optionally weight and details_json)."""
-    if picked.is_empty():
-        return empty_pairs()
-    for column, dtype in OPTIONAL_PICK_COLUMNS.items():
-        if column not in picked.columns:
-            picked = picked.with_columns(pl.lit(None, dtype=dtype).alias(column))
-    keyed = picked.with_columns(
+def content_keys(strategy: str) -> list[pl.Expr]:
+    """pair_id and dedup_key, hashed per pair in Python (ids must be stable across versions,
+    which Polars' own hash is not): most of the cost of building many pairs."""
+    return [
         pl.struct("chosen_id", "rejected_id", "prompt_id").map_elements(
             lambda r: ids.pair_id(strategy, r["chosen_id"], r["rejected_id"], r["prompt_id"]),
             return_dtype=pl.Utf8).alias("pair_id"),
         pl.struct("prompt", "chosen", "rejected").map_elements(
             lambda r: pair_dedup_key(r["prompt"], r["chosen"], r["rejected"]), return_dtype=pl.Utf8
         ).alias("dedup_key"),
+    ]
+
+
+def finish_pairs(picked: pl.DataFrame, strategy: str, params: dict, run_id: str,
+                 keys: list[pl.Expr] | None = None) -> pl.DataFrame:
+    """Pair rows from picks (PICK_COLUMNS, optionally weight and details_json). `keys`
+    replaces the pair_id/dedup_key expressions (benchmarks measure their cost that way)."""
+    if picked.is_empty():
+        return empty_pairs()
+    for column, dtype in OPTIONAL_PICK_COLUMNS.items():
+        if column not in picked.columns:
+            picked = picked.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    keyed = picked.with_columns(
+        *(keys if keys is not None else content_keys(strategy)),
         pl.lit(strategy).alias("strategy"),
         pl.lit(json.dumps(params, sort_keys=True, default=str)).alias("params_json"),
         pl.lit(run_id).alias("run_id"),
