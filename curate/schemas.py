@@ -13,12 +13,13 @@ from pathlib import Path
 import pyarrow as pa
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-TABLES = ("runs", "prompts", "candidates", "scores", "pairs", "rejects")
+TABLES = ("runs", "prompts", "candidates", "scores", "pairs", "rejects", "dedup_drops", "embeddings")
 
 _SCALARS = {
     "string": (pa.string(), "VARCHAR"),
     "int32": (pa.int32(), "INTEGER"),
     "int64": (pa.int64(), "BIGINT"),
+    "float32": (pa.float32(), "FLOAT"),
     "float64": (pa.float64(), "DOUBLE"),
     "bool": (pa.bool_(), "BOOLEAN"),
     "timestamp": (pa.timestamp("us", tz="UTC"), "TIMESTAMPTZ"),
