@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 
 import curate
 from curate import schemas
@@ -26,7 +27,8 @@ from curate.export import export_dataset
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
 from curate.ingest import ingest_file, ingest_rows
 from curate.lake import Lake
-from curate.pairs import build_pairs
+from curate.pairs import build_pairs, strategy_deriver
+from curate.pairs.derive import derived_prompt_rows, original_prompts
 from curate.progress import log
 from curate.sources import builtin_rows
 
@@ -194,14 +196,14 @@ class Pipeline:
         state.prompt_ids = sorted(set(state.prompt_ids))
         state.timings["ingest"] = time.monotonic() - began
 
-    def generate(self, state: RunState) -> None:
-        began = time.monotonic()
-        prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
-        for generator in self.config.generators:
+    def _generate(self, prompts: pl.DataFrame, generators, state: RunState) -> None:
+        for generator in generators:
             backend = self.backend_for(generator)
             answered = prompts if not generator.tasks else prompts.filter(pl.col("task").is_in(generator.tasks))
             planned = plan_requests(answered, backend.fingerprint,
                                     lambda task, g=generator: self.sampling_for_task(task, g))
+            if not planned:
+                continue
             planned_ids = [r.candidate_id for r in planned]
             state.candidate_ids.extend(planned_ids)
             done = self.lake.existing_ids("candidates", planned_ids)
@@ -214,6 +216,11 @@ class Pipeline:
                 committed += self.lake.commit({"candidates": table})["candidates"]
                 state.add("candidates_new", table.num_rows)
                 log(f"generate: committed {committed}/{len(missing)} candidates")
+
+    def generate(self, state: RunState) -> None:
+        began = time.monotonic()
+        prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
+        self._generate(prompts, self.config.generators, state)
         state.timings["generate"] = time.monotonic() - began
 
     def _run_prompts_and_candidates(self, state: RunState) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -237,8 +244,35 @@ class Pipeline:
                 if status != "ok":  # unparsed verdicts, errors: excluded from pairs, but counted
                     state.add(f"scores_{status}", count)
             detail = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
-            log(f"score {scorer.name}: {added} new scores" + (f" ({detail})" if detail else ""))
-        state.timings["score"] = time.monotonic() - began
+            if scores.num_rows:
+                log(f"score {scorer.name}: {added} new scores" + (f" ({detail})" if detail else ""))
+        state.timings["score"] = state.timings.get("score", 0.0) + time.monotonic() - began
+
+    def derive(self, state: RunState) -> None:
+        """Strategies that drive generation (curate.pairs.derive): their prompts, then the
+        candidates and scores of those prompts, before any pair is built."""
+        specs = [spec for spec in self.config.pairs if strategy_deriver(spec["strategy"])]
+        if not specs:
+            return
+        began = time.monotonic()
+        prompts, candidates = self._run_prompts_and_candidates(state)
+        prompts = original_prompts(prompts)
+        scores = self._where_in("scores", "candidate_id", state.candidate_ids)
+        tables = []
+        for spec in specs:
+            params = {k: v for k, v in spec.items() if k != "strategy"}
+            derived = strategy_deriver(spec["strategy"])(prompts, candidates, scores, params)
+            tables.append(derived_prompt_rows(derived, spec["strategy"], state.run_id))
+            log(f"derive {spec['strategy']}: {len(derived)} prompts")
+        rows = pa.concat_tables(tables)
+        added = self.lake.commit({"prompts": rows})["prompts"]
+        state.add("derived_prompts", rows.num_rows)
+        state.add("derived_prompts_new", added)
+        derived_ids = sorted(set(rows.column("prompt_id").to_pylist()))
+        state.prompt_ids = sorted(set(state.prompt_ids) | set(derived_ids))
+        self._generate(self._where_in("prompts", "prompt_id", derived_ids), self.config.generators[:1], state)
+        state.timings["derive"] = time.monotonic() - began
+        self.score(state)
 
     def pairs(self, state: RunState) -> None:
         began = time.monotonic()
@@ -250,7 +284,8 @@ class Pipeline:
             params = {k: v for k, v in spec.items() if k != "strategy"}
             if params.get("scorer") in versions:  # pair on the configured scorer's current version
                 params.setdefault("scorer_version", versions[params["scorer"]])
-            built.append(build_pairs(spec["strategy"], prompts, candidates, scores, params, state.run_id))
+            seen = prompts if strategy_deriver(spec["strategy"]) else original_prompts(prompts)
+            built.append(build_pairs(spec["strategy"], seen, candidates, scores, params, state.run_id))
         built = [b for b in built if not b.is_empty()]
         all_pairs = pl.concat(built) if built else pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
         # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.
@@ -290,7 +325,7 @@ class Pipeline:
         """Every step in order, without Prefect (the flow does the same, as tasks)."""
         state = self.start()
         try:
-            for step in (self.ingest, self.generate, self.score, self.pairs, self.export):
+            for step in (self.ingest, self.generate, self.score, self.derive, self.pairs, self.export):
                 step(state)
         except BaseException:
             self.finish(state, "failed")

@@ -1,4 +1,4 @@
-"""The `build` flow: one dataset, ingest → generate → score → pairs (with dedup) → export.
+"""The `build` flow: one dataset, ingest → generate → score → derive → pairs (with dedup) → export.
 
 Each step of `curate.pipeline.Pipeline` runs as a Prefect task in the flow's thread (vLLM's
 in-process engine stays on one thread). Parameters are plain strings so the flow can be
@@ -24,9 +24,8 @@ def _step(name: str):
     return run_step
 
 
-ingest_task, generate_task, score_task, pairs_task, export_task = (
-    _step(name) for name in ("ingest", "generate", "score", "pairs", "export")
-)
+STEPS = ("ingest", "generate", "score", "derive", "pairs", "export")
+TASKS = [_step(name) for name in STEPS]
 
 
 @flow(name="build")
@@ -35,7 +34,7 @@ def build(config_path: str, data_dir: str = "data") -> dict:
     pipeline = Pipeline(load_config(Path(config_path)), Path(data_dir))
     state = pipeline.start()
     try:
-        for step in (ingest_task, generate_task, score_task, pairs_task, export_task):
+        for step in TASKS:
             step(pipeline, state)
     except BaseException:
         pipeline.finish(state, "failed")

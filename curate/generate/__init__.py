@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import polars as pl
@@ -52,6 +52,17 @@ class Generation:
     error: str | None = None
 
 
+def _with_derived_overrides(sampling: SamplingSettings, task_fields_json: str | None
+                            ) -> tuple[SamplingSettings, str]:
+    """A derived prompt (curate.pairs.derive) says how it wants to be generated: n, max_tokens,
+    temperature and an assistant prefix override the run's sampling settings."""
+    if not task_fields_json or '"derived"' not in task_fields_json:
+        return sampling, ""
+    wanted = json.loads(task_fields_json).get("derived", {}).get("generation", {})
+    overrides = {k: wanted[k] for k in ("n", "max_tokens", "temperature", "top_p") if k in wanted}
+    return replace(sampling, **overrides), wanted.get("assistant_prefix", "")
+
+
 def plan_requests(
     prompts: pl.DataFrame,
     model_fingerprint: str,
@@ -65,12 +76,15 @@ def plan_requests(
     composition can change low-order bits of the logits, and so the sampled text.
     """
     requests = []
-    for row in prompts.select("prompt_id", "task", "messages").iter_rows(named=True):
-        sampling = sampling_for_task(row["task"])
+    columns = ["prompt_id", "task", "messages"]
+    if "task_fields_json" in prompts.columns:
+        columns.append("task_fields_json")
+    for row in prompts.select(columns).iter_rows(named=True):
+        sampling, prefix = _with_derived_overrides(sampling_for_task(row["task"]), row.get("task_fields_json"))
         for index in range(sampling.n):
             seed = ids.sample_seed(row["prompt_id"], index, sampling.seed)
             candidate = ids.candidate_id(row["prompt_id"], model_fingerprint, sampling.identity(), index, seed)
-            requests.append(Request(candidate, row["prompt_id"], row["messages"], index, seed, sampling))
+            requests.append(Request(candidate, row["prompt_id"], row["messages"], index, seed, sampling, prefix))
     done = existing([r.candidate_id for r in requests])
     return sorted((r for r in requests if r.candidate_id not in done),
                   key=lambda r: (r.prompt_id, r.sample_index))

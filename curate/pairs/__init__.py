@@ -23,11 +23,24 @@ def register(name: str):
 
 def build_pairs(strategy: str, prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
                 config: dict, run_id: str) -> pl.DataFrame:
-    from curate.pairs import gt, margin, reversal  # noqa: F401  (register themselves)
-
+    build_pairs_module_names()
     if strategy not in STRATEGIES:
         raise KeyError(f"unknown pair strategy {strategy!r} (known: {sorted(STRATEGIES)})")
     return STRATEGIES[strategy](prompts, candidates, scores, config, run_id=run_id)
+
+
+def strategy_deriver(strategy: str) -> Callable | None:
+    """The strategy's `derive` (see curate.pairs.derive), if it drives generation itself."""
+    import importlib
+
+    build_pairs_module_names()
+    module = importlib.import_module(STRATEGIES[strategy].__module__)
+    return getattr(module, "derive", None)
+
+
+def build_pairs_module_names() -> None:
+    """Import every strategy module so that each registers itself."""
+    from curate.pairs import gt, margin, reversal  # noqa: F401
 
 
 def check_pair_config(strategy: str, config: dict) -> str | None:
