@@ -62,15 +62,27 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
     console.print(summary_table(state))
 
 
+AsOf = typer.Option(None, "--as-of", help="Read the lake as it was at the end of a run (run id) or at a snapshot number")
+
+
+def _open_lake(data_dir: Optional[Path], as_of: Optional[str]):
+    from curate.lake import Lake
+
+    root = _data_dir(data_dir) / "lake"
+    if as_of is None:
+        return Lake(root, read_only=True)
+    with Lake(root, read_only=True) as current:
+        snapshot = current.snapshot_of_run(as_of)
+    return Lake(root, snapshot=snapshot)
+
+
 @app.command()
-def query(sql: str = typer.Argument(..., help="SQL over the lake's tables (read-only)"),
-          data_dir: Optional[Path] = DataDir):
+def query(sql: str = typer.Argument(..., help="SQL over the lake's tables and views (read-only)"),
+          data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Run a read-only SQL query on the lake and print the result."""
     import duckdb
 
-    from curate.lake import Lake
-
-    with Lake(_data_dir(data_dir) / "lake", read_only=True) as lake:
+    with _open_lake(data_dir, as_of) as lake:
         try:
             frame = lake.query(sql)
         except duckdb.Error as exc:
@@ -79,12 +91,11 @@ def query(sql: str = typer.Argument(..., help="SQL over the lake's tables (read-
 
 
 @app.command()
-def stats(data_dir: Optional[Path] = DataDir):
+def stats(data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Row counts per table and pairs per strategy."""
     from curate import schemas
-    from curate.lake import Lake
 
-    with Lake(_data_dir(data_dir) / "lake", read_only=True) as lake:
+    with _open_lake(data_dir, as_of) as lake:
         counts = {name: lake.count(name) for name in schemas.TABLES}
         table = Table(title=f"lake {lake.root} (snapshot {lake.snapshot_id()})")
         table.add_column("table")
@@ -96,6 +107,27 @@ def stats(data_dir: Optional[Path] = DataDir):
             "SELECT strategy, scorer, count(*) AS pairs, round(avg(margin), 3) AS mean_margin, "
             "round(avg(length(chosen)) / nullif(avg(length(rejected)), 0), 3) AS length_ratio "
             "FROM pairs GROUP BY ALL ORDER BY ALL"))
+
+
+@app.command()
+def serve(config: Path = typer.Argument(..., help="Run config (TOML) of the nightly build"),
+          cron: str = typer.Option("0 2 * * *", help="Schedule (cron, server time zone)"),
+          name: str = typer.Option("nightly", help="Deployment name"),
+          data_dir: Optional[Path] = DataDir):
+    """Serve the build flow as a scheduled Prefect deployment (needs PREFECT_API_URL: see README)."""
+    from curate.config import load_config
+    from curate.env import apply_offline_env
+
+    load_config(config)
+    directory = _data_dir(data_dir)
+    apply_offline_env(directory)
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UserError("serving needs a Prefect server: run `prefect server start` and set PREFECT_API_URL "
+                        "to the address it prints (http://127.0.0.1:4200/api by default)")
+    from flows.nightly import serve_nightly
+
+    console.print(f"serving deployment build/{name} on {cron!r}; Ctrl-C stops")
+    serve_nightly(str(config), str(directory), cron, name)
 
 
 @app.command()

@@ -37,16 +37,18 @@ def ducklake_extension_path() -> Path:
 class Lake:
     """A connection to the lake at `root` (catalog `root/catalog.ducklake`, files `root/files/`)."""
 
-    def __init__(self, root: Path | str, read_only: bool = False):
+    def __init__(self, root: Path | str, read_only: bool = False, snapshot: int | None = None):
         self.root = Path(root)
-        self.read_only = read_only
+        self.read_only = read_only or snapshot is not None
         catalog = self.root / "catalog.ducklake"
-        if read_only and not catalog.exists():
+        if self.read_only and not catalog.exists():
             raise UserError(f"no lake at {self.root}: run `curate run` first")
         self.root.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect()
         self.con.execute(f"LOAD '{ducklake_extension_path()}'")
-        options = "READ_ONLY" if read_only else f"DATA_PATH '{self.root / 'files'}/'"
+        options = "READ_ONLY" if self.read_only else f"DATA_PATH '{self.root / 'files'}/'"
+        if snapshot is not None:  # the lake as it was at that snapshot
+            options += f", SNAPSHOT_VERSION {int(snapshot)}"
         try:
             self.con.execute(f"ATTACH 'ducklake:{catalog}' AS {LAKE_ALIAS} ({options})")
         except (duckdb.IOException, duckdb.BinderException) as exc:
@@ -54,8 +56,9 @@ class Lake:
                 raise UserError(f"the lake at {self.root} is in use by another curate process") from exc
             raise
         self.con.execute(f"USE {LAKE_ALIAS}")
-        if not read_only:
+        if not self.read_only:
             self._create_tables()
+            self._create_views()
 
     def _create_tables(self) -> None:
         existing = self.table_names()
@@ -68,6 +71,34 @@ class Lake:
         for name in missing:
             self.con.execute(schemas.table(name).create_sql(f"{LAKE_ALIAS}.{name}"))
         self.con.execute("COMMIT")
+
+    def _create_views(self) -> None:
+        """Create the analyst views; replace them all (one snapshot) when their definitions
+        changed, which a marker view holding a hash of the definitions tells."""
+        from curate.views import VIEWS, views_version
+
+        wanted = views_version()
+        try:
+            current = self.con.execute(f"SELECT version FROM {LAKE_ALIAS}.curate_views_version").fetchone()[0]
+        except duckdb.CatalogException:
+            current = None
+        if current == wanted:
+            return
+        with self.transaction():
+            for name, sql in VIEWS.items():
+                self.con.execute(f"CREATE OR REPLACE VIEW {LAKE_ALIAS}.{name} AS {sql}")
+            self.con.execute(f"CREATE OR REPLACE VIEW {LAKE_ALIAS}.curate_views_version AS SELECT '{wanted}' AS version")
+
+    def snapshot_of_run(self, run: str) -> int:
+        """The last snapshot at or before the end of a run (a run id), or a snapshot number."""
+        if run.isdigit():
+            return int(run)
+        row = self.con.execute(
+            f"SELECT max(s.snapshot_id) FROM {LAKE_ALIAS}.snapshots() s, {LAKE_ALIAS}.runs r "
+            "WHERE r.run_id = ? AND s.snapshot_time <= coalesce(r.finished_at, now())", [run]).fetchone()
+        if row is None or row[0] is None:
+            raise UserError(f"no run {run!r} in the lake (see: curate query \"select run_id, status from runs\")")
+        return row[0]
 
     def close(self) -> None:
         self.con.close()

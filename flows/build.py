@@ -16,8 +16,18 @@ from curate.config import load_config
 from curate.pipeline import Pipeline, RunState
 
 
+TRANSIENT = (ConnectionError, TimeoutError)
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Retry a step only for errors that may pass (a backend connection, a time-out): every
+    step is idempotent, so a retry redoes only what is missing. Bad input or config fails at once."""
+    return isinstance(state.result(raise_on_failure=False), TRANSIENT)
+
+
 def _step(name: str):
-    @task(name=name, cache_policy=NO_CACHE)
+    @task(name=name, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
+          retry_condition_fn=retry_if_transient)
     def run_step(pipeline: Pipeline, state: RunState) -> None:
         getattr(pipeline, name)(state)
 
