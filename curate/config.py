@@ -159,6 +159,9 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
             raise UserError(f"config: [[pairs]] entry {index} needs a `strategy`")
         from curate.pairs import check_pair_config
 
+        if isinstance(spec.get("repo"), str) and not Path(spec["repo"]).is_absolute():
+            spec["repo"] = str((base_dir / spec["repo"]).resolve())  # relative to the config file
+
         problem = check_pair_config(spec["strategy"], {k: v for k, v in spec.items() if k != "strategy"})
         if problem:
             raise UserError(f"config: [[pairs]] entry {index} ({spec['strategy']}): {problem}")

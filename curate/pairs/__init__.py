@@ -40,7 +40,7 @@ def strategy_deriver(strategy: str) -> Callable | None:
 
 def build_pairs_module_names() -> None:
     """Import every strategy module so that each registers itself."""
-    from curate.pairs import gt, margin, reversal, short_to_long, stepwise  # noqa: F401
+    from curate.pairs import code_evolution, gt, margin, reversal, short_to_long, stepwise  # noqa: F401
 
 
 def check_pair_config(strategy: str, config: dict) -> str | None:

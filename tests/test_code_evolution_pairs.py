@@ -1,0 +1,462 @@
+"""Synthetic code evolution (CodeFavor): commits mined from a git repo, critique revisions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+import pytest
+
+from curate import ids, schemas
+from curate.errors import UserError
+from curate.pairs import STRATEGIES, build_pairs, code_evolution
+from curate.pairs.code_commits import comment_only, formatting_only, meaningful_subject, mine_commits
+from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
+
+NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)
+GIT_ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+           "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "T",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+# frames ----------------------------------------------------------------------------------------
+
+def prompt_row(pid, task="code", content=None, fields=None, source="s", messages=None):
+    return {"prompt_id": pid, "source": source, "task": task,
+            "messages": messages or [{"role": "user", "content": content or f"question {pid}"}],
+            "task_fields_json": json.dumps(fields, sort_keys=True) if fields is not None else None,
+            "run_id": "r0", "created_at": NOW}
+
+
+def prompts_frame(rows, derived=()):
+    frames = [pl.from_arrow(schemas.conform("prompts", rows))]
+    if derived:
+        frames.append(pl.from_arrow(derived_prompt_rows(list(derived), "code_evolution", "r1")))
+    return pl.concat(frames)
+
+
+def candidates_frame(rows):
+    """rows: (candidate_id, prompt_id, text)."""
+    out = [{"candidate_id": cid, "prompt_id": pid, "model": "gen@fp", "sampling_json": "{}", "sample_index": i,
+            "seed": i, "text": text, "run_id": "r0", "created_at": NOW} for i, (cid, pid, text) in enumerate(rows)]
+    return pl.from_arrow(schemas.conform("candidates", out))
+
+
+def scores_frame(rows):
+    """rows: (candidate_id, prompt_id, passed, total, duration_s[, status[, created_at]])."""
+    out = []
+    for row in rows:
+        cid, pid, passed, total, duration, status, created = (*row, *("ok", NOW)[len(row) - 5:])
+        detail = {"status": "passed" if passed == total else "failed", "tests_passed": passed,
+                  "tests_total": total, "reason": "", "duration_s": duration}
+        out.append({"score_id": ids.score_id(cid, "code_tests", str(created)), "candidate_id": cid,
+                    "prompt_id": pid, "scorer": "code_tests", "scorer_version": "1",
+                    "score": passed / total if status == "ok" else None, "status": status,
+                    "detail_json": json.dumps(detail), "run_id": "r0", "created_at": created})
+    return pl.from_arrow(schemas.conform("scores", out))
+
+
+EMPTY_CANDIDATES = candidates_frame([])
+EMPTY_SCORES = scores_frame([])
+
+
+def build(prompts, candidates=EMPTY_CANDIDATES, scores=EMPTY_SCORES, config=None):
+    return code_evolution.build(prompts, candidates, scores, config or {}, run_id="run-x")
+
+
+# a git repository with one commit of each kind --------------------------------------------------
+
+def git(repo, *args):
+    return subprocess.run(["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def commit(repo, message, files):
+    for name, text in files.items():
+        path = repo / name
+        if text is None:
+            path.unlink()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--no-gpg-sign", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+A0 = '''"""Parsing helpers."""
+
+
+def parse(text):
+    # split on commas
+    return [part.strip() for part in text.split(",")]
+
+
+def total(values):
+    return sum(values)
+'''
+A1 = A0.replace('def parse(text):\n', 'def parse(text):\n    if not text:\n        return []\n')
+A_SPACES = A1.replace("sum(values)", "sum( values )")
+A_COMMENT = A_SPACES.replace("# split on commas", "# split the text on every comma")
+A_HUGE = A_COMMENT + "".join(f"\n\ndef helper_{i}():\n    return {i}\n" for i in range(20))
+A_FIX = A_HUGE.replace("return 0\n", "return -1\n")
+A_WIP = A_FIX.replace("return 1\n", "return -2\n")
+A2 = A_WIP.replace("sum( values )", "sum(values, 0.0)")
+A_SIDE = A2.replace("return 2\n", "return 22\n")
+B0 = "def helper():\n    return 1\n"
+U0 = "NAMES = ['a', 'b']\n\n\ndef names():\n    return NAMES\n"
+U1 = U0.replace("return NAMES", "return sorted(NAMES)")
+BIG = "".join(f"VALUE_{i} = {i}\n" for i in range(450))
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("history")
+    git(repo, "init", "-q", "-b", "main")
+    shas = {}
+    commit(repo, "Initial import of the parser", {"a.py": A0, "b.py": B0, "README.md": "# parser\n",
+                                                   "big.py": BIG, "pkg/ünï code.py": U0})
+    shas["good1"] = commit(repo, "Handle empty input in parse", {"a.py": A1})
+    commit(repo, "Rename the helper in both modules", {"a.py": A1 + "\n", "b.py": B0.replace("1", "2")})
+    commit(repo, "Tidy up the spacing in total", {"a.py": A_SPACES})
+    commit(repo, "Clarify the comment in parse", {"a.py": A_COMMENT})
+    commit(repo, "Add many generated helper functions", {"a.py": A_HUGE})
+    commit(repo, "fix", {"a.py": A_FIX})
+    commit(repo, "Add a module for formatting output", {"c.py": "def fmt(x):\n    return str(x)\n"})
+    commit(repo, "Document the parse function usage", {"README.md": "# parser\n\nCall parse(text).\n"})
+    commit(repo, "Fix the constant in the big table", {"big.py": BIG.replace("VALUE_7 = 7", "VALUE_7 = 8")})
+    commit(repo, "WIP: try another approach here", {"a.py": A_WIP})
+    commit(repo, "Remove the unused helper module", {"b.py": None})
+    shas["unicode"] = commit(repo, "Sort the names before returning them", {"pkg/ünï code.py": U1})
+    shas["good2"] = commit(repo, "Return a float from total", {"a.py": A2})
+    git(repo, "checkout", "-q", "-b", "side")
+    commit(repo, "Return another value from helper two", {"a.py": A_SIDE})
+    git(repo, "checkout", "-q", "main")
+    commit(repo, "Mention the side branch in the readme", {"README.md": "# parser\n\nSee side.\n"})
+    git(repo, "merge", "-q", "--no-ff", "--no-gpg-sign", "-m", "Merge branch 'side'", "side")
+    return repo, shas
+
+
+def test_mining_keeps_only_small_single_file_code_commits_with_a_message(history):
+    repo, shas = history
+    mined = mine_commits(repo)
+    assert [(c["sha"], c["path"]) for c in mined] == [
+        (shas["good2"], "a.py"), (shas["unicode"], "pkg/ünï code.py"), (shas["good1"], "a.py")]
+    good2, unicode, good1 = mined
+    assert (good1["before"], good1["after"], good1["message"], good1["diff_lines"]) == (
+        A0, A1, "Handle empty input in parse", 2)
+    assert (good2["before"], good2["after"], good2["message"], good2["diff_lines"]) == (
+        A_WIP, A2, "Return a float from total", 2)
+    assert (unicode["before"], unicode["after"]) == (U0, U1)
+    assert set(good1) == {"sha", "path", "message", "diff_lines", "before", "after"}
+    assert [c["sha"] for c in mine_commits(repo, max_commits=1)] == [shas["good2"]]
+    assert mine_commits(str(repo)) == mined  # a str path works the same
+
+
+def test_mining_reads_the_repo_it_is_given_whatever_git_env_says(history, tmp_path, monkeypatch):
+    repo, shas = history
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere.git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(tmp_path))
+    assert [c["sha"] for c in mine_commits(repo, max_commits=1)] == [shas["good2"]]
+
+
+def test_each_filter_is_the_reason_its_commit_was_dropped(history):
+    repo, _ = history
+    messages = lambda **kw: [c["message"] for c in mine_commits(repo, max_commits=50, **kw)]  # noqa: E731
+    base = ["Return a float from total", "Sort the names before returning them", "Handle empty input in parse"]
+    assert messages() == base
+    assert "Add many generated helper functions" in messages(max_diff_lines=100)
+    assert "fix" in messages(min_message_words=1)
+    assert "Fix the constant in the big table" in messages(max_file_lines=1000)
+    assert messages(paths="*.md") == ["Mention the side branch in the readme", "Document the parse function usage"]
+    assert messages(paths=["pkg/*"]) == ["Sort the names before returning them"]
+    # never: two files, formatting-only, comment-only, an add, a delete, WIP, the merge or its side branch
+    loose = messages(max_diff_lines=1000, max_file_lines=10_000, min_message_words=0, paths="*")
+    for dropped in ("Rename the helper in both modules", "Tidy up the spacing in total",
+                    "Clarify the comment in parse", "Add a module for formatting output",
+                    "Remove the unused helper module", "Initial import of the parser",
+                    "WIP: try another approach here", "Merge branch 'side'", "Return another value from helper two"):
+        assert dropped not in loose
+    assert "fix" in loose and "Document the parse function usage" in loose
+
+
+def test_message_format_and_comment_rules():
+    assert meaningful_subject("Handle empty input in parse", 3)
+    assert not meaningful_subject("fix", 3) and not meaningful_subject("fix the bug", 4)
+    for subject in ("fixup! Handle empty input", "squash! Handle empty input", "WIP: handle empty input",
+                    "[wip] handle empty input", "Revert \"Handle empty input\"",
+                    "Merge branch 'main' into dev", "Merge pull request #3 from x/y"):
+        assert not meaningful_subject(subject, 3), subject
+    assert meaningful_subject("Merge adjacent ranges in the parser", 3)
+    assert formatting_only("x = f(a,b)\n", "x = f(a, b)\n\n")
+    assert not formatting_only("x = a + b\n", "x = a - b\n")
+    # trailing and full-line comments, blank lines and spacing are not code; strings and indents are
+    assert comment_only("x = 1  # one\n", "# set x\nx  =  1  # the first\n\n")
+    assert not comment_only("s = '# a'\n", "s = '# b'\n")
+    assert not comment_only("if a:\n    b()\nc()\n", "if a:\n    b()\n    c()\n")
+    assert not comment_only('def f():\n    """Doc."""\n', 'def f():\n    """Docs."""\n')
+    # not Python (or not tokenizable): full-line comments and blank lines only
+    assert comment_only("// a\nint x;\n", "// b\n\nint x;\n", "x.c")
+    assert comment_only("x = (\n# a\n", "x = (\n# b\n")  # does not tokenize: the regex decides
+    assert not comment_only("x = (\n1\n", "x = (\n2\n")
+
+
+def test_mining_an_empty_repo_or_a_non_repo(tmp_path):
+    empty, plain = tmp_path / "empty", tmp_path / "plain"
+    empty.mkdir()
+    plain.mkdir()
+    git(empty, "init", "-q")
+    assert mine_commits(empty) == []
+    with pytest.raises(UserError, match="plain"):
+        mine_commits(plain)
+    with pytest.raises(UserError, match="plain"):
+        code_evolution.derive(prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES,
+                              {"mode": "commits", "repo": str(plain)})
+
+
+# commits: derive and build --------------------------------------------------------------------
+
+def instruction(path, message, before):
+    return (f"Apply this change to `{path}`: {message}\n\nHere is the current file:\n"
+            f"```python\n{before}\n```\nReply with the complete updated file.")
+
+
+def test_derive_commits_exactly(history):
+    repo, shas = history
+    config = {"mode": "commits", "repo": str(repo), "max_commits": 2}
+    derived = code_evolution.derive(prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
+    assert derived == [
+        DerivedPrompt(parent_prompt_id=None, task="code_edit",
+                      messages=[{"role": "user", "content": instruction("a.py", "Return a float from total", A_WIP)}],
+                      fields={"before": A_WIP, "after": A2, "message": "Return a float from total"},
+                      generation={"n": 0}, note={"commit": shas["good2"], "path": "a.py", "diff_lines": 2}),
+        DerivedPrompt(parent_prompt_id=None, task="code_edit",
+                      messages=[{"role": "user", "content": instruction(
+                          "pkg/ünï code.py", "Sort the names before returning them", U0)}],
+                      fields={"before": U0, "after": U1, "message": "Sort the names before returning them"},
+                      generation={"n": 0}, note={"commit": shas["unicode"], "path": "pkg/ünï code.py",
+                                                 "diff_lines": 2}),
+    ]
+    again = code_evolution.derive(prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
+    assert again == derived
+    assert (derived_prompt_rows(again, "code_evolution", "r2")["prompt_id"].to_pylist()
+            == derived_prompt_rows(derived, "code_evolution", "r1")["prompt_id"].to_pylist())
+
+
+def test_build_commit_pairs_for_mined_and_supplied_code_edit_prompts(history):
+    repo, shas = history
+    config = {"mode": "commits", "repo": str(repo), "max_commits": 1}
+    derived = code_evolution.derive(prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
+    supplied = {"before": "x = 1\n", "after": "x = 2\ny = 3\n", "message": "Set x to two"}
+    prompts = prompts_frame([
+        prompt_row("p-edit", task="code_edit", content="Set x to two in this file", fields=supplied, source="edits"),
+        prompt_row("p-same", task="code_edit", fields={"before": "x\n", "after": "x\n", "message": "no change here"}),
+        prompt_row("p-chat", task="chat"),
+    ], derived)
+    mined_id = [p for p in prompts["prompt_id"] if p not in ("p-edit", "p-same", "p-chat")][0]
+    candidates = candidates_frame([("c1", "p-edit", "a model's edit"), ("c2", mined_id, "another")])
+    pairs = build(prompts, candidates, config=config)
+    schemas.conform("pairs", pairs.to_arrow())
+    rows = {r["prompt_id"]: r for r in pairs.to_dicts()}
+    assert set(rows) == {mined_id, "p-edit"}
+    mined = rows[mined_id]
+    sha = shas["good2"]
+    assert mined["prompt"] == [{"role": "user", "content": instruction("a.py", "Return a float from total", A_WIP)}]
+    assert (mined["chosen"], mined["rejected"]) == (f"```python\n{A2}\n```", f"```python\n{A_WIP}\n```")
+    assert (mined["chosen_id"], mined["rejected_id"]) == (f"commit:{sha}:after", f"commit:{sha}:before")
+    assert (mined["scorer"], mined["chosen_score"], mined["rejected_score"], mined["margin"]) == (None,) * 4
+    assert json.loads(mined["details_json"]) == {"commit": sha, "path": "a.py", "diff_lines": 2,
+                                                 "property": "instruction"}
+    assert sha[:12] in mined["reason"] and "Return a float from total" in mined["reason"]
+    assert mined["strategy"] == "code_evolution"
+    assert mined["pair_id"] == ids.pair_id("code_evolution", f"commit:{sha}:after", f"commit:{sha}:before", mined_id)
+    assert json.loads(mined["params_json"]) == {**code_evolution.MODE_DEFAULTS["commits"], "mode": "commits",
+                                                "repo": str(repo), "max_commits": 1}
+    edit = rows["p-edit"]
+    assert edit["prompt"] == [{"role": "user", "content": "Set x to two in this file"}]
+    assert (edit["chosen"], edit["rejected"]) == ("```python\nx = 2\ny = 3\n\n```", "```python\nx = 1\n\n```")
+    assert (edit["chosen_id"], edit["rejected_id"]) == ("code_edit:p-edit:after", "code_edit:p-edit:before")
+    assert json.loads(edit["details_json"]) == {"commit": None, "path": None, "diff_lines": 3,
+                                                "property": "instruction"}
+    assert "Set x to two" in edit["reason"]
+    # critiques mode pairs no code_edit prompt
+    assert build(prompts, candidates, config={"mode": "critiques"}).height == 0
+
+
+# critiques ------------------------------------------------------------------------------------
+
+TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(-1, 1) == 0\nassert add(2, 2) == 4\n"
+CODE_FIELDS = {"tests": TESTS, "entry_point": "add"}
+REQUEST = "Write add(a, b)."
+
+
+def fence(code):
+    return f"Here you go:\n```python\n{code}\n```\nDone."
+
+
+def code_set():
+    prompts = [prompt_row("p1", content=REQUEST, fields=CODE_FIELDS),
+               prompt_row("p2", fields={"tests": TESTS}, messages=[
+                   {"role": "system", "content": "Be terse."}, {"role": "user", "content": "Write add."}]),
+               prompt_row("p3", fields={"tests": TESTS}),  # no scored candidates
+               prompt_row("p-chat", task="chat")]
+    candidates = [("c-half", "p1", fence("def add(a, b):\n    return a + b if a > 0 else 0\n")),
+                  ("c-zero", "p1", fence("def add(a, b):\n    return a - b\n")),
+                  ("c-zero2", "p1", fence("def add(a, b):\n    return None\n")),
+                  ("c-fast", "p1", fence("def add(a, b):\n    return a + b\n")),
+                  ("c-slow", "p1", fence("def add(a, b):\n    return sum([a, b])\n")),
+                  ("c-err", "p1", fence("def add(a, b):\n    return 0\n")),
+                  ("d-bad", "p2", "def add(a, b):\n    return 1\n"),
+                  ("x-chat", "p-chat", "hello")]
+    scores = [("c-half", "p1", 2, 4, 0.1), ("c-zero", "p1", 0, 4, 0.1), ("c-zero2", "p1", 0, 4, 0.1),
+              ("c-fast", "p1", 4, 4, 0.2), ("c-slow", "p1", 4, 4, 0.5), ("c-err", "p1", 0, 4, 0.1, "error"),
+              ("d-bad", "p2", 1, 4, 0.1)]
+    return prompts_frame(prompts), candidates, scores
+
+
+def critique(request, code):
+    return (f"{request}\n\nHere is a proposed solution:\n```python\n{code}\n```\n"
+            "Critique this solution: list its bugs and inefficiencies. Then write a corrected, complete "
+            "solution in a single ```python block.")
+
+
+def test_derive_critiques_for_failing_candidates_lowest_first():
+    prompts, candidates, scores = code_set()
+    derived = code_evolution.derive(prompts, candidates_frame(candidates), scores_frame(scores), {})
+    # the critique quotes extract_code(text) as it is: the block's own final newline, then the fence's
+    assert derived == [
+        DerivedPrompt(parent_prompt_id="p1", task="code",
+                      messages=[{"role": "user", "content": critique(REQUEST, "def add(a, b):\n    return a - b\n\n")}],
+                      fields=CODE_FIELDS, generation={"n": 1, "max_tokens": 512}, note={"candidate_id": "c-zero"}),
+        DerivedPrompt(parent_prompt_id="p2", task="code",
+                      messages=[{"role": "system", "content": "Be terse."},
+                                {"role": "user", "content": critique("Write add.", "def add(a, b):\n    return 1\n")}],
+                      fields={"tests": TESTS}, generation={"n": 1, "max_tokens": 512}, note={"candidate_id": "d-bad"}),
+    ]
+    config = {"mode": "critiques", "max_candidates_per_prompt": 3, "efficiency_candidates_per_prompt": 1,
+              "revisions": 4, "max_tokens": 300}
+    more = code_evolution.derive(prompts, candidates_frame(candidates), scores_frame(scores), config)
+    assert [(d.parent_prompt_id, d.note["candidate_id"]) for d in more] == [
+        ("p1", "c-zero"), ("p1", "c-zero2"), ("p1", "c-half"), ("p1", "c-slow"), ("p2", "d-bad")]
+    assert {json.dumps(d.generation) for d in more} == {json.dumps({"n": 4, "max_tokens": 300})}
+    # derived prompts (and their revisions) are never critiqued again: the same prompts come back
+    rows = prompts_frame(prompts.to_dicts(), more)
+    revision = [(f"r{i}", pid, fence("def add(a, b):\n    return 0\n")) for i, pid in enumerate(rows["prompt_id"][4:])]
+    again = code_evolution.derive(rows, candidates_frame(candidates + revision),
+                                  scores_frame(scores + [(r[0], r[1], 0, 4, 0.1) for r in revision]), config)
+    assert again == more
+
+
+def critique_run(revisions, config=None):
+    """The code set with every kind of critique derived and `revisions` as the critique prompts'
+    candidates: rows (candidate_id, critiqued candidate id, code, score row tail or None)."""
+    prompts, candidates, scores = code_set()
+    config = {"mode": "critiques", "max_candidates_per_prompt": 3, "efficiency_candidates_per_prompt": 2,
+              **(config or {})}
+    derived = code_evolution.derive(prompts, candidates_frame(candidates), scores_frame(scores), config)
+    prompts = prompts_frame(prompts.to_dicts(), derived)
+    critique_of = {d.note["candidate_id"]: pid for d, pid in
+                   zip(derived, derived_prompt_rows(derived, "code_evolution", "r1")["prompt_id"].to_pylist())}
+    for cid, original, code, score in revisions:
+        candidates.append((cid, critique_of[original], fence(code)))
+        if score is not None:
+            scores.append((cid, critique_of[original], *score))
+    later = NOW + timedelta(hours=1)
+    return (prompts, candidates_frame(candidates), scores_frame(scores), config, critique_of,
+            later)
+
+
+def test_critique_pairs_for_correctness_and_efficiency():
+    revisions = [
+        ("r-fixed", "c-zero", "def add(a, b):\n    return a + b\n", (4, 4, 0.3)),
+        ("r-partly", "c-half", "def add(a, b):\n    return a + b if a >= 0 else b\n", (3, 4, 0.1)),
+        ("r-same-score", "c-zero2", "def add(a, b):\n    return b\n", (0, 4, 0.1)),
+        ("r-faster", "c-slow", "def add(a, b):\n    return b + a\n", (4, 4, 0.2)),
+        ("r-not-faster", "c-fast", "def add(a, b):\n    return int(a + b)\n", (4, 4, 0.19)),
+        ("r-unscored", "c-half", "def add(a, b):\n    return a + b\n", None),
+        ("r-identical", "c-slow", "\ndef add(a, b):\n    return sum([a, b])\n\n", (4, 4, 0.01)),
+        ("r-worse", "c-fast", "def add(a, b):\n    return a\n", (1, 4, 0.01)),
+    ]
+    prompts, candidates, scores, config, critique_of, _ = critique_run(revisions)
+    pairs = build(prompts, candidates, scores, config)
+    schemas.conform("pairs", pairs.to_arrow())
+    rows = {r["chosen_id"]: r for r in pairs.to_dicts()}
+    assert set(rows) == {"r-fixed", "r-partly", "r-faster"}
+    fixed = rows["r-fixed"]
+    assert (fixed["prompt_id"], fixed["rejected_id"]) == ("p1", "c-zero")
+    assert fixed["prompt"] == [{"role": "user", "content": REQUEST}]
+    assert fixed["chosen"] == "```python\ndef add(a, b):\n    return a + b\n```"
+    assert fixed["rejected"] == "```python\ndef add(a, b):\n    return a - b\n```"
+    assert (fixed["scorer"], fixed["chosen_score"], fixed["rejected_score"], fixed["margin"]) == (
+        "code_tests", 1.0, 0.0, 1.0)
+    assert json.loads(fixed["details_json"]) == {
+        "property": "correctness", "chosen_tests_passed": 4, "chosen_tests_total": 4, "rejected_tests_passed": 0,
+        "rejected_tests_total": 4, "chosen_duration_s": 0.3, "rejected_duration_s": 0.1,
+        "critique_prompt_id": critique_of["c-zero"]}
+    assert "4/4" in fixed["reason"] and "0/4" in fixed["reason"] and "correctness" in fixed["reason"]
+    assert fixed["pair_id"] == ids.pair_id("code_evolution", "r-fixed", "c-zero", "p1")
+    assert rows["r-partly"]["margin"] == pytest.approx(0.25)
+    faster = rows["r-faster"]
+    assert (faster["rejected_id"], faster["chosen_score"], faster["rejected_score"], faster["margin"]) == (
+        "c-slow", 1.0, 1.0, 0.0)
+    details = json.loads(faster["details_json"])
+    assert details["property"] == "efficiency"
+    assert (details["chosen_duration_s"], details["rejected_duration_s"]) == (0.2, 0.5)
+    assert "efficiency" in faster["reason"] and "0.200 s" in faster["reason"]
+    # min_gain: the 0.25 gain no longer counts; faster_ratio: 0.2 / 0.5 = 0.4 needs a ratio >= 0.4
+    strict = build(prompts, candidates, scores, {**config, "min_gain": 0.25, "faster_ratio": 0.39})
+    assert set(strict["chosen_id"]) == {"r-fixed"}
+    loose = build(prompts, candidates, scores, {**config, "faster_ratio": 1.0})
+    assert set(loose["chosen_id"]) == {"r-fixed", "r-partly", "r-faster", "r-not-faster"}
+    raw = build(prompts, candidates, scores, {**config, "pair_text": "raw"})
+    raw_fixed = raw.filter(pl.col("chosen_id") == "r-fixed").to_dicts()[0]
+    assert raw_fixed["chosen"] == fence("def add(a, b):\n    return a + b\n")
+    assert raw_fixed["rejected"] == fence("def add(a, b):\n    return a - b\n")
+
+
+def test_critique_pairs_need_scores_on_both_sides():
+    revisions = [("r-fixed", "c-zero", "def add(a, b):\n    return a + b\n", (4, 4, 0.3))]
+    prompts, candidates, scores, config, critique_of, later = critique_run(revisions)
+    assert build(prompts, candidates, scores, config).height == 1
+    # the revision's newest code_tests row is an error: no usable score, no pair
+    failed = pl.concat([scores, scores_frame([("r-fixed", critique_of["c-zero"], 0, 4, 0.1, "error", later)])])
+    assert build(prompts, candidates, failed, config).height == 0
+    # the critiqued candidate lost its score (only the revision is scored): no pair
+    assert build(prompts, candidates, scores.filter(pl.col("candidate_id") != "c-zero"), config).height == 0
+    # without its parent prompt there is no original request to pair on
+    assert build(prompts.filter(pl.col("prompt_id") != "p1"), candidates, scores, config).height == 0
+
+
+# config and registration ----------------------------------------------------------------------
+
+def test_registered_and_empty_frames_validate_config(tmp_path):
+    assert STRATEGIES["code_evolution"] is code_evolution.build
+    empty = prompts_frame([])
+    for config in ({}, {"mode": "critiques"}, {"mode": "commits", "repo": str(tmp_path)}):
+        pairs = build_pairs("code_evolution", empty, EMPTY_CANDIDATES, EMPTY_SCORES, config, "r")
+        assert pairs.height == 0 and pairs.columns == schemas.table("pairs").column_names
+    assert code_evolution.derive(empty, EMPTY_CANDIDATES, EMPTY_SCORES, {}) == []
+    bad = [
+        ({"mode": "commits"}, "repo"),
+        ({"mode": "commits", "repo": str(tmp_path / "missing")}, "repo"),
+        ({"mode": "commits", "repo": str(tmp_path), "max_commit": 3}, "'max_commit'"),
+        ({"mode": "commits", "repo": str(tmp_path), "revisions": 3}, "'revisions'.*critiques"),
+        ({"mode": "commits", "repo": str(tmp_path), "max_diff_lines": 0}, "max_diff_lines"),
+        ({"mode": "commits", "repo": str(tmp_path), "paths": []}, "paths"),
+        ({"repo": str(tmp_path)}, "'repo'.*commits"),
+        ({"mode": "critique"}, "mode"),
+        ({"revisons": 2}, "'revisons'"),
+        ({"revisions": 0}, "revisions"),
+        ({"min_gain": 1.0}, "min_gain"),
+        ({"faster_ratio": 0}, "faster_ratio"),
+        ({"max_candidates_per_prompt": -1}, "max_candidates_per_prompt"),
+        ({"pair_text": "markdown"}, "pair_text"),
+    ]
+    for config, match in bad:
+        with pytest.raises(ValueError, match=match):
+            build(empty, config=config)
+        with pytest.raises(ValueError, match=match):
+            code_evolution.derive(empty, EMPTY_CANDIDATES, EMPTY_SCORES, config)
