@@ -98,13 +98,14 @@ def _no_outside_env(monkeypatch):
     yield
 
 
-def _build_scripted(reply: str, after: str = "\n") -> Path:
+def _build_scripted(reply: str, after: str = "\n", reply_opening: str = "") -> Path:
     """A tiny Llama that always answers `reply`, run through the real vLLM engine.
 
     Its layers are zeroed, so the hidden state is the last token's embedding: a bigram model.
     Each token of the reply gets its own embedding dimension, and the output head maps that
     dimension to the next token. The reply starts after the token `after` (a newline ends the chat
-    template) and ends with EOS.
+    template) and ends with EOS. `reply_opening` is appended to the chat template's generation
+    prompt (e.g. "Answer:" with after=":"), so that a reply may contain newlines.
     """
     import hashlib
     import shutil
@@ -112,7 +113,7 @@ def _build_scripted(reply: str, after: str = "\n") -> Path:
     import torch
     from transformers import LlamaForCausalLM
 
-    digest = hashlib.sha256(f"{after}|{reply}".encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{after}|{reply}|{reply_opening}".encode()).hexdigest()[:10]
     target = TEST_MODELS / f"scripted-{digest}-{TINY_VERSION}"
     if (target / "config.json").exists():
         return target
@@ -132,6 +133,10 @@ def _build_scripted(reply: str, after: str = "\n") -> Path:
         for dim, (token, next_token) in enumerate(zip(sequence, sequence[1:])):
             model.model.embed_tokens.weight[token, dim] = 1.0
             model.lm_head.weight[next_token, dim] = 10.0
+    if reply_opening:
+        opening = "<|im_start|>assistant\n"
+        assert opening in tokenizer.chat_template
+        tokenizer.chat_template = tokenizer.chat_template.replace(opening, opening + reply_opening)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
