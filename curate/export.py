@@ -1,19 +1,85 @@
-"""Export: kept pairs as a Hugging Face dataset in TRL's conversational preference format.
+"""Export: kept pairs as a training set, in the format a trainer reads.
 
-`prompt` is the chat list, `chosen`/`rejected` are one-message assistant lists, so TRL's
-DPOTrainer applies the model's own chat template (no doubled BOS/EOS from pre-rendered
-text). Lineage columns ride along: every row says which strategy, scorer and run made it.
+`export_dataset(pairs, out_dir)` is the original export: one `datasets.Dataset` in TRL's
+conversational preference format. `prompt` is the chat list, `chosen`/`rejected` are
+one-message assistant lists, so TRL's DPOTrainer applies the model's own chat template (no
+doubled BOS/EOS from pre-rendered text). Lineage columns ride along: every row says which
+strategy, scorer and run made it.
+
+`export_pairs(pairs, out_dir, options)` is the general one: filters (`select_pairs`), a stable
+train/test split by a hash of `pair_id`, four styles and three on-disk formats, and optionally a
+dataset card (`curate.card`). It takes the pairs frame as it is; reading the lake stays with
+the caller:
+
+    lake.read("pairs")                                                # now
+    lake.query("SELECT * FROM pairs AT (VERSION => ?)", [snapshot])   # `--as-of SNAPSHOT`
+
+(`curate.report.read_lake_frames(lake, as_of=...)` reads every table at a snapshot, for the card.)
+
+Styles (`ExportOptions.style`); every style also carries `LINEAGE_COLUMNS`:
+
+- `trl_conversational` (default): `prompt` list of {role, content}, `chosen` and `rejected`
+  one-message assistant lists. TRL's "conversational" preference format.
+- `trl_standard`: `prompt`, `chosen`, `rejected` plain strings, TRL's "standard" format. The
+  prompt is the user message's text when the prompt is a single user message, otherwise its
+  messages as "role: content" blocks joined by a blank line. No chat template and no separator is
+  applied: TRL tokenises `prompt + chosen` as is and appends EOS itself, so this style suits base
+  models or a template you apply yourself; for chat models use `trl_conversational`.
+- `openrlhf`: `chosen` and `rejected` are whole conversations (the prompt's messages followed by
+  the assistant answer), no `prompt` key. That is what OpenRLHF's reward/DPO datasets read with
+  their default keys (`--chosen_key chosen --rejected_key rejected`, no `--prompt_key`) and
+  `--apply_chat_template`: the prompt is recovered as the chosen conversation minus its last
+  message. Do not pass `--prompt_key`: OpenRLHF would prepend a prompt to conversations that
+  already hold it. OpenRLHF also reads a `margin` column, which it uses only for the reward
+  model's margin loss (`--margin_loss`); ours is the scorer's raw margin (null for pairs without
+  one, which it treats as 0).
+- `llamafactory`: LLaMA-Factory's sharegpt preference format: `conversations` (the prompt without
+  its system message, as {from: human|gpt|observation, value}), `chosen` and `rejected`
+  ({from: gpt, value}) and `system` (the system message, "" for the template's default). A
+  `dataset_info.json` beside the data names one dataset per split, `<name>_train` and
+  `<name>_test` (`formatting: sharegpt`, `ranking: true`); point LLaMA-Factory's `dataset_dir` at
+  the export directory.
+
+No trainer above rejects the lineage columns: TRL's DPOTrainer drops unused columns after
+tokenising (`remove_unused_columns`, on by default), OpenRLHF and LLaMA-Factory map rows with
+`remove_columns=` all input columns.
+
+Formats (`ExportOptions.format`): `datasets` (a `DatasetDict` saved with `save_to_disk`:
+`datasets.load_from_disk(out_dir)["train"]`), `jsonl` (`train.jsonl`, `test.jsonl`) or `parquet`
+(`train.parquet`, `test.parquet`). The `test` split exists when `test_fraction > 0`, even if empty.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
+from curate import schemas
+
 LINEAGE_COLUMNS = ["pair_id", "prompt_id", "strategy", "params_json", "scorer", "chosen_score",
                    "rejected_score", "margin", "reason", "chosen_id", "rejected_id", "run_id"]
+
+FORMATS = ("datasets", "jsonl", "parquet")
+STYLES = ("trl_conversational", "trl_standard", "openrlhf", "llamafactory")
+SPLITS = ("train", "test")
+
+_MESSAGE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
+_SHAREGPT = pa.struct([pa.field("from", pa.string()), pa.field("value", pa.string())])
+_SHAREGPT_ROLES = {"user": "human", "assistant": "gpt", "tool": "observation"}
+
+# Files and folders an export writes; a new export into the same directory removes them first.
+_EXPORT_FILES = ("dataset_dict.json", "dataset_info.json", "state.json", "README.md", "margins.png",
+                 "lengths.png", *(f"{s}.{e}" for s in SPLITS for e in ("jsonl", "parquet")))
+
+
+# ----------------------------------------------------------------------------------------------
+# the original export (kept as it was: other code calls it)
 
 
 def to_trl_conversational(pairs: pl.DataFrame) -> pl.DataFrame:
@@ -40,3 +106,309 @@ def export_dataset(pairs: pl.DataFrame, out_dir: Path):
     # An empty dataset saved with the default sharding cannot be loaded back; one shard can.
     dataset.save_to_disk(str(out_dir), num_shards=1 if len(dataset) == 0 else None)
     return dataset
+
+
+# ----------------------------------------------------------------------------------------------
+# options, selection and split
+
+
+@dataclass
+class ExportOptions:
+    """What to export and how. Filters left as None keep every pair.
+
+    format: "datasets" | "jsonl" | "parquet".
+    style: "trl_conversational" | "trl_standard" | "openrlhf" | "llamafactory".
+    test_fraction: share of pairs in the `test` split, chosen by a hash of pair_id (no seed):
+        a pair is always in the same split, and raising the fraction only moves pairs to test.
+    strategies: keep pairs built by these strategies.
+    min_margin: keep pairs with margin >= this; pairs without a margin (null) are dropped.
+    runs: keep pairs built by these run ids (see `runs_between` for a range of runs).
+    name: the dataset's name in the card and in LLaMA-Factory's dataset_info.json (default: the
+        output directory's name).
+    """
+
+    format: str = "datasets"
+    style: str = "trl_conversational"
+    test_fraction: float = 0.0
+    strategies: list[str] | None = None
+    min_margin: float | None = None
+    runs: list[str] | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown export format {self.format!r}; one of {', '.join(FORMATS)}")
+        if self.style not in STYLES:
+            raise ValueError(f"unknown export style {self.style!r}; one of {', '.join(STYLES)}")
+        if not 0.0 <= float(self.test_fraction) < 1.0:
+            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        self.test_fraction = float(self.test_fraction)
+        for name in ("strategies", "runs"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ValueError(f"{name} must be a list of strings, not one string")
+            if value is not None:
+                setattr(self, name, list(value))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_bucket(pair_id: str) -> float:
+    """A number in [0, 1) fixed by the pair id alone."""
+    digest = hashlib.sha256(f"split|{pair_id}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_of(pair_id: str, test_fraction: float) -> str:
+    """"test" for the pairs whose bucket falls under test_fraction, else "train"."""
+    return "test" if split_bucket(pair_id) < test_fraction else "train"
+
+
+def select_pairs(pairs: pl.DataFrame, options: ExportOptions | None = None) -> pl.DataFrame:
+    """The pairs that pass the options' filters, sorted by pair_id, with a `split` column."""
+    options = options or ExportOptions()
+    frame = pairs
+    if options.strategies is not None:
+        frame = frame.filter(pl.col("strategy").is_in(options.strategies))
+    if options.min_margin is not None:
+        frame = frame.filter(pl.col("margin").is_not_null() & (pl.col("margin") >= options.min_margin))
+    if options.runs is not None:
+        frame = frame.filter(pl.col("run_id").is_in(options.runs))
+    fraction = options.test_fraction
+    return frame.sort("pair_id").with_columns(
+        pl.col("pair_id").map_elements(lambda pid: split_of(pid, fraction), return_dtype=pl.String)
+        .alias("split")
+    )
+
+
+def runs_between(runs: pl.DataFrame, first: str | None = None, last: str | None = None) -> list[str]:
+    """Run ids from run `first` to run `last` inclusive, in order of start time (None: open end)."""
+    ordered = runs.sort("started_at", "run_id")["run_id"].to_list()
+    for run in (first, last):
+        if run is not None and run not in ordered:
+            raise ValueError(f"no run {run!r} in the lake")
+    start = ordered.index(first) if first is not None else 0
+    stop = ordered.index(last) + 1 if last is not None else len(ordered)
+    return ordered[start:stop]
+
+
+# ----------------------------------------------------------------------------------------------
+# styles
+
+
+def render_prompt_text(messages: list[dict]) -> str:
+    """A chat prompt as one plain string (the trl_standard style's prompt)."""
+    if len(messages) == 1 and messages[0]["role"] == "user":
+        return messages[0]["content"]
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def _lineage_schema() -> list[pa.Field]:
+    declared = schemas.table("pairs").arrow_schema()
+    return [declared.field(name) for name in LINEAGE_COLUMNS]
+
+
+def style_schema(style: str) -> pa.Schema:
+    """The Arrow schema of an exported style (its columns, in order)."""
+    if style == "trl_conversational":
+        head = [pa.field("prompt", pa.list_(_MESSAGE)), pa.field("chosen", pa.list_(_MESSAGE)),
+                pa.field("rejected", pa.list_(_MESSAGE))]
+    elif style == "trl_standard":
+        head = [pa.field("prompt", pa.string()), pa.field("chosen", pa.string()),
+                pa.field("rejected", pa.string())]
+    elif style == "openrlhf":
+        head = [pa.field("chosen", pa.list_(_MESSAGE)), pa.field("rejected", pa.list_(_MESSAGE))]
+    elif style == "llamafactory":
+        head = [pa.field("conversations", pa.list_(_SHAREGPT)), pa.field("chosen", _SHAREGPT),
+                pa.field("rejected", _SHAREGPT), pa.field("system", pa.string())]
+    else:
+        raise ValueError(f"unknown export style {style!r}; one of {', '.join(STYLES)}")
+    return pa.schema(head + _lineage_schema())
+
+
+def _sharegpt(prompt: list[dict]) -> tuple[list[dict], str]:
+    system = ""
+    messages = list(prompt)
+    if messages and messages[0]["role"] == "system":
+        system = messages.pop(0)["content"]
+    conversations = []
+    for message in messages:
+        role = _SHAREGPT_ROLES.get(message["role"])
+        if role is None:
+            raise ValueError(f"llamafactory style: no sharegpt role for a {message['role']!r} message")
+        conversations.append({"from": role, "value": message["content"]})
+    return conversations, system
+
+
+def _style_row(row: dict, style: str) -> dict:
+    prompt = row["prompt"]
+    if style == "trl_conversational":
+        head = {"prompt": prompt, "chosen": [{"role": "assistant", "content": row["chosen"]}],
+                "rejected": [{"role": "assistant", "content": row["rejected"]}]}
+    elif style == "trl_standard":
+        head = {"prompt": render_prompt_text(prompt), "chosen": row["chosen"], "rejected": row["rejected"]}
+    elif style == "openrlhf":
+        head = {"chosen": [*prompt, {"role": "assistant", "content": row["chosen"]}],
+                "rejected": [*prompt, {"role": "assistant", "content": row["rejected"]}]}
+    else:
+        conversations, system = _sharegpt(prompt)
+        head = {"conversations": conversations, "chosen": {"from": "gpt", "value": row["chosen"]},
+                "rejected": {"from": "gpt", "value": row["rejected"]}, "system": system}
+    return {**head, **{column: row[column] for column in LINEAGE_COLUMNS}}
+
+
+def to_style(pairs: pl.DataFrame, style: str = "trl_conversational") -> pa.Table:
+    """The pairs (in their given order) as rows of an export style, as an Arrow table."""
+    schema = style_schema(style)
+    rows = [_style_row(row, style) for row in pairs.select("prompt", "chosen", "rejected",
+                                                           *LINEAGE_COLUMNS).iter_rows(named=True)]
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+
+def _clear_previous_export(out_dir: Path) -> None:
+    """Remove what an earlier export wrote here (only its own files), so nothing stale is read."""
+    for name in _EXPORT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    for stale in out_dir.glob("data-*.arrow"):  # an export_dataset() Dataset saved at the root
+        stale.unlink()
+    for split in SPLITS:
+        folder = out_dir / split
+        if (folder / "state.json").exists():
+            shutil.rmtree(folder)
+
+
+def _write_split(table: pa.Table, out_dir: Path, split: str, fmt: str) -> Path:
+    if fmt == "jsonl":
+        path = out_dir / f"{split}.jsonl"
+        pl.from_arrow(table).write_ndjson(path) if table.num_rows else path.write_text("")
+        return path
+    import pyarrow.parquet as pq
+
+    path = out_dir / f"{split}.parquet"
+    pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOptions | None = None,
+                 card_context=None) -> dict:
+    """Filter, split and write the pairs; returns what was written.
+
+    What an earlier export wrote into out_dir (split files and folders, README.md, the PNGs,
+    dataset_info.json, datasets' json files) is removed first; other files are left alone.
+
+    pairs: rows of the `pairs` table (read from the lake by the caller, at a snapshot if wanted).
+    card_context: a `curate.card.CardContext` to also write README.md (the dataset card) and its
+        figures into out_dir; None writes no card.
+
+    Returns {"out_dir", "format", "style", "files": {split: path}, "counts": {split: rows},
+    "strategies": {split: {strategy: rows}}, "total", "card": path or None, "dataset_info": path or
+    None}.
+    """
+    options = options or ExportOptions()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous_export(out_dir)
+    name = options.name or out_dir.name
+
+    selected = select_pairs(pairs, options)
+    splits = ["train", "test"] if options.test_fraction > 0 else ["train"]
+    tables = {split: to_style(selected.filter(pl.col("split") == split), options.style) for split in splits}
+
+    files: dict[str, Path] = {}
+    if options.format == "datasets":
+        import datasets
+
+        dataset_dict = datasets.DatasetDict({split: datasets.Dataset(table) for split, table in tables.items()})
+        # An empty split saved with the default sharding cannot be loaded back; one shard can.
+        # LLaMA-Factory names one file per split, so its style is saved in one shard too.
+        one_shard = options.style == "llamafactory"
+        num_shards = {split: 1 if one_shard or table.num_rows == 0 else None for split, table in tables.items()}
+        if all(v is None for v in num_shards.values()):
+            num_shards = None
+        dataset_dict.save_to_disk(str(out_dir), num_shards=num_shards)
+        for split in splits:
+            shards = sorted((out_dir / split).glob("*.arrow"))
+            files[split] = shards[0] if len(shards) == 1 else out_dir / split
+    else:
+        for split, table in tables.items():
+            files[split] = _write_split(table, out_dir, split, options.format)
+
+    dataset_info = None
+    if options.style == "llamafactory":
+        dataset_info = out_dir / "dataset_info.json"
+        entries = {
+            f"{name}_{split}": {
+                "file_name": path.relative_to(out_dir).as_posix(),
+                "formatting": "sharegpt",
+                "ranking": True,
+                "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected",
+                            "system": "system"},
+            }
+            for split, path in files.items()
+        }
+        dataset_info.write_text(json.dumps(entries, indent=2) + "\n")
+
+    card = None
+    if card_context is not None:
+        from curate.card import write_dataset_card
+
+        data_files = {split: _hub_data_path(out_dir, split, options.format) for split in splits}
+        card = write_dataset_card(selected, card_context.scores, card_context.runs, out_dir,
+                                  context=card_context, options=options, data_files=data_files, name=name)
+
+    counts = {split: tables[split].num_rows for split in splits}
+    strategies = {
+        split: dict(sorted(
+            selected.filter(pl.col("split") == split).group_by("strategy").len().iter_rows()
+        ))
+        for split in splits
+    }
+    return {"out_dir": out_dir, "format": options.format, "style": options.style, "files": files,
+            "counts": counts, "strategies": strategies, "total": selected.height, "card": card,
+            "dataset_info": dataset_info}
+
+
+def _hub_data_path(out_dir: Path, split: str, fmt: str) -> str:
+    """The data_files pattern of a split, relative to the export (for the card's front matter)."""
+    if fmt == "datasets":
+        return f"{split}/*.arrow"
+    return f"{split}.{fmt}"
+
+
+def push_to_hub(source, repo_id: str, *, private: bool | None = None, token: str | None = None):
+    """Publish an export to the Hugging Face Hub (a thin call; needs network and a token).
+
+    source: a `datasets.DatasetDict`/`Dataset`, or an export directory. For a directory, the card
+    (README.md), its figures and dataset_info.json are uploaded first, then the data goes up with
+    `datasets`' `push_to_hub`, which keeps the card's text and rewrites its `configs` to the
+    Parquet files it uploads.
+    """
+    import datasets
+
+    if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
+        return source.push_to_hub(repo_id, private=private, token=token)
+    out_dir = Path(source)
+    if (out_dir / "dataset_dict.json").exists() or (out_dir / "state.json").exists():
+        data = datasets.load_from_disk(str(out_dir))
+    else:
+        found = {split: str(p) for split in SPLITS for p in out_dir.glob(f"{split}.*")
+                 if p.suffix in (".jsonl", ".parquet")}
+        if not found:
+            raise FileNotFoundError(f"no export in {out_dir}")
+        builder = "json" if next(iter(found.values())).endswith(".jsonl") else "parquet"
+        data = datasets.load_dataset(builder, data_files=found)
+    extras = [p.name for p in out_dir.iterdir() if p.name == "README.md" or p.suffix == ".png"
+              or p.name == "dataset_info.json"]
+    if extras:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=str(out_dir),
+                          allow_patterns=extras)
+    return data.push_to_hub(repo_id, private=private, token=token)
