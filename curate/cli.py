@@ -131,16 +131,54 @@ def serve(config: Path = typer.Argument(..., help="Run config (TOML) of the nigh
 
 
 @app.command()
-def export(out: Path = typer.Argument(..., help="Output directory for the datasets.Dataset"),
-           data_dir: Optional[Path] = DataDir):
-    """Export all kept pairs as a Hugging Face dataset (TRL conversational columns + lineage)."""
-    from curate.export import export_dataset
-    from curate.lake import Lake
+def export(out: Path = typer.Argument(..., help="Output directory"),
+           format: str = typer.Option("datasets", "--format", help="datasets | jsonl | parquet"),
+           style: str = typer.Option("trl_conversational", "--style",
+                                     help="trl_conversational | trl_standard | openrlhf | llamafactory"),
+           test_fraction: float = typer.Option(0.0, "--test-fraction", help="Share of pairs in the test split "
+                                               "(stable: chosen by a hash of pair_id)"),
+           strategy: Optional[list[str]] = typer.Option(None, "--strategy", help="Keep these strategies (repeat)"),
+           min_margin: Optional[float] = typer.Option(None, "--min-margin", help="Keep pairs with margin >= this"),
+           first_run: Optional[str] = typer.Option(None, "--from-run", help="Keep pairs from this run on"),
+           last_run: Optional[str] = typer.Option(None, "--to-run", help="Keep pairs up to this run"),
+           push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also push to this Hub repo id"),
+           data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
+    """Export kept pairs with a dataset card (README.md with plots) for a trainer."""
+    from curate.card import CardContext
+    from curate.export import ExportOptions, export_pairs, runs_between
+    from curate.export import push_to_hub as push
 
-    with Lake(_data_dir(data_dir) / "lake", read_only=True) as lake:
-        pairs = lake.read("pairs")
-    export_dataset(pairs, out)
-    console.print(f"exported {pairs.height} pairs to {out}")
+    with _open_lake(data_dir, as_of) as lake:
+        pairs, runs = lake.read("pairs"), lake.read("runs")
+        context = CardContext(scores=lake.read("scores"), runs=runs,
+                              candidates=lake.query("SELECT candidate_id, model FROM candidates"),
+                              as_of=lake.snapshot_id() if as_of else None, source=str(lake.root))
+    try:
+        run_ids = runs_between(runs, first_run, last_run) if (first_run or last_run) else None
+        options = ExportOptions(format=format, style=style, test_fraction=test_fraction, strategies=strategy,
+                                min_margin=min_margin, runs=run_ids)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    written = export_pairs(pairs, out, options, card_context=context)
+    counts = ", ".join(f"{split} {n}" for split, n in written["counts"].items())
+    console.print(f"exported {written['total']} pairs ({counts}) as {format}/{style} to {out}")
+    if push_to_hub:
+        push(out, push_to_hub)
+        console.print(f"pushed to the Hub as {push_to_hub}")
+
+
+@app.command()
+def report(out: Path = typer.Argument(Path("report.html"), help="HTML file to write"),
+           data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
+    """Write an HTML report of the whole lake: counts, margins, lengths, agreement, scores, rejects."""
+    from curate.report import read_lake_frames, write_report
+
+    with _open_lake(data_dir, as_of) as lake:
+        frames = read_lake_frames(lake)
+        snapshot = lake.snapshot_id()
+        source = str(lake.root)
+    path = write_report(frames, out, source=source, as_of=snapshot if as_of else None)
+    console.print(f"report written to {path}")
 
 
 def main() -> None:
