@@ -529,3 +529,13 @@ def test_code_tests_scorer(unharmed):
     assert results[3].detail["status"] == "timeout"
     assert set(results[1].detail) == {"status", "tests_passed", "tests_total", "reason", "duration_s"}
     json.dumps([r.detail for r in results])
+
+
+def test_a_checkout_under_tmp_is_not_mounted_over(monkeypatch, tmp_path):
+    """CI may clone the project under /tmp, which the sandbox replaces with its own tmpfs: hiding
+    the checkout there would fail ("mount point does not exist") and is needless."""
+    from curate.score.verify import code
+
+    monkeypatch.setattr(code, "_project_root", lambda: tmp_path)
+    hidden = code._hidden_dirs()
+    assert str(tmp_path) not in hidden and not any(h.startswith("/tmp/") for h in hidden)

@@ -362,6 +362,9 @@ def _find_python() -> str | None:
     return None
 
 
+_PRIVATE_TMPFS = ("/tmp", "/dev/shm")  # replaced by the sandbox's own tmpfs mounts (see _fstab)
+
+
 def _hidden_dirs(python: str | None = None) -> list[str]:
     hidden = []
     for name in (*_HIDDEN, str(_project_root())):
@@ -371,8 +374,10 @@ def _hidden_dirs(python: str | None = None) -> list[str]:
         if python and python.startswith(path.rstrip("/") + "/"):
             continue
         hidden.append(path)
-    # a directory under another hidden one is hidden already (and its mount point is gone)
-    return [p for p in hidden if not any(p.startswith(q + "/") for q in hidden)]
+    # A directory under another hidden one, or under the private /tmp and /dev/shm, is hidden
+    # already (and its mount point is gone by the time its own mount would run).
+    covered = [*hidden, *_PRIVATE_TMPFS]
+    return [p for p in hidden if not any(p.startswith(q.rstrip("/") + "/") for q in covered)]
 
 
 def isolation() -> _Isolation:
