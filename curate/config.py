@@ -84,6 +84,7 @@ class RunConfig:
     scorers: list[ScorerConfig] = field(default_factory=list)
     pairs: list[dict] = field(default_factory=list)
     export_path: str | None = None  # relative to the data dir unless absolute
+    dedup: dict = field(default_factory=dict)  # curate.dedup.DedupConfig fields; benchmarks decontaminate
     source_file: Path | None = None
 
 
@@ -153,6 +154,18 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
                 raise UserError("config: a reward scorer needs `model` (a model directory)")
             if not Path(scorer.model).is_absolute():
                 scorer.model = str((base_dir / scorer.model).resolve())
+    dedup = dict(values.pop("dedup", {}))
+    benchmarks = [b if b in ("humaneval", "ifeval") or Path(b).is_absolute() else str((base_dir / b).resolve())
+                  for b in dedup.get("benchmarks", [])]
+    if benchmarks:
+        dedup["benchmarks"] = benchmarks
+    try:
+        from curate.dedup import DedupConfig
+
+        DedupConfig.from_mapping(dedup)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"config: [dedup]: {exc}") from exc
+    values["dedup"] = dedup
     pairs = values.pop("pairs", [])
     for index, spec in enumerate(pairs):
         if not isinstance(spec, dict) or "strategy" not in spec:

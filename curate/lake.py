@@ -113,7 +113,8 @@ class Lake:
 
     def table_names(self) -> set[str]:
         rows = self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [LAKE_ALIAS]
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_type = 'BASE TABLE'",
+            [LAKE_ALIAS]
         ).fetchall()
         return {r[0] for r in rows}
 

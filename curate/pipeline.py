@@ -22,7 +22,8 @@ import pyarrow as pa
 import curate
 from curate import schemas
 from curate.config import RunConfig, config_as_dict
-from curate.dedup import drop_exact_duplicates
+from curate.dedup import DedupConfig, Embedder, decontaminate_prompts, dedup_pairs, load_benchmark_texts
+from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
 from curate.export import export_dataset
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
 from curate.ingest import ingest_file, ingest_rows
@@ -65,6 +66,7 @@ class Pipeline:
         self.data_dir = Path(data_dir)
         self.lake = Lake(self.data_dir / "lake")
         self._backends: dict[int, object] = {}
+        self._benchmarks = None
 
     # helpers -------------------------------------------------------------------------
 
@@ -185,7 +187,14 @@ class Pipeline:
             else:
                 rows = builtin_rows(spec.builtin, spec.limit)
                 prompts, rejects = ingest_rows(rows, spec.source or spec.builtin, state.run_id)
-            added = self.lake.commit({"prompts": prompts, "rejects": rejects})
+            drops = None
+            if self.dedup_config.benchmarks:
+                kept, drops = decontaminate_prompts(pl.from_arrow(prompts), self.benchmark_texts(),
+                                                    self.dedup_config, state.run_id)
+                prompts = kept.to_arrow()
+                state.add("prompts_contaminated", drops.height)
+            added = self.lake.commit({"prompts": prompts, "rejects": rejects,
+                                      **({"dedup_drops": drops.to_arrow()} if drops is not None else {})})
             state.prompt_ids.extend(prompts.column("prompt_id").to_pylist())
             state.add("prompts_read", prompts.num_rows)
             state.add("prompts_new", added["prompts"])
@@ -222,6 +231,23 @@ class Pipeline:
         prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
         self._generate(prompts, self.config.generators, state)
         state.timings["generate"] = time.monotonic() - began
+
+    @property
+    def dedup_config(self):
+        return DedupConfig.from_mapping(self.config.dedup)
+
+    def benchmark_texts(self) -> list:
+        if self._benchmarks is None:
+            self._benchmarks = load_benchmark_texts(self.dedup_config.benchmarks)
+        return self._benchmarks
+
+    def _cached_embeddings(self, hashes: list[str]) -> dict:
+        if not hashes:
+            return {}
+        rows = self.lake.query(
+            "SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN (SELECT unnest(?::VARCHAR[]))",
+            [EMBEDDING_MODEL, hashes])
+        return dict(rows.iter_rows())
 
     def _run_prompts_and_candidates(self, state: RunState) -> tuple[pl.DataFrame, pl.DataFrame]:
         return (self._where_in("prompts", "prompt_id", state.prompt_ids),
@@ -291,16 +317,23 @@ class Pipeline:
         # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.
         stored = self.lake.existing_ids("pairs", all_pairs["pair_id"].to_list())
         fresh = all_pairs.filter(~pl.col("pair_id").is_in(list(stored)))
-        kept, dropped = drop_exact_duplicates(
-            fresh, lambda keys: self.lake.existing_ids("pairs", keys, column="dedup_key"))
-        added = self.lake.commit({"pairs": kept.to_arrow()})["pairs"]
+        embedder = Embedder(lookup=self._cached_embeddings)
+        kept, drops = (dedup_pairs(fresh, self.lake.read("pairs"), self.dedup_config, embed=embedder,
+                                   run_id=state.run_id) if fresh.height else (fresh, None))
+        tables = {"pairs": kept.to_arrow()}
+        if drops is not None:
+            tables.update(dedup_drops=drops.to_arrow(), embeddings=embedder.take_new_rows())
+        added = self.lake.commit(tables)["pairs"]
+        dropped = drops.height if drops is not None else 0
+        for reason, count in (drops.group_by("reason").len().iter_rows() if dropped else []):
+            state.add(f"pairs_dropped_{reason}", count)
         state.add("pairs_built", all_pairs.height)
         state.add("pairs_new", added)
-        state.add("pairs_duplicates_dropped", dropped.height)
+        state.add("pairs_duplicates_dropped", dropped)
         for strategy, count in kept.group_by("strategy").len().iter_rows():
             state.pairs_by_strategy[strategy] = state.pairs_by_strategy.get(strategy, 0) + count
-        log(f"pairs: {all_pairs.height} built, {len(stored)} already stored, {dropped.height} duplicates "
-            f"dropped, {added} new")
+        log(f"pairs: {all_pairs.height} built, {len(stored)} already stored, {dropped} dropped by dedup, "
+            f"{added} new")
         state.timings["pairs"] = time.monotonic() - began
 
     def export(self, state: RunState) -> None:

@@ -29,7 +29,12 @@ def summary_table(state) -> Table:
         if counts.get(f"scores_{status}"):
             table.add_row(f"  scores {status} (excluded)", "", str(counts[f"scores_{status}"]))
     table.add_row("pairs built", str(counts.get("pairs_built", 0)), str(counts.get("pairs_new", 0)))
-    table.add_row("pair duplicates dropped", str(counts.get("pairs_duplicates_dropped", 0)), "")
+    table.add_row("pairs dropped by dedup", str(counts.get("pairs_duplicates_dropped", 0)), "")
+    for reason in ("exact", "minhash", "semantic"):
+        if counts.get(f"pairs_dropped_{reason}"):
+            table.add_row(f"  {reason}", str(counts[f"pairs_dropped_{reason}"]), "")
+    if counts.get("prompts_contaminated"):
+        table.add_row("prompts dropped as contaminated", str(counts["prompts_contaminated"]), "")
     for strategy, count in sorted(state.pairs_by_strategy.items()):
         table.add_row(f"  pairs: {strategy}", "", str(count))
     if state.export_path:

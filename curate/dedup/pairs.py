@@ -1,0 +1,104 @@
+"""dedup_pairs: exact -> MinHash -> semantic over new pairs and the pairs already kept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+from curate.dedup.config import DedupConfig, drop_rows, drops_frame
+from curate.dedup.exact import exact_duplicates
+from curate.dedup.minhash import minhash_duplicates
+from curate.dedup.semantic import default_embedder, semantic_duplicates
+from curate.ids import normalise_text
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def pair_texts(prompt: list[dict], chosen: str, rejected: str) -> tuple[str, str, str]:
+    """What near-duplicate and semantic dedup compare, part by part: the prompt (its messages'
+    normalised contents, one per line), the chosen and the rejected response (normalised)."""
+    return ("\n".join(normalise_text(m["content"]) for m in prompt), normalise_text(chosen),
+            normalise_text(rejected))
+
+
+def _priority(new: pl.DataFrame) -> pl.DataFrame:
+    return new.sort(["margin", "pair_id"], descending=[True, False], nulls_last=True)
+
+
+def dedup_pairs(new_pairs: pl.DataFrame, kept_pairs: pl.DataFrame | None = None,
+                config: DedupConfig | None = None, embed: Embed | None = None,
+                run_id: str = "") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(kept new pairs, dedup_drops rows).
+
+    `kept_pairs` (already in the lake) always win and are never dropped; among new pairs the larger
+    margin wins, then the smaller pair_id. Each stage sees only what earlier stages kept. New rows
+    whose pair_id is already kept are left out of both results. Kept rows keep their input order.
+    """
+    config = config or DedupConfig()
+    if kept_pairs is None:
+        kept_pairs = new_pairs.clear()
+    new = new_pairs.filter(~pl.col("pair_id").is_in(kept_pairs["pair_id"].implode()))
+    if new.is_empty():
+        return new, drops_frame([])
+    columns = ["pair_id", "dedup_key", "prompt", "chosen", "rejected"]
+    ordered = pl.concat([kept_pairs.sort("pair_id").select(columns), _priority(new).select(columns)])
+    n_kept = kept_pairs.height
+    ids = ordered["pair_id"].to_list()
+    alive = list(range(ordered.height))
+    collisions: list[tuple[int, int, float, dict, str]] = []  # (dropped, kept, similarity, detail, reason)
+
+    def record(found, positions, reason, detail):
+        gone = set()
+        for i, j, sim, extra in found:
+            gone.add(positions[i])
+            collisions.append((positions[i], positions[j], sim, {**detail, **extra}, reason))
+        return [x for x in positions if x not in gone]
+
+    if config.exact:
+        keys = ordered["dedup_key"].to_list()
+        found = [(i, j, 1.0, {"dedup_key": keys[i]}) for i, j in exact_duplicates(keys, n_kept)]
+        alive = record(found, alive, "exact", {})
+    texts: dict[int, tuple[str, str, str]] = {}
+    if (config.minhash or config.semantic) and len(alive) > n_kept:
+        prompts, chosen, rejected = (ordered[c].to_list() for c in ("prompt", "chosen", "rejected"))
+        texts = {x: pair_texts(prompts[x], chosen[x], rejected[x]) for x in alive}
+    if config.minhash and len(alive) > n_kept:
+        found = [(i, j, sim, {"parts": dict(zip(("prompt", "chosen", "rejected"), parts))})
+                 for i, j, sim, parts in minhash_duplicates([texts[x] for x in alive], n_kept, config)]
+        alive = record(found, alive, "minhash", config.minhash_params())
+    if config.semantic and len(alive) > n_kept:
+        embed = embed or default_embedder(config.embed_batch_size)
+        unique = list(dict.fromkeys(t for x in alive for t in texts[x]))
+        vectors = np.asarray(embed(unique), dtype=np.float32)
+        where = {t: k for k, t in enumerate(unique)}
+        parts = [vectors[[where[texts[x][p]] for x in alive]] for p in range(3)]
+        found = [(i, j, sim, {"parts": dict(zip(("prompt", "chosen", "rejected"), per))})
+                 for i, j, sim, per in semantic_duplicates(
+                     parts, n_kept, config.semantic_threshold, config.semantic_cluster_size,
+                     config.semantic_probes)]
+        alive = record(found, alive, "semantic", {"threshold": config.semantic_threshold,
+                                                  "model": getattr(embed, "model_name", None)})
+    survivors = {ids[x] for x in alive[n_kept:]}
+    return new.filter(pl.col("pair_id").is_in(list(survivors))), drops_frame(_drop_rows(collisions, ids, run_id))
+
+
+def _drop_rows(collisions, ids, run_id) -> list[dict]:
+    """Drop rows; a row that collided with one dropped at a later stage points at the final survivor
+    (kept_id), with the row it collided with, and whose similarity is given, in detail_json.via."""
+    target = {dropped: kept for dropped, kept, _, _, _ in collisions}
+    rows = []
+    for reason in ("exact", "minhash", "semantic"):
+        drops = []
+        for dropped, kept, sim, detail, why in collisions:
+            if why != reason:
+                continue
+            final = kept
+            while final in target:
+                final = target[final]
+            if final != kept:
+                detail = {**detail, "via": ids[kept]}
+            drops.append((ids[dropped], ids[final], sim, detail))
+        rows.extend(drop_rows("pair", drops, reason, run_id))
+    return rows
