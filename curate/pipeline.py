@@ -24,7 +24,8 @@ from curate import schemas
 from curate.config import RunConfig, config_as_dict
 from curate.dedup import DedupConfig, Embedder, decontaminate_prompts, dedup_pairs, load_benchmark_texts
 from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
-from curate.export import export_dataset
+from curate.card import CardContext
+from curate.export import ExportOptions, export_pairs
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
 from curate.ingest import ingest_file, ingest_rows
 from curate.lake import Lake
@@ -343,7 +344,10 @@ class Pipeline:
         out = Path(self.config.export_path)
         out = out if out.is_absolute() else self.data_dir / out
         pairs = self.lake.read("pairs")
-        export_dataset(pairs, out)
+        context = CardContext(scores=self.lake.read("scores"), runs=self.lake.read("runs"),
+                              candidates=self.lake.query("SELECT candidate_id, model FROM candidates"),
+                              source=str(self.lake.root))
+        export_pairs(pairs, out, ExportOptions(), card_context=context)  # a DatasetDict + README card
         state.export_path = str(out)
         state.add("pairs_exported", pairs.height)
         log(f"export: {pairs.height} pairs to {out}")

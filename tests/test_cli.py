@@ -99,7 +99,8 @@ def test_query_stats_export_and_errors(tmp_path, curate_cli, tiny_generator):
 
     out = tmp_path / "exported"
     _run(curate_cli, "export", str(out), "--data-dir", str(data))
-    dataset = datasets.load_from_disk(str(out))
+    dataset = datasets.load_from_disk(str(out))["train"]
+    assert (out / "README.md").exists()  # the dataset card
     assert {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
 
     write = _run(curate_cli, "query", "delete from prompts", "--data-dir", str(data), check=False)

@@ -39,7 +39,7 @@ def test_build_flow_end_to_end_then_idempotent(tmp_path, tiny_generator, tiny_re
     assert "reward:tiny" in strategies["scorer"].to_list()
     assert run["status"].to_list() == ["completed"]
 
-    exported = datasets.load_from_disk(first["export_path"])
+    exported = datasets.load_from_disk(first["export_path"])["train"]
     assert {"prompt", "chosen", "rejected", "pair_id", "strategy", "margin"} <= set(exported.column_names)
     assert exported[0]["chosen"][0]["role"] == "assistant"
     assert len(exported) == tables["pairs"]
