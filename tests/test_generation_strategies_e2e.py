@@ -9,8 +9,10 @@ import subprocess
 
 import polars as pl
 import pytest
+import toml
 
 from curate.config import parse_config
+from curate.lake import Lake
 from curate.pairs.derive import derived_info
 from curate.pairs.stepwise import split_steps
 from curate.pipeline import Pipeline
@@ -40,7 +42,7 @@ def _config(tmp_path, tiny_generator, repo):
     prompts = tmp_path / "math.jsonl"
     prompts.write_text("\n".join(json.dumps({"prompt": f"What is {i} + {i}? Think step by step.", "task": "math",
                                              "reference_answer": str(2 * i)}) for i in range(1, 4)) + "\n")
-    return parse_config({
+    values = {
         "name": "derived",
         "inputs": [{"path": str(prompts)}, {"builtin": "stdlib_docs", "limit": 2},
                    {"builtin": "humaneval", "limit": 2}],
@@ -53,20 +55,26 @@ def _config(tmp_path, tiny_generator, repo):
             {"strategy": "code_evolution", "mode": "commits", "repo": str(repo)},
             {"strategy": "code_evolution", "mode": "critiques", "max_tokens": 24},
         ],
-    }, tmp_path)
+    }
+    path = tmp_path / "run.toml"
+    path.write_text(toml.dumps(values))
+    parse_config(values, tmp_path)  # the same config, checked
+    return path
 
 
-def _counts(pipeline):
-    lake = pipeline.lake
+def _counts(lake):
     return {t: lake.count(t) for t in ("prompts", "candidates", "scores", "pairs")}
 
 
-def test_derived_generation_through_the_lake(tmp_path, tiny_generator):
+def test_derived_generation_through_the_flow_and_lake(tmp_path, tiny_generator):
+    from flows.build import build
+
     config = _config(tmp_path, tiny_generator, _git_repo(tmp_path / "repo"))
-    pipeline = Pipeline(config, tmp_path / "data")
-    pipeline.run_all()
-    prompts, candidates = pipeline.lake.read("prompts"), pipeline.lake.read("candidates")
-    scores, pairs = pipeline.lake.read("scores"), pipeline.lake.read("pairs")
+    build(str(config), str(tmp_path / "data"))
+    with Lake(tmp_path / "data" / "lake", read_only=True) as lake:
+        prompts, candidates = lake.read("prompts"), lake.read("candidates")
+        scores, pairs = lake.read("scores"), lake.read("pairs")
+        before = _counts(lake)
     info = derived_info(prompts)
     by_strategy = dict(info.group_by("strategy").len().iter_rows())
 
@@ -92,13 +100,10 @@ def test_derived_generation_through_the_lake(tmp_path, tiny_generator):
     long_pairs = pairs.filter(pl.col("strategy") == "short_to_long")
     assert all(len(p[0]["content"]) > 400 for p in long_pairs["prompt"])  # the pair's prompt is the long one
 
-    before = _counts(pipeline)
-    pipeline.close()
-    again = Pipeline(config, tmp_path / "data")
-    state = again.run_all()
-    assert _counts(again) == before
-    assert state.counts.get("candidates_new", 0) == 0 and state.counts.get("derived_prompts_new", 0) == 0
-    again.close()
+    second = build(str(config), str(tmp_path / "data"))
+    assert second["counts"].get("candidates_new", 0) == 0 and second["counts"].get("derived_prompts_new", 0) == 0
+    with Lake(tmp_path / "data" / "lake", read_only=True) as lake:
+        assert _counts(lake) == before
 
 
 def test_stepwise_rollouts_continue_the_forced_prefix(tmp_path, scripted_model):
