@@ -22,6 +22,9 @@ def summary_table(state) -> Table:
     table.add_column("new in lake", justify="right")
     table.add_row("prompts", str(counts.get("prompts_read", 0)), str(counts.get("prompts_new", 0)))
     table.add_row("rejects", str(counts.get("rejects_read", 0)), str(counts.get("rejects_new", 0)))
+    if counts.get("derived_prompts"):
+        table.add_row("derived prompts (strategies)", str(counts["derived_prompts"]),
+                      str(counts.get("derived_prompts_new", 0)))
     table.add_row("candidates", str(counts.get("candidates_reused", 0) + counts.get("candidates_new", 0)),
                   str(counts.get("candidates_new", 0)))
     table.add_row("scores", "", str(counts.get("scores_new", 0)))
