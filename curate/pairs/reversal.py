@@ -38,19 +38,13 @@ import json
 import polars as pl
 
 from curate.pairs import register
-from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
+from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
 from curate.score.verify import constraints as library  # called through the module: patchable
 
 DEFAULTS = {"quality_scorer": None, "quality_scorer_version": None}
 SCORER = "constraints"
 REQUIREMENTS_HEADER = "Requirements (these replace any conflicting ones above):"
 
-MESSAGES = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
-PICK_SCHEMA = {
-    "prompt_id": pl.Utf8, "prompt": MESSAGES, "chosen": pl.Utf8, "rejected": pl.Utf8,
-    "chosen_id": pl.Utf8, "rejected_id": pl.Utf8, "scorer": pl.Utf8, "chosen_score": pl.Float64,
-    "rejected_score": pl.Float64, "margin": pl.Float64, "reason": pl.Utf8, "details_json": pl.Utf8,
-}
 
 
 def _params(config: dict) -> dict:

@@ -15,6 +15,13 @@ from curate.dedup import pair_dedup_key
 PICK_COLUMNS = ("prompt_id", "prompt", "chosen", "rejected", "chosen_id", "rejected_id", "scorer",
                 "chosen_score", "rejected_score", "margin", "reason")
 OPTIONAL_PICK_COLUMNS = {"weight": pl.Float64, "details_json": pl.Utf8}
+MESSAGES = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
+# Column types of a picks frame built row by row (strategies whose logic is per prompt).
+PICK_SCHEMA = {
+    "prompt_id": pl.Utf8, "prompt": MESSAGES, "chosen": pl.Utf8, "rejected": pl.Utf8,
+    "chosen_id": pl.Utf8, "rejected_id": pl.Utf8, "scorer": pl.Utf8, "chosen_score": pl.Float64,
+    "rejected_score": pl.Float64, "margin": pl.Float64, "reason": pl.Utf8, "details_json": pl.Utf8,
+}
 
 
 def usable_scores(scores: pl.DataFrame, candidates: pl.DataFrame, scorer: str,

@@ -62,7 +62,7 @@ import polars as pl
 
 from curate.pairs import register
 from curate.pairs.derive import DerivedPrompt, derived_info, original_prompts
-from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
+from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
 
 STRATEGY = "stepwise"
 STEP_DEFAULTS = {"rollouts": 4, "max_steps": 6, "max_solutions_per_prompt": 1, "threshold": 0.0,
@@ -76,12 +76,6 @@ CORRECT = 1.0  # a score at or above this is a correct answer (math_verify gives
 STEP_MARKER = re.compile(r"^[ \t]*(?:[#>*_]+[ \t]*)?step[ \t]*\d+[ \t]*(?:[*_]+[ \t]*)?:",
                          re.IGNORECASE | re.MULTILINE)
 
-MESSAGES = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
-PICK_SCHEMA = {
-    "prompt_id": pl.Utf8, "prompt": MESSAGES, "chosen": pl.Utf8, "rejected": pl.Utf8,
-    "chosen_id": pl.Utf8, "rejected_id": pl.Utf8, "scorer": pl.Utf8, "chosen_score": pl.Float64,
-    "rejected_score": pl.Float64, "margin": pl.Float64, "reason": pl.Utf8, "details_json": pl.Utf8,
-}
 
 
 # config ----------------------------------------------------------------------------------------
