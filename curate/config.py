@@ -37,6 +37,11 @@ class GeneratorConfig:
     dtype: str = "bfloat16"
     max_model_len: int = 4096
     kv_cache_memory_bytes: int = 1 << 30
+    # GPU only (CPU runs use kv_cache_memory_bytes and eager mode)
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    enable_prefix_caching: bool = True
     # Per-generator overrides of [sampling], and which tasks this generator answers (default all).
     n: int | None = None
     temperature: float | None = None

@@ -85,9 +85,13 @@ class Pipeline:
         key = id(generator)
         if key not in self._backends:
             label = generator.name or (EMBEDDED_NAME if generator.model == "embedded" else None)
-            settings = EngineSettings(str(self._model_path(generator.model)), dtype=generator.dtype,
-                                      max_model_len=generator.max_model_len,
-                                      kv_cache_memory_bytes=generator.kv_cache_memory_bytes)
+            settings = EngineSettings(
+                str(self._model_path(generator.model)), dtype=generator.dtype,
+                max_model_len=generator.max_model_len, kv_cache_memory_bytes=generator.kv_cache_memory_bytes,
+                gpu_memory_utilization=generator.gpu_memory_utilization,
+                tensor_parallel_size=generator.tensor_parallel_size,
+                data_parallel_size=generator.data_parallel_size,
+                enable_prefix_caching=generator.enable_prefix_caching)
             self._backends[key] = VLLMBackend(settings, label)
         return self._backends[key]
 

