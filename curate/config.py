@@ -37,6 +37,12 @@ class GeneratorConfig:
     dtype: str = "bfloat16"
     max_model_len: int = 4096
     kv_cache_memory_bytes: int = 1 << 30
+    # backend = "openai": any OpenAI-compatible server (model = the served model's name)
+    backend: str = "vllm"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = 8
+    max_retries: int = 20
     # GPU only (CPU runs use kv_cache_memory_bytes and eager mode)
     gpu_memory_utilization: float = 0.9
     tensor_parallel_size: int = 1
@@ -124,7 +130,12 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     generators = []
     for index, spec in enumerate(specs):
         generator = _build(GeneratorConfig, spec, f"generators.{index}")
-        if generator.model != "embedded" and not Path(generator.model).is_absolute():
+        if generator.backend not in ("vllm", "openai"):
+            raise UserError(f"config: generators.{index}: backend must be vllm or openai, not {generator.backend!r}")
+        if generator.backend == "openai":
+            if not generator.base_url:
+                raise UserError(f"config: generators.{index}: an openai backend needs `base_url`")
+        elif generator.model != "embedded" and not Path(generator.model).is_absolute():
             generator.model = str((base_dir / generator.model).resolve())
         generators.append(generator)
     names = [g.name for g in generators]

@@ -83,6 +83,12 @@ class Pipeline:
         from curate.models import EMBEDDED_NAME
 
         key = id(generator)
+        if key not in self._backends and generator.backend == "openai":
+            from curate.generate.openai_backend import OpenAIBackend
+
+            self._backends[key] = OpenAIBackend(
+                generator.base_url, generator.model, api_key_env=generator.api_key_env, label=generator.name,
+                max_concurrency=generator.max_concurrency, max_retries=generator.max_retries)
         if key not in self._backends:
             label = generator.name or (EMBEDDED_NAME if generator.model == "embedded" else None)
             settings = EngineSettings(

@@ -38,3 +38,12 @@ def test_pairs_config_is_checked_when_loaded(tmp_path):
         parse_config({"inputs": inputs, "pairs": [{"strategy": "nope"}]}, tmp_path)
     config = parse_config({"inputs": inputs, "pairs": [{"strategy": "margin", "scorer": "x"}]}, tmp_path)
     assert config.pairs == [{"strategy": "margin", "scorer": "x"}]
+
+
+def test_openai_generator_needs_a_base_url(tmp_path):
+    inputs = [{"builtin": "ifeval", "limit": 1}]
+    with pytest.raises(UserError, match="needs `base_url`"):
+        parse_config({"inputs": inputs, "generator": {"backend": "openai", "model": "m"}}, tmp_path)
+    config = parse_config({"inputs": inputs, "generator": {"backend": "openai", "model": "served-name",
+                                                           "base_url": "http://127.0.0.1:8000/v1"}}, tmp_path)
+    assert config.generators[0].model == "served-name"  # a served name, not a path
