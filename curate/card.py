@@ -207,6 +207,14 @@ def _counts_axis(axes) -> None:
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _histogram(axes, values: list[float], color: str) -> None:
+    """20 bins over the values' range (a single value gets a unit-wide range around it)."""
+    low, high = min(values), max(values)
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    axes.hist(values, bins=20, range=(low, high), color=color, edgecolor="white")
+
+
 def _empty(figure, text: str):
     axes = figure.add_subplot()
     axes.text(0.5, 0.5, text, ha="center", va="center", fontsize=14, color="#666666")
@@ -230,10 +238,7 @@ def margin_figure(pairs: pl.DataFrame, title: str = "Margin (chosen score − re
         missing = margins.len() - len(values)
         label = f"{strategy} (n={margins.len()}" + (f", {missing} without margin)" if missing else ")")
         if values:
-            low, high = min(values), max(values)
-            if low == high:
-                low, high = low - 0.5, high + 0.5
-            axes.hist(values, bins=20, range=(low, high), color="#4c72b0", edgecolor="white")
+            _histogram(axes, values, "#4c72b0")
             _counts_axis(axes)
         else:
             axes.text(0.5, 0.5, "no margins", ha="center", va="center", transform=axes.transAxes, color="#666666")
@@ -295,10 +300,7 @@ def score_figure(scores: pl.DataFrame, title: str = "Scores per scorer (status o
                   if v is not None and math.isfinite(v)]
         not_ok = rows_of.height - len(values)
         if values:
-            low, high = min(values), max(values)
-            if low == high:
-                low, high = low - 0.5, high + 0.5
-            axes.hist(values, bins=20, range=(low, high), color="#8172b3", edgecolor="white")
+            _histogram(axes, values, "#8172b3")
         axes.set_title(f"{scorer} (n={len(values)}" + (f", {not_ok} not ok)" if not_ok else ")"), fontsize=9)
         axes.set_xlabel("score", fontsize=8)
         axes.tick_params(labelsize=7)

@@ -158,18 +158,16 @@ class Lake:
             raise
         self.con.execute("COMMIT")
 
-    def _insert_new(self, table: str, rows: pa.Table) -> int:
+    def _insert_new(self, table: str, conformed: pa.Table) -> int:
         key = schemas.table(table).key
-        conformed = schemas.conform(table, rows)
         self.con.register("_incoming", conformed)
         try:
-            before = self.count(table)
-            self.con.execute(
+            inserted = self.con.execute(
                 f"INSERT INTO {LAKE_ALIAS}.{table} BY NAME "
                 f"SELECT * FROM (SELECT DISTINCT ON ({key}) * FROM _incoming ORDER BY {key}) i "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {LAKE_ALIAS}.{table} t WHERE t.{key} = i.{key})"
-            )
-            return self.count(table) - before
+            ).fetchone()
+            return inserted[0]
         finally:
             self.con.unregister("_incoming")
 
@@ -180,8 +178,7 @@ class Lake:
         added = {}
         with self.transaction():
             for name, rows in tables.items():
-                if isinstance(rows, list):
-                    rows = schemas.conform(name, rows)
+                rows = schemas.conform(name, rows)
                 added[name] = self._insert_new(name, rows) if rows.num_rows else 0
         return added
 

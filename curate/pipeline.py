@@ -68,6 +68,8 @@ class Pipeline:
         self.lake = Lake(self.data_dir / "lake")
         self._backends: dict[int, object] = {}
         self._benchmarks = None
+        self._scorers = None
+        self.dedup_config = DedupConfig.from_mapping(config.dedup)
 
     # helpers -------------------------------------------------------------------------
 
@@ -131,6 +133,12 @@ class Pipeline:
         return PointwiseJudge(backend, label, spec.aspects, settings, tasks)
 
     def scorers(self) -> list:
+        """The configured scorers, built once per pipeline (score, derive and pairs use them)."""
+        if self._scorers is None:
+            self._scorers = self._build_scorers()
+        return self._scorers
+
+    def _build_scorers(self) -> list:
         from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
 
         built = []
@@ -243,9 +251,6 @@ class Pipeline:
         self._generate(prompts, self.config.generators, state)
         state.timings["generate"] = time.monotonic() - began
 
-    @property
-    def dedup_config(self):
-        return DedupConfig.from_mapping(self.config.dedup)
 
     def benchmark_texts(self) -> list:
         if self._benchmarks is None:

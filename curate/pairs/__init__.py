@@ -23,7 +23,7 @@ def register(name: str):
 
 def build_pairs(strategy: str, prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
                 config: dict, run_id: str) -> pl.DataFrame:
-    build_pairs_module_names()
+    _register_strategies()
     if strategy not in STRATEGIES:
         raise KeyError(f"unknown pair strategy {strategy!r} (known: {sorted(STRATEGIES)})")
     return STRATEGIES[strategy](prompts, candidates, scores, config, run_id=run_id)
@@ -33,12 +33,12 @@ def strategy_deriver(strategy: str) -> Callable | None:
     """The strategy's `derive` (see curate.pairs.derive), if it drives generation itself."""
     import importlib
 
-    build_pairs_module_names()
+    _register_strategies()
     module = importlib.import_module(STRATEGIES[strategy].__module__)
     return getattr(module, "derive", None)
 
 
-def build_pairs_module_names() -> None:
+def _register_strategies() -> None:
     """Import every strategy module so that each registers itself."""
     from curate.pairs import code_evolution, gt, margin, reversal, short_to_long, stepwise  # noqa: F401
 
