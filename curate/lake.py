@@ -1,12 +1,16 @@
-"""The lake: a DuckLake catalog (a DuckDB file) with Parquet data files.
+"""The lake: a DuckLake catalog with Parquet data files.
 
-Every write goes through `commit`, one lake transaction (one snapshot) per call. Rows
-whose key already exists are skipped, so appends are idempotent and a resumed run never
-duplicates a row.
+The catalog is a DuckDB file (`root/catalog.ducklake`) or a PostgreSQL database; the data path is
+a local folder (`root/files/`) or object storage (s3://, gs://, r2://, https://). Every write goes
+through `commit`, one lake transaction (one snapshot) per call. Rows whose key already exists are
+skipped, so appends are idempotent and a resumed run never duplicates a row.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,47 +22,181 @@ from curate import schemas
 from curate.errors import UserError
 
 LAKE_ALIAS = "lake"
+POSTGRES = "postgres:"
+# Data paths DuckDB reaches through its httpfs extension; the s3 ones also get AWS credentials.
+HTTPFS_SCHEMES = ("s3", "s3a", "s3n", "gs", "gcs", "r2", "http", "https", "hf")
+S3_SCHEMES = ("s3", "s3a", "s3n")
 
 
-def ducklake_extension_path() -> Path:
-    """The signed ducklake extension shipped by `duckdb-extension-ducklake` (no network needed)."""
-    import duckdb_extension_ducklake
+def extension_path(name: str) -> Path:
+    """The signed DuckDB extension `name` shipped by the `duckdb-extension-<name>` wheel (no network needed)."""
+    wheel = f"duckdb-extension-{name.replace('_', '-')}=={duckdb.__version__}"
+    try:
+        package = importlib.import_module(f"duckdb_extension_{name}")
+    except ImportError as exc:
+        raise UserError(f"the duckdb extension {name} is not installed: pip install {wheel}") from exc
+    root = Path(package.__file__).parent / "extensions"
+    found = root / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not found.exists():
+        raise UserError(f"no {name} extension for duckdb {duckdb.__version__} under {root}; install {wheel}")
+    return found
 
-    root = Path(duckdb_extension_ducklake.__file__).parent / "extensions"
-    found = sorted(root.glob(f"v{duckdb.__version__}/ducklake.duckdb_extension"))
-    if not found:
-        raise UserError(
-            f"no ducklake extension for duckdb {duckdb.__version__} under {root}; "
-            "install the matching duckdb-extension-ducklake"
-        )
-    return found[0]
+
+def redact(location: str) -> str:
+    """`location` without its password (libpq `password=...`, or a URI's `user:password@`)."""
+    location = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", location, flags=re.I)
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", location)
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def scheme_of(location: str) -> str | None:
+    """The URL scheme (or `postgres`) a location starts with; None for a plain path."""
+    match = re.match(r"([a-z][a-z0-9+.-]*):", location, re.I)
+    return match.group(1).lower() if match else None
+
+
+def open_lake(data_dir: Path | str, lake_config=None, read_only: bool = False,
+              snapshot: int | None = None) -> "Lake":
+    """The lake of `data_dir`. Catalog and data path each come from the run config's [lake]
+    (`lake_config`), else $CURATE_LAKE_CATALOG / $CURATE_LAKE_DATA_PATH, else the local
+    defaults under `data_dir/lake`."""
+    catalog = getattr(lake_config, "catalog", None) or os.environ.get("CURATE_LAKE_CATALOG") or None
+    data_path = getattr(lake_config, "data_path", None) or os.environ.get("CURATE_LAKE_DATA_PATH") or None
+    return Lake(Path(data_dir) / "lake", read_only=read_only, snapshot=snapshot, catalog=catalog,
+                data_path=data_path)
 
 
 class Lake:
-    """A connection to the lake at `root` (catalog `root/catalog.ducklake`, files `root/files/`)."""
+    """A connection to the lake at `root`: catalog `root/catalog.ducklake` and files under
+    `root/files/`, unless `catalog` (a DuckDB file or `postgres:<libpq connection string>`) and
+    `data_path` (a folder or an s3://, gs://, r2://, https:// prefix) say otherwise."""
 
-    def __init__(self, root: Path | str, read_only: bool = False, snapshot: int | None = None):
+    def __init__(self, root: Path | str, read_only: bool = False, snapshot: int | None = None,
+                 catalog: str | None = None, data_path: str | None = None):
         self.root = Path(root)
         self.read_only = read_only or snapshot is not None
-        catalog = self.root / "catalog.ducklake"
-        if self.read_only and not catalog.exists():
-            raise UserError(f"no lake at {self.root}: run `curate run` first")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.is_postgres = bool(catalog) and catalog.startswith(POSTGRES)
+        if catalog and not self.is_postgres and scheme_of(catalog):
+            raise UserError(f"unsupported lake catalog {redact(catalog)!r}: "
+                            "give a DuckDB file or postgres:<connection string>")
+        if self.is_postgres:
+            target = catalog
+            self.location = redact(catalog)  # what messages and reports name
+        else:
+            catalog_file = Path(catalog) if catalog else self.root / "catalog.ducklake"
+            target = str(catalog_file)
+            self.location = str(catalog_file if catalog else self.root)
+            if self.read_only and not catalog_file.exists():
+                raise UserError(f"no lake at {self.location}: run `curate run` first")
+            if not self.read_only:
+                catalog_file.parent.mkdir(parents=True, exist_ok=True)
+        explicit, data_path = data_path is not None, self._data_path(data_path)
+
         self.con = duckdb.connect()
-        self.con.execute(f"LOAD '{ducklake_extension_path()}'")
-        options = "READ_ONLY" if self.read_only else f"DATA_PATH '{self.root / 'files'}/'"
+        self._loaded: set[str] = set()
+        self._load("ducklake")
+        if self.is_postgres:
+            self._load("postgres_scanner")
+        self._load_object_storage(data_path)
+        options = ["READ_ONLY"] if self.read_only else []
         if snapshot is not None:  # the lake as it was at that snapshot
-            options += f", SNAPSHOT_VERSION {int(snapshot)}"
+            options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
+        set_data_path = f"DATA_PATH '{_quote(data_path)}'"
+        # A shared catalog keeps the data path it was made with: a writer that was not told one
+        # names the default only to make a new lake.
+        if not self.read_only and (explicit or not self.is_postgres):
+            options.append(set_data_path)
         try:
-            self.con.execute(f"ATTACH 'ducklake:{catalog}' AS {LAKE_ALIAS} ({options})")
-        except (duckdb.IOException, duckdb.BinderException) as exc:
-            if "lock" in str(exc).lower() or "file handle conflict" in str(exc).lower():
-                raise UserError(f"the lake at {self.root} is in use by another curate process") from exc
-            raise
+            self._attach(target, options, None if self.read_only else set_data_path)
+        except duckdb.Error as exc:
+            self.con.close()
+            error = self._attach_error(exc, snapshot)
+            if error is None:
+                raise
+            # the cause of a postgres failure repeats the connection string, password included
+            raise error from (None if self.is_postgres else exc)
+        self._load_object_storage(self.data_path)  # the catalog's own, when it was not given
         self.con.execute(f"USE {LAKE_ALIAS}")
         if not self.read_only:
             self._create_tables()
             self._create_views()
+
+    def _data_path(self, data_path: str | None) -> str:
+        if data_path is None:
+            # A shared (postgres) catalog needs an absolute path; the local default stays as it
+            # always was, since an existing catalog refuses a DATA_PATH other than its own.
+            return f"{(self.root.resolve() if self.is_postgres else self.root) / 'files'}/"
+        scheme = scheme_of(data_path)
+        if scheme is None:
+            return f"{Path(data_path).expanduser().resolve()}/"
+        if scheme not in HTTPFS_SCHEMES:
+            raise UserError(f"unsupported lake data path {data_path!r}: give a folder or an "
+                            f"{', '.join(s + '://' for s in HTTPFS_SCHEMES)} prefix")
+        return data_path if data_path.endswith("/") else data_path + "/"
+
+    def _load(self, extension: str) -> None:
+        if extension not in self._loaded:
+            self.con.execute(f"LOAD '{extension_path(extension)}'")
+            self._loaded.add(extension)
+
+    def _attach(self, target: str, options: list[str], set_data_path: str | None) -> None:
+        """ATTACH the lake, adding what the catalog turns out to need: httpfs when the data path
+        it records is remote, or `set_data_path` when there is no lake yet."""
+        while True:
+            options_sql = f" ({', '.join(options)})" if options else ""
+            try:
+                self.con.execute(f"ATTACH '{_quote('ducklake:' + target)}' AS {LAKE_ALIAS}{options_sql}")
+                return
+            except duckdb.Error as exc:
+                if "extension 'httpfs'" in str(exc) and "httpfs" not in self._loaded:
+                    self._load("httpfs")
+                elif "data_path is not set" in str(exc) and set_data_path and set_data_path not in options:
+                    options = [*options, set_data_path]
+                else:
+                    raise
+
+    @property
+    def data_path(self) -> str:
+        """Where the lake's Parquet files are, as its catalog records it."""
+        return self.con.execute(
+            f"SELECT value FROM {LAKE_ALIAS}.options() WHERE option_name = 'data_path'").fetchone()[0]
+
+    def _load_object_storage(self, data_path: str) -> None:
+        scheme = scheme_of(data_path)
+        if scheme in HTTPFS_SCHEMES:
+            self._load("httpfs")
+        if scheme not in S3_SCHEMES or "aws" in self._loaded:
+            return
+        self._load("aws")
+        # An s3 secret the user persisted (CREATE PERSISTENT SECRET) wins; otherwise the AWS
+        # credential chain (AWS_* variables, ~/.aws, instance role). Finding no credentials is
+        # not an error here: a public bucket needs none, and a private one fails with S3's reason.
+        if not self.con.execute("SELECT 1 FROM duckdb_secrets() WHERE type = 's3'").fetchall():
+            try:
+                self.con.execute("CREATE SECRET curate_s3 (TYPE s3, PROVIDER credential_chain)")
+            except duckdb.Error:
+                pass
+
+    def _attach_error(self, exc: duckdb.Error, snapshot: int | None) -> UserError | None:
+        """A one-line UserError for what a user can fix (None: raise DuckDB's error as it is)."""
+        message = str(exc)
+        lowered = message.lower()
+        if not self.is_postgres and ("lock" in lowered or "file handle conflict" in lowered):
+            return UserError(f"the lake at {self.location} is in use by another curate process")
+        if "creating a new ducklake is explicitly disabled" in lowered:
+            return UserError(f"no lake at {self.location}: run `curate run` first")
+        if "no snapshot found" in lowered:
+            return UserError(f"the lake at {self.location} has no snapshot {snapshot}")
+        if "does not match existing data path" in lowered:
+            return UserError(redact(message.splitlines()[0]))
+        if self.is_postgres:
+            reason = re.search(r'Unable to connect to Postgres at "[^"]*": (.*)', message)
+            reason = (reason.group(1) if reason else message.splitlines()[0]).strip()
+            return UserError(f"cannot open the lake catalog {self.location}: {redact(reason)}")
+        return None
 
     def _create_tables(self) -> None:
         existing = self.table_names()
