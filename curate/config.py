@@ -87,6 +87,14 @@ class ScorerConfig:
 
 
 @dataclass
+class LakeConfig:
+    """Where the lake lives; unset fields fall back to $CURATE_LAKE_CATALOG / $CURATE_LAKE_DATA_PATH,
+    then to the DuckDB file and folder under the data dir (see curate.lake.open_lake)."""
+    catalog: str | None = None  # a DuckDB file or "postgres:<libpq connection string>"
+    data_path: str | None = None  # a folder or an object-storage prefix (s3://bucket/prefix/)
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     inputs: list[InputConfig] = field(default_factory=list)
@@ -96,6 +104,7 @@ class RunConfig:
     pairs: list[dict] = field(default_factory=list)
     export_path: str | None = None  # relative to the data dir unless absolute
     dedup: dict = field(default_factory=dict)  # curate.dedup.DedupConfig fields; benchmarks decontaminate
+    lake: LakeConfig = field(default_factory=LakeConfig)
     source_file: Path | None = None
 
 
@@ -194,8 +203,20 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         problem = check_pair_config(spec["strategy"], {k: v for k, v in spec.items() if k != "strategy"})
         if problem:
             raise UserError(f"config: [[pairs]] entry {index} ({spec['strategy']}): {problem}")
+    lake = _build(LakeConfig, values.pop("lake", {}), "lake")
+    for key in ("catalog", "data_path"):
+        value = getattr(lake, key)
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"config: [lake] {key} must be a string")
+    from curate.lake import scheme_of
+
+    # A local catalog file or data folder is relative to the config file, like the inputs.
+    if lake.catalog and not scheme_of(lake.catalog):
+        lake.catalog = str((base_dir / lake.catalog).resolve())
+    if lake.data_path and not scheme_of(lake.data_path):
+        lake.data_path = str((base_dir / lake.data_path).resolve())
     config = _build(RunConfig, {**values, "inputs": inputs, "generators": generators, "sampling": sampling,
-                                "scorers": scorers, "pairs": pairs}, "run")
+                                "scorers": scorers, "pairs": pairs, "lake": lake}, "run")
     config.source_file = source_file
     return config
 
@@ -224,4 +245,9 @@ def config_as_dict(config: RunConfig) -> dict:
             return [plain(v) for v in value]
         return value
 
-    return plain(asdict(config))
+    from curate.lake import redact
+
+    values = plain(asdict(config))
+    if values["lake"]["catalog"]:
+        values["lake"]["catalog"] = redact(values["lake"]["catalog"])  # the runs table keeps no password
+    return values
