@@ -66,14 +66,16 @@ AsOf = typer.Option(None, "--as-of", help="Read the lake as it was at the end of
 
 
 def _open_lake(data_dir: Optional[Path], as_of: Optional[str]):
-    from curate.lake import Lake
+    """The lake read-only (at a past snapshot with --as-of); $CURATE_LAKE_CATALOG and
+    $CURATE_LAKE_DATA_PATH point it at a PostgreSQL catalog and object storage."""
+    from curate.lake import open_lake
 
-    root = _data_dir(data_dir) / "lake"
+    directory = _data_dir(data_dir)
     if as_of is None:
-        return Lake(root, read_only=True)
-    with Lake(root, read_only=True) as current:
+        return open_lake(directory, read_only=True)
+    with open_lake(directory, read_only=True) as current:
         snapshot = current.snapshot_of_run(as_of)
-    return Lake(root, snapshot=snapshot)
+    return open_lake(directory, snapshot=snapshot)
 
 
 @app.command()
@@ -97,7 +99,7 @@ def stats(data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
 
     with _open_lake(data_dir, as_of) as lake:
         counts = {name: lake.count(name) for name in schemas.TABLES}
-        table = Table(title=f"lake {lake.root} (snapshot {lake.snapshot_id()})")
+        table = Table(title=f"lake {lake.location} (snapshot {lake.snapshot_id()})")
         table.add_column("table")
         table.add_column("rows", justify="right")
         for name, count in counts.items():
@@ -152,7 +154,7 @@ def export(out: Path = typer.Argument(..., help="Output directory"),
         pairs, runs = lake.read("pairs"), lake.read("runs")
         context = CardContext(scores=lake.read("scores"), runs=runs,
                               candidates=lake.query("SELECT candidate_id, model FROM candidates"),
-                              as_of=lake.snapshot_id() if as_of else None, source=str(lake.root))
+                              as_of=lake.snapshot_id() if as_of else None, source=lake.location)
     try:
         run_ids = runs_between(runs, first_run, last_run) if (first_run or last_run) else None
         options = ExportOptions(format=format, style=style, test_fraction=test_fraction, strategies=strategy,
@@ -176,7 +178,7 @@ def report(out: Path = typer.Argument(Path("report.html"), help="HTML file to wr
     with _open_lake(data_dir, as_of) as lake:
         frames = read_lake_frames(lake)
         snapshot = lake.snapshot_id()
-        source = str(lake.root)
+        source = lake.location
     path = write_report(frames, out, source=source, as_of=snapshot if as_of else None)
     console.print(f"report written to {path}")
 
