@@ -95,6 +95,8 @@ def curate_cli():
 @pytest.fixture(autouse=True)
 def _no_outside_env(monkeypatch):
     monkeypatch.delenv("CURATE_DATA_DIR", raising=False)
+    monkeypatch.delenv("CURATE_LAKE_CATALOG", raising=False)
+    monkeypatch.delenv("CURATE_LAKE_DATA_PATH", raising=False)
     yield
 
 
