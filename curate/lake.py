@@ -24,7 +24,7 @@ from curate.errors import UserError
 LAKE_ALIAS = "lake"
 POSTGRES = "postgres:"
 # Data paths DuckDB reaches through its httpfs extension; the s3 ones also get AWS credentials.
-HTTPFS_SCHEMES = ("s3", "s3a", "s3n", "gs", "gcs", "r2", "http", "https", "hf")
+HTTPFS_SCHEMES = ("s3", "s3a", "s3n", "gs", "gcs", "r2", "http", "https")
 S3_SCHEMES = ("s3", "s3a", "s3n")
 
 
