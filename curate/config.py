@@ -87,6 +87,15 @@ class ScorerConfig:
 
 
 @dataclass
+class RunnerConfig:
+    kind: str = "threads"  # "threads" or "ray" (prefect-ray's RayTaskRunner)
+    address: str | None = None  # ray: an existing cluster ("ray://head:10001", "auto"); None: start a local one
+    workers: int | None = None  # threads: pool size; local ray: CPUs (None: all)
+    shards: int = 4  # shard tasks per stage; the same count gives the same rows on any runner
+    dashboard: bool = False  # local ray: start Ray's dashboard
+
+
+@dataclass
 class LakeConfig:
     """Where the lake lives; unset fields fall back to $CURATE_LAKE_CATALOG / $CURATE_LAKE_DATA_PATH,
     then to the DuckDB file and folder under the data dir (see curate.lake.open_lake)."""
@@ -104,6 +113,7 @@ class RunConfig:
     pairs: list[dict] = field(default_factory=list)
     export_path: str | None = None  # relative to the data dir unless absolute
     dedup: dict = field(default_factory=dict)  # curate.dedup.DedupConfig fields; benchmarks decontaminate
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
     lake: LakeConfig = field(default_factory=LakeConfig)
     source_file: Path | None = None
 
@@ -191,6 +201,7 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     except (TypeError, ValueError) as exc:
         raise UserError(f"config: [dedup]: {exc}") from exc
     values["dedup"] = dedup
+    values["runner"] = _runner(values.pop("runner", {}))
     pairs = values.pop("pairs", [])
     for index, spec in enumerate(pairs):
         if not isinstance(spec, dict) or "strategy" not in spec:
@@ -219,6 +230,17 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
                                 "scorers": scorers, "pairs": pairs, "lake": lake}, "run")
     config.source_file = source_file
     return config
+
+
+def _runner(values: dict) -> RunnerConfig:
+    runner = _build(RunnerConfig, values, "runner")
+    if runner.kind not in ("threads", "ray"):
+        raise UserError(f"config: runner.kind must be threads or ray, not {runner.kind!r}")
+    if runner.shards < 1 or (runner.workers is not None and runner.workers < 1):
+        raise UserError("config: runner.shards and runner.workers must be at least 1")
+    if runner.address is not None and runner.kind != "ray":
+        raise UserError("config: runner.address is for kind = \"ray\"")
+    return runner
 
 
 def load_config(path: Path) -> RunConfig:
