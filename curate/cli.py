@@ -37,7 +37,8 @@ def _print_frame(frame) -> None:
 def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
         demo: bool = typer.Option(False, "--demo", help="Run the embedded demo config"),
         data_dir: Optional[Path] = DataDir,
-        no_prefect: bool = typer.Option(False, "--no-prefect", help="Run the steps without Prefect")):
+        no_prefect: bool = typer.Option(False, "--no-prefect", help="Run the steps without Prefect"),
+        runner: Optional[str] = typer.Option(None, "--runner", help="threads or ray: overrides the config's [runner] kind")):
     """Run the build pipeline for CONFIG (or --demo)."""
     from curate.config import DEMO_CONFIG, load_config
     from curate.env import apply_offline_env
@@ -45,6 +46,8 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
 
     if demo == (config is not None):
         raise UserError("give a CONFIG file or --demo (one of them)")
+    if no_prefect and runner is not None:
+        raise UserError("--runner picks the flow's task runner: it does not go with --no-prefect")
     config_path = DEMO_CONFIG if demo else config
     load_config(config_path)  # fail fast on a bad config, before Prefect starts
     directory = _data_dir(data_dir)
@@ -56,9 +59,9 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
         state = pipeline.run_all()
         pipeline.close()
     else:
-        from flows.build import build
+        from flows.build import build_flow
 
-        state = build(str(config_path), str(directory))["state"]
+        state = build_flow(config_path, directory, runner_kind=runner)(str(config_path), str(directory))["state"]
     console.print(summary_table(state))
 
 

@@ -20,18 +20,19 @@ import polars as pl
 import pyarrow as pa
 
 import curate
-from curate import schemas
+from curate import ids, schemas
 from curate.config import RunConfig, config_as_dict
-from curate.dedup import DedupConfig, Embedder, decontaminate_prompts, dedup_pairs, load_benchmark_texts
+from curate.dedup import DedupConfig, decontaminate_prompts, dedup_pairs, load_benchmark_texts
 from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
 from curate.card import CardContext
 from curate.export import ExportOptions, export_pairs
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
 from curate.ingest import ingest_file, ingest_rows
-from curate.lake import Lake
+from curate.lake import open_lake
 from curate.pairs import build_pairs, strategy_deriver
 from curate.pairs.derive import derived_prompt_rows, original_prompts
 from curate.progress import log
+from curate.shards import PORTABLE_SCORERS, InProcess, ShardedEmbedder, score_shard, split_frame
 from curate.sources import builtin_rows
 
 
@@ -65,11 +66,14 @@ class Pipeline:
     def __init__(self, config: RunConfig, data_dir: Path):
         self.config = config
         self.data_dir = Path(data_dir)
-        self.lake = Lake(self.data_dir / "lake")
+        self.lake = open_lake(self.data_dir, config.lake)
         self._backends: dict[int, object] = {}
         self._benchmarks = None
         self._scorers = None
         self.dedup_config = DedupConfig.from_mapping(config.dedup)
+        # Where shard work runs: here, one shard after the other, unless the flow hands the
+        # steps its task runner (flows/build.py).
+        self.shards = InProcess(config.runner.shards)
 
     # helpers -------------------------------------------------------------------------
 
@@ -195,7 +199,7 @@ class Pipeline:
             "status": "running", "config_json": json.dumps(config_as_dict(self.config)),
             "code_version": code_version(), "counts_json": None,
         }]})
-        log(f"run {state.run_id} ({self.config.name}) started; lake at {self.lake.root}")
+        log(f"run {state.run_id} ({self.config.name}) started; lake at {self.lake.location}")
         return state
 
     def ingest(self, state: RunState) -> None:
@@ -269,14 +273,32 @@ class Pipeline:
         return (self._where_in("prompts", "prompt_id", state.prompt_ids),
                 self._where_in("candidates", "candidate_id", state.candidate_ids))
 
+    def _unscored(self, prompts: pl.DataFrame, candidates: pl.DataFrame, scorer) -> pl.DataFrame:
+        """The candidates `scorer` applies to that have no stored score from its version."""
+        if scorer.tasks is not None:
+            answered = prompts.filter(pl.col("task").is_in(list(scorer.tasks)))["prompt_id"]
+            candidates = candidates.filter(pl.col("prompt_id").is_in(answered.implode()))
+        wanted = {ids.score_id(c, scorer.name, scorer.version): c for c in candidates["candidate_id"]}
+        done = self.lake.existing_ids("scores", list(wanted))
+        return candidates.filter(~pl.col("candidate_id").is_in([wanted[s] for s in done]))
+
+    def _score_one_scorer(self, spec, scorer, prompts: pl.DataFrame, candidates: pl.DataFrame,
+                          run_id: str) -> pa.Table:
+        from curate.score import score_candidates
+
+        todo = self._unscored(prompts, candidates, scorer)
+        if spec.kind not in PORTABLE_SCORERS:  # a model scorer runs on this process's engine
+            return score_candidates(prompts, todo, [scorer], run_id)
+        calls = [(spec.kind, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].unique().implode())),
+                  part, run_id) for part in split_frame(todo, "prompt_id", self.shards.count)]
+        tables = self.shards.map(score_shard, calls)
+        return pa.concat_tables(tables) if tables else schemas.conform("scores", [])
+
     def score(self, state: RunState) -> None:
         began = time.monotonic()
         prompts, candidates = self._run_prompts_and_candidates(state)
-        from curate.score import score_candidates
-
-        for scorer in self.scorers():
-            scores = score_candidates(prompts, candidates, [scorer], state.run_id,
-                                      lambda wanted: self.lake.existing_ids("scores", wanted))
+        for spec, scorer in zip(self.config.scorers, self.scorers(), strict=True):
+            scores = self._score_one_scorer(spec, scorer, prompts, candidates, state.run_id)
             added = self.lake.commit({"scores": scores})["scores"]
             state.add("scores_new", added)
             statuses = {}
@@ -333,7 +355,8 @@ class Pipeline:
         # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.
         stored = self.lake.existing_ids("pairs", all_pairs["pair_id"].to_list())
         fresh = all_pairs.filter(~pl.col("pair_id").is_in(list(stored)))
-        embedder = Embedder(lookup=self._cached_embeddings)
+        embedder = ShardedEmbedder(self.shards, lookup=self._cached_embeddings,
+                                   batch_size=self.dedup_config.embed_batch_size)
         kept, drops = (dedup_pairs(fresh, self.lake.read("pairs"), self.dedup_config, embed=embedder,
                                    run_id=state.run_id) if fresh.height else (fresh, None))
         tables = {"pairs": kept.to_arrow()}
@@ -361,7 +384,7 @@ class Pipeline:
         pairs = self.lake.read("pairs")
         context = CardContext(scores=self.lake.read("scores"), runs=self.lake.read("runs"),
                               candidates=self.lake.query("SELECT candidate_id, model FROM candidates"),
-                              source=str(self.lake.root))
+                              source=self.lake.location)
         export_pairs(pairs, out, ExportOptions(), card_context=context)  # a DatasetDict + README card
         state.export_path = str(out)
         state.add("pairs_exported", pairs.height)

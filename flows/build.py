@@ -1,19 +1,23 @@
 """The `build` flow: one dataset, ingest → generate → score → derive → pairs (with dedup) → export.
 
 Each step of `curate.pipeline.Pipeline` runs as a Prefect task in the flow's thread (vLLM's
-in-process engine stays on one thread). Parameters are plain strings so the flow can be
-deployed and scheduled as is.
+in-process engine stays on one thread, the lake on one connection). Steps hand their shard work
+(curate.shards) to the flow's task runner, which the config's [runner] picks: threads or Ray
+(`build_flow`). Parameters are plain strings so the flow can be deployed and scheduled as is.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from curate.config import load_config
+from curate.errors import UserError
 from curate.pipeline import Pipeline, RunState
+from flows.runners import TaskShards, task_runner_for
 
 
 TRANSIENT = (ConnectionError, TimeoutError)
@@ -25,13 +29,29 @@ def retry_if_transient(task, task_run, state) -> bool:
     return isinstance(state.result(raise_on_failure=False), TRANSIENT)
 
 
-def _step(name: str):
-    @task(name=name, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
-          retry_condition_fn=retry_if_transient)
-    def run_step(pipeline: Pipeline, state: RunState) -> None:
-        getattr(pipeline, name)(state)
+# The running pipelines by run id. A step task takes only the run id: a task's parameters travel
+# with the context of the shard tasks it submits, and a pipeline (lake connection, engines) cannot
+# be shipped to another process. Only module-level functions touch `_RUNNING`: Ray pickles them by
+# reference, while the flow's own function is pickled by value, with the globals it names.
+_RUNNING: dict[str, tuple[Pipeline, RunState]] = {}
 
-    return run_step
+
+def run_step(step: str, run_id: str) -> None:
+    pipeline, state = _RUNNING[run_id]
+    getattr(pipeline, step)(state)
+
+
+def _register(pipeline: Pipeline, state: RunState) -> None:
+    _RUNNING[state.run_id] = (pipeline, state)
+
+
+def _unregister(run_id: str) -> None:
+    _RUNNING.pop(run_id, None)
+
+
+def _step(name: str):
+    return task(run_step, name=name, cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
+                retry_condition_fn=retry_if_transient)
 
 
 STEPS = ("ingest", "generate", "score", "derive", "pairs", "export")
@@ -42,15 +62,29 @@ TASKS = [_step(name) for name in STEPS]
 def build(config_path: str, data_dir: str = "data") -> dict:
     """Run the pipeline for one config; returns the run's id and counts."""
     pipeline = Pipeline(load_config(Path(config_path)), Path(data_dir))
+    pipeline.shards = TaskShards(pipeline.config.runner.shards)
     state = pipeline.start()
+    _register(pipeline, state)
     try:
-        for step in TASKS:
-            step(pipeline, state)
+        for name, step in zip(STEPS, TASKS):
+            step(name, state.run_id)
+        pipeline.finish(state)
     except BaseException:
         pipeline.finish(state, "failed")
-        pipeline.close()
         raise
-    pipeline.finish(state)
-    pipeline.close()
+    finally:
+        _unregister(state.run_id)
+        pipeline.close()
     return {"run_id": state.run_id, "counts": state.counts, "pairs_by_strategy": state.pairs_by_strategy,
             "export_path": state.export_path, "state": state}
+
+
+def build_flow(config_path: str | Path, data_dir: str | Path = "data", runner_kind: str | None = None):
+    """The build flow with the task runner the config's [runner] asks for (`runner_kind`, when
+    given, overrides its kind: the shard count, hence every row, stays the config's)."""
+    runner = load_config(Path(config_path)).runner
+    if runner_kind is not None:
+        if runner_kind not in ("threads", "ray"):
+            raise UserError(f"--runner must be threads or ray, not {runner_kind!r}")
+        runner = replace(runner, kind=runner_kind, address=runner.address if runner_kind == "ray" else None)
+    return build.with_options(task_runner=task_runner_for(runner, Path(data_dir)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.build import build
+from flows.build import build_flow
 
 DEFAULT_CRON = "0 2 * * *"  # 02:00 every night
 DEPLOYMENT_NAME = "nightly"
@@ -21,5 +21,6 @@ def serve_nightly(config_path: str, data_dir: str, cron: str | None = DEFAULT_CR
     Needs a Prefect API: `prefect server start`, then PREFECT_API_URL set to its address.
     """
     parameters = {"config_path": str(Path(config_path).resolve()), "data_dir": str(Path(data_dir).resolve())}
-    build.serve(name=name, cron=cron, parameters=parameters, pause_on_shutdown=False,
-                description="curate: build the preference dataset from the configured prompt sources")
+    build_flow(config_path, data_dir).serve(
+        name=name, cron=cron, parameters=parameters, pause_on_shutdown=False,
+        description="curate: build the preference dataset from the configured prompt sources")

@@ -1,0 +1,85 @@
+"""The flow's task runner, chosen by the run config's [runner]: threads (default) or Ray.
+
+Shard work (curate.shards) is submitted as Prefect tasks to that runner; the steps themselves
+and the lake stay in the flow's process, which commits each stage once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from curate.config import RunnerConfig
+from curate.errors import UserError
+from curate.progress import log
+
+# Ray builds socket paths under its temp dir (session_<time>_<pid>/sockets/plasma_store): a
+# longer dir breaks the 107-byte AF_UNIX limit, so a long data dir is reached through a short link.
+RAY_TMPDIR_MAX = 40
+
+
+class TaskShards:
+    """Each shard one Prefect task on the flow's task runner; results in the order of `calls`."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self._tasks: dict[Callable, object] = {}
+
+    def map(self, work: Callable, calls: Sequence[tuple]) -> list:
+        if work not in self._tasks:
+            self._tasks[work] = task(work, name=work.__name__, cache_policy=NO_CACHE)
+        futures = [self._tasks[work].submit(*args) for args in calls]
+        return [future.result() for future in futures]
+
+
+def _short_ray_tmpdir(data_dir: Path) -> Path:
+    target = (Path(data_dir) / "ray").resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    if len(str(target)) <= RAY_TMPDIR_MAX:
+        return target
+    link = Path("/tmp") / f"curate-ray-{hashlib.sha256(str(target).encode()).hexdigest()[:10]}"
+    if link.is_symlink() and link.resolve() != target:
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(target, target_is_directory=True)
+    return link
+
+
+def contain_ray(data_dir: Path, local: bool) -> None:
+    """Ray offline and inside the data dir: temp files and sessions there, usage stats off, no
+    outside probe; a local cluster gets token auth with a token kept in the data dir (Ray's
+    default would write ~/.ray/auth_token). Values the user already set win."""
+    os.environ.setdefault("RAY_TMPDIR", str(_short_ray_tmpdir(data_dir)))
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if local and "RAY_AUTH_MODE" not in os.environ:
+        token = (Path(data_dir) / "ray" / "auth_token").resolve()
+        if not token.exists():
+            token.write_text(secrets.token_hex(32))
+            token.chmod(0o600)
+        os.environ["RAY_AUTH_MODE"] = "token"
+        os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token))
+
+
+def task_runner_for(runner: RunnerConfig, data_dir: Path):
+    """A Prefect task runner for the config's [runner] section."""
+    if runner.kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=runner.workers)
+    try:
+        from prefect_ray import RayTaskRunner
+    except ImportError as exc:
+        raise UserError("runner kind 'ray' needs prefect-ray (pip install prefect-ray)") from exc
+    local = runner.address is None
+    contain_ray(data_dir, local)
+    # A cluster that is already running has its own CPUs and dashboard.
+    init_kwargs = {"include_dashboard": runner.dashboard, "num_cpus": runner.workers} if local else {}
+    log(f"runner: Ray {'(local, ' + str(runner.workers or 'all') + ' CPUs)' if local else 'at ' + runner.address}, "
+        f"{runner.shards} shards per stage")
+    return RayTaskRunner(address=runner.address, init_kwargs=init_kwargs)
