@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -68,6 +69,20 @@ def contain_ray(data_dir: Path, local: bool) -> None:
         os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token))
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A one-line error for a cluster address nobody answers at (Ray itself retries for minutes)."""
+    if address == "auto":
+        return
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"runner.address {address!r}: give host:port, ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from exc
+
+
 def task_runner_for(runner: RunnerConfig, data_dir: Path):
     """A Prefect task runner for the config's [runner] section."""
     if runner.kind == "threads":
@@ -77,6 +92,8 @@ def task_runner_for(runner: RunnerConfig, data_dir: Path):
     except ImportError as exc:
         raise UserError("runner kind 'ray' needs prefect-ray (pip install prefect-ray)") from exc
     local = runner.address is None
+    if not local:
+        check_reachable(runner.address)
     contain_ray(data_dir, local)
     # A cluster that is already running has its own CPUs and dashboard.
     init_kwargs = {"include_dashboard": runner.dashboard, "num_cpus": runner.workers} if local else {}

@@ -1,0 +1,72 @@
+"""The flow's task runner from [runner]: threads, Ray kept inside the data dir, clear errors."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from curate.config import RunnerConfig
+from curate.errors import UserError
+from flows.runners import RAY_TMPDIR_MAX, check_reachable, contain_ray, task_runner_for
+
+RAY_VARS = ("RAY_TMPDIR", "RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE",
+            "RAY_AUTH_TOKEN_PATH")
+
+
+@pytest.fixture
+def clean_ray_env():
+    """No RAY_* variables during the test, and none of those it sets after it."""
+    saved = {name: os.environ.pop(name) for name in RAY_VARS if name in os.environ}
+    yield
+    for name in RAY_VARS:
+        os.environ.pop(name, None)
+    os.environ.update(saved)
+
+
+def test_threads_runner(tmp_path):
+    runner = task_runner_for(RunnerConfig(kind="threads", workers=3), tmp_path)
+    assert isinstance(runner, ThreadPoolTaskRunner)
+    assert runner._max_workers == 3
+    assert not (tmp_path / "ray").exists()
+
+
+def test_local_ray_is_kept_in_the_data_dir(tmp_path, clean_ray_env):
+    data = tmp_path / ("a-long-data-dir-name-" * 3)  # longer than Ray's socket paths allow
+    runner = task_runner_for(RunnerConfig(kind="ray", workers=2), data)
+    assert runner.init_kwargs["num_cpus"] == 2 and runner.init_kwargs["include_dashboard"] is False
+    assert runner.address is None
+    tmpdir = os.environ["RAY_TMPDIR"]
+    assert len(tmpdir) <= RAY_TMPDIR_MAX
+    assert os.path.realpath(tmpdir) == str((data / "ray").resolve())
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+    token = data / "ray" / "auth_token"
+    assert os.environ["RAY_AUTH_TOKEN_PATH"] == str(token.resolve())
+    assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text()) == 64
+
+
+def test_values_the_user_set_win(tmp_path, clean_ray_env):
+    os.environ.update(RAY_TMPDIR="/tmp/mine", RAY_AUTH_MODE="disabled")
+    contain_ray(tmp_path, local=True)
+    assert os.environ["RAY_TMPDIR"] == "/tmp/mine"
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"
+    assert not (tmp_path / "ray" / "auth_token").exists()
+
+
+def test_cluster_address_must_answer(tmp_path, clean_ray_env):
+    with socket.socket() as server:  # an address that answers, then one that does not
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        check_reachable(f"ray://127.0.0.1:{port}")
+        runner = task_runner_for(RunnerConfig(kind="ray", address=f"127.0.0.1:{port}"), tmp_path)
+        assert runner.address == f"127.0.0.1:{port}" and runner.init_kwargs == {"namespace": "prefect"}
+    with pytest.raises(UserError, match=f"cannot reach the Ray cluster at ray://127.0.0.1:{port}"):
+        task_runner_for(RunnerConfig(kind="ray", address=f"ray://127.0.0.1:{port}"), tmp_path)
+    with pytest.raises(UserError, match="give host:port"):
+        check_reachable("headnode")
+    check_reachable("auto")  # Ray finds the cluster this machine is in
