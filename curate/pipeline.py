@@ -190,8 +190,10 @@ class Pipeline:
     # steps ---------------------------------------------------------------------------
 
     def start(self) -> RunState:
-        # This process holds the lake's write lock, so a run still marked running is one that died.
-        if self.lake.query("SELECT count(*) AS n FROM runs WHERE status = 'running'")["n"][0]:
+        # A local lake has one writer, this process: a run still marked running is one that died.
+        # A shared (PostgreSQL) catalog may have runs going on other machines: those stay as they are.
+        if not self.lake.is_postgres and self.lake.query(
+                "SELECT count(*) AS n FROM runs WHERE status = 'running'")["n"][0]:
             self.lake.con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
         state = RunState(run_id=uuid.uuid4().hex[:16])
         self.lake.commit({"runs": [{

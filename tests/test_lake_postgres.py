@@ -238,3 +238,33 @@ def test_object_storage_data_path_loads_httpfs_from_the_catalog(tmp_path, catalo
         assert reader.count("prompts") == 0
     with pytest.raises(UserError, match="unsupported lake data path 'az://c/lake'"):
         Lake(tmp_path / "lake", catalog=catalog, data_path="az://c/lake")
+
+
+@pytest.mark.slow
+def test_pipeline_runs_on_a_postgres_catalog(tmp_path, catalog, tiny_generator):
+    """The whole build on tiny models with [lake] in PostgreSQL, twice: the second run adds nothing,
+    and a run marked running by another machine is not touched."""
+    from curate.config import load_config
+    from curate.pipeline import Pipeline
+    from tests.helpers import GOOD_ROWS, write_config, write_prompts
+
+    config_path = write_config(tmp_path / "run.toml", write_prompts(tmp_path / "prompts.jsonl"), tiny_generator,
+                               None, n=2, export=None)
+    config_path.write_text(config_path.read_text() + f'\n[lake]\ncatalog = "{catalog}"\ndata_path = "files"\n')
+    config = load_config(config_path)
+    with Lake(tmp_path / "other-machine", catalog=catalog, data_path=str(tmp_path / "files")) as other:
+        other.commit({"runs": [run_row()]})  # status running: another machine's run in progress
+    counts = []
+    for data in ("data-1", "data-2"):
+        pipeline = Pipeline(config, tmp_path / data)
+        state = pipeline.run_all()
+        pipeline.close()
+        counts.append(state.counts)
+    assert counts[0]["candidates_new"] == 2 * len(GOOD_ROWS) and counts[0]["scores_new"] > 0
+    assert counts[1].get("candidates_new", 0) == 0 and counts[1]["candidates_reused"] == 2 * len(GOOD_ROWS)
+    assert counts[1].get("scores_new", 0) == 0 and counts[1]["pairs_new"] == 0
+    with Lake(tmp_path / "reader", catalog=catalog, read_only=True) as lake:
+        assert lake.count("candidates") == 2 * len(GOOD_ROWS)
+        statuses = lake.query("SELECT status, count(*) AS n FROM runs GROUP BY 1 ORDER BY 1")
+    assert dict(statuses.iter_rows()) == {"completed": 2, "running": 1}
+    assert not (tmp_path / "data-1" / "lake" / "catalog.ducklake").exists()
