@@ -19,6 +19,7 @@ from dataclasses import dataclass
 ANSWER_IS = re.compile(r"answer is\s*:?\s*(.+?)(?:\.\s|\.$|\n|$)", re.IGNORECASE)
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 DEFAULT_TIMEOUT_S = 10.0
+WARM_UP_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ def extract_final_answer(text: str) -> Extracted | None:
     return None
 
 
+def _warm_up() -> None:
+    import math_verify  # noqa: F401
+
+
 def _verify_in_worker(answer: str, reference: str) -> tuple[bool | None, str | None]:
     from math_verify import parse, verify
 
@@ -77,6 +82,9 @@ class MathVerifier:
         if self._pool is None:
             # spawn: never fork a process that may hold a vLLM engine and its threads
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            # Starting the worker and importing math-verify takes seconds, more when shards start
+            # theirs at once: it must not count against the first answer's time bound.
+            self._pool.submit(_warm_up).result(timeout=WARM_UP_TIMEOUT_S)
         return self._pool
 
     def _reset(self) -> None:
