@@ -234,6 +234,12 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
 
 def _runner(values: dict) -> RunnerConfig:
     runner = _build(RunnerConfig, values, "runner")
+    types = {"kind": (str,), "address": (str, type(None)), "workers": (int, type(None)), "shards": (int,),
+             "dashboard": (bool,)}
+    for name, allowed in types.items():
+        value = getattr(runner, name)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise UserError(f"config: runner.{name} has the wrong type ({value!r})")
     if runner.kind not in ("threads", "ray"):
         raise UserError(f"config: runner.kind must be threads or ray, not {runner.kind!r}")
     if runner.shards < 1 or (runner.workers is not None and runner.workers < 1):

@@ -98,6 +98,8 @@ def test_runner_config(tmp_path):
     for bad, message in [('[runner]\nkind = "dask"\n', "threads or ray"),
                          ('[runner]\nshards = 0\n', "at least 1"),
                          ('[runner]\naddress = "auto"\n', "for kind"),
-                         ('[runner]\nnodes = 3\n', "unknown key")]:
+                         ('[runner]\nnodes = 3\n', "unknown key"),
+                         ('[runner]\nshards = "4"\n', "wrong type"), ('[runner]\nshards = 2.5\n', "wrong type"),
+                         ('[runner]\nworkers = true\n', "wrong type"), ('[runner]\nkind = "ray"\naddress = 5\n', "wrong type")]:
         with pytest.raises(UserError, match=message):
             parse_config(_config(bad), tmp_path)
