@@ -59,9 +59,9 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
         state = pipeline.run_all()
         pipeline.close()
     else:
-        from flows.build import build_flow
+        from flows.build import run_build
 
-        state = build_flow(config_path, directory, runner_kind=runner)(str(config_path), str(directory))["state"]
+        state = run_build(config_path, directory, runner_kind=runner)["state"]
     console.print(summary_table(state))
 
 

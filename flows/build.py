@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from curate.config import load_config
 from curate.errors import UserError
 from curate.pipeline import Pipeline, RunState
-from flows.runners import TaskShards, task_runner_for
+from flows.runners import TaskShards, shared_prefect_api, task_runner_for
 
 
 TRANSIENT = (ConnectionError, TimeoutError)
@@ -63,7 +63,11 @@ def build(config_path: str, data_dir: str = "data") -> dict:
     """Run the pipeline for one config; returns the run's id and counts."""
     pipeline = Pipeline(load_config(Path(config_path)), Path(data_dir))
     pipeline.shards = TaskShards(pipeline.config.runner.shards)
-    state = pipeline.start()
+    try:
+        state = pipeline.start()
+    except BaseException:
+        pipeline.close()
+        raise
     _register(pipeline, state)
     try:
         for name, step in zip(STEPS, TASKS):
@@ -88,3 +92,10 @@ def build_flow(config_path: str | Path, data_dir: str | Path = "data", runner_ki
             raise UserError(f"--runner must be threads or ray, not {runner_kind!r}")
         runner = replace(runner, kind=runner_kind, address=runner.address if runner_kind == "ray" else None)
     return build.with_options(task_runner=task_runner_for(runner, Path(data_dir)))
+
+
+def run_build(config_path: str | Path, data_dir: str | Path = "data", runner_kind: str | None = None) -> dict:
+    """`build_flow` run once, with a Prefect API its Ray workers share (flows/runners.py)."""
+    configured = build_flow(config_path, data_dir, runner_kind)
+    with shared_prefect_api(configured.task_runner):
+        return configured(str(config_path), str(data_dir))

@@ -11,9 +11,11 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import task
+from prefect.futures import wait
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -37,6 +39,10 @@ class TaskShards:
         if work not in self._tasks:
             self._tasks[work] = task(work, name=work.__name__, cache_policy=NO_CACHE)
         futures = [self._tasks[work].submit(*args) for args in calls]
+        wait(futures)  # every shard ends before a failure is raised: none is left running
+        failed = [i for i, future in enumerate(futures) if future.state.is_failed() or future.state.is_crashed()]
+        if failed:
+            log(f"{work.__name__}: shard(s) {failed} of {len(futures)} failed")
         return [future.result() for future in futures]
 
 
@@ -63,8 +69,8 @@ def contain_ray(data_dir: Path, local: bool) -> None:
     if local and "RAY_AUTH_MODE" not in os.environ:
         token = (Path(data_dir) / "ray" / "auth_token").resolve()
         if not token.exists():
-            token.write_text(secrets.token_hex(32))
-            token.chmod(0o600)
+            with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+                out.write(secrets.token_hex(32))
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token))
 
@@ -81,6 +87,24 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as exc:
         raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from exc
+
+
+@contextmanager
+def shared_prefect_api(task_runner):
+    """Ray workers are other processes that hydrate this one's Prefect settings: without an API
+    address each would start a Prefect server of its own, on the same database. Give them this
+    process's ephemeral server (a set PREFECT_API_URL is used as it is), and no fallback."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
+
+    if type(task_runner).__name__ != "RayTaskRunner" or PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the process-wide ephemeral server, started once
+    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_SERVER_EPHEMERAL_ENABLED: False}):
+        yield
 
 
 def task_runner_for(runner: RunnerConfig, data_dir: Path):
