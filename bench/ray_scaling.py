@@ -108,14 +108,18 @@ def timed_pass(config_path: Path, data_dir: Path, prompt_ids: list[str], candida
     scored = time.perf_counter()
     pipeline.pairs(state)
     done = time.perf_counter()
+    rows = {"score_rows": set(pipeline.lake.query("SELECT score_id, score, status FROM scores").iter_rows()),
+            "pair_ids": set(pipeline.lake.read("pairs")["pair_id"])}
     pipeline.close()
     return {"score_s": scored - began, "pairs_dedup_s": done - scored, "total_s": done - began,
             "scores": state.counts.get("scores_new", 0), "pairs": state.counts.get("pairs_new", 0),
-            "dropped": state.counts.get("pairs_duplicates_dropped", 0)}
+            "dropped": state.counts.get("pairs_duplicates_dropped", 0), **rows}
 
 
 def run_config(label: str, task_runner, config_path: Path, work: Path, per_prompt: int) -> dict:
     from prefect import flow
+
+    from flows.runners import shared_prefect_api
 
     @flow(name="ray-scaling")
     def two_passes() -> list[dict]:
@@ -126,7 +130,8 @@ def run_config(label: str, task_runner, config_path: Path, work: Path, per_promp
             results.append(timed_pass(config_path, data, prompt_ids, candidate_ids))
         return results
 
-    cold, warm = two_passes.with_options(task_runner=task_runner)()
+    with shared_prefect_api(task_runner):
+        cold, warm = two_passes.with_options(task_runner=task_runner)()
     print(f"{label:>16}: cold {cold['total_s']:6.1f} s | warm {warm['total_s']:6.1f} s "
           f"(score {warm['score_s']:5.1f} s, pairs+dedup {warm['pairs_dedup_s']:5.1f} s; "
           f"{warm['scores']} scores, {warm['pairs']} pairs kept, {warm['dropped']} dropped)", flush=True)
@@ -167,9 +172,9 @@ def main() -> None:
           f"(score {results[1]['score_s'] / results[2]['score_s']:.2f}x, "
           f"pairs+dedup {results[1]['pairs_dedup_s'] / results[2]['pairs_dedup_s']:.2f}x); "
           f"threads in-process: {results['threads']['total_s']:.1f} s")
-    same = all(results[k]["pairs"] == results["threads"]["pairs"] and
-               results[k]["scores"] == results["threads"]["scores"] for k in (1, 2))
-    print(f"same scores and pairs counts on every runner: {same}")
+    same = all(results[k]["pair_ids"] == results["threads"]["pair_ids"] and
+               results[k]["score_rows"] == results["threads"]["score_rows"] for k in (1, 2))
+    print(f"same score rows (id, score, status) and pair ids on every runner: {same}")
     shutil.rmtree(work, ignore_errors=True)
 
 
