@@ -51,6 +51,9 @@ def _short_ray_tmpdir(data_dir: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     if len(str(target)) <= RAY_TMPDIR_MAX:
         return target
+    for stale in Path("/tmp").glob("curate-ray-*"):  # links to data dirs that are gone
+        if stale.is_symlink() and not stale.exists():
+            stale.unlink(missing_ok=True)
     link = Path("/tmp") / f"curate-ray-{hashlib.sha256(str(target).encode()).hexdigest()[:10]}"
     if link.is_symlink() and link.resolve() != target:
         link.unlink()
@@ -63,7 +66,8 @@ def contain_ray(data_dir: Path, local: bool) -> None:
     """Ray offline and inside the data dir: temp files and sessions there, usage stats off, no
     outside probe; a local cluster gets token auth with a token kept in the data dir (Ray's
     default would write ~/.ray/auth_token). Values the user already set win."""
-    os.environ.setdefault("RAY_TMPDIR", str(_short_ray_tmpdir(data_dir)))
+    if "RAY_TMPDIR" not in os.environ:
+        os.environ["RAY_TMPDIR"] = str(_short_ray_tmpdir(data_dir))
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if local and "RAY_AUTH_MODE" not in os.environ:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -47,6 +48,7 @@ def test_local_ray_is_kept_in_the_data_dir(tmp_path, clean_ray_env):
     token = data / "ray" / "auth_token"
     assert os.environ["RAY_AUTH_TOKEN_PATH"] == str(token.resolve())
     assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text()) == 64
+    os.unlink(tmpdir)  # the /tmp link
 
 
 def test_values_the_user_set_win(tmp_path, clean_ray_env):
@@ -55,9 +57,11 @@ def test_values_the_user_set_win(tmp_path, clean_ray_env):
     assert os.environ["RAY_TMPDIR"] == "/tmp/mine"
     assert os.environ["RAY_AUTH_MODE"] == "disabled"
     assert not (tmp_path / "ray" / "auth_token").exists()
+    assert not [p for p in Path("/tmp").glob("curate-ray-*") if os.path.realpath(p).startswith(str(tmp_path))]
 
 
 def test_cluster_address_must_answer(tmp_path, clean_ray_env):
+    os.environ["RAY_TMPDIR"] = str(tmp_path)  # no /tmp link for this test
     with socket.socket() as server:  # an address that answers, then one that does not
         server.bind(("127.0.0.1", 0))
         server.listen()
@@ -70,3 +74,34 @@ def test_cluster_address_must_answer(tmp_path, clean_ray_env):
     with pytest.raises(UserError, match="give host:port"):
         check_reachable("headnode")
     check_reachable("auto")  # Ray finds the cluster this machine is in
+
+
+def _shard_work(index: int, marks: str) -> int:
+    import time
+    from pathlib import Path
+
+    if index == 1:
+        raise ValueError("shard 1 is broken")
+    time.sleep(0.5)
+    (Path(marks) / f"done-{index}").touch()
+    return index * 10
+
+
+@pytest.mark.slow
+def test_a_failed_shard_fails_the_map_after_every_shard_ended(tmp_path):
+    from prefect import flow
+
+    from flows.runners import TaskShards
+
+    @flow
+    def mapped(calls):
+        return TaskShards(4).map(_shard_work, calls)
+
+    @flow
+    def all_good():
+        return TaskShards(2).map(_shard_work, [(0, str(tmp_path)), (2, str(tmp_path))])
+
+    assert all_good() == [0, 20]
+    with pytest.raises(ValueError, match="shard 1 is broken"):
+        mapped([(i, str(tmp_path)) for i in range(4)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done-0", "done-2", "done-3"]
