@@ -56,7 +56,8 @@ def test_killed_run_resumes_to_the_same_pairs(tmp_path, curate_cli, tiny_generat
 
     killed_dir = tmp_path / "killed"
     process = subprocess.Popen([*curate_cli, "run", str(config), "--data-dir", str(killed_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+                               start_new_session=True)
     try:
         for line in process.stdout:
             if "generate: committed" in line:
@@ -65,6 +66,10 @@ def test_killed_run_resumes_to_the_same_pairs(tmp_path, curate_cli, tiny_generat
     finally:
         process.kill()
         process.wait(timeout=60)
+        try:  # the killed run's ephemeral Prefect server outlives it: not past this test
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     assert process.returncode == -signal.SIGKILL
     partial = _table_ids(killed_dir)
     assert 0 < len(partial["candidates"]) < planned, "the kill must land during generation"
