@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 
 import curate
-from curate import ids, schemas
+from curate import schemas
 from curate.config import RunConfig, config_as_dict
 from curate.dedup import DedupConfig, decontaminate_prompts, dedup_pairs, load_benchmark_texts
 from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
@@ -275,20 +275,11 @@ class Pipeline:
         return (self._where_in("prompts", "prompt_id", state.prompt_ids),
                 self._where_in("candidates", "candidate_id", state.candidate_ids))
 
-    def _unscored(self, prompts: pl.DataFrame, candidates: pl.DataFrame, scorer) -> pl.DataFrame:
-        """The candidates `scorer` applies to that have no stored score from its version."""
-        if scorer.tasks is not None:
-            answered = prompts.filter(pl.col("task").is_in(list(scorer.tasks)))["prompt_id"]
-            candidates = candidates.filter(pl.col("prompt_id").is_in(answered.implode()))
-        wanted = {ids.score_id(c, scorer.name, scorer.version): c for c in candidates["candidate_id"]}
-        done = self.lake.existing_ids("scores", list(wanted))
-        return candidates.filter(~pl.col("candidate_id").is_in([wanted[s] for s in done]))
-
     def _score_one_scorer(self, spec, scorer, prompts: pl.DataFrame, candidates: pl.DataFrame,
                           run_id: str) -> pa.Table:
-        from curate.score import score_candidates
+        from curate.score import score_candidates, unscored
 
-        todo = self._unscored(prompts, candidates, scorer)
+        todo = unscored(prompts, candidates, scorer, lambda wanted: self.lake.existing_ids("scores", wanted))
         if spec.kind not in PORTABLE_SCORERS:  # a model scorer runs on this process's engine
             return score_candidates(prompts, todo, [scorer], run_id)
         calls = [(spec.kind, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].unique().implode())),

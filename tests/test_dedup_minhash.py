@@ -11,14 +11,14 @@ seeds 0-2 gave recall 1.0 down to 0.4 (precision falls to 0.95 at 0.35, hard neg
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
 
 import polars as pl
 import pytest
 
 from curate import schemas
 from curate.dedup.synthetic import WORDS
-from curate.dedup import DedupConfig, dedup_pairs, minhash_duplicates, pair_dedup_key, shingles
+from curate.dedup import DedupConfig, dedup_pairs, minhash_duplicates, shingles
+from tests.test_dedup_exact import pair
 
 
 
@@ -98,17 +98,6 @@ def test_shingles_ignore_case_punctuation_and_spacing():
     assert shingles("The  QUICK, brown fox!", 3) == ["the quick brown", "quick brown fox"]
     assert shingles("Hi there", 3) == ["hi there"]
     assert shingles("", 3) == [""]
-
-
-NOW = datetime(2024, 9, 1, tzinfo=timezone.utc)
-
-
-def pair(pair_id, prompt, chosen, rejected, margin=1.0):
-    messages = [{"role": "user", "content": prompt}]
-    return {"pair_id": pair_id, "prompt_id": "p", "strategy": "margin", "params_json": "{}",
-            "prompt": messages, "chosen": chosen, "rejected": rejected, "chosen_id": "c", "rejected_id": "r",
-            "scorer": "s", "chosen_score": None, "rejected_score": None, "margin": margin, "reason": "test",
-            "dedup_key": pair_dedup_key(messages, chosen, rejected), "run_id": "r", "created_at": NOW}
 
 
 def test_pairs_are_near_duplicates_only_when_every_part_is():

@@ -70,6 +70,18 @@ def _score_row(item_ids: tuple[str, str], scorer: Scorer, result: ScoreResult, r
     }
 
 
+def unscored(prompts: pl.DataFrame, candidates: pl.DataFrame, scorer: Scorer,
+             existing: Callable[[list[str]], set[str]]) -> pl.DataFrame:
+    """The candidates `scorer` applies to (by their prompt's task) that have no stored score from
+    its version; `existing(score_ids)` says which are stored."""
+    if scorer.tasks is not None:
+        answered = prompts.filter(pl.col("task").is_in(list(scorer.tasks)))["prompt_id"]
+        candidates = candidates.filter(pl.col("prompt_id").is_in(answered.implode()))
+    wanted = {ids.score_id(c, scorer.name, scorer.version): c for c in candidates["candidate_id"]}
+    done = existing(list(wanted)) if wanted else set()
+    return candidates.filter(~pl.col("candidate_id").is_in([wanted[s] for s in done]))
+
+
 def score_candidates(
     prompts: pl.DataFrame,
     candidates: pl.DataFrame,
@@ -79,15 +91,10 @@ def score_candidates(
 ) -> pa.Table:
     """Scores for every (candidate, scorer) that applies and is not stored yet."""
     now = datetime.now(timezone.utc)
-    joined = candidates.join(prompts, on="prompt_id", how="inner", suffix="_prompt")
     rows: list[dict] = []
     for scorer in scorers:
-        applicable = joined if scorer.tasks is None else joined.filter(pl.col("task").is_in(list(scorer.tasks)))
-        if applicable.is_empty():
-            continue
-        wanted = {ids.score_id(c, scorer.name, scorer.version): c for c in applicable["candidate_id"]}
-        done = existing(list(wanted))
-        todo = applicable.filter(~pl.col("candidate_id").is_in([c for s, c in wanted.items() if s in done]))
+        todo = unscored(prompts, candidates, scorer, existing).join(prompts, on="prompt_id", how="inner",
+                                                                    suffix="_prompt")
         items, failed = [], []
         for row in todo.iter_rows(named=True):
             if row["text"] is None:
