@@ -222,6 +222,13 @@ def _empty(figure, text: str):
     return figure
 
 
+def _panels(figure, names: list[str]):
+    """(name, axes) for a grid of panels, three to a row."""
+    columns = min(len(names), 3)
+    rows = math.ceil(len(names) / columns)
+    return [(name, figure.add_subplot(rows, columns, index + 1)) for index, name in enumerate(names)]
+
+
 def margin_figure(pairs: pl.DataFrame, title: str = "Margin (chosen score − rejected score) per strategy"):
     """One histogram per strategy (each on its own x range: scorers' scales differ)."""
     figure = _figure()
@@ -229,10 +236,7 @@ def margin_figure(pairs: pl.DataFrame, title: str = "Margin (chosen score − re
     strategies = sorted(set(pairs["strategy"].to_list()))
     if not strategies:
         return _empty(figure, "no pairs")
-    columns = min(len(strategies), 3)
-    rows = math.ceil(len(strategies) / columns)
-    for index, strategy in enumerate(strategies):
-        axes = figure.add_subplot(rows, columns, index + 1)
+    for strategy, axes in _panels(figure, strategies):
         margins = pairs.filter(pl.col("strategy") == strategy)["margin"]
         values = [v for v in margins.to_list() if v is not None and math.isfinite(v)]
         missing = margins.len() - len(values)
@@ -291,10 +295,7 @@ def score_figure(scores: pl.DataFrame, title: str = "Scores per scorer (status o
     scorers = sorted(set(scores["scorer"].to_list()))
     if not scorers:
         return _empty(figure, "no scores")
-    columns = min(len(scorers), 3)
-    rows = math.ceil(len(scorers) / columns)
-    for index, scorer in enumerate(scorers):
-        axes = figure.add_subplot(rows, columns, index + 1)
+    for scorer, axes in _panels(figure, scorers):
         rows_of = scores.filter(pl.col("scorer") == scorer)
         values = [v for v in rows_of.filter(pl.col("status") == "ok")["score"].to_list()
                   if v is not None and math.isfinite(v)]
