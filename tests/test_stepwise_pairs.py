@@ -240,7 +240,8 @@ def test_error_at_step_three():
     assert json.loads(row["details_json"]) == {
         "solution_id": "w", "erroneous_step": 3, "prefix_steps": 2, "steps": 4,
         "success_rates": [0.5, 0.75, 0.5, 0.0], "rollouts": [2, 4, 4, 4], "threshold": 0.0,
-        "chosen_from": "rollout"}
+        "chosen_from": "rollout", "located_by": "rollouts", "rollout_step": 3, "arithmetic_step": None,
+        "failing_equation": None}
     assert "step 3" in row["reason"] and "first erroneous" in row["reason"]
     assert json.loads(row["params_json"])["rollouts"] == 4
     schemas.conform("pairs", pairs.to_arrow())
@@ -336,3 +337,90 @@ def test_rollouts_of_a_prefix_that_no_longer_matches_the_solution_are_ignored():
     # another strategy's derived prompts are not stepwise rollouts
     relabelled = prompts.with_columns(pl.col("task_fields_json").str.replace('"stepwise"', '"other"'))
     assert build(relabelled, candidates, scores).height == 0
+
+
+# the arithmetic check ---------------------------------------------------------------------------
+LUCKY_QUESTION = [{"role": "user", "content": "Tom buys 9 boxes of 11 pens and gives 1 away. How many are left?"}]
+# step 1 states a false product; the solution still ends on the right answer (98)
+LUCKY = ("Step 1: 9 * 11 = 98 pens in all.\nStep 2: He gives 1 away, 98 - 1 = 97... no, he had 99, so 98 are left."
+         "\nStep 3: 98 pens are left.\nStep 4: The answer is 98.")
+CLEAN = "Step 1: 9 × 11 = 99 pens.\nStep 2: 99 - 1 = 98.\nThe answer is 98."
+
+
+def lucky_tables(solution_score: float, outcomes: dict[int, list[tuple[str, float]]]):
+    """Round 1 of the pens question: the LUCKY solution (scored solution_score) and one CLEAN correct
+    one; rollouts per prefix k as scripted (text, score), ids "r<k>-<i>"."""
+    row = {**prompt_row("p1", answer="98"), "messages": LUCKY_QUESTION}
+    round1 = [("lucky", "p1", LUCKY), ("clean", "p1", CLEAN)]
+    round1_scores = [("lucky", "p1", solution_score), ("clean", "p1", 1.0)]
+    derived = stepwise.derive(prompts_frame([row]), candidates_frame(round1), scores_frame(round1_scores), {})
+    assert [(d.note["solution_id"], d.note["prefix_steps"]) for d in derived] == [("lucky", 1), ("lucky", 2),
+                                                                                  ("lucky", 3)]
+    prompts = prompts_frame([row], derived)
+    ids_by_k = dict(zip([d.note["prefix_steps"] for d in derived], prompts["prompt_id"].to_list()[1:]))
+    rollouts = [(f"r{k}-{i}", ids_by_k[k], text, score) for k, outcome in outcomes.items()
+                for i, (text, score) in enumerate(outcome)]
+    return (prompts, candidates_frame(round1 + [r[:3] for r in rollouts]),
+            scores_frame(round1_scores + [(cid, pid, score) for cid, pid, _, score in rollouts]))
+
+
+def assert_step_one_is_the_error(pairs):
+    assert pairs.height == 1
+    row = pairs.to_dicts()[0]
+    assert all("9 * 11 = 98" not in message["content"] for message in row["prompt"])  # never a correct prefix
+    assert row["prompt"] == LUCKY_QUESTION
+    assert (row["rejected"], row["rejected_id"]) == ("Step 1: 9 * 11 = 98 pens in all.", "lucky#step1")
+    assert (row["chosen"], row["chosen_id"]) == ("Step 1: 9 × 11 = 99 pens.", "clean")
+    assert row["rejected_score"] == 0.0 and row["chosen_score"] > row["rejected_score"]
+    details = json.loads(row["details_json"])
+    assert details["erroneous_step"] == 1 and details["prefix_steps"] == 0
+    assert details["failing_equation"] == "9 * 11 = 98" and details["arithmetic_step"] == 1
+    assert "false equation 9 * 11 = 98" in row["reason"]
+    return details
+
+
+def test_a_false_equation_in_step_one_is_the_error_whatever_the_rollouts_reached():
+    # The solution's answer is wrong (scored 0); rollouts after step 1 and 2 reach 98 by luck and
+    # fall to 0 after step 3: the rollouts alone would take steps 1-2 as a correct prefix.
+    lucky_rollouts = {1: [good("Step 2: 99 - 1 = 98\nThe answer is 98."), bad("Step 2: 97")],
+                      2: [good("Step 3: The answer is 98."), bad("Step 3: 97")],
+                      3: [bad("Step 4: The answer is 97."), bad("Step 4: 97")]}
+    prompts, candidates, scores = lucky_tables(0.0, lucky_rollouts)
+    details = assert_step_one_is_the_error(build(prompts, candidates, scores))
+    assert (details["located_by"], details["rollout_step"]) == ("arithmetic", 3)
+    # without the arithmetic check the same tables gave a prefix holding the false step
+    assert details["success_rates"] == [0.5, 0.5, 0.5, 0.0]
+
+
+def test_a_correct_final_answer_after_a_false_equation_is_still_a_wrong_solution():
+    # math_verify accepts the final answer (98); every rollout reaches it too
+    all_good = {k: [good(f"Step {k + 1}: The answer is 98.")] for k in (1, 2, 3)}
+    prompts, candidates, scores = lucky_tables(1.0, all_good)
+    details = assert_step_one_is_the_error(build(prompts, candidates, scores))
+    assert (details["located_by"], details["rollout_step"]) == ("arithmetic", None)
+    # both locators agree when the rollouts drop right after the false step
+    drop = {1: [bad("Step 2: 97")], 2: [bad("Step 3: 97")], 3: [bad("Step 4: 97")]}
+    details = assert_step_one_is_the_error(build(*lucky_tables(0.0, drop)))
+    assert (details["located_by"], details["rollout_step"]) == ("both", 1)
+
+
+def test_chosen_steps_with_a_false_equation_or_a_quality_gate_are_never_chosen():
+    prompts, candidates, scores = scripted({
+        1: [good("Step 2: 20")], 2: [good("Step 3: 20 * 1 = 21\nThe answer is 20."), good("Step 3: 20 * 1 = 20, so 20."),
+                           good("Step 3: The answer is 20.")],
+        3: [bad("Step 4: 19")]})
+    row = build(prompts, candidates, scores).to_dicts()
+    assert [(r["chosen_id"], r["chosen"]) for r in row] == [("r2-1", "Step 3: 20 * 1 = 20, so 20.")]
+    gate = scores_frame([("r2-1", "p1", 0.0)], scorer="quality")
+    row = build(prompts, candidates, pl.concat([scores, gate])).to_dicts()
+    assert [r["chosen_id"] for r in row] == ["r2-2"]
+    # a quality row scoring 1 gates nothing; a failed quality row is no verdict
+    passed = scores_frame([("r2-1", "p1", 1.0)], scorer="quality")
+    assert build(prompts, candidates, pl.concat([scores, passed]))["chosen_id"].to_list() == ["r2-1"]
+
+
+def test_a_prefix_step_whose_rollouts_fail_is_no_correct_prefix():
+    # p_0 = 0 (no correct round-1 answer), p_1 = 0, p_2 > 0, p_3 = 0: step 1 did not pass its rollouts
+    prompts, candidates, scores = scripted({1: [bad("a")], 2: [good("Step 3: The answer is 20.")],
+                                            3: [bad("Step 4: 19")]}, p0_correct=0)
+    assert build(prompts, candidates, scores).height == 0

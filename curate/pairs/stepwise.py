@@ -1,13 +1,15 @@
 """Step-wise pairs (METHODS.md §5): Step-DPO's first erroneous step, located Math-Shepherd style.
 
 A math solution is split into steps (`split_steps`: "Step k:" markers when present, else non-empty
-lines). For a wrong solution (usable score of `scorer` == 0, at least 2 steps) the strategy asks
+lines). For a wrong solution (at least 2 steps; usable score of `scorer` == 0, or a correct final
+answer reached through a false equation, see below) the strategy asks
 for rollouts from each of its prefixes (`derive`) and estimates P(correct | first k steps) from
 how many of them the scorer accepts; the first step after which that probability falls to ~0 is
 the erroneous one (`build`).
 
 derive (after the first generate + score round): for each ORIGINAL math prompt with a
-reference_answer, its wrong candidates with >= 2 steps, smallest candidate_id first, at most
+reference_answer, its wrong candidates with >= 2 steps (those the scorer finds wrong first, then
+those it finds correct that state a false equation; smallest candidate_id first), at most
 `max_solutions_per_prompt` of them; for each, for k = 1 .. min(steps - 1, `max_steps`), one derived
 prompt: the parent's messages, task "math", the parent's reference_answer, generation
 {n: `rollouts`, assistant_prefix: the first k steps joined by "\\n" plus "\\n", max_tokens:
@@ -21,28 +23,37 @@ build: for each wrong solution with derived rollouts,
     p_k = mean score of the rollouts from the derived prompts whose note names this solution
           and prefix_steps = k (rollouts of every such prompt are pooled).
 
-The first erroneous step e is the smallest k >= 1 with p_k <= `threshold` while p_{k-1} >
-`threshold` (step k broke a prefix that could still succeed). The scan stops at the first k whose
-p_k (or p_{k-1}) is unknown (no scored rollout): nothing after a gap is trusted. A derived prompt
-whose assistant_prefix no longer equals the solution's first k steps (split_steps changed) is
-ignored.
+Two locators name the first erroneous step; e is the earlier of the two:
+- rollouts: the smallest k >= 1 with p_k <= `threshold` while p_{k-1} > `threshold` (step k broke a
+  prefix that could still succeed). The scan stops at the first k whose p_k (or p_{k-1}) is unknown
+  (no scored rollout): nothing after a gap is trusted.
+- arithmetic: the first step stating a false equation (`a op b = c`, chains included; checked with
+  sympy by curate.score.verify.arithmetic). Rollouts can reach the right answer from a wrong step by
+  luck; a false equation is wrong whatever they reached.
+A prefix is correct only when every step in it passes both: its equations hold and p_k >
+`threshold` (known) for k = 1 .. e-1; otherwise no pair. A derived prompt whose assistant_prefix no
+longer equals the solution's first k steps (split_steps changed) is ignored.
 
 The pair: prompt = the parent's messages plus, when e > 1, a final assistant message holding the
-correct prefix (steps 1 .. e-1 joined by "\\n", plus "\\n"); rejected = step e; chosen = the first
-step (split_steps(text)[0]) of a correct (score >= 1) rollout from the prefix of e-1 steps (for
-e = 1: of a correct round-1 candidate of the parent), the smallest candidate_id among those whose
-first step differs from the rejected one (outer whitespace aside); none: no pair. chosen_id is
-that rollout's (or candidate's) id, rejected_id is "<solution_id>#step<e>". chosen_score = p_{e-1}
-and rejected_score = p_e (the success rates of the prefix before and after the step), margin =
-p_{e-1} - p_e. details_json: solution_id, erroneous_step (e), prefix_steps (e - 1), steps (how many
+correct prefix (steps 1 .. e-1 joined by "\\n", plus "\\n"; exports make chosen and rejected its
+continuation); rejected = step e; chosen = the first step (split_steps(text)[0]) of a correct
+(score >= 1) rollout from the prefix of e-1 steps (for e = 1: of a correct round-1 candidate of the
+parent), the smallest candidate_id among those not gated by the `quality` scorer whose first step
+differs from the rejected one (outer whitespace aside) and states no false equation; none: no pair.
+chosen_id is that rollout's (or candidate's) id, rejected_id is "<solution_id>#step<e>".
+chosen_score = p_{e-1} (the success rate of the correct prefix); rejected_score = p_e, or 0 when
+step e states a false equation; a pair needs chosen_score > rejected_score; margin = their
+difference. details_json: solution_id, erroneous_step (e), prefix_steps (e - 1), steps (how many
 the solution has), success_rates [p_0, p_1, ...] (null where unknown), rollouts [scored samples
-behind each p_k], threshold, chosen_from ("rollout" or "round1").
+behind each p_k], threshold, chosen_from ("rollout" or "round1"), located_by ("rollouts",
+"arithmetic" or "both"), rollout_step and arithmetic_step (each locator's step, null for none) and
+failing_equation (step e's first false equation, null for none).
 
 ReCUT (`prefer_shorter` = true): no rollouts, nothing derived. Among an original prompt's correct
 round-1 candidates (score >= 1, completion_tokens known and > 0), chosen = the fewest
 completion_tokens, rejected = the most (ties: smallest candidate_id), kept only when rejected /
-chosen tokens >= `min_length_ratio`. Both scores are 1.0 and margin is null (the preference is by
-length, not by score); details_json: chosen_tokens, rejected_tokens, length_ratio, correct (how
+chosen tokens >= `min_length_ratio`; a candidate gated by `quality` is never the chosen. Both
+scores are 1.0 and margin is null (the preference is by length, not by score); details_json: chosen_tokens, rejected_tokens, length_ratio, correct (how
 many correct candidates the prompt has).
 
 Config (any other key is a ValueError naming it): scorer ("math_verify"), scorer_version (default:
@@ -63,6 +74,7 @@ import polars as pl
 from curate.pairs import register
 from curate.pairs.derive import DerivedPrompt, derived_info, original_prompts
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
+from curate.score.verify.arithmetic import first_false
 
 STRATEGY = "stepwise"
 STEP_DEFAULTS = {"rollouts": 4, "max_steps": 6, "max_solutions_per_prompt": 1, "threshold": 0.0,
@@ -70,6 +82,7 @@ STEP_DEFAULTS = {"rollouts": 4, "max_steps": 6, "max_solutions_per_prompt": 1, "
 RECUT_DEFAULTS = {"min_length_ratio": 1.2}
 DEFAULTS = {"scorer": "math_verify", "scorer_version": None, "prefer_shorter": False,
             **STEP_DEFAULTS, **RECUT_DEFAULTS}
+QUALITY = "quality"  # the scorer of curate/score/quality.py
 CORRECT = 1.0  # a score at or above this is a correct answer (math_verify gives 0 or 1)
 
 # "Step 3:", "**Step 3:**", "**Step 3**:", "## Step 3:" at the start of a line.
@@ -158,14 +171,17 @@ def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame
             .select("prompt_id", "messages", "reference_answer"))
     if math.is_empty():
         return []
-    wrong = (usable_scores(scores, candidates, params["scorer"], params["scorer_version"])
-             .filter(pl.col("score") == 0.0)
-             .join(math.select("prompt_id"), on="prompt_id", how="semi")
-             .sort("prompt_id", "candidate_id"))
+    scored = (usable_scores(scores, candidates, params["scorer"], params["scorer_version"])
+              .join(math.select("prompt_id"), on="prompt_id", how="semi"))
+    # wrong by the scorer, or right by luck: a correct final answer after a false equation
+    wrong = [(prompt_id, score != 0.0, candidate_id, text)
+             for candidate_id, prompt_id, text, score in scored.select("candidate_id", "prompt_id", "text", "score")
+             .iter_rows()
+             if score == 0.0 or (score >= CORRECT and first_false(text or "") is not None)]
     parents = {row["prompt_id"]: row for row in math.iter_rows(named=True)}
     taken: dict[str, int] = {}
     derived = []
-    for candidate_id, prompt_id, text in wrong.select("candidate_id", "prompt_id", "text").iter_rows():
+    for prompt_id, _, candidate_id, text in sorted(wrong):
         steps = split_steps(text)
         if len(steps) < 2 or taken.get(prompt_id, 0) >= params["max_solutions_per_prompt"]:
             continue
@@ -194,6 +210,13 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
     if not picks:
         return empty_pairs()
     return finish_pairs(pl.DataFrame(picks, schema=PICK_SCHEMA), STRATEGY, params, run_id)
+
+
+def gated_candidates(scores: pl.DataFrame) -> set[str]:
+    """Candidates the `quality` scorer gated (newest ok row scores 0): never a chosen."""
+    quality = (scores.filter(pl.col("scorer") == QUALITY)
+               .sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first"))
+    return set(quality.filter((pl.col("status") == "ok") & (pl.col("score") <= 0))["candidate_id"].to_list())
 
 
 def _mean(values: list[float]) -> float | None:
@@ -226,6 +249,7 @@ def _step_pairs(prompts, candidates, scores, params) -> list[dict]:
         solution_id, k = note.get("solution_id"), note.get("prefix_steps")
         if isinstance(solution_id, str) and isinstance(k, int) and parent in parents:
             solutions.setdefault(solution_id, []).append((parent, k, generation.get("assistant_prefix"), prompt_id))
+    gated = gated_candidates(scores)
     texts = dict(candidates.filter(pl.col("candidate_id").is_in(sorted(solutions)) & pl.col("text").is_not_null())
                  .select("candidate_id", "text").iter_rows())
     picks = []
@@ -233,15 +257,14 @@ def _step_pairs(prompts, candidates, scores, params) -> list[dict]:
         if solution_id not in texts:
             continue
         pick = _pair_for_solution(solution_id, texts[solution_id], solutions[solution_id], parents, by_prompt,
-                                  params)
+                                  gated, params)
         if pick is not None:
             picks.append(pick)
     return picks
 
 
-def _pair_for_solution(solution_id, text, derived, parents, by_prompt, params) -> dict | None:
-    steps = split_steps(text)
-    parent = min(p for p, *_ in derived)
+def _rates(steps, derived, parent, by_prompt) -> tuple[list, list[float | None]] | None:
+    """The scored samples behind each p_k (k = 0 .. the last prefix with rollouts) and their means."""
     rollouts: dict[int, list[tuple[str, float, str]]] = {}
     for parent_id, k, prefix, prompt_id in derived:
         if parent_id != parent or not 1 <= k < len(steps) or prefix != prefix_text(steps, k):
@@ -249,42 +272,77 @@ def _pair_for_solution(solution_id, text, derived, parents, by_prompt, params) -
         rollouts.setdefault(k, []).extend(by_prompt.get(prompt_id, []))
     if not rollouts:
         return None
-    round1 = by_prompt.get(parent, [])
-    samples = [round1] + [sorted(rollouts.get(k, [])) for k in range(1, max(rollouts) + 1)]
-    rates = [_mean([score for _, score, _ in group]) for group in samples]
-    threshold = params["threshold"]
-    error = None
+    samples = [by_prompt.get(parent, [])] + [sorted(rollouts.get(k, [])) for k in range(1, max(rollouts) + 1)]
+    return samples, [_mean([score for _, score, _ in group]) for group in samples]
+
+
+def _rollout_error(rates: list[float | None], threshold: float) -> int | None:
+    """The first step after which P(correct) falls to the threshold from above it; None past a gap."""
     for k in range(1, len(rates)):
         if rates[k] is None or rates[k - 1] is None:
-            break  # a gap: nothing after it is trusted
+            return None  # a gap: nothing after it is trusted
         if rates[k] <= threshold < rates[k - 1]:
-            error = k
-            break
-    if error is None:
+            return k
+    return None
+
+
+def _pair_for_solution(solution_id, text, derived, parents, by_prompt, gated, params) -> dict | None:
+    steps = split_steps(text)
+    parent = min(p for p, *_ in derived)
+    found = _rates(steps, derived, parent, by_prompt)
+    if found is None:
+        return None
+    samples, rates = found
+    threshold = params["threshold"]
+    rollout_error = _rollout_error(rates, threshold)
+    false_equations = [first_false(step) for step in steps]
+    arithmetic_error = next((k for k, equation in enumerate(false_equations, 1) if equation is not None), None)
+    located = [k for k in (rollout_error, arithmetic_error) if k is not None]
+    if not located:
+        return None
+    error = min(located)
+    # every step of the prefix passes: its equations hold (error is at most the first false one) and
+    # the rollouts after it still succeed
+    if error > len(rates) or any(rates[k] is None or rates[k] <= threshold for k in range(1, error)):
         return None
     rejected = steps[error - 1]
     chosen = None
-    for candidate_id, score, candidate_text in sorted(samples[error - 1]):
-        first = _first_step(candidate_text) if score >= CORRECT else None
-        if first is not None and not _same_step(first, rejected):
+    for candidate_id, score, candidate_text in samples[error - 1]:
+        first = _first_step(candidate_text) if score >= CORRECT and candidate_id not in gated else None
+        if first is not None and not _same_step(first, rejected) and first_false(first) is None:
             chosen = (candidate_id, first)
             break
     if chosen is None:
         return None
+    failing = false_equations[error - 1]
+    # A step with a false equation is worth nothing, whatever its rollouts reached by luck.
+    before = rates[error - 1]
+    after = 0.0 if failing is not None else rates[error]
+    if after is None or not before > after:
+        return None
     messages = [{"role": m["role"], "content": m["content"]} for m in parents[parent]]
     if error > 1:
-        # TRL continues a final assistant message (continue_final_message), so chosen and rejected
-        # are both read as the next step after this correct prefix.
+        # The correct prefix ends the prompt as an assistant message; the export makes chosen and
+        # rejected its continuation (curate.export.continue_assistant_prefix).
         messages.append({"role": "assistant", "content": prefix_text(steps, error - 1)})
-    before, after = rates[error - 1], rates[error]
+    by = {(True, True): "both", (True, False): "rollouts", (False, True): "arithmetic"}[
+        (rollout_error == error, arithmetic_error == error)]
     source = "rollout" if error > 1 else "round1"
     details = {"solution_id": solution_id, "erroneous_step": error, "prefix_steps": error - 1,
                "steps": len(steps), "success_rates": rates, "rollouts": [len(group) for group in samples],
-               "threshold": threshold, "chosen_from": source}
+               "threshold": threshold, "chosen_from": source, "located_by": by,
+               "rollout_step": rollout_error, "arithmetic_step": arithmetic_error,
+               "failing_equation": failing.text if failing is not None else None}
     where = f"a rollout from the first {error - 1} steps" if error > 1 else "a correct round-1 solution"
+    evidence = []
+    if by != "arithmetic":
+        evidence.append(f"P(correct) {rates[error - 1]:.3g} after {error - 1} steps, "
+                        f"{rates[error]:.3g} <= {threshold:g} after {error}")
+    if failing is not None:
+        evidence.append(f"false equation {failing.text}")
     reason = (f"step-wise: step {error} of wrong solution {solution_id} is its first erroneous step "
-              f"(P(correct) {before:.3g} after {error - 1} steps, {after:.3g} <= {threshold:g} after {error}); "
-              f"chosen: the first step of {where} that reached the answer ({params['scorer']})")
+              f"({'; '.join(evidence)}); chosen: the first step of {where} that reached the answer "
+              f"({params['scorer']}) and whose equations hold")
     return {
         "prompt_id": parent, "prompt": messages, "chosen": chosen[1], "rejected": rejected,
         "chosen_id": chosen[0], "rejected_id": f"{solution_id}#step{error}", "scorer": params["scorer"],
@@ -302,12 +360,14 @@ def _recut_pairs(prompts, candidates, scores, params) -> list[dict]:
                .filter(pl.col("completion_tokens").is_not_null() & (pl.col("completion_tokens") > 0))
                .join(originals.select("prompt_id"), on="prompt_id", how="semi"))
     messages = dict(originals.iter_rows())
+    gated = gated_candidates(scores)
     picks = []
     for (prompt_id,), group in sorted(correct.group_by("prompt_id"), key=lambda item: item[0]):
         rows = group.select("candidate_id", "completion_tokens", "text").rows()
-        if len(rows) < 2:
+        choosable = [row for row in rows if row[0] not in gated]
+        if len(rows) < 2 or not choosable:
             continue
-        shortest = min(rows, key=lambda r: (r[1], r[0]))
+        shortest = min(choosable, key=lambda r: (r[1], r[0]))
         longest = min(rows, key=lambda r: (-r[1], r[0]))
         ratio = longest[1] / shortest[1]
         if shortest[0] == longest[0] or ratio < params["min_length_ratio"] or shortest[2] == longest[2]:
