@@ -9,16 +9,16 @@ reason; the other rows go on.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 
 from curate import ids, schemas
-from curate.errors import UserError
+from curate.readers import RawRow, RowError, one_line, printable, read_rows, value_problem
 from curate.score.verify.constraints import constraint_errors
+
+__all__ = ["RawRow", "RowError", "ingest_file", "ingest_rows", "read_rows", "validate_row"]
 
 ROLES = {"system", "user", "assistant"}
 # Required and optional fields per task kind (DESIGN.md, "Prompts").
@@ -30,76 +30,6 @@ TASK_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "long_context": (("context", "question"), ()),
     "code_edit": (("before", "after", "message"), ()),
 }
-RAW_LIMIT = 10_000
-
-
-@dataclass
-class RawRow:
-    location: str  # "line 3", "row 7"
-    raw: str  # the row as read, for the rejects table
-    value: dict | None  # parsed row, or None when it could not be parsed
-    parse_error: str | None = None
-
-
-class RowError(ValueError):
-    """A row that fails validation; the message is the reject reason."""
-
-
-def read_rows(path: Path) -> Iterator[RawRow]:
-    """Rows of a JSONL file, a Parquet file or a HF dataset directory."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"prompt file not found: {path}")
-    if path.is_dir():
-        yield from _rows_of_hf_dataset(path)
-    elif path.suffix == ".parquet":
-        yield from _rows_of_table(_read_parquet(path))
-    elif path.suffix in {".jsonl", ".json"}:
-        yield from _rows_of_jsonl(path)
-    else:
-        raise UserError(f"{path}: unsupported prompt file (use .jsonl, .parquet or a HF dataset dir)")
-
-
-def _rows_of_jsonl(path: Path) -> Iterator[RawRow]:
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield RawRow(f"line {number}", line.rstrip("\n"), None, f"invalid JSON: {exc.msg}")
-                continue
-            if not isinstance(value, dict):
-                yield RawRow(f"line {number}", line.rstrip("\n"), None, "row is not a JSON object")
-                continue
-            yield RawRow(f"line {number}", line.rstrip("\n"), value)
-
-
-def _read_parquet(path: Path) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
-        raise UserError(f"{path}: not a readable Parquet file ({exc})") from exc
-
-
-def _rows_of_table(table: pa.Table) -> Iterator[RawRow]:
-    for number, value in enumerate(table.to_pylist(), start=1):
-        yield RawRow(f"row {number}", json.dumps(value, default=str, ensure_ascii=False), value)
-
-
-def _rows_of_hf_dataset(path: Path) -> Iterator[RawRow]:
-    import datasets
-
-    try:
-        loaded = datasets.load_from_disk(str(path))
-    except Exception as exc:
-        raise UserError(f"{path}: not a Hugging Face dataset directory ({exc})") from exc
-    if isinstance(loaded, datasets.DatasetDict):
-        loaded = datasets.concatenate_datasets(list(loaded.values()))
-    yield from _rows_of_table(loaded.data.table)
 
 
 def _messages_of(row: dict) -> list[dict]:
@@ -158,16 +88,25 @@ def _task_fields_of(row: dict, task: str) -> dict:
 
 def validate_row(row: dict, source: str, run_id: str, now: datetime) -> dict:
     """One input row as a `prompts` row; raises RowError with the reason."""
-    task = row.get("task") or "chat"
+    if not isinstance(row, dict):
+        raise RowError("row is not an object")
+    if problem := value_problem(row):
+        raise RowError(problem)
+    task = row.get("task")
+    task = "chat" if task in (None, "") else task
     if not isinstance(task, str) or task not in TASK_FIELDS:
         raise RowError(f"unknown task {task!r} (expected one of {sorted(TASK_FIELDS)})")
+    fields = _task_fields_of(row, task)  # first: a long_context row's messages come from its fields
     messages = _messages_of(row)
-    fields = _task_fields_of(row, task)
     constraints = fields.pop("constraints", None)
     reference_answer = fields.pop("reference_answer", None)
     reference_solution = fields.pop("reference_solution", None)
     identity_fields = {"reference_answer": reference_answer, "reference_solution": reference_solution,
                        "constraints": constraints, **fields}
+    try:
+        constraints_json = json.dumps(constraints, allow_nan=False) if constraints is not None else None
+    except (TypeError, ValueError) as exc:
+        raise RowError(f"constraints are not plain JSON ({exc})") from exc
     return {
         "prompt_id": ids.prompt_id(messages, task, identity_fields, source),
         "source": source,
@@ -175,34 +114,57 @@ def validate_row(row: dict, source: str, run_id: str, now: datetime) -> dict:
         "messages": messages,
         "reference_answer": reference_answer,
         "reference_solution": reference_solution,
-        "constraints_json": json.dumps(constraints) if constraints is not None else None,
+        "constraints_json": constraints_json,
         "task_fields_json": json.dumps(fields, sort_keys=True) if fields else None,
         "run_id": run_id,
         "created_at": now,
     }
 
 
-def ingest_rows(rows: list[RawRow], source: str, run_id: str) -> tuple[pa.Table, pa.Table]:
-    """Validate rows: returns (prompts, rejects) tables. Duplicate prompts collapse to one row."""
+def _reject(row: RawRow, reason: str, source: str, run_id: str, now: datetime) -> dict:
+    raw = printable(row.raw)
+    location = one_line(row.location)
+    return {"reject_id": ids.content_hash("reject", source, location, raw), "source": source,
+            "location": location, "raw": raw, "reason": one_line(reason) or "unreadable row",
+            "stage": "ingest", "run_id": run_id, "created_at": now}
+
+
+def ingest_rows(rows, source: str, run_id: str) -> tuple[pa.Table, pa.Table]:
+    """Validate rows: returns (prompts, rejects) tables. Duplicate prompts collapse to one row.
+    Any failure of one row, expected (RowError) or not, makes that row a reject: the rest go on."""
     now = datetime.now(timezone.utc)
     prompts: dict[str, dict] = {}
+    locations: dict[str, RawRow] = {}
     rejects = []
     for row in rows:
         try:
             if row.value is None:
                 raise RowError(row.parse_error or "unreadable row")
             prompt = validate_row(row.value, source, run_id, now)
-            prompts.setdefault(prompt["prompt_id"], prompt)
         except RowError as exc:
-            raw = row.raw[:RAW_LIMIT]
-            rejects.append({
-                "reject_id": ids.content_hash("reject", source, row.location, raw),
-                "source": source, "location": row.location, "raw": raw, "reason": str(exc),
-                "stage": "ingest", "run_id": run_id, "created_at": now,
-            })
-    return schemas.conform("prompts", list(prompts.values())), schemas.conform("rejects", rejects)
+            rejects.append(_reject(row, str(exc), source, run_id, now))
+            continue
+        except Exception as exc:  # a validation bug must not cost the other rows
+            rejects.append(_reject(row, f"could not be validated ({type(exc).__name__}: {exc})",
+                                   source, run_id, now))
+            continue
+        if prompt["prompt_id"] not in prompts:
+            prompts[prompt["prompt_id"]] = prompt
+            locations[prompt["prompt_id"]] = row
+    try:
+        table = schemas.conform("prompts", list(prompts.values()))
+    except Exception:  # find the rows Arrow refuses, one by one
+        kept = []
+        for prompt_id, prompt in prompts.items():
+            try:
+                schemas.conform("prompts", [prompt])
+                kept.append(prompt)
+            except Exception as exc:
+                rejects.append(_reject(locations[prompt_id], f"cannot be stored ({exc})", source, run_id, now))
+        table = schemas.conform("prompts", kept)
+    return table, schemas.conform("rejects", rejects)
 
 
 def ingest_file(path: Path, run_id: str, source: str | None = None) -> tuple[pa.Table, pa.Table]:
     path = Path(path)
-    return ingest_rows(list(read_rows(path)), source or path.stem, run_id)
+    return ingest_rows(read_rows(path), source or path.stem, run_id)

@@ -52,6 +52,27 @@ class RunState:
         self.counts[key] = self.counts.get(key, 0) + value
 
 
+def _ingest_remark(prompts: int, rejects: int) -> str:
+    if prompts + rejects == 0:
+        return " (the input holds no rows)"
+    if prompts == 0:
+        return " (every row failed: see `curate query \"select location, reason from rejects\"`)"
+    return ""
+
+
+def _count_failed_generations(table: pa.Table, state: RunState) -> None:
+    """Requests that produced no text (a prompt longer than the generator's max_model_len, a
+    server's refusal): stored as candidates with finish_reason 'error', counted and logged."""
+    import pyarrow.compute as pc
+
+    failed = table.filter(pc.equal(table.column("finish_reason"), "error"))
+    if failed.num_rows:
+        state.add("candidates_error", failed.num_rows)
+        reasons = sorted(set(failed.column("error").to_pylist()), key=str)
+        log(f"generate: {failed.num_rows} requests failed, stored with finish_reason 'error' "
+            f"(e.g. {reasons[0]})")
+
+
 def code_version() -> str:
     root = Path(curate.__file__).resolve().parent.parent
     try:
@@ -212,6 +233,7 @@ class Pipeline:
             else:
                 rows = builtin_rows(spec.builtin, spec.limit)
                 prompts, rejects = ingest_rows(rows, spec.source or spec.builtin, state.run_id)
+            remark = _ingest_remark(prompts.num_rows, rejects.num_rows)
             drops = None
             if self.dedup_config.benchmarks:
                 kept, drops = decontaminate_prompts(pl.from_arrow(prompts), self.benchmark_texts(),
@@ -226,8 +248,10 @@ class Pipeline:
             state.add("rejects_read", rejects.num_rows)
             state.add("rejects_new", added["rejects"])
             log(f"ingest {spec.label}: {prompts.num_rows} prompts ({added['prompts']} new), "
-                f"{rejects.num_rows} rejected")
+                f"{rejects.num_rows} rejected{remark}")
         state.prompt_ids = sorted(set(state.prompt_ids))
+        if not state.prompt_ids:
+            log("ingest: no valid prompts in any input; the run goes on with nothing to generate")
         state.timings["ingest"] = time.monotonic() - began
 
     def _generate(self, prompts: pl.DataFrame, generators, state: RunState) -> None:
@@ -249,6 +273,7 @@ class Pipeline:
             for table in generate_candidates(missing, backend, state.run_id, self.config.sampling.chunk_size):
                 committed += self.lake.commit({"candidates": table})["candidates"]
                 state.add("candidates_new", table.num_rows)
+                _count_failed_generations(table, state)
                 log(f"generate: committed {committed}/{len(missing)} candidates")
 
     def generate(self, state: RunState) -> None:

@@ -275,3 +275,86 @@ def test_long_context_row_without_messages_gets_them_from_context_and_question()
     row = validate_row({"task": "long_context", "context": "A long document.", "question": "What is it?"},
                        "docs", "r", datetime.now(timezone.utc))
     assert row["messages"] == [{"role": "user", "content": long_context_message("A long document.", "What is it?")}]
+
+
+# bad rows in Parquet and HF datasets: rejects, not crashes -----------------------------------------
+
+def test_parquet_bad_rows_are_rejects(tmp_path):
+    from curate.readers import MAX_ROW_BYTES
+
+    path = tmp_path / "bad.parquet"
+    # a string column holding invalid UTF-8 in row 2 (Arrow writes it without checking)
+    prompt = pa.array([b"Good one?", b"caf\xe9", b"Another?", b"x" * (MAX_ROW_BYTES + 10), b"Last?"],
+                      pa.binary()).view(pa.string())
+    messages = pa.array([None, None, [{"role": "user", "content": None}], None, None],
+                        pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))
+    pq.write_table(pa.table({"prompt": prompt, "messages": messages,
+                             "task": ["chat", "chat", "chat", "chat", "poetry"]}), path)
+    prompts, rejects = ingest_file(path, "r")
+    assert _contents(prompts) == ["Good one?"]
+    reasons = dict(zip(rejects.column("location").to_pylist(), rejects.column("reason").to_pylist()))
+    assert set(reasons) == {"row 2", "row 3", "row 4", "row 5"}
+    assert "unreadable row" in reasons["row 2"] and "utf-8" in reasons["row 2"]
+    assert "messages[0].content must be a non-empty string" in reasons["row 3"]
+    assert "over the 4,194,304-byte limit" in reasons["row 4"]
+    assert "unknown task 'poetry'" in reasons["row 5"]
+    assert all(len(raw) <= 10_000 for raw in rejects.column("raw").to_pylist())
+
+
+def test_parquet_non_finite_and_wrongly_typed_values_are_rejects(tmp_path):
+    path = tmp_path / "types.parquet"
+    pq.write_table(pa.table({
+        "prompt": ["a?", "b?", "c?", "d?"],
+        "task": ["math", "math", "math", "chat"],
+        "reference_answer": pa.array([float("nan"), float("inf"), 4.0, None]),
+        "tags": [{"k": 1}, {"k": 2}, {"k": 3}, {"k": 4}],
+    }), path)
+    prompts, rejects = ingest_file(path, "r")
+    assert _contents(prompts) == ["c?", "d?"]
+    assert prompts.filter(pa.compute.equal(prompts["task"], "math"))["reference_answer"].to_pylist() == ["4.0"]
+    reasons = dict(zip(rejects.column("location").to_pylist(), rejects.column("reason").to_pylist()))
+    assert reasons == {"row 1": "reference_answer: nan is not a finite number",
+                       "row 2": "reference_answer: inf is not a finite number"}
+
+
+def test_hf_dataset_dict_bad_rows_are_rejects_located_by_split(tmp_path):
+    import datasets
+
+    out = tmp_path / "dd"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_list([{"prompt": "fine?", "task": "chat"},
+                                             {"prompt": "bad \x00 NUL", "task": "chat"}]),
+        "test": datasets.Dataset.from_list([{"prompt": "", "task": "chat"},
+                                            {"prompt": "also fine?", "task": "math"}]),
+    }).save_to_disk(str(out))
+    prompts, rejects = ingest_file(out, "r")
+    assert _contents(prompts) == ["fine?"]
+    reasons = dict(zip(rejects.column("location").to_pylist(), rejects.column("reason").to_pylist()))
+    assert set(reasons) == {"train row 2", "test row 1", "test row 2"}
+    assert "NUL character" in reasons["train row 2"]
+    assert "\x00" not in rejects.column("raw").to_pylist()[0]
+    assert "needs field 'reference_answer'" in reasons["test row 2"]
+
+
+def test_a_validation_bug_in_one_row_is_a_reject_not_a_crash(tmp_path, monkeypatch):
+    import curate.ingest as ingest
+
+    real = ingest.constraint_errors
+
+    def flaky(constraints):
+        if constraints[0].get("kwargs", {}).get("num_words") == 13:
+            raise ZeroDivisionError("checker bug")
+        return real(constraints)
+
+    monkeypatch.setattr(ingest, "constraint_errors", flaky)
+    rows = [dict(INSTRUCTION), {**INSTRUCTION, "constraints": [
+        {"type": "length_constraints:number_words", "kwargs": {"relation": "at least", "num_words": 13}}]}]
+    path = _write_jsonl(tmp_path / "bug.jsonl", [json.dumps(r) for r in rows])
+    prompts, rejects = ingest_file(path, "r")
+    assert prompts.num_rows == 1
+    assert rejects.to_pylist()[0]["location"] == "line 2"
+    assert rejects.to_pylist()[0]["reason"] == "could not be validated (ZeroDivisionError: checker bug)"
+
+
+def _contents(prompts) -> list[str]:
+    return sorted(m[-1]["content"] for m in prompts.column("messages").to_pylist())
