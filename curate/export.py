@@ -40,6 +40,13 @@ Styles (`ExportOptions.style`); every style also carries `LINEAGE_COLUMNS`:
   `<name>_test` (`formatting: sharegpt`, `ranking: true`); point LLaMA-Factory's `dataset_dir` at
   the export directory.
 
+A step-wise pair's prompt ends with an assistant message, the correct prefix that chosen and
+rejected continue (`split_assistant_prefix`). `trl_standard` ends its prompt string with the prefix,
+so the completion is the step alone; the other styles, whose prompts are conversations, put the
+prefix at the start of chosen and rejected (one assistant message: prefix + step), because trainers
+render a conversational prompt's final assistant message as a closed turn. The prefix's tokens are
+then the same on both sides: they cancel in DPO's sigmoid loss, not in length-normalised losses.
+
 No trainer above rejects the lineage columns: TRL's DPOTrainer drops unused columns after
 tokenising (`remove_unused_columns`, on by default), OpenRLHF and LLaMA-Factory map rows with
 `remove_columns=` all input columns.
@@ -85,10 +92,11 @@ _EXPORT_FILES = ("dataset_dict.json", "dataset_info.json", "state.json", "README
 def to_trl_conversational(pairs: pl.DataFrame) -> pl.DataFrame:
     def as_assistant(column: str) -> pl.Expr:
         return pl.concat_list(
-            pl.struct(pl.lit("assistant").alias("role"), pl.col(column).alias("content"))
+            pl.struct(pl.lit("assistant").alias("role"),
+                      (pl.col("assistant_prefix") + pl.col(column)).alias("content"))
         ).alias(column)
 
-    return pairs.sort("pair_id").select(
+    return split_assistant_prefix(pairs).sort("pair_id").select(
         pl.col("prompt"), as_assistant("chosen"), as_assistant("rejected"), *LINEAGE_COLUMNS
     )
 
@@ -194,6 +202,29 @@ def runs_between(runs: pl.DataFrame, first: str | None = None, last: str | None 
 
 
 # ----------------------------------------------------------------------------------------------
+# a reply that continues an assistant prefix (step-wise pairs)
+
+
+def split_assistant_prefix(pairs: pl.DataFrame) -> pl.DataFrame:
+    """The pairs with `assistant_prefix`: the text of a final assistant message of the prompt (a
+    step-wise pair's correct prefix, which chosen and rejected continue), taken out of `prompt`;
+    "" for prompts that end with a user message.
+
+    No trainer continues a final assistant message of a conversational prompt: TRL's DPOTrainer
+    renders the prompt with a generation prompt, so prefix and step would be two assistant turns
+    with an end-of-turn token between them. Each style therefore puts the prefix where the model
+    reads it as the start of its reply and the step as the continuation (see `_style_row`).
+    """
+    prompt = pl.col("prompt")
+    continued = (prompt.list.len() > 0) & (prompt.list.last().struct.field("role") == "assistant")
+    return pairs.with_columns(
+        pl.when(continued).then(prompt.list.last().struct.field("content")).otherwise(pl.lit(""))
+        .fill_null("").alias("assistant_prefix"),
+        pl.when(continued).then(prompt.list.head(prompt.list.len() - 1)).otherwise(prompt).alias("prompt"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
 # styles
 
 
@@ -242,27 +273,30 @@ def _sharegpt(prompt: list[dict]) -> tuple[list[dict], str]:
 
 
 def _style_row(row: dict, style: str) -> dict:
-    prompt = row["prompt"]
+    prompt, prefix, chosen, rejected = row["prompt"], row["assistant_prefix"], row["chosen"], row["rejected"]
+    if style == "trl_standard":  # a string prompt can end inside the reply: the completion is the step alone
+        head = {"prompt": render_prompt_text(prompt) + prefix, "chosen": chosen, "rejected": rejected}
+        return {**head, **{column: row[column] for column in LINEAGE_COLUMNS}}
+    # a conversation cannot: the reply is the prefix and its continuation, one assistant message
+    chosen, rejected = prefix + chosen, prefix + rejected
     if style == "trl_conversational":
-        head = {"prompt": prompt, "chosen": [{"role": "assistant", "content": row["chosen"]}],
-                "rejected": [{"role": "assistant", "content": row["rejected"]}]}
-    elif style == "trl_standard":
-        head = {"prompt": render_prompt_text(prompt), "chosen": row["chosen"], "rejected": row["rejected"]}
+        head = {"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}]}
     elif style == "openrlhf":
-        head = {"chosen": [*prompt, {"role": "assistant", "content": row["chosen"]}],
-                "rejected": [*prompt, {"role": "assistant", "content": row["rejected"]}]}
+        head = {"chosen": [*prompt, {"role": "assistant", "content": chosen}],
+                "rejected": [*prompt, {"role": "assistant", "content": rejected}]}
     else:
         conversations, system = _sharegpt(prompt)
-        head = {"conversations": conversations, "chosen": {"from": "gpt", "value": row["chosen"]},
-                "rejected": {"from": "gpt", "value": row["rejected"]}, "system": system}
+        head = {"conversations": conversations, "chosen": {"from": "gpt", "value": chosen},
+                "rejected": {"from": "gpt", "value": rejected}, "system": system}
     return {**head, **{column: row[column] for column in LINEAGE_COLUMNS}}
 
 
 def to_style(pairs: pl.DataFrame, style: str = "trl_conversational") -> pa.Table:
     """The pairs (in their given order) as rows of an export style, as an Arrow table."""
     schema = style_schema(style)
-    rows = [_style_row(row, style) for row in pairs.select("prompt", "chosen", "rejected",
-                                                           *LINEAGE_COLUMNS).iter_rows(named=True)]
+    rows = [_style_row(row, style) for row in split_assistant_prefix(pairs).select(
+        "prompt", "assistant_prefix", "chosen", "rejected", *LINEAGE_COLUMNS).iter_rows(named=True)]
     return pa.Table.from_pylist(rows, schema=schema)
 
 

@@ -15,6 +15,7 @@ from curate.config import parse_config
 from curate.lake import Lake
 from curate.pairs.derive import derived_info
 from curate.pairs.stepwise import split_steps
+from curate.score.verify.arithmetic import first_false
 from curate.pipeline import Pipeline
 
 pytestmark = pytest.mark.slow
@@ -80,12 +81,14 @@ def test_derived_generation_through_the_flow_and_lake(tmp_path, tiny_generator):
 
     # stepwise: one wrong multi-step solution per math prompt at most, prefixes 1..min(steps-1, 2)
     math = prompts.filter((pl.col("task") == "math") & ~pl.col("source").str.starts_with("derived:"))
-    wrong = (candidates.join(scores.filter(pl.col("scorer") == "math_verify"), on="candidate_id")
-             .filter((pl.col("score") == 0) & pl.col("prompt_id").is_in(math["prompt_id"].to_list()))
-             .sort("candidate_id"))
+    scored = (candidates.join(scores.filter(pl.col("scorer") == "math_verify"), on="candidate_id")
+              .filter(pl.col("prompt_id").is_in(math["prompt_id"].to_list())).sort("candidate_id"))
     expected = 0
     for prompt_id in math["prompt_id"]:
-        multi = [t for t in wrong.filter(pl.col("prompt_id") == prompt_id)["text"] if len(split_steps(t)) >= 2]
+        verdicts = scored.filter(pl.col("prompt_id") == prompt_id).select("text", "score").rows()
+        # wrong answers first, then right answers reached through a false equation
+        wrong = [t for t, s in verdicts if s == 0] + [t for t, s in verdicts if s >= 1 and first_false(t)]
+        multi = [t for t in wrong if len(split_steps(t)) >= 2]
         expected += min(len(split_steps(multi[0])) - 1, 2) if multi else 0
     assert by_strategy.get("stepwise", 0) == expected
     rollouts = candidates.join(info.filter(pl.col("strategy") == "stepwise"), on="prompt_id")
