@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from curate.errors import UserError
-from curate.progress import console
+from curate.errors import UserError, describe_os_error
+from curate.progress import console, print_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build preference datasets: prompts in, (prompt, chosen, rejected) pairs out.")
@@ -25,12 +25,9 @@ def _data_dir(value: Optional[Path]) -> Path:
 
 
 def _print_frame(frame) -> None:
-    table = Table(show_lines=False)
-    for column in frame.columns:
-        table.add_column(column)
-    for row in frame.iter_rows():
-        table.add_row(*["" if v is None else str(v) for v in row])
-    console.print(table)
+    from curate.query_output import result_table
+
+    console.print(result_table(frame))
 
 
 @app.command()
@@ -82,17 +79,30 @@ def _open_lake(data_dir: Optional[Path], as_of: Optional[str]):
 
 
 @app.command()
-def query(sql: str = typer.Argument(..., help="SQL over the lake's tables and views (read-only)"),
+def query(sql: str = typer.Argument(..., help="SQL over the lake's tables and views: statements that read only"),
+          format: str = typer.Option("table", "--format", "-f", help="table | csv | json | jsonl"),
           data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
-    """Run a read-only SQL query on the lake and print the result."""
+    """Run a read-only SQL query on the lake and print the result (of its last statement)."""
     import duckdb
+    import polars as pl
 
+    from curate.query_output import FORMATS, print_frame
+    from curate.read_only_sql import duckdb_error_line, lock_down, read_only_statements
+
+    if format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     with _open_lake(data_dir, as_of) as lake:
+        if not lake.read_only:
+            raise UserError("internal: curate query needs the lake open read-only")
+        statements = read_only_statements(lake.con, sql)  # refuses before anything runs
+        lock_down(lake.con)
         try:
-            frame = lake.query(sql)
+            for statement in statements:
+                result = lake.con.execute(statement)
+            frame = pl.from_arrow(result.to_arrow_table())
         except duckdb.Error as exc:
-            raise UserError(f"query failed: {str(exc).splitlines()[0]}") from exc
-    _print_frame(frame)
+            raise UserError(f"query failed: {duckdb_error_line(exc)}") from exc
+    print_frame(frame, format, console)
 
 
 @app.command()
@@ -190,7 +200,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except UserError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        print_error(str(exc))
+        sys.exit(2)
+    except OSError as exc:  # a file we cannot read or write, a full disk: the system's reason, one line
+        print_error(describe_os_error(exc))
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)

@@ -6,12 +6,27 @@ from datetime import datetime
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-console = Console(stderr=False, highlight=False)
+from curate.errors import one_line
+
+# No markup and no emoji codes: every message and cell prints as it is (a `[sampling]` stays).
+console = Console(stderr=False, highlight=False, markup=False, emoji=False)
+error_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 def log(message: str) -> None:
-    console.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {message}", soft_wrap=True)
+    console.print(Text.assemble((f"{datetime.now():%H:%M:%S}", "dim"), " ", message), soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A problem the run goes on after: one line on stderr, verbatim."""
+    error_console.print(Text.assemble(("warning:", "yellow"), " ", one_line(message)), soft_wrap=True)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, verbatim, never wrapped."""
+    error_console.print(Text.assemble(("error:", "red"), " ", one_line(message)), soft_wrap=True)
 
 
 def summary_table(state) -> Table:

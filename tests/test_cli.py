@@ -109,11 +109,11 @@ def test_query_stats_export_and_errors(tmp_path, curate_cli, tiny_generator):
     assert {"prompt", "chosen", "rejected"} <= set(dataset.column_names)
 
     write = _run(curate_cli, "query", "delete from prompts", "--data-dir", str(data), check=False)
-    assert write.returncode == 2 and "read-only" in write.stdout
+    assert write.returncode == 2 and "runs only statements that read" in write.stderr
     missing = _run(curate_cli, "stats", "--data-dir", str(tmp_path / "nowhere"), check=False)
-    assert missing.returncode == 2 and "no lake" in missing.stdout
+    assert missing.returncode == 2 and "no lake" in missing.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text('[[inputs]]\npath = "x.jsonl"\n[generator]\nmodle = "x"\n')
     typo = _run(curate_cli, "run", str(bad), "--data-dir", str(data), check=False)
-    assert typo.returncode == 2 and "unknown key(s) ['modle']" in typo.stdout
+    assert typo.returncode == 2 and "unknown key(s) ['modle'] in [generators.0]" in typo.stderr
     assert "Traceback" not in typo.stdout + typo.stderr

@@ -222,7 +222,7 @@ def test_cli_query_reads_the_postgres_lake_from_the_environment(tmp_path, catalo
     assert then.returncode == 0, then.stdout + then.stderr
     assert "│ 4 " in then.stdout
     local = run()  # without the variable: the (absent) local lake under --data-dir
-    assert local.returncode == 2 and "no lake at" in local.stdout
+    assert local.returncode == 2 and "no lake at" in local.stderr
 
 
 def test_object_storage_data_path_loads_httpfs_from_the_catalog(tmp_path, catalog, monkeypatch):
