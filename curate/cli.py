@@ -39,6 +39,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
     """Run the build pipeline for CONFIG (or --demo)."""
     from curate.config import DEMO_CONFIG, load_config
     from curate.env import apply_offline_env
+    from curate.models import check_config_models
     from curate.progress import summary_table
 
     if demo == (config is not None):
@@ -46,7 +47,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
     if no_prefect and runner is not None:
         raise UserError("--runner picks the flow's task runner: it does not go with --no-prefect")
     config_path = DEMO_CONFIG if demo else config
-    load_config(config_path)  # fail fast on a bad config, before Prefect starts
+    check_config_models(load_config(config_path))  # fail fast on a bad config or model, before Prefect starts
     directory = _data_dir(data_dir)
     apply_offline_env(directory)
     if no_prefect:

@@ -72,6 +72,64 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
+_WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def _has_chat_template(model_dir: Path) -> bool:
+    """Where transformers finds a chat template: tokenizer_config.json's `chat_template`, a
+    chat_template.jinja / .json file, or additional_chat_templates/."""
+    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
+        return True
+    if any((model_dir / "additional_chat_templates").glob("*.jinja")):
+        return True
+    config = model_dir / "tokenizer_config.json"
+    if not config.is_file():
+        return False
+    try:
+        return bool(json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise UserError(f"{config} cannot be read as JSON ({exc}): fix or replace the tokenizer files") from exc
+
+
+def check_model_dir(model_dir: Path | str, role: str = "model") -> Path:
+    """A local model directory that vLLM / transformers can load and template, checked before any
+    engine starts; a UserError says what is missing and what to do."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        what = "is not a directory" if model_dir.exists() else "does not exist"
+        raise UserError(f"{role} {model_dir} {what}: give a model directory (config.json, *.safetensors, "
+                        "tokenizer files) or \"embedded\"")
+    if not (model_dir / "config.json").is_file():
+        raise UserError(f"{role} {model_dir} is not a model directory (no config.json): give the folder a "
+                        "Hugging Face model was saved to")
+    if not any(next(model_dir.glob(pattern), None) for pattern in _WEIGHTS):
+        raise UserError(f"{role} {model_dir} has no weights (no *.safetensors or pytorch_model*.bin): "
+                        "download or copy the model files into it")
+    if not any((model_dir / name).is_file() for name in _TOKENIZER_FILES):
+        raise UserError(f"{role} {model_dir} has no tokenizer (tokenizer.json or tokenizer_config.json): "
+                        "save the model's tokenizer into it")
+    if not _has_chat_template(model_dir):
+        raise UserError(f"{role} {model_dir} has no chat template (no chat_template in tokenizer_config.json, "
+                        "no chat_template.jinja): curate prompts models through their chat template; use an "
+                        "instruct/chat model or add a chat_template.jinja")
+    return model_dir
+
+
+def check_config_models(config) -> None:
+    """Every local model directory a run config names (generators, reward models, judges and
+    log-prob scorers with a directory of their own), checked before the run starts."""
+    generator_names = {g.name for g in config.generators if g.name}
+    for index, generator in enumerate(config.generators):
+        if generator.backend == "vllm" and generator.model != "embedded":
+            check_model_dir(generator.model, f"generators.{index} model")
+    for index, scorer in enumerate(config.scorers):
+        model = scorer.model
+        if scorer.kind in ("reward", "judge", "logprob") and model and model not in {"generator", "embedded"} \
+                and model not in generator_names:
+            check_model_dir(model, f"scorers.{index} ({scorer.kind}) model")
+
+
 def fingerprint(model_dir: Path) -> str:
     """Hash of a model directory's config, tokenizer and weights: its identity, whatever its path.
 

@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 
 import curate
-from curate import schemas
+from curate import ids, schemas
 from curate.config import RunConfig, config_as_dict
 from curate.dedup import DedupConfig, decontaminate_prompts, dedup_pairs, load_benchmark_texts
 from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
@@ -31,7 +31,8 @@ from curate.ingest import ingest_file, ingest_rows
 from curate.lake import open_lake
 from curate.pairs import build_pairs, strategy_deriver
 from curate.pairs.derive import derived_prompt_rows, original_prompts
-from curate.progress import log
+from curate.errors import UserError, describe_os_error, one_line
+from curate.progress import log, warn
 from curate.shards import PORTABLE_SCORERS, InProcess, ShardedEmbedder, score_shard, split_frame
 from curate.sources import builtin_rows
 
@@ -228,12 +229,10 @@ class Pipeline:
     def ingest(self, state: RunState) -> None:
         began = time.monotonic()
         for spec in self.config.inputs:
-            if spec.path is not None:
-                prompts, rejects = ingest_file(spec.path, state.run_id, spec.source)
-            else:
-                rows = builtin_rows(spec.builtin, spec.limit)
-                prompts, rejects = ingest_rows(rows, spec.source or spec.builtin, state.run_id)
+            prompts, rejects = self._read_input(spec, state.run_id)
             remark = _ingest_remark(prompts.num_rows, rejects.num_rows)
+            if not prompts.num_rows + rejects.num_rows:
+                warn(f"{spec.label}: the input holds no rows")
             drops = None
             if self.dedup_config.benchmarks:
                 kept, drops = decontaminate_prompts(pl.from_arrow(prompts), self.benchmark_texts(),
@@ -252,7 +251,25 @@ class Pipeline:
         state.prompt_ids = sorted(set(state.prompt_ids))
         if not state.prompt_ids:
             log("ingest: no valid prompts in any input; the run goes on with nothing to generate")
+            warn(f"no prompts: every input failed or was empty ({state.counts.get('rejects_read', 0)} rejected); "
+                 "the run goes on with zeros. See: curate query \"select location, reason from rejects\"")
         state.timings["ingest"] = time.monotonic() - began
+
+    def _read_input(self, spec, run_id: str) -> tuple[pa.Table, pa.Table]:
+        """(prompts, rejects) of one [[inputs]] entry. An input that cannot be read at all is one
+        reject naming the input and why, and a warning; the other inputs go on."""
+        source = spec.source or (spec.path.stem if spec.path is not None else spec.builtin)
+        try:
+            if spec.path is not None:
+                return ingest_file(spec.path, run_id, spec.source)
+            return ingest_rows(builtin_rows(spec.builtin, spec.limit), source, run_id)
+        except (UserError, OSError, UnicodeError) as exc:
+            reason = f"input not read: {one_line(exc if isinstance(exc, UserError) else describe_os_error(exc))}"
+        warn(f"{spec.label}: {reason}")
+        reject = {"reject_id": ids.content_hash("reject", source, str(spec.path or spec.builtin), reason),
+                  "source": source, "location": str(spec.path or f"builtin:{spec.builtin}"), "raw": "",
+                  "reason": reason, "stage": "ingest", "run_id": run_id, "created_at": datetime.now(timezone.utc)}
+        return schemas.conform("prompts", []), schemas.conform("rejects", [reject])
 
     def _generate(self, prompts: pl.DataFrame, generators, state: RunState) -> None:
         for generator in generators:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curate.generate import Generation, Request
-from curate.models import fingerprint
+from curate.models import check_model_dir, fingerprint
 
 _ENGINES: dict[tuple, object] = {}
 
@@ -83,6 +83,7 @@ class VLLMBackend:
 
     def __init__(self, settings: EngineSettings, label: str | None = None):
         self.settings = settings
+        check_model_dir(settings.model_path)  # before any engine loads
         self.fingerprint = fingerprint(Path(settings.model_path))
         self.model_label = f"{label or Path(settings.model_path).name}@{self.fingerprint}"
         self._llm = None

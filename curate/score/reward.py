@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from curate.generate.vllm_backend import EngineSettings, load_engine
-from curate.models import fingerprint
+from curate.models import check_model_dir, fingerprint
 from curate.score import ScoreItem, ScoreResult
 
 ENGINES = ("vllm", "transformers")
@@ -27,6 +27,7 @@ class RewardModelScorer:
         self.engine = engine
         self.batch_size = batch_size
         self.name = f"reward:{label or Path(settings.model_path).name}"
+        check_model_dir(settings.model_path, "reward model")
         self.version = fingerprint(Path(settings.model_path))
         self._model = None
         self._tokenizer = None
