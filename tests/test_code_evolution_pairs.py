@@ -336,11 +336,11 @@ def test_derive_critiques_for_failing_candidates_lowest_first():
                                 {"role": "user", "content": critique("Write add.", "def add(a, b):\n    return 1\n")}],
                       fields={"tests": TESTS}, generation={"n": 1, "max_tokens": 512}, note={"candidate_id": "d-bad"}),
     ]
-    config = {"mode": "critiques", "max_candidates_per_prompt": 3, "efficiency_candidates_per_prompt": 1,
-              "revisions": 4, "max_tokens": 300}
+    config = {"mode": "critiques", "max_candidates_per_prompt": 3, "revisions": 4, "max_tokens": 300}
     more = code_evolution.derive(prompts, candidates_frame(candidates), scores_frame(scores), config)
+    # passing candidates are never critiqued (efficiency pairs, retired: they tie on code_tests)
     assert [(d.parent_prompt_id, d.note["candidate_id"]) for d in more] == [
-        ("p1", "c-zero"), ("p1", "c-zero2"), ("p1", "c-half"), ("p1", "c-slow"), ("p2", "d-bad")]
+        ("p1", "c-zero"), ("p1", "c-zero2"), ("p1", "c-half"), ("p2", "d-bad")]
     assert {json.dumps(d.generation) for d in more} == {json.dumps({"n": 4, "max_tokens": 300})}
     # derived prompts (and their revisions) are never critiqued again: the same prompts come back
     rows = prompts_frame(prompts.to_dicts(), more)
@@ -354,8 +354,7 @@ def critique_run(revisions, config=None):
     """The code set with every kind of critique derived and `revisions` as the critique prompts'
     candidates: rows (candidate_id, critiqued candidate id, code, score row tail or None)."""
     prompts, candidates, scores = code_set()
-    config = {"mode": "critiques", "max_candidates_per_prompt": 3, "efficiency_candidates_per_prompt": 2,
-              **(config or {})}
+    config = {"mode": "critiques", "max_candidates_per_prompt": 3, **(config or {})}
     derived = code_evolution.derive(prompts, candidates_frame(candidates), scores_frame(scores), config)
     prompts = prompts_frame(prompts.to_dicts(), derived)
     critique_of = {d.note["candidate_id"]: pid for d, pid in
@@ -369,22 +368,21 @@ def critique_run(revisions, config=None):
             later)
 
 
-def test_critique_pairs_for_correctness_and_efficiency():
+def test_critique_pairs_for_correctness():
+    # Changed with the pairing rule: efficiency pairs (4/4 vs 4/4, faster) are a tie on code_tests
+    # and no longer form; their options are errors (test_registered_and_empty_frames_validate_config).
     revisions = [
         ("r-fixed", "c-zero", "def add(a, b):\n    return a + b\n", (4, 4, 0.3)),
         ("r-partly", "c-half", "def add(a, b):\n    return a + b if a >= 0 else b\n", (3, 4, 0.1)),
         ("r-same-score", "c-zero2", "def add(a, b):\n    return b\n", (0, 4, 0.1)),
-        ("r-faster", "c-slow", "def add(a, b):\n    return b + a\n", (4, 4, 0.2)),
-        ("r-not-faster", "c-fast", "def add(a, b):\n    return int(a + b)\n", (4, 4, 0.19)),
         ("r-unscored", "c-half", "def add(a, b):\n    return a + b\n", None),
-        ("r-identical", "c-slow", "\ndef add(a, b):\n    return sum([a, b])\n\n", (4, 4, 0.01)),
-        ("r-worse", "c-fast", "def add(a, b):\n    return a\n", (1, 4, 0.01)),
+        ("r-identical", "c-zero2", "\ndef add(a, b):\n    return None\n\n", (4, 4, 0.01)),
     ]
     prompts, candidates, scores, config, critique_of, _ = critique_run(revisions)
     pairs = build(prompts, candidates, scores, config)
     schemas.conform("pairs", pairs.to_arrow())
     rows = {r["chosen_id"]: r for r in pairs.to_dicts()}
-    assert set(rows) == {"r-fixed", "r-partly", "r-faster"}
+    assert set(rows) == {"r-fixed", "r-partly"}
     fixed = rows["r-fixed"]
     assert (fixed["prompt_id"], fixed["rejected_id"]) == ("p1", "c-zero")
     assert fixed["prompt"] == [{"role": "user", "content": REQUEST}]
@@ -399,18 +397,9 @@ def test_critique_pairs_for_correctness_and_efficiency():
     assert "4/4" in fixed["reason"] and "0/4" in fixed["reason"] and "correctness" in fixed["reason"]
     assert fixed["pair_id"] == ids.pair_id("code_evolution", "r-fixed", "c-zero", "p1")
     assert rows["r-partly"]["margin"] == pytest.approx(0.25)
-    faster = rows["r-faster"]
-    assert (faster["rejected_id"], faster["chosen_score"], faster["rejected_score"], faster["margin"]) == (
-        "c-slow", 1.0, 1.0, 0.0)
-    details = json.loads(faster["details_json"])
-    assert details["property"] == "efficiency"
-    assert (details["chosen_duration_s"], details["rejected_duration_s"]) == (0.2, 0.5)
-    assert "efficiency" in faster["reason"] and "0.200 s" in faster["reason"]
-    # min_gain: the 0.25 gain no longer counts; faster_ratio: 0.2 / 0.5 = 0.4 needs a ratio >= 0.4
-    strict = build(prompts, candidates, scores, {**config, "min_gain": 0.25, "faster_ratio": 0.39})
+    # min_gain: the 0.25 gain no longer counts
+    strict = build(prompts, candidates, scores, {**config, "min_gain": 0.25})
     assert set(strict["chosen_id"]) == {"r-fixed"}
-    loose = build(prompts, candidates, scores, {**config, "faster_ratio": 1.0})
-    assert set(loose["chosen_id"]) == {"r-fixed", "r-partly", "r-faster", "r-not-faster"}
     raw = build(prompts, candidates, scores, {**config, "pair_text": "raw"})
     raw_fixed = raw.filter(pl.col("chosen_id") == "r-fixed").to_dicts()[0]
     assert raw_fixed["chosen"] == fence("def add(a, b):\n    return a + b\n")
@@ -451,7 +440,9 @@ def test_registered_and_empty_frames_validate_config(tmp_path):
         ({"revisons": 2}, "'revisons'"),
         ({"revisions": 0}, "revisions"),
         ({"min_gain": 1.0}, "min_gain"),
-        ({"faster_ratio": 0}, "faster_ratio"),
+        ({"faster_ratio": 0.5}, "faster_ratio is no longer an option.*tie on code_tests"),
+        ({"efficiency_candidates_per_prompt": 1}, "efficiency_candidates_per_prompt is no longer.*tie"),
+        ({"gated_rejected": "yes"}, "gated_rejected"),
         ({"max_candidates_per_prompt": -1}, "max_candidates_per_prompt"),
         ({"pair_text": "markdown"}, "pair_text"),
     ]

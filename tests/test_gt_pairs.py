@@ -87,33 +87,29 @@ def test_reference_over_the_lowest_scored_incorrect_candidate():
     schemas.conform("pairs", pairs.to_arrow())
 
 
-def test_max_pairs_per_prompt_orders_lowest_first_unscored_last_and_skips_correct():
+def test_max_pairs_per_prompt_orders_lowest_first_and_never_takes_unscored():
+    # Changed with the pairing rule: the unscored candidate c is never a rejected (it used to
+    # come after the scored ones), nor is the correct b.
     prompts, candidates, scores = prompts_frame([prompt_row("p1")]), candidates_frame(FIVE), scores_frame(FIVE_SCORES)
     three = build(prompts, candidates, scores, {"max_pairs_per_prompt": 3})
     assert set(three["rejected_id"]) == {"a", "d", "e"}
     every = build(prompts, candidates, scores, {"max_pairs_per_prompt": 10})
-    assert set(every["rejected_id"]) == {"a", "c", "d", "e"}  # b is correct: skipped
-    unscored = every.filter(pl.col("rejected_id") == "c").to_dicts()[0]
-    assert unscored["rejected_score"] is None and unscored["margin"] is None
-    assert unscored["chosen_score"] == 1.0 and "not scored by math_verify" in unscored["reason"]
-    # the unscored candidate comes only after every scored one
-    four = build(prompts, candidates, scores, {"max_pairs_per_prompt": 4})
-    assert set(four["rejected_id"]) == {"a", "c", "d", "e"}
+    assert set(every["rejected_id"]) == {"a", "d", "e"}  # b is correct, c unscored: neither pairs
     assert set(build(prompts, candidates, scores, {"max_pairs_per_prompt": 2})["rejected_id"]) == {"a", "d"}
 
 
 def test_keep_correct_and_correct_min():
+    # Changed with the pairing rule: keep_correct no longer pairs b (1.0 ties the reference's 1.0).
     prompts, candidates, scores = prompts_frame([prompt_row("p1")]), candidates_frame(FIVE), scores_frame(FIVE_SCORES)
     kept = build(prompts, candidates, scores, {"max_pairs_per_prompt": 10, "keep_correct": True})
-    assert set(kept["rejected_id"]) == {"a", "b", "c", "d", "e"}
-    correct = kept.filter(pl.col("rejected_id") == "b").to_dicts()[0]
-    assert correct["margin"] == 0.0 and "keep_correct" in correct["reason"]
-    assert json.loads(correct["details_json"])["correct"] is True
-    # with keep_correct the correct one still comes after the incorrect scored ones
-    assert set(build(prompts, candidates, scores, {"max_pairs_per_prompt": 4, "keep_correct": True})
-               ["rejected_id"]) == {"a", "b", "d", "e"}
+    assert set(kept["rejected_id"]) == {"a", "d", "e"}
     strict = build(prompts, candidates, scores, {"max_pairs_per_prompt": 10, "correct_min": 0.5})
-    assert set(strict["rejected_id"]) == {"a", "c", "d"}  # e (0.5) counts as correct now
+    assert set(strict["rejected_id"]) == {"a", "d"}  # e (0.5) counts as correct now
+    lenient = build(prompts, candidates, scores, {"max_pairs_per_prompt": 10, "correct_min": 0.5,
+                                                  "keep_correct": True})
+    correct = lenient.filter(pl.col("rejected_id") == "e").to_dicts()[0]
+    assert correct["margin"] == 0.5 and "keep_correct" in correct["reason"]
+    assert json.loads(correct["details_json"])["correct"] is True
 
 
 def test_prompts_without_reference_skipped_unless_reference_answer_allowed():
@@ -149,13 +145,13 @@ def test_default_verifier_per_task():
         ("h1", "p-chat", 0.0),
     ])
     pairs = build(prompts, candidates, scores)
-    assert picks(pairs) == [("p-chat", "reference", "h1"), ("p-code", "reference", "c1"),
-                            ("p-inst", "reference", "i2"), ("p-math", "reference", "m2")]
-    assert pairs["scorer"].to_list() == [None, "code_tests", "constraints", "math_verify"]
-    assert pairs["rejected_score"].to_list() == [None, 0.0, 0.5, 0.0]
-    assert pairs["chosen_score"].to_list() == [None, 1.0, 1.0, 1.0]
-    assert pairs["margin"].to_list() == [None, 1.0, 0.5, 1.0]
-    assert "no verifier" in pairs["reason"][0]
+    # a chat prompt has no verifier: its candidates are unscored and never pair (the pairing rule)
+    assert picks(pairs) == [("p-code", "reference", "c1"), ("p-inst", "reference", "i2"),
+                            ("p-math", "reference", "m2")]
+    assert pairs["scorer"].to_list() == ["code_tests", "constraints", "math_verify"]
+    assert pairs["rejected_score"].to_list() == [0.0, 0.5, 0.0]
+    assert pairs["chosen_score"].to_list() == [1.0, 1.0, 1.0]
+    assert pairs["margin"].to_list() == [1.0, 0.5, 1.0]
 
 
 def test_configured_verifier_and_verifier_table():
@@ -164,19 +160,23 @@ def test_configured_verifier_and_verifier_table():
     scores = scores_frame([("a", "p1", 0.2, "reward:rm"), ("b", "p1", 3.0, "reward:rm"),
                            ("c", "p2", 0.7, "reward:rm"), ("d", "p2", -1.0, "reward:rm"),
                            ("a", "p1", 1.0)])
-    pairs = build(prompts, candidates, scores, {"verifier": "reward:rm"})
-    assert picks(pairs) == [("p1", "reference", "a"), ("p2", "reference", "d")]
-    # a reward model is no correctness check: the reference has no score, so no margin
-    assert pairs["chosen_score"].to_list() == [None, None] and pairs["margin"].to_list() == [None, None]
-    assert pairs["rejected_score"].to_list() == [0.2, -1.0]
-    table = build(prompts, candidates, scores, {"verifier": {"math": "math_verify", "chat": "reward:rm"}})
-    assert picks(table) == [("p1", "reference", "b"), ("p2", "reference", "d")]  # a is correct by math_verify
+    # Changed with the pairing rule: a reward model is no correctness check, the reference has no
+    # score on its scale, so no pair could ever show the reference strictly better: a config error.
+    with pytest.raises(ValueError, match="correctness verifier.*reward:rm"):
+        build(prompts, candidates, scores, {"verifier": "reward:rm"})
+    with pytest.raises(ValueError, match="correctness verifier.*reward:rm"):
+        build(prompts, candidates, scores, {"verifier": {"math": "math_verify", "chat": "reward:rm"}})
+    scores = pl.concat([scores, scores_frame([("b", "p1", 0.0)])])
+    table = build(prompts, candidates, scores, {"verifier": {"math": "math_verify"}})
+    assert picks(table) == [("p1", "reference", "b")]  # a is correct by math_verify; chat has none
+    assert picks(build(prompts, candidates, scores, {"verifier": "constraints"})) == []  # none scored
 
 
 def test_candidate_equal_to_the_reference_or_without_text_never_paired():
     prompts = prompts_frame([prompt_row("p1", solution="x = 2")])
     candidates = candidates_frame([("a", "p1", "  x = 2\n"), ("b", "p1", None), ("c", "p1", "x = 3")])
-    assert picks(build(prompts, candidates, config={"max_pairs_per_prompt": 5})) == [("p1", "reference", "c")]
+    scores = scores_frame([("a", "p1", 0.0), ("b", "p1", 0.0), ("c", "p1", 0.0)])
+    assert picks(build(prompts, candidates, scores, {"max_pairs_per_prompt": 5})) == [("p1", "reference", "c")]
 
 
 def test_reference_config_errors_name_the_key():
@@ -195,8 +195,8 @@ def test_reference_config_errors_name_the_key():
 TS = {"mode": "teacher_student", "teacher": "big", "student": "small"}
 
 
-def ts_set():
-    prompts = prompts_frame([prompt_row(p, task="chat", solution=None) for p in ("p1", "p2", "p3", "p4")])
+def ts_set(task="chat"):
+    prompts = prompts_frame([prompt_row(p, task=task, solution=None) for p in ("p1", "p2", "p3", "p4")])
     candidates = candidates_frame([
         ("t10", "p1", "teacher p1 #0", "big@fp1", 0), ("t11", "p1", "teacher p1 #1", "big@fp1", 1),
         ("t12", "p1", "teacher p1 #2", "big@fp1", 2),
@@ -211,22 +211,36 @@ def ts_set():
     return prompts, candidates
 
 
+def ts_verdicts(candidates):
+    """math_verify: every teacher sample right, every student sample wrong."""
+    return scores_frame([(cid, pid, 1.0 if model.startswith("big") else 0.0) for cid, pid, model in
+                         candidates.select("candidate_id", "prompt_id", "model").iter_rows()])
+
+
 def test_teacher_student_pairs_by_sample_index():
-    prompts, candidates = ts_set()
-    one = build(prompts, candidates, config=TS)
+    prompts, candidates = ts_set("math")
+    scores = ts_verdicts(candidates)
+    one = build(prompts, candidates, scores, config=TS)
     assert picks(one) == [("p1", "t10", "s10")]
     row = one.to_dicts()[0]
     assert (row["chosen"], row["rejected"]) == ("teacher p1 #0", "student p1 #0")
-    assert row["scorer"] is None and row["margin"] is None and row["chosen_score"] is None
+    # no agree_scorer: the task's verifier is the evidence
+    assert row["scorer"] == "math_verify" and row["margin"] == 1.0 and row["chosen_score"] == 1.0
     assert "teacher big (big@fp1)" in row["reason"] and "student small (small@fp2)" in row["reason"]
     assert json.loads(row["details_json"]) == {"mode": "teacher_student", "teacher_model": "big@fp1",
                                                "student_model": "small@fp2", "sample_index": 0}
     assert json.loads(row["params_json"])["teacher"] == "big"
     schemas.conform("pairs", one.to_arrow())
-    two = build(prompts, candidates, config={**TS, "pairs_per_prompt": 2})
+    two = build(prompts, candidates, scores, config={**TS, "pairs_per_prompt": 2})
     assert sorted(picks(two)) == [("p1", "t10", "s10"), ("p1", "t11", "s11")]  # the bare label "small" too
-    every = build(prompts, candidates, config={**TS, "pairs_per_prompt": 5})
+    every = build(prompts, candidates, scores, config={**TS, "pairs_per_prompt": 5})
     assert sorted(picks(every)) == [("p1", "t10", "s10"), ("p1", "t11", "s11"), ("p1", "t12", "s12")]
+    # Changed with the pairing rule: no verifier (chat) and no agree_scorer -> no evidence, no pair
+    chat_prompts, chat_candidates = ts_set()
+    assert build(chat_prompts, chat_candidates, config={**TS, "pairs_per_prompt": 5}).height == 0
+    # both wrong (0 vs 0, the demo's 27 ties): no pair
+    tied = scores.with_columns(pl.lit(0.0).alias("score"))
+    assert build(prompts, candidates, tied, config={**TS, "pairs_per_prompt": 5}).height == 0
 
 
 def test_agree_scorer_keeps_pairs_the_scorer_agrees_with():
@@ -245,9 +259,10 @@ def test_agree_scorer_keeps_pairs_the_scorer_agrees_with():
     assert "reward:rm agrees" in row["reason"]
     assert build(prompts, candidates, scores, {**config, "agree_min_margin": 0.6}).height == 0
     assert build(prompts, candidates, scores, {**config, "agree_min_margin": 0.5}).height == 1
-    # equal scores agree (teacher >= student)
+    # Changed with the pairing rule: equal scores are a tie, never a pair (it used to be teacher >= student)
     tied = scores_frame([("t10", "p1", 0.5, "reward:rm"), ("s10", "p1", 0.5, "reward:rm")])
-    assert picks(build(prompts, candidates, tied, config)) == [("p1", "t10", "s10")]
+    assert picks(build(prompts, candidates, tied, config)) == []
+    assert picks(build(prompts, candidates, tied, {**config, "agree_min_margin": -1.0})) == []
 
 
 def test_teacher_student_config_errors():

@@ -128,11 +128,15 @@ def test_non_ok_and_other_scorer_scores_ignored():
 
 def test_other_scorer_selected_by_config():
     candidates = candidates_frame([("a", "p1", "x"), ("b", "p1", "y")])
-    scores = scores_frame([("a", "p1", 1.0), ("b", "p1", 0.0),
+    scores = scores_frame([("a", "p1", 0.0), ("b", "p1", 1.0),
                            ("a", "p1", -2.0, "reward:rm"), ("b", "p1", 3.0, "reward:rm")])
     row = build(prompts_frame("p1"), candidates, scores, {"scorer": "reward:rm"}).to_dicts()[0]
     assert (row["chosen_id"], row["rejected_id"], row["margin"]) == ("b", "a", 5.0)
     assert row["scorer"] == "reward:rm"
+    # the math prompt's verifier scores the reward's rejected higher: the pairing rule refuses it
+    disagree = scores_frame([("a", "p1", 1.0), ("b", "p1", 0.0),
+                             ("a", "p1", -2.0, "reward:rm"), ("b", "p1", 3.0, "reward:rm")])
+    assert build(prompts_frame("p1"), candidates, disagree, {"scorer": "reward:rm"}).height == 0
 
 
 def test_candidate_without_text_ignored():
@@ -382,7 +386,7 @@ def test_required_verifier_drops_prompts_whose_best_fails():
          ("a4", "p4", 3.0), ("b4", "p4", 1.0),    # verifier errored on the best
          ("a5", "p5", 3.0), ("b5", "p5", 1.0)],   # best scores 0.5: passes only with min 0.5
         [("a1", "p1", 1.0), ("b1", "p1", 0.0), ("a2", "p2", 0.0), ("b2", "p2", 1.0), ("b3", "p3", 1.0),
-         ("a4", "p4", 1.0, "error"), ("a5", "p5", 0.5)])
+         ("a4", "p4", 1.0, "error"), ("a5", "p5", 0.5), ("b5", "p5", 0.0)])
     strict = build(*inputs, {"scorer": "rm", "required_verifier": "math_verify"})
     assert chosen_rejected(strict) == [("a1", "b1")]
     assert "math_verify" in strict["reason"][0] and details(strict)[0]["chosen_verifier_score"] == 1.0
@@ -394,7 +398,7 @@ def test_required_verifier_drops_prompts_whose_best_fails():
 
 def test_required_verifier_in_all_pairs_skips_failing_chosen():
     inputs = verified([("a", "p1", 3.0), ("b", "p1", 2.0), ("c", "p1", 1.0)],
-                      [("a", "p1", 0.0), ("b", "p1", 1.0), ("c", "p1", 1.0)])
+                      [("a", "p1", 0.0), ("b", "p1", 1.0), ("c", "p1", 0.0)])
     pairs = build(*inputs, {"scorer": "rm", "required_verifier": "math_verify", "pairing": "all_pairs_above_margin"})
     assert chosen_rejected(pairs) == [("b", "c")]
 
@@ -516,7 +520,16 @@ def test_madpo_weights():
     assert build(prompts, candidates, scores)["weight"].null_count() == 3  # no madpo, no weight
 
 
-CLOSEST_ROWS = (("a", 1.0, "a" * 100), ("e", 0.875, "e" * 12), ("b", 0.75, "b" * 12), ("c", 0.5, "c" * 8),
+def filler(first: str, length: int) -> str:
+    """`length` characters starting with `first`: varied letters, so no quality gate fires."""
+    import random
+    import string
+
+    rng = random.Random(length)
+    return first + "".join(rng.choice(string.ascii_lowercase + "  ") for _ in range(length - 1))
+
+
+CLOSEST_ROWS = (("a", 1.0, filler("a", 100)), ("e", 0.875, "e" * 12), ("b", 0.75, "b" * 12), ("c", 0.5, "c" * 8),
                 ("d", 0.0, "d" * 10))
 
 
@@ -532,7 +545,8 @@ def test_length_control_picks_the_closest_length_chosen():
     assert chosen_rejected(build(prompts, candidates, scores, {**closest, "min_margin": 0.875})) == [("e", "d")]
     assert chosen_rejected(build(prompts, candidates, scores)) == [("a", "d")]  # without: best vs worst
     verifier = scores_frame([("a", "p1", 1.0, "math_verify"), ("e", "p1", 0.0, "math_verify"),
-                             ("b", "p1", 1.0, "math_verify"), ("c", "p1", 1.0, "math_verify")])
+                             ("b", "p1", 1.0, "math_verify"), ("c", "p1", 1.0, "math_verify"),
+                             ("d", "p1", 0.0, "math_verify")])
     rm = scores.with_columns(pl.lit("rm").alias("scorer"))
     pairs = build(prompts, candidates, pl.concat([rm, verifier]),
                   {**closest, "scorer": "rm", "required_verifier": "math_verify"})
@@ -553,7 +567,8 @@ def test_length_control_with_best_vs_random():
 
 
 def test_length_penalty_changes_the_pick_but_not_the_stored_scores():
-    rows = (("a", 1.0, "a" * 2000), ("b", 0.75, "b" * 100), ("c", 0.0, "c" * 100), ("d", 0.25, "d" * 3000))
+    rows = (("a", 1.0, filler("a", 2000)), ("b", 0.75, filler("b", 100)), ("c", 0.0, filler("c", 101)),
+            ("d", 0.25, filler("d", 3000)))
     prompts, candidates, scores = one_prompt(*rows)
     assert chosen_rejected(build(prompts, candidates, scores)) == [("a", "c")]
     pairs = build(prompts, candidates, scores, {"length_penalty": 0.2})
@@ -566,7 +581,7 @@ def test_length_penalty_changes_the_pick_but_not_the_stored_scores():
     assert d["length_ratio"] == pytest.approx(100 / 3000)
     assert "0.2*chars/1000" in row["reason"]
     # a penalty that turns the order around (shorter but lower-scored ranks first) forms no pair
-    inverted = one_prompt(("a", 1.0, "a" * 3000), ("b", 0.5, "b" * 10))
+    inverted = one_prompt(("a", 1.0, filler("a", 3000)), ("b", 0.5, "b" * 10))
     assert build(*inverted, {"length_penalty": 1.0}).height == 0
     assert chosen_rejected(build(*inverted, {"length_penalty": 0.1})) == [("a", "b")]
 

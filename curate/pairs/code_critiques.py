@@ -2,8 +2,7 @@
 
 derive: for every original `code` prompt with tests, the candidates with a usable `code_tests`
 score are looked at: up to `max_candidates_per_prompt` that fail some test (score < 1; lowest score
-first, then smallest id) and up to `efficiency_candidates_per_prompt` that pass every test (slowest
-`duration_s` first, unknown durations last, then smallest id). Each gets a critique prompt: the
+first, then smallest id). Each gets a critique prompt: the
 parent's messages with the last user message replaced by
 
     {that message}\n\nHere is a proposed solution:\n```python\n{extract_code(candidate)}\n```\n
@@ -15,9 +14,8 @@ and scores the revisions like any code candidate (extract_code takes the revisio
 block).
 
 build: every revision with a usable code_tests score is compared with the critiqued candidate's
-(which needs one too): revision > original + min_gain -> property "correctness"; otherwise both
-pass every test and revision duration_s <= faster_ratio * original's -> "efficiency" (one sandbox
-timing each, so keep faster_ratio well below 1). A revision whose code equals the original's
+(which needs one too): revision > original + min_gain -> property "correctness" (the pairing rule,
+curate/pairs/rule.py, then checks the pair as it does every other). A revision whose code equals the original's
 (whitespace at the ends aside) never pairs. The pair is on the parent prompt: prompt_id and
 messages of the original request, chosen = the revision, rejected = the critiqued candidate.
 With pair_text "code" (default) both are their extracted code in a ```python block: the
@@ -94,9 +92,7 @@ def derive_critiques(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl
         if not pool or not isinstance(tests, str) or not tests.strip() or last is None:
             continue
         failing = sorted((c for c in pool if c["score"] < 1.0), key=lambda c: (c["score"], c["candidate_id"]))
-        passing = sorted((c for c in pool if c["score"] >= 1.0),
-                         key=lambda c: (c["duration_s"] is None, -(c["duration_s"] or 0.0), c["candidate_id"]))
-        picked = failing[:params["max_candidates_per_prompt"]] + passing[:params["efficiency_candidates_per_prompt"]]
+        picked = failing[:params["max_candidates_per_prompt"]]
         task_fields = {"tests": tests}
         if fields.get("entry_point") is not None:
             task_fields["entry_point"] = fields["entry_point"]
@@ -142,19 +138,11 @@ def critique_picks(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.D
         for revision in revisions.get(critique_id, []):
             if extract_code(revision["text"]).strip() == original_code:
                 continue
-            faster = (revision["duration_s"] is not None and original["duration_s"] is not None
-                      and revision["duration_s"] <= params["faster_ratio"] * original["duration_s"])
-            if revision["score"] > original["score"] + params["min_gain"]:
-                prop = "correctness"
-                reason = (f"critique revision passes {_tests(revision)}, the critiqued original "
-                          f"{_tests(original)} ({SCORER}; correctness)")
-            elif revision["score"] >= 1.0 and original["score"] >= 1.0 and faster:
-                prop = "efficiency"
-                reason = (f"critique revision passes every test like the original ({_tests(revision)}) and ran in "
-                          f"{revision['duration_s']:.3f} s against {original['duration_s']:.3f} s "
-                          f"(<= {params['faster_ratio']} x; efficiency)")
-            else:
+            if not revision["score"] > original["score"] + params["min_gain"]:
                 continue
+            prop = "correctness"
+            reason = (f"critique revision passes {_tests(revision)}, the critiqued original "
+                      f"{_tests(original)} ({SCORER}; correctness)")
             picks.append({
                 "prompt_id": parent_id, "prompt": parent["messages"],
                 "chosen": _pair_text(revision["text"], params["pair_text"]),

@@ -12,13 +12,19 @@ after), `min_message_words` (3, words of the subject), `paths` (a glob or a list
 the repo-relative path, default "*.py").
 
 mode = "critiques" (Critic-Evol, curate/pairs/code_critiques.py, the default): a critic prompt
-per failing (and, with `efficiency_candidates_per_prompt`, passing) candidate of each original
-`code` prompt; a revision that passes more tests, or as many and faster, is chosen over the
-critiqued candidate, scorer "code_tests". Keys: `revisions` (1, samples per critique prompt),
-`max_tokens` (512), `min_gain` (0.0: the revision must score strictly more than original +
-min_gain), `faster_ratio` (0.8), `max_candidates_per_prompt` (1, failing candidates critiqued),
-`efficiency_candidates_per_prompt` (0, all-passing candidates critiqued for speed), `pair_text`
+per failing candidate of each original `code` prompt; a revision that passes more tests is chosen
+over the critiqued candidate, scorer "code_tests". Keys: `revisions` (1, samples per critique
+prompt), `max_tokens` (512), `min_gain` (0.0: the revision must score strictly more than original
++ min_gain), `max_candidates_per_prompt` (1, failing candidates critiqued), `gated_rejected`
+(true: a critiqued candidate gated by the quality scorer may be the rejected), `pair_text`
 ("code": both sides as their extracted code in a ```python block; "raw": the texts as generated).
+Efficiency pairs (as many tests passed, faster) are gone: they tie on code_tests, and the pairing
+rule (curate/pairs/rule.py) never pairs a tie on the task's verifier; their keys
+(`efficiency_candidates_per_prompt`, `faster_ratio`) are errors that say so.
+
+Both modes go through the pairing rule: a commit's sides are no generations (only "after differs
+from before" applies); a critique pair needs ok code_tests scores on both sides, strictly higher
+for the revision, and a revision gated by the quality scorer is never chosen.
 
 Unknown keys, keys of the other mode and bad values are ValueErrors naming the key; `build` and
 `derive` check the config before anything else, so a dry run on empty tables catches them.
@@ -31,7 +37,7 @@ import os
 
 import polars as pl
 
-from curate.pairs import register
+from curate.pairs import register, rule
 from curate.pairs.code_commits import commit_picks, derive_commits, mine_commits  # noqa: F401
 from curate.pairs.code_critiques import critique_picks, derive_critiques
 from curate.pairs.derive import DerivedPrompt
@@ -41,8 +47,13 @@ NAME = "code_evolution"
 MODE_DEFAULTS: dict[str, dict] = {
     "commits": {"repo": None, "max_commits": 20, "max_diff_lines": 40, "max_file_lines": 400,
                 "min_message_words": 3, "paths": "*.py"},
-    "critiques": {"revisions": 1, "max_tokens": 512, "min_gain": 0.0, "faster_ratio": 0.8,
-                  "max_candidates_per_prompt": 1, "efficiency_candidates_per_prompt": 0, "pair_text": "code"},
+    "critiques": {"revisions": 1, "max_tokens": 512, "min_gain": 0.0, "max_candidates_per_prompt": 1,
+                  "gated_rejected": True, "pair_text": "code"},
+}
+RETIRED_KEYS = {
+    "efficiency_candidates_per_prompt": "efficiency pairs (as many tests passed, faster) tie on code_tests, "
+                                        "and the pairing rule never pairs a tie on the task's verifier",
+    "faster_ratio": "it only served efficiency pairs, which the pairing rule never forms (a tie on code_tests)",
 }
 DEFAULT_MODE = "critiques"
 PAIR_TEXTS = ("code", "raw")
@@ -80,6 +91,8 @@ def params_of(config: dict) -> dict:
     if not isinstance(mode, str) or mode not in MODE_DEFAULTS:
         raise ValueError(f"{NAME}: mode must be one of {sorted(MODE_DEFAULTS)}, not {mode!r}")
     known = {"mode", *MODE_DEFAULTS[mode]}
+    for key in sorted(set(config) & set(RETIRED_KEYS), key=str):
+        raise ValueError(f"{NAME}: {key} is no longer an option: {RETIRED_KEYS[key]}")
     for key in sorted(set(config) - known, key=str):
         other = [m for m, defaults in MODE_DEFAULTS.items() if key in defaults]
         where = f" (a key of mode {other[0]!r}, not {mode!r})" if other else f" (known: {sorted(known)})"
@@ -104,10 +117,10 @@ def params_of(config: dict) -> dict:
     else:
         for key in ("revisions", "max_tokens"):
             _int(params, key, 1)
-        for key in ("max_candidates_per_prompt", "efficiency_candidates_per_prompt"):
-            _int(params, key, 0)
+        _int(params, "max_candidates_per_prompt", 0)
         _number(params, "min_gain", 0.0, 1.0, high_open=True)  # scores are fractions of tests passed
-        _number(params, "faster_ratio", 0.0, 1.0, low_open=True)
+        if not isinstance(params["gated_rejected"], bool):
+            raise ValueError(f"{NAME}: gated_rejected must be true or false, not {params['gated_rejected']!r}")
         if params["pair_text"] not in PAIR_TEXTS:
             raise ValueError(f"{NAME}: pair_text must be one of {list(PAIR_TEXTS)}, not {params['pair_text']!r}")
     return params
@@ -133,7 +146,11 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
         picks = critique_picks(prompts, candidates, scores, params)
     if not picks:
         return empty_pairs()
-    return finish_pairs(pl.DataFrame(picks, schema=PICK_SCHEMA), NAME, params, run_id)
+    picks = rule.enforce(pl.DataFrame(picks, schema=PICK_SCHEMA), rule.candidate_facts(prompts, candidates, scores),
+                         gated_rejected=params.get("gated_rejected", True), scored=params["mode"] != "commits")
+    if picks.is_empty():
+        return empty_pairs()
+    return finish_pairs(picks, NAME, params, run_id)
 
 
 __all__ = ["build", "derive", "mine_commits", "params_of"]

@@ -2,41 +2,45 @@
 
 mode = "reference" (Reg-DPO's GT-Pair): chosen = the prompt's `reference_solution` (with
 `use_reference_answer = true`, a bare `reference_answer` stands in where there is no solution),
-chosen_id = "reference"; rejected = a model candidate of that prompt. Candidates that the
-prompt's verifier scores as correct (usable score >= `correct_min`) are skipped unless
-`keep_correct`. The verifier is `verifier` (a scorer name for every prompt, or a {task: scorer}
-table), by default per task: math -> math_verify, code -> code_tests, instruction -> constraints;
-other tasks have none (their candidates are all unscored). Up to `max_pairs_per_prompt`
-candidates per prompt: the lowest-scored first (ties: smallest id), unscored ones after scored
-ones. A candidate whose text equals the reference (outer whitespace aside) is never paired.
-When the verifier is a correctness check (math_verify, code_tests, constraints) the reference
-counts as 1.0 (chosen_score); rejected_score is the verifier score; margin is their difference
-when both are known, else null.
+chosen_id = "reference"; rejected = a model candidate of that prompt. The verifier is `verifier`
+(a correctness verifier for every prompt, or a {task: verifier} table), by default per task:
+math -> math_verify, code -> code_tests, instruction -> constraints; other tasks have none and
+give no pairs. The reference counts as 1.0 (chosen_score), rejected_score is the verifier's score
+and margin their difference. The pairing rule (curate/pairs/rule.py) holds: a candidate the
+verifier did not score ok (unscored, failed) is never rejected, nor one scoring 1.0 (a tie with
+the reference). Candidates scoring >= `correct_min` are skipped unless `keep_correct` (which can
+only keep those below 1.0). Up to `max_pairs_per_prompt` candidates per prompt, the lowest-scored
+first (ties: smallest id). A candidate whose text equals the reference (outer whitespace aside)
+is never paired. `gated_rejected` (default true): a candidate gated by the quality scorer may
+be rejected.
 
 mode = "teacher_student" (PLaD): a candidate belongs to `teacher` (or `student`) when its
 `model` equals the name or starts with "<name>@". Per prompt, teacher sample i is paired with
 student sample i (sample_index) for i < `pairs_per_prompt`, where both exist with text (several
-candidates of one model and index: the smallest candidate id). With `agree_scorer`, only pairs
-with both scores and teacher >= student + `agree_min_margin` are kept, and margin = teacher -
-student; without it scores and margin are null. Identical texts never pair.
+candidates of one model and index: the smallest candidate id). The evidence is `agree_scorer`,
+by default the task's verifier (as above): a pair needs both ok scores and teacher > student
+(strictly; and >= student + `agree_min_margin`), margin = teacher - student; a task without a
+verifier and no agree_scorer gives no pairs. The pairing rule holds as everywhere: a gated
+teacher answer is never chosen (`gated_rejected`, default true, for the student's), and where
+the task has a verifier it must score the student ok and strictly below the teacher.
+Identical texts never pair.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from curate.pairs import register
+from curate.pairs import register, rule
 from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
+from curate.pairs.rule import REFERENCE_ID, TASK_VERIFIERS
 
-TASK_VERIFIERS = {"math": "math_verify", "code": "code_tests", "instruction": "constraints"}
-CORRECTNESS_VERIFIERS = frozenset({"math_verify", "code_tests", "constraints"})
-REFERENCE_ID = "reference"
+CORRECTNESS_VERIFIERS = frozenset(TASK_VERIFIERS.values())
 
 MODE_DEFAULTS: dict[str, dict] = {
     "reference": {"verifier": None, "verifier_version": None, "correct_min": 1.0, "keep_correct": False,
-                  "max_pairs_per_prompt": 1, "use_reference_answer": False},
+                  "max_pairs_per_prompt": 1, "use_reference_answer": False, "gated_rejected": True},
     "teacher_student": {"teacher": None, "student": None, "pairs_per_prompt": 1, "agree_scorer": None,
-                        "agree_scorer_version": None, "agree_min_margin": 0.0},
+                        "agree_scorer_version": None, "agree_min_margin": 0.0, "gated_rejected": True},
 }
 DEFAULTS = {"mode": "reference", **MODE_DEFAULTS["reference"]}
 
@@ -82,6 +86,11 @@ def _name(params: dict, key: str, required: bool = False) -> None:
 
 def _check_reference(params: dict) -> None:
     verifier = params["verifier"]
+    named = list(verifier.values()) if isinstance(verifier, dict) else [verifier]
+    wrong = [v for v in named if isinstance(v, str) and v not in CORRECTNESS_VERIFIERS]
+    if wrong:
+        raise ValueError(f"gt: verifier must be a correctness verifier ({', '.join(sorted(CORRECTNESS_VERIFIERS))}), "
+                         f"not {wrong[0]!r}: the reference counts as 1.0 only on such a scale")
     if isinstance(verifier, dict):
         if not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in verifier.items()):
             raise ValueError("gt: verifier as a table maps task names to scorer names")
@@ -95,6 +104,7 @@ def _check_reference(params: dict) -> None:
     _number(params, "correct_min")
     _bool(params, "keep_correct")
     _bool(params, "use_reference_answer")
+    _bool(params, "gated_rejected")
     _positive_int(params, "max_pairs_per_prompt")
 
 
@@ -107,6 +117,7 @@ def _check_teacher_student(params: dict, config: dict) -> None:
     _name(params, "agree_scorer")
     _name(params, "agree_scorer_version")
     _number(params, "agree_min_margin")
+    _bool(params, "gated_rejected")
     if params["agree_scorer"] is None and ("agree_min_margin" in config or "agree_scorer_version" in config):
         raise ValueError("gt: agree_min_margin and agree_scorer_version need agree_scorer")
 
@@ -147,8 +158,7 @@ def _reference_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
                            _verifier_expr(params["verifier"]).alias("verifier"))
             .filter(pl.col("reference").is_not_null()))
     pool = (candidates.filter(pl.col("text").is_not_null()).select("candidate_id", "prompt_id", "text")
-            .unique("candidate_id", keep="first").join(refs, on="prompt_id")
-            .filter(pl.col("text").str.strip_chars() != pl.col("reference").str.strip_chars()))
+            .unique("candidate_id", keep="first").join(refs, on="prompt_id"))
     verifiers = sorted(v for v in pool["verifier"].unique().to_list() if v is not None)
     verdicts = [usable_scores(scores, candidates, name, params["verifier_version"])
                 .select("candidate_id", pl.lit(name, dtype=pl.Utf8).alias("verifier"), "score")
@@ -159,16 +169,11 @@ def _reference_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
         (pl.col("score") >= float(params["correct_min"])).fill_null(False).alias("correct"))
     if not params["keep_correct"]:
         pool = pool.filter(~pl.col("correct"))
-    picked = (pool.sort(["prompt_id", "score", "candidate_id"], nulls_last=True)
-              .group_by("prompt_id", maintain_order=True).head(params["max_pairs_per_prompt"]))
-    chosen_score = (pl.when(pl.col("verifier").is_in(sorted(CORRECTNESS_VERIFIERS)))
-                    .then(pl.lit(1.0)).otherwise(None))
-    verdict = (pl.when(pl.col("verifier").is_null()).then(pl.lit("no verifier for this task"))
-               .when(pl.col("score").is_null()).then(pl.format("not scored by {}", pl.col("verifier")))
-               .when(pl.col("correct")).then(pl.format("{} {} (correct, kept by keep_correct)",
-                                                      pl.col("verifier"), pl.col("score").round(3)))
+    chosen_score = pl.when(pl.col("verifier").is_not_null()).then(pl.lit(1.0)).otherwise(None)
+    verdict = (pl.when(pl.col("correct")).then(pl.format("{} {} (correct, kept by keep_correct)",
+                                                         pl.col("verifier"), pl.col("score").round(3)))
                .otherwise(pl.format("{} {}, below correct_min", pl.col("verifier"), pl.col("score").round(3))))
-    return picked.select(
+    picks = pool.select(
         "prompt_id", "prompt", pl.col("reference").alias("chosen"), pl.col("text").alias("rejected"),
         pl.lit(REFERENCE_ID).alias("chosen_id"), pl.col("candidate_id").alias("rejected_id"),
         pl.col("verifier").alias("scorer"), chosen_score.alias("chosen_score"),
@@ -178,6 +183,10 @@ def _reference_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
         pl.struct(pl.lit("reference").alias("mode"), "reference_field", "correct")
         .struct.json_encode().alias("details_json"),
     )
+    facts = rule.candidate_facts(prompts, candidates, scores)
+    picks = rule.enforce(picks, facts, gated_rejected=params["gated_rejected"])
+    return (picks.sort(["prompt_id", "rejected_score", "rejected_id"])
+            .group_by("prompt_id", maintain_order=True).head(params["max_pairs_per_prompt"]))
 
 
 def _of_model(name: str) -> pl.Expr:
@@ -194,25 +203,30 @@ def _teacher_student_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
     paired = (teachers.join(students, on=first_per_index, suffix="_student")
               .filter(pl.col("text") != pl.col("text_student")))
     agree = params["agree_scorer"]
+    paired = paired.join(prompts.select("prompt_id", pl.col("messages").alias("prompt"), "task"), on="prompt_id")
     if agree:
         judged = (usable_scores(scores, candidates, agree, params["agree_scorer_version"])
                   .select("candidate_id", "score"))
-        paired = (paired.join(judged, on="candidate_id")
-                  .join(judged.rename({"candidate_id": "candidate_id_student", "score": "score_student"}),
-                        on="candidate_id_student")
-                  .with_columns((pl.col("score") - pl.col("score_student")).alias("margin"))
-                  .filter(pl.col("margin") >= float(params["agree_min_margin"])))
-        agreement = pl.format(", {} agrees: {} >= {}", pl.lit(agree), pl.col("score").round(3),
-                              pl.col("score_student").round(3))
-    else:
-        paired = paired.with_columns(pl.lit(None, dtype=pl.Float64).alias(c)
-                                     for c in ("score", "score_student", "margin"))
-        agreement = pl.lit("")
-    return (paired.join(prompts.select("prompt_id", pl.col("messages").alias("prompt")), on="prompt_id")
+        paired = paired.with_columns(pl.lit(agree, dtype=pl.Utf8).alias("evidence"))
+    else:  # the task's verifier, per prompt
+        judged = pl.concat([usable_scores(scores, candidates, name).select(
+            "candidate_id", pl.lit(name, dtype=pl.Utf8).alias("evidence"), "score")
+            for name in sorted(CORRECTNESS_VERIFIERS)])
+        paired = paired.with_columns(pl.col("task").replace_strict(TASK_VERIFIERS, default=None,
+                                                                   return_dtype=pl.Utf8).alias("evidence"))
+    keys = ["candidate_id", "evidence"] if not agree else ["candidate_id"]
+    judged = judged.select(*keys, "score")
+    student_scores = judged.rename({"candidate_id": "candidate_id_student", "score": "score_student"})
+    paired = (paired.join(judged, on=keys, how="left")
+              .join(student_scores, on=[k if k != "candidate_id" else "candidate_id_student" for k in keys], how="left")
+              .with_columns((pl.col("score") - pl.col("score_student")).alias("margin")))
+    agreement = pl.format(", {} agrees: {} > {}", pl.col("evidence"), pl.col("score").round(3),
+                          pl.col("score_student").round(3))
+    picks = (paired
             .select(
                 "prompt_id", "prompt", pl.col("text").alias("chosen"), pl.col("text_student").alias("rejected"),
                 pl.col("candidate_id").alias("chosen_id"), pl.col("candidate_id_student").alias("rejected_id"),
-                pl.lit(agree, dtype=pl.Utf8).alias("scorer"), pl.col("score").alias("chosen_score"),
+                pl.col("evidence").alias("scorer"), pl.col("score").alias("chosen_score"),
                 pl.col("score_student").alias("rejected_score"), "margin",
                 pl.format("ground truth: teacher {} ({}) over student {} ({}), sample {}{}", pl.lit(teacher),
                           pl.col("model"), pl.lit(student), pl.col("model_student"), pl.col("sample_index"),
@@ -221,3 +235,6 @@ def _teacher_student_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
                           pl.col("model_student").alias("student_model"), "sample_index")
                 .struct.json_encode().alias("details_json"),
             ))
+    picks = rule.enforce(picks, rule.candidate_facts(prompts, candidates, scores),
+                         gated_rejected=params["gated_rejected"])
+    return picks.filter(pl.col("margin") >= float(params["agree_min_margin"]))

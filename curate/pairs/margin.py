@@ -15,6 +15,12 @@ Config (every key optional; anything else is a ValueError naming the key):
     (ties: smaller chosen id, then smaller rejected id).
   Ties never form a pair and chosen_id != rejected_id always. Among equal best (or worst) scores
   the smallest candidate id wins.
+- The pairing rule (curate/pairs/rule.py) holds in every mode: only candidates with an ok score
+  take part; a candidate gated by the quality scorer is never chosen; where the prompt's task has
+  a verifier (math_verify, constraints, code_tests) a candidate it did not score ok is never
+  rejected, and a pair also needs the verifier to score the rejected strictly below the chosen.
+  `gated_rejected` (default true): a gated candidate (truncated, degenerate) may be the rejected
+  when it scores lower; false keeps gated candidates out of pairs altogether.
 - `required_verifier` (a scorer name) with `required_verifier_min` (default 1.0): the chosen needs
   an ok score >= the min from that scorer. best_vs_*: a prompt whose best fails yields no pair
   (METHODS step 3); all_pairs: that chosen is skipped; length_control "closest": only passing
@@ -54,7 +60,7 @@ import numbers
 
 import polars as pl
 
-from curate.pairs import register
+from curate.pairs import register, rule
 from curate.pairs.margin_dual import (DUAL_COMBINE, DUAL_NORMALISE, add_madpo_weight, apply_dual_margin,
                                       check_implicit_margin, check_madpo)
 from curate.pairs.rows import PICK_COLUMNS, finish_pairs, usable_scores
@@ -67,7 +73,7 @@ DEFAULTS = {
     "pairing": "best_vs_worst", "seed": 0, "max_pairs_per_prompt": 8,
     "required_verifier": None, "required_verifier_min": 1.0,
     "implicit_margin": None, "dual_normalise": "minmax", "dual_combine": "sum", "keep_top_fraction": 1.0,
-    "madpo": None, "length_control": "none", "length_penalty": 0.0,
+    "madpo": None, "length_control": "none", "length_penalty": 0.0, "gated_rejected": True,
 }
 KNOWN_KEYS = frozenset(DEFAULTS) | {"scorer_version"}
 SIDES = ("candidate_id", "score", "rank", "length")  # per-candidate columns a pair carries per side
@@ -92,6 +98,8 @@ def check_config(config: dict) -> dict:
             raise ValueError(f"margin: {key} must be one of {', '.join(map(repr, allowed))}, not {params[key]!r}")
     for key in ("min_margin", "required_verifier_min", "keep_top_fraction", "length_penalty"):
         params[key] = _number(params, key)
+    if not isinstance(params["gated_rejected"], bool):
+        raise ValueError(f"margin: gated_rejected must be true or false, not {params['gated_rejected']!r}")
     for key in ("seed", "max_pairs_per_prompt"):
         if isinstance(params[key], bool) or not isinstance(params[key], int):
             raise ValueError(f"margin: {key} must be an integer, not {params[key]!r}")
@@ -134,8 +142,10 @@ def _side(frame: pl.DataFrame, suffix: str, extra: tuple[str, ...] = ()) -> pl.D
 
 
 def _extreme(scored: pl.DataFrame, best: bool, suffix: str) -> pl.DataFrame:
-    """Per prompt, the candidate ranking highest (best) or lowest; ties: smallest candidate id."""
-    ordered = scored.sort(["rank", "candidate_id"], descending=[best, False])
+    """Per prompt, the candidate ranking highest (best) among those that may be chosen, or lowest
+    among those that may be rejected (curate.pairs.rule); ties: smallest candidate id."""
+    ordered = scored.filter(pl.col("can_choose" if best else "can_reject")).sort(
+        ["rank", "candidate_id"], descending=[best, False])
     return _side(ordered.group_by("prompt_id", maintain_order=True).first(), suffix, ("verified",))
 
 
@@ -147,7 +157,7 @@ def _draw_key(prompt_ids: pl.Series, seed: int) -> pl.Series:
 
 
 def _random_rejected(scored: pl.DataFrame, best: pl.DataFrame, min_margin: float, seed: int) -> pl.DataFrame:
-    pool = (best.join(_side(scored, "_r"), on="prompt_id").filter(_eligible(min_margin))
+    pool = (best.join(_side(scored.filter(pl.col("can_reject")), "_r"), on="prompt_id").filter(_eligible(min_margin))
             .with_columns(pl.len().over("prompt_id").alias("pool_size"),
                           (pl.col("candidate_id_r").rank("ordinal").over("prompt_id") - 1).alias("index")))
     prompt_ids = pool.select("prompt_id").unique()
@@ -159,7 +169,7 @@ def _random_rejected(scored: pl.DataFrame, best: pl.DataFrame, min_margin: float
 
 def _closest_chosen(scored: pl.DataFrame, rejected: pl.DataFrame, min_margin: float) -> pl.DataFrame:
     """Per rejected (one per prompt), the passing candidate beating it whose length is closest."""
-    pool = (_side(scored.filter(pl.col("verified")), "_c", ("verified",))
+    pool = (_side(scored.filter(pl.col("verified") & pl.col("can_choose")), "_c", ("verified",))
             .join(rejected, on="prompt_id").filter(_eligible(min_margin))
             .with_columns((pl.col("length_c") - pl.col("length_r")).abs().alias("length_gap")))
     return (pool.sort(["length_gap", "score_c", "candidate_id_c"], descending=[False, True, False])
@@ -167,8 +177,9 @@ def _closest_chosen(scored: pl.DataFrame, rejected: pl.DataFrame, min_margin: fl
 
 
 def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int) -> pl.DataFrame:
-    chosen = _side(scored.filter(pl.col("verified")), "_c", ("verified",))
-    pairs = (chosen.join(_side(scored, "_r"), on="prompt_id").filter(_eligible(min_margin))
+    chosen = _side(scored.filter(pl.col("verified") & pl.col("can_choose")), "_c", ("verified",))
+    pairs = (chosen.join(_side(scored.filter(pl.col("can_reject")), "_r"), on="prompt_id")
+             .filter(_eligible(min_margin))
              .with_columns((pl.col("score_c") - pl.col("score_r")).alias("margin"))
              .sort(["prompt_id", "margin", "candidate_id_c", "candidate_id_r"], descending=[False, True, False, False]))
     return (pairs.with_columns(pl.len().over("prompt_id").alias("eligible_pairs"),
@@ -223,14 +234,19 @@ def _reason(params: dict, columns: list[str]) -> pl.Expr:
     return pl.concat_str(parts).alias("reason")
 
 
-def _scored(scores: pl.DataFrame, candidates: pl.DataFrame, params: dict) -> pl.DataFrame:
-    """candidate_id, prompt_id, text, score, length, rank (score less the length penalty), verified."""
+def _scored(facts: pl.DataFrame, scores: pl.DataFrame, candidates: pl.DataFrame, params: dict) -> pl.DataFrame:
+    """candidate_id, prompt_id, text, score, length, rank (score less the length penalty), verified,
+    can_choose and can_reject (curate.pairs.rule.eligible)."""
     raw = scores
     if params["normalise"] == "z":  # margins in standard deviations of this scorer
         scores = with_z_scores(scores).with_columns(pl.col("score_z").alias("score"))
     scored = usable_scores(scores, candidates, params["scorer"], params.get("scorer_version")).with_columns(
         pl.col("text").str.len_chars().cast(pl.Int64).alias("length"))
-    scored = scored.with_columns((pl.col("score") - params["length_penalty"] * pl.col("length") / 1000).alias("rank"))
+    scored = scored.with_columns(
+        (pl.col("score") - params["length_penalty"] * pl.col("length") / 1000).alias("rank"),
+        pl.col("candidate_id").is_in(rule.eligible(facts, "chosen").implode()).alias("can_choose"),
+        pl.col("candidate_id").is_in(rule.eligible(facts, "rejected", params["gated_rejected"]).implode())
+        .alias("can_reject"))
     if params["required_verifier"] is None:
         return scored.with_columns(pl.lit(True).alias("verified"), pl.lit(None, pl.Float64).alias("verifier_score"))
     verifier = usable_scores(raw, candidates, params["required_verifier"]).select(
@@ -243,12 +259,18 @@ def _scored(scores: pl.DataFrame, candidates: pl.DataFrame, params: dict) -> pl.
 def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
           run_id: str = "") -> pl.DataFrame:
     params = check_config(config)
-    scored = _scored(scores, candidates, params)
+    pinned = {params["scorer"]: params["scorer_version"]} if params.get("scorer_version") else {}
+    facts = rule.candidate_facts(prompts, candidates, scores, pinned)
+    scored = _scored(facts, scores, candidates, params)
+    texts = scored.select("candidate_id", "text")
     picked = _pick(scored, params).rename({"candidate_id_c": "chosen_id", "candidate_id_r": "rejected_id",
                                            "score_c": "chosen_score", "score_r": "rejected_score",
                                            "length_c": "chosen_length", "length_r": "rejected_length"})
-    picked = picked.with_columns((pl.col("chosen_score") - pl.col("rejected_score")).alias("margin"),
-                                 pl.lit(params["scorer"]).alias("scorer"))
+    picked = (picked.with_columns((pl.col("chosen_score") - pl.col("rejected_score")).alias("margin"),
+                                  pl.lit(params["scorer"]).alias("scorer"))
+              .join(texts.rename({"candidate_id": "chosen_id", "text": "chosen"}), on="chosen_id")
+              .join(texts.rename({"candidate_id": "rejected_id", "text": "rejected"}), on="rejected_id"))
+    picked = rule.enforce(picked, facts, gated_rejected=params["gated_rejected"])
     if params["required_verifier"] is not None:  # the chosen's verifier score, as evidence
         picked = picked.join(scored.select(pl.col("candidate_id").alias("chosen_id"),
                                            pl.col("verifier_score").alias("chosen_verifier_score")),
@@ -262,14 +284,11 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
         details.append("chosen_verifier_score")
     if "pool_size" in picked.columns:
         details.append("pool_size")
-    texts = scored.select("candidate_id", "text")
     picked = (
         picked.rename({"rank_c": "chosen_rank_score", "rank_r": "rejected_rank_score"})
         .with_columns(pl.when(pl.col("rejected_length") > 0)
                       .then(pl.col("chosen_length") / pl.col("rejected_length")).alias("length_ratio"))
         .join(prompts.select("prompt_id", pl.col("messages").alias("prompt")), on="prompt_id")
-        .join(texts.rename({"candidate_id": "chosen_id", "text": "chosen"}), on="chosen_id")
-        .join(texts.rename({"candidate_id": "rejected_id", "text": "rejected"}), on="rejected_id")
     )
     picked = picked.with_columns(_reason(params, picked.columns),
                                  pl.struct(details).struct.json_encode().alias("details_json"))

@@ -28,7 +28,13 @@ constraints the chosen follows, i.e. all of them), chosen_followed_original (ori
 it follows), rejected_failed (rewritten constraints the rejected fails), rewrite ("unchanged",
 "base_prompt" or "appended").
 
-Config: quality_scorer (scorer name for tie-breaks, default none), quality_scorer_version.
+The pairing rule (curate/pairs/rule.py) holds: the chosen is never gated by the quality scorer,
+and where the constraints scorer scored the prompt's candidates, both sides need an ok score
+from it (a candidate it failed on takes no part). Rewritten-constraint scores are the evidence:
+1.0 for the chosen, strictly below for the rejected.
+
+Config: quality_scorer (scorer name for tie-breaks, default none), quality_scorer_version,
+gated_rejected (default true: a candidate gated by the quality scorer may be the rejected).
 """
 
 from __future__ import annotations
@@ -37,11 +43,11 @@ import json
 
 import polars as pl
 
-from curate.pairs import register
+from curate.pairs import register, rule
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
 from curate.score.verify import constraints as library  # called through the module: patchable
 
-DEFAULTS = {"quality_scorer": None, "quality_scorer_version": None}
+DEFAULTS = {"quality_scorer": None, "quality_scorer_version": None, "gated_rejected": True}
 SCORER = "constraints"
 REQUIREMENTS_HEADER = "Requirements (these replace any conflicting ones above):"
 
@@ -52,7 +58,9 @@ def _params(config: dict) -> dict:
     if unknown:
         raise ValueError(f"reversal: unknown config key {unknown[0]!r} (known: {sorted(DEFAULTS)})")
     params = {**DEFAULTS, **config}
-    for key in DEFAULTS:
+    if not isinstance(params["gated_rejected"], bool):
+        raise ValueError(f"reversal: gated_rejected must be true or false, not {params['gated_rejected']!r}")
+    for key in ("quality_scorer", "quality_scorer_version"):
         value = params[key]
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ValueError(f"reversal: {key} must be a non-empty string, not {value!r}")
@@ -75,14 +83,24 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
                            on="candidate_id", how="left")
     else:
         texts = texts.with_columns(pl.lit(None, dtype=pl.Float64).alias("quality"))
+    facts = rule.candidate_facts(prompts, candidates, scores)
+    texts = texts.with_columns(
+        pl.col("candidate_id").is_in(rule.eligible(facts, "chosen").implode()).alias("can_choose"),
+        pl.col("candidate_id").is_in(rule.eligible(facts, "rejected", params["gated_rejected"]).implode())
+        .alias("can_reject"))
     grouped = (texts.sort("candidate_id").group_by("prompt_id", maintain_order=True)
-               .agg("candidate_id", "text", "quality"))
+               .agg("candidate_id", "text", "quality", "can_choose", "can_reject"))
     rows = instruction.select("prompt_id", "messages", "constraints_json", "task_fields_json").join(
         grouped, on="prompt_id")
     picks = [pick for row in rows.iter_rows(named=True) if (pick := _pair_for_prompt(row)) is not None]
     if not picks:
         return empty_pairs()
-    return finish_pairs(pl.DataFrame(picks, schema=PICK_SCHEMA), "reversal", params, run_id)
+    picks = pl.DataFrame(picks, schema={**PICK_SCHEMA, "chosen_verifier_on_pair_prompt": pl.Float64,
+                                        "rejected_verifier_on_pair_prompt": pl.Float64})
+    picks = rule.enforce(picks, facts, gated_rejected=params["gated_rejected"])
+    if picks.is_empty():
+        return empty_pairs()
+    return finish_pairs(picks, "reversal", params, run_id)
 
 
 def _load_constraints(constraints_json: str) -> list[dict] | None:
@@ -96,12 +114,13 @@ def _load_constraints(constraints_json: str) -> list[dict] | None:
 def _pair_for_prompt(row: dict) -> dict | None:
     constraints = _load_constraints(row["constraints_json"])
     ids, texts, quality = row["candidate_id"], row["text"], row["quality"]
-    if constraints is None or len(ids) < 2:
+    choosable = [i for i, ok in enumerate(row["can_choose"]) if ok]
+    if constraints is None or len(ids) < 2 or not choosable:
         return None
     n = len(constraints)
     followed = [library.check_all(text, constraints) for text in texts]
-    chosen = min(range(len(ids)), key=lambda i: (-sum(followed[i]), quality[i] is None,
-                                                 -(quality[i] or 0.0), ids[i]))
+    chosen = min(choosable, key=lambda i: (-sum(followed[i]), quality[i] is None,
+                                           -(quality[i] or 0.0), ids[i]))
     failed = [j for j, ok in enumerate(followed[chosen]) if not ok]
     rewritten = [dict(c) for c in constraints]
     for j in failed:
@@ -115,7 +134,7 @@ def _pair_for_prompt(row: dict) -> dict | None:
     failed_set = set(failed)
     fails_rewritten = {}
     for i in range(len(ids)):
-        if i == chosen:
+        if i == chosen or not row["can_reject"][i]:
             continue
         fails_rewritten[i] = sum(
             not (library.check_constraint(texts[i], rewritten[j]) if j in failed_set else followed[i][j])
@@ -146,6 +165,7 @@ def _pair_for_prompt(row: dict) -> dict | None:
         "chosen_id": ids[chosen], "rejected_id": ids[rejected], "scorer": SCORER, "chosen_score": 1.0,
         "rejected_score": rejected_followed / n, "margin": (n - rejected_followed) / n, "reason": reason,
         "details_json": json.dumps(details, sort_keys=True),
+        "chosen_verifier_on_pair_prompt": 1.0, "rejected_verifier_on_pair_prompt": rejected_followed / n,
     }
 
 

@@ -1,0 +1,135 @@
+"""Quality gates: cheap checks of a candidate's text that no pair strategy should have to repeat.
+
+The `quality` scorer runs on every candidate of every run (no model, no config), before the other
+scorers, and stores one ordinary score row: 1.0 when the candidate passes every gate, 0.0 when one
+fires. detail_json names each gate that fired with its measured value and threshold:
+
+    {"gates": [{"gate": "dup_line_fraction", "value": 0.83, "threshold": 0.3}]}
+
+Gates:
+- `stopped_at_max_tokens`: generation stopped at the token limit (finish_reason "length").
+- `empty`: no text, or whitespace only.
+- Gopher's repetition rules (Rae et al. 2021, "Scaling Language Models: Methods, Analysis &
+  Insights from Training Gopher", Appendix A.1.1 and Table A1), with their published thresholds:
+  duplicate-line fraction > 0.30, duplicate-line character fraction > 0.20, the most frequent
+  2/3/4-gram's character fraction > 0.20/0.18/0.16, and the fraction of characters in duplicated
+  5..10-grams > 0.15/0.14/0.13/0.12/0.11/0.10. Gopher applies them to web documents; an answer
+  can be a few words long, where one repeated word is no degeneration ("No, no." "5\\n5"), so
+  the line rules need at least MIN_LINES non-blank lines and the n-gram rules at least
+  MIN_WORDS words. Counting follows datatrove's GopherRepetitionFilter (a line or n-gram counts
+  from its second occurrence; fractions of the text's characters).
+- `repeated_substring` (found in the embedded model's demo output): a unit of up to 40 characters
+  repeated back to back, covering at least MIN_RUN_CHARS characters and REPEAT_FRACTION of the
+  text ("ref:ref:ref:...", "=========..."), which a whitespace word split cannot see.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from curate.score import ScoreItem, ScoreResult
+
+NAME = "quality"
+VERSION = "1"
+
+MIN_LINES = 4
+MIN_WORDS = 20
+DUP_LINE_FRACTION = 0.30
+DUP_LINE_CHAR_FRACTION = 0.20
+TOP_NGRAM_CHAR_FRACTION = {2: 0.20, 3: 0.18, 4: 0.16}
+DUP_NGRAM_CHAR_FRACTION = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+MAX_UNIT_CHARS = 40
+MIN_REPEATS = 8
+MIN_RUN_CHARS = 40
+REPEAT_FRACTION = 0.30
+_REPEATED_UNIT = re.compile(r"(.{1,%d}?)\1{%d,}" % (MAX_UNIT_CHARS, MIN_REPEATS - 1), re.DOTALL)
+
+
+def _gate(name: str, value: float, threshold: float) -> dict:
+    return {"gate": name, "value": round(value, 4), "threshold": threshold}
+
+
+def _repeats(items: list) -> tuple[int, int]:
+    """(occurrences that repeat an earlier item, their characters): datatrove's find_duplicates."""
+    seen, count, chars = set(), 0, 0
+    for item in items:
+        if item in seen:
+            count += 1
+            chars += len(item)
+        else:
+            seen.add(item)
+    return count, chars
+
+
+def _line_gates(text: str) -> list[dict]:
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if len(lines) < MIN_LINES:
+        return []
+    count, chars = _repeats(lines)
+    fired = []
+    if count / len(lines) > DUP_LINE_FRACTION:
+        fired.append(_gate("dup_line_fraction", count / len(lines), DUP_LINE_FRACTION))
+    if chars / len(text) > DUP_LINE_CHAR_FRACTION:
+        fired.append(_gate("dup_line_char_fraction", chars / len(text), DUP_LINE_CHAR_FRACTION))
+    return fired
+
+
+def _ngram_gates(text: str) -> list[dict]:
+    words = text.split()
+    if len(words) < MIN_WORDS:
+        return []
+    fired = []
+    for n, threshold in TOP_NGRAM_CHAR_FRACTION.items():
+        grams = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
+        top, count = grams.most_common(1)[0]
+        fraction = len(top) * count / len(text)  # characters in the top n-gram's occurrences
+        if count > 1 and fraction > threshold:
+            fired.append(_gate(f"top_{n}gram_char_fraction", fraction, threshold))
+    for n, threshold in DUP_NGRAM_CHAR_FRACTION.items():
+        seen, repeated, i = set(), 0, 0
+        while i < len(words) - n + 1:  # datatrove's find_all_duplicate: a repeat skips its n words
+            gram = "".join(words[i:i + n])
+            if gram in seen:
+                repeated += len(gram)
+                i += n
+            else:
+                seen.add(gram)
+                i += 1
+        if repeated / len(text) > threshold:
+            fired.append(_gate(f"dup_{n}gram_char_fraction", repeated / len(text), threshold))
+    return fired
+
+
+def _repeated_substring(text: str) -> list[dict]:
+    longest = 0
+    for match in _REPEATED_UNIT.finditer(text):
+        longest = max(longest, len(match.group(0)))
+    if longest >= MIN_RUN_CHARS and longest / len(text) >= REPEAT_FRACTION:
+        return [_gate("repeated_substring", longest / len(text), REPEAT_FRACTION)]
+    return []
+
+
+def quality_gates(text: str | None, finish_reason: str | None = None) -> list[dict]:
+    """The gates that fire for one candidate: [{gate, value, threshold}], empty when it passes."""
+    fired = []
+    if finish_reason == "length":
+        fired.append({"gate": "stopped_at_max_tokens", "value": "length", "threshold": "stop"})
+    if text is None or not text.strip():
+        return [*fired, _gate("empty", 0.0, 1.0)]
+    return [*fired, *_line_gates(text), *_ngram_gates(text), *_repeated_substring(text)]
+
+
+class QualityScorer:
+    """1.0 when a candidate passes every quality gate, 0.0 when one fires (see the module doc)."""
+
+    name = NAME
+    version = VERSION
+    tasks = None
+
+    def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
+        results = []
+        for item in items:
+            fired = quality_gates(item.text, item.prompt.get("finish_reason"))
+            results.append(ScoreResult(0.0 if fired else 1.0, "ok", {"gates": fired}))
+        return results

@@ -1,0 +1,291 @@
+"""The pairing rule (curate/pairs/rule.py) in every strategy and mode it owns: tied, unscored,
+failed-score and gated candidates never form a pair; where the task has a verifier, a rejected
+generation is one it scored ok, strictly below the chosen. Hand-built tables, real schemas."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import polars as pl
+import pytest
+
+from curate import ids, schemas
+from curate.pairs import build_pairs, rule
+from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
+
+NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)
+GOOD = "Tom has 3 apples and buys 2 more, so he has 3 + 2 = 5 apples. The answer is 5."
+OTHER = "Tom starts with 3 apples. Buying 2 gives 3 - 2 = 1 apple. The answer is 1."
+CUT = "Tom has 3 apples and buys 2 more, so"  # stopped at max_tokens: gated
+
+
+def prompts_frame(rows):
+    return pl.from_arrow(schemas.conform("prompts", [
+        {"prompt_id": r["prompt_id"], "source": r.get("source", "s"), "task": r.get("task", "math"),
+         "messages": [{"role": "user", "content": r.get("content", f"question {r['prompt_id']}")}],
+         "reference_answer": r.get("reference_answer", "5"), "reference_solution": r.get("reference_solution"),
+         "constraints_json": json.dumps(r["constraints"]) if r.get("constraints") else None,
+         "task_fields_json": json.dumps(r["fields"]) if r.get("fields") else None,
+         "run_id": "r0", "created_at": NOW} for r in rows]))
+
+
+def candidates_frame(rows):
+    """rows: dicts with candidate_id, prompt_id, text; optional model, sample_index, finish_reason."""
+    return pl.from_arrow(schemas.conform("candidates", [
+        {"candidate_id": r["candidate_id"], "prompt_id": r["prompt_id"], "model": r.get("model", "gen@fp"),
+         "sampling_json": "{}", "sample_index": r.get("sample_index", i), "seed": i, "text": r["text"],
+         "finish_reason": r.get("finish_reason", "stop"), "run_id": "r0", "created_at": NOW}
+        for i, r in enumerate(rows)]))
+
+
+def scores_frame(rows):
+    """rows: (candidate_id, prompt_id, scorer, score[, status[, detail]])."""
+    out = []
+    for row in rows:
+        cid, pid, scorer, score, status, detail = (*row, "ok", None)[:6] if len(row) == 4 else (*row, None)[:6]
+        out.append({"score_id": ids.score_id(cid, scorer, "1"), "candidate_id": cid, "prompt_id": pid,
+                    "scorer": scorer, "scorer_version": "1", "score": score if status == "ok" else None,
+                    "status": status, "detail_json": json.dumps(detail) if detail else None,
+                    "run_id": "r0", "created_at": NOW})
+    return pl.from_arrow(schemas.conform("scores", out))
+
+
+# Each case: how chosen "a" and rejected "b" are scored; "control" must pair, the others never.
+# gated_stored: a's stored quality score is 0; gated_length: a stopped at max_tokens, no quality row.
+CASES = ("control", "tie", "unscored", "failed", "gated_stored", "gated_length")
+
+
+def _side_rows(case: str, scorer: str, pid: str, hi: float, lo: float) -> list[tuple]:
+    rows = [("a", pid, scorer, hi)]
+    if case == "tie":
+        rows.append(("b", pid, scorer, hi))
+    elif case == "failed":
+        rows.append(("b", pid, scorer, None, "error", {"error": "timeout"}))
+    elif case != "unscored":
+        rows.append(("b", pid, scorer, lo))
+    if case == "gated_stored":
+        rows.append(("a", pid, "quality", 0.0, "ok", {"gates": [{"gate": "dup_line_fraction"}]}))
+    return rows
+
+
+def _candidate_rows(case: str, pid: str, **extra) -> list[dict]:
+    a = {"candidate_id": "a", "prompt_id": pid, "text": GOOD, **extra.get("a", {})}
+    b = {"candidate_id": "b", "prompt_id": pid, "text": OTHER, **extra.get("b", {})}
+    if case == "gated_length":
+        a.update(text=CUT, finish_reason="length")
+    return [a, b]
+
+
+def margin_inputs(case: str, config: dict):
+    prompts = prompts_frame([{"prompt_id": "p1"}])
+    rows = _side_rows(case, "math_verify", "p1", 1.0, 0.0)
+    if config.get("implicit_margin"):  # log-probs of both sides for the dual margin
+        rows += [(c, "p1", s, v) for c in "ab" for s, v in (("logprob:pol", -1.0), ("logprob:ref", -2.0))]
+    return prompts, candidates_frame(_candidate_rows(case, "p1")), scores_frame(rows)
+
+
+MARGIN_MODES = {
+    "best_vs_worst": {},
+    "best_vs_random": {"pairing": "best_vs_random"},
+    "all_pairs": {"pairing": "all_pairs_above_margin"},
+    "closest": {"length_control": "closest"},
+    "random_closest": {"pairing": "best_vs_random", "length_control": "closest"},
+    "z": {"normalise": "z"},
+    "length_penalty": {"length_penalty": 0.01},
+    "required_verifier": {"required_verifier": "math_verify"},
+    "dual": {"implicit_margin": {"policy": "logprob:pol", "reference": "logprob:ref"}},
+    "madpo": {"madpo": {"scale": 1.0}, "keep_top_fraction": 1.0},
+    "no_gated_rejected": {"gated_rejected": False},
+}
+
+
+def assert_rule(pairs: pl.DataFrame, case: str) -> None:
+    if case == "control":
+        assert pairs.height >= 1 and set(pairs["chosen_id"]) == {"a"}
+        assert (pairs["chosen_score"] > pairs["rejected_score"]).all()
+    else:
+        assert pairs.height == 0, pairs.select("chosen_id", "rejected_id", "chosen_score", "rejected_score")
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("mode", MARGIN_MODES)
+def test_margin_every_mode(mode, case):
+    config = MARGIN_MODES[mode]
+    if mode == "z" and case == "unscored":
+        pytest.skip("one scored candidate has no z-score: covered by best_vs_worst")
+    pairs = build_pairs("margin", *margin_inputs(case, config), config, run_id="r")
+    assert_rule(pairs, case)
+
+
+@pytest.mark.parametrize("case", ["tie", "unscored", "failed"])
+def test_margin_on_a_reward_needs_the_verifier_to_score_the_rejected_ok_and_lower(case):
+    """The reward prefers a; the math prompt's verifier ties, lacks, or failed on the rejected."""
+    prompts = prompts_frame([{"prompt_id": "p1"}])
+    candidates = candidates_frame(_candidate_rows("control", "p1"))
+    rows = [("a", "p1", "reward:rm", 3.0), ("b", "p1", "reward:rm", 1.0)] + _side_rows(case, "math_verify",
+                                                                                      "p1", 1.0, 0.0)
+    assert build_pairs("margin", prompts, candidates, scores_frame(rows), {"scorer": "reward:rm"}, "r").height == 0
+    agreeing = [("a", "p1", "reward:rm", 3.0), ("b", "p1", "reward:rm", 1.0),
+                ("a", "p1", "math_verify", 1.0), ("b", "p1", "math_verify", 0.0)]
+    assert build_pairs("margin", prompts, candidates, scores_frame(agreeing), {"scorer": "reward:rm"}, "r").height == 1
+
+
+def test_margin_gated_rejected_option():
+    """A gated candidate scoring lower is a fine rejected by default; gated_rejected = false keeps it out."""
+    prompts = prompts_frame([{"prompt_id": "p1"}])
+    candidates = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": GOOD},
+                                   {"candidate_id": "b", "prompt_id": "p1", "text": CUT, "finish_reason": "length"}])
+    scores = scores_frame([("a", "p1", "math_verify", 1.0), ("b", "p1", "math_verify", 0.0)])
+    assert build_pairs("margin", prompts, candidates, scores, {}, "r")["rejected_id"].to_list() == ["b"]
+    assert build_pairs("margin", prompts, candidates, scores, {"gated_rejected": False}, "r").height == 0
+
+
+# gt -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["control", "tie", "unscored", "failed"])
+def test_gt_reference(case):
+    prompts = prompts_frame([{"prompt_id": "p1", "reference_solution": "3 + 2 = 5. The answer is 5."}])
+    candidates = candidates_frame(_candidate_rows("control", "p1"))
+    # b is the would-be rejected; a tie is b scoring 1.0 like the reference (kept by keep_correct)
+    rows = {"control": [("b", "p1", "math_verify", 0.0)], "tie": [("b", "p1", "math_verify", 1.0)],
+            "unscored": [], "failed": [("b", "p1", "math_verify", None, "error", {"error": "timeout"})]}[case]
+    rows.append(("a", "p1", "math_verify", 1.0))
+    pairs = build_pairs("gt", prompts, candidates, scores_frame(rows),
+                        {"keep_correct": True, "max_pairs_per_prompt": 5}, "r")
+    assert pairs["rejected_id"].to_list() == (["b"] if case == "control" else [])
+
+
+@pytest.mark.parametrize("gated_rejected", [True, False])
+def test_gt_reference_gated_rejected_option(gated_rejected):
+    prompts = prompts_frame([{"prompt_id": "p1", "reference_solution": "3 + 2 = 5. The answer is 5."}])
+    candidates = candidates_frame([{"candidate_id": "b", "prompt_id": "p1", "text": CUT, "finish_reason": "length"}])
+    scores = scores_frame([("b", "p1", "math_verify", 0.0)])
+    pairs = build_pairs("gt", prompts, candidates, scores, {"gated_rejected": gated_rejected}, "r")
+    assert pairs.height == (1 if gated_rejected else 0)
+
+
+TS = {"mode": "teacher_student", "teacher": "big", "student": "small"}
+
+
+@pytest.mark.parametrize("agree", [None, "math_verify", "reward:rm"])
+@pytest.mark.parametrize("case", CASES)
+def test_gt_teacher_student(case, agree):
+    prompts = prompts_frame([{"prompt_id": "p1"}])
+    candidates = candidates_frame(_candidate_rows(case, "p1", a={"model": "big@1", "sample_index": 0},
+                                                  b={"model": "small@2", "sample_index": 0}))
+    rows = _side_rows(case, agree or "math_verify", "p1", 1.0, 0.0)
+    if agree == "reward:rm":  # the task's verifier agrees throughout: the reward's case decides
+        rows += [("a", "p1", "math_verify", 1.0), ("b", "p1", "math_verify", 0.0)]
+    config = {**TS, **({"agree_scorer": agree} if agree else {})}
+    assert_rule(build_pairs("gt", prompts, candidates, scores_frame(rows), config, "r"), case)
+
+
+def test_gt_teacher_student_on_a_reward_needs_the_verifier():
+    """The reward prefers the teacher; the math verifier ties (0 vs 0, the demo's 27 ties): no pair."""
+    prompts = prompts_frame([{"prompt_id": "p1"}])
+    candidates = candidates_frame(_candidate_rows("control", "p1", a={"model": "big", "sample_index": 0},
+                                                  b={"model": "small", "sample_index": 0}))
+    scores = scores_frame([("a", "p1", "reward:rm", 2.0), ("b", "p1", "reward:rm", 1.0),
+                           ("a", "p1", "math_verify", 0.0), ("b", "p1", "math_verify", 0.0)])
+    assert build_pairs("gt", prompts, candidates, scores, {**TS, "agree_scorer": "reward:rm"}, "r").height == 0
+
+
+# reversal -------------------------------------------------------------------------------------
+NO_COMMA = [{"type": "punctuation:no_comma", "kwargs": {}}]
+FOLLOWS = "The sea is calm tonight and the moon is bright above the water"
+FAILS = "The sea is calm tonight, and the moon is bright above the water"
+
+
+def reversal_inputs(case: str):
+    prompts = prompts_frame([{"prompt_id": "p1", "task": "instruction", "constraints": NO_COMMA,
+                              "content": "Describe the sea without commas."}])
+    texts = {"a": FOLLOWS, "b": FAILS if case != "tie" else FOLLOWS + " tonight"}
+    rows = [{"candidate_id": c, "prompt_id": "p1", "text": t} for c, t in texts.items()]
+    if case == "gated_length":
+        rows[0]["finish_reason"] = "length"
+    b_score = 1.0 if case == "tie" else 0.0
+    scores = [("a", "p1", "constraints", 1.0)]
+    if case == "failed":
+        scores.append(("b", "p1", "constraints", None, "error", {"error": "checker crashed"}))
+    elif case != "unscored":
+        scores.append(("b", "p1", "constraints", b_score))
+    if case == "gated_stored":
+        scores.append(("a", "p1", "quality", 0.0, "ok", {"gates": [{"gate": "dup_line_fraction"}]}))
+    return prompts, candidates_frame(rows), scores_frame(scores)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_reversal(case):
+    pairs = build_pairs("reversal", *reversal_inputs(case), {}, "r")
+    if case == "control":
+        assert (pairs["chosen_id"].to_list(), pairs["rejected_id"].to_list()) == (["a"], ["b"])
+    elif case.startswith("gated"):
+        # a may not be chosen; b, made perfect by reversing no_comma, may beat a (which now fails)
+        assert "a" not in pairs["chosen_id"].to_list()
+    else:
+        assert pairs.height == 0
+
+
+# code evolution -------------------------------------------------------------------------------
+TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\n"
+
+
+def critique_inputs(case: str):
+    """Original "b" (fails a test) critiqued; revision "a" (passes both) on the critique prompt."""
+    parent = {"prompt_id": "p1", "task": "code", "fields": {"tests": TESTS, "entry_point": "add"},
+              "content": "Write add(a, b)."}
+    derived = DerivedPrompt(parent_prompt_id="p1", task="code", messages=[{"role": "user", "content": "critique"}],
+                            fields={"tests": TESTS, "entry_point": "add"}, generation={"n": 1},
+                            note={"candidate_id": "b"})
+    rows = derived_prompt_rows([derived], "code_evolution", "r0")
+    prompts = pl.concat([prompts_frame([parent]), pl.from_arrow(rows)])
+    critique_id = rows["prompt_id"][0].as_py()
+    revision = "```python\ndef add(a, b):\n    return a + b\n```"
+    a = {"candidate_id": "a", "prompt_id": critique_id, "text": revision}
+    if case == "gated_length":
+        a["finish_reason"] = "length"
+    b = {"candidate_id": "b", "prompt_id": "p1", "text": "```python\ndef add(a, b):\n    return a - b\n```"}
+    detail = lambda passed: {"tests_passed": passed, "tests_total": 2, "duration_s": 0.1}  # noqa: E731
+    scores = [("a", critique_id, "code_tests", 1.0, "ok", detail(2))]
+    if case == "tie":
+        scores.append(("b", "p1", "code_tests", 1.0, "ok", detail(2)))
+    elif case == "failed":
+        scores.append(("b", "p1", "code_tests", None, "error", {"error": "sandbox"}))
+    elif case != "unscored":
+        scores.append(("b", "p1", "code_tests", 0.5, "ok", detail(1)))
+    if case == "gated_stored":
+        scores.append(("a", critique_id, "quality", 0.0, "ok", {"gates": [{"gate": "repeated_substring"}]}))
+    return prompts, candidates_frame([a, b]), scores_frame(scores)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_code_critiques(case):
+    pairs = build_pairs("code_evolution", *critique_inputs(case), {"mode": "critiques"}, "r")
+    assert_rule(pairs, case)
+
+
+def test_code_commits_never_pair_identical_files(tmp_path):
+    fields = lambda after: {"before": "x = 1\n", "after": after, "message": "change x"}  # noqa: E731
+    prompts = prompts_frame([{"prompt_id": "e1", "task": "code_edit", "fields": fields("x = 2\n")},
+                             {"prompt_id": "e2", "task": "code_edit", "fields": fields("x = 1\n")}])
+    pairs = build_pairs("code_evolution", prompts, candidates_frame([]), scores_frame([]),
+                        {"mode": "commits", "repo": str(tmp_path)}, "r")
+    assert pairs["prompt_id"].to_list() == ["e1"]
+
+
+# the rule itself ------------------------------------------------------------------------------
+
+def test_enforce_counts_refusals_by_reason():
+    prompts = prompts_frame([{"prompt_id": "p1"}])
+    candidates = candidates_frame(_candidate_rows("gated_length", "p1"))
+    scores = scores_frame([("a", "p1", "math_verify", 1.0), ("b", "p1", "math_verify", 0.0)])
+    facts = rule.candidate_facts(prompts, candidates, scores)
+    assert facts.filter(pl.col("candidate_id") == "a")["gated"].item() is True  # computed: no quality row
+    picks = pl.DataFrame({"chosen_id": ["a", "b", "b"], "rejected_id": ["b", "a", "b"],
+                          "chosen": [CUT, OTHER, OTHER], "rejected": [OTHER, CUT, OTHER],
+                          "chosen_score": [1.0, 0.0, 0.0], "rejected_score": [0.0, 1.0, 0.0]})
+    with rule.counting() as refused:
+        kept = rule.enforce(picks, facts)
+    assert kept.height == 0
+    assert refused == {"gated_chosen": 1, "tie": 1, "identical": 1}
