@@ -30,6 +30,7 @@ from curate.generate import SamplingSettings, generate_candidates, plan_requests
 from curate.ingest import ingest_file, ingest_rows
 from curate.lake import open_lake
 from curate.pairs import build_pairs, strategy_deriver
+from curate.pairs import rule as pair_rule
 from curate.pairs.derive import derived_prompt_rows, original_prompts
 from curate.errors import UserError, describe_os_error, one_line
 from curate.progress import log, warn
@@ -46,6 +47,7 @@ class RunState:
     candidate_ids: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     pairs_by_strategy: dict[str, int] = field(default_factory=dict)
+    refused_by_strategy: dict[str, dict[str, int]] = field(default_factory=dict)  # the pairing rule's refusals
     timings: dict[str, float] = field(default_factory=dict)
     export_path: str | None = None
 
@@ -72,6 +74,21 @@ def _count_failed_generations(table: pa.Table, state: RunState) -> None:
         reasons = sorted(set(failed.column("error").to_pylist()), key=str)
         log(f"generate: {failed.num_rows} requests failed, stored with finish_reason 'error' "
             f"(e.g. {reasons[0]})")
+
+
+def count_gates(state: RunState, scores: pl.DataFrame) -> None:
+    """Of the run's candidates: quality_checked, quality_gated (a gate stopped them) and
+    quality_gate_<gate> (candidates each gate flagged), from their newest quality rows."""
+    from curate.score.quality import NAME
+
+    rows = (scores.filter((pl.col("scorer") == NAME) & (pl.col("status") == "ok"))
+            .sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first"))
+    state.counts["quality_checked"] = rows.height
+    gated = rows.filter(pl.col("score") <= 0)
+    state.counts["quality_gated"] = gated.height
+    for detail in gated["detail_json"].to_list():
+        for gate in {g["gate"] for g in json.loads(detail or "{}").get("gates", [])}:
+            state.add(f"quality_gate_{gate}", 1)
 
 
 def code_version() -> str:
@@ -317,23 +334,28 @@ class Pipeline:
         return (self._where_in("prompts", "prompt_id", state.prompt_ids),
                 self._where_in("candidates", "candidate_id", state.candidate_ids))
 
-    def _score_one_scorer(self, spec, scorer, prompts: pl.DataFrame, candidates: pl.DataFrame,
+    def _score_one_scorer(self, kind: str, scorer, prompts: pl.DataFrame, candidates: pl.DataFrame,
                           run_id: str) -> pa.Table:
         from curate.score import score_candidates, unscored
 
         todo = unscored(prompts, candidates, scorer, lambda wanted: self.lake.existing_ids("scores", wanted))
-        if spec.kind not in PORTABLE_SCORERS:  # a model scorer runs on this process's engine
+        if kind not in PORTABLE_SCORERS:  # a model scorer runs on this process's engine
             return score_candidates(prompts, todo, [scorer], run_id)
-        calls = [(spec.kind, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].unique().implode())),
+        calls = [(kind, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].unique().implode())),
                   part, run_id) for part in split_frame(todo, "prompt_id", self.shards.count)]
         tables = self.shards.map(score_shard, calls)
         return pa.concat_tables(tables) if tables else schemas.conform("scores", [])
 
     def score(self, state: RunState) -> None:
+        """The quality gates first (always: no model, no config), then the configured scorers."""
+        from curate.score.quality import QualityScorer
+
         began = time.monotonic()
         prompts, candidates = self._run_prompts_and_candidates(state)
-        for spec, scorer in zip(self.config.scorers, self.scorers(), strict=True):
-            scores = self._score_one_scorer(spec, scorer, prompts, candidates, state.run_id)
+        plan = [("quality", QualityScorer()),
+                *((spec.kind, scorer) for spec, scorer in zip(self.config.scorers, self.scorers(), strict=True))]
+        for kind, scorer in plan:
+            scores = self._score_one_scorer(kind, scorer, prompts, candidates, state.run_id)
             added = self.lake.commit({"scores": scores})["scores"]
             state.add("scores_new", added)
             statuses = {}
@@ -377,6 +399,7 @@ class Pipeline:
         began = time.monotonic()
         prompts, candidates = self._run_prompts_and_candidates(state)
         scores = self._where_in("scores", "candidate_id", state.candidate_ids)
+        count_gates(state, scores)
         versions = {scorer.name: scorer.version for scorer in self.scorers()}
         built = []
         for spec in self.config.pairs:
@@ -384,7 +407,12 @@ class Pipeline:
             if params.get("scorer") in versions:  # pair on the configured scorer's current version
                 params.setdefault("scorer_version", versions[params["scorer"]])
             seen = prompts if strategy_deriver(spec["strategy"]) else original_prompts(prompts)
-            built.append(build_pairs(spec["strategy"], seen, candidates, scores, params, state.run_id))
+            with pair_rule.counting() as refused:
+                built.append(build_pairs(spec["strategy"], seen, candidates, scores, params, state.run_id))
+            for reason, count in refused.items():
+                state.add(f"pairs_refused_{reason}", count)
+                state.refused_by_strategy.setdefault(spec["strategy"], {}).setdefault(reason, 0)
+                state.refused_by_strategy[spec["strategy"]][reason] += count
         built = [b for b in built if not b.is_empty()]
         all_pairs = pl.concat(built) if built else pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
         # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.
@@ -429,6 +457,7 @@ class Pipeline:
     def finish(self, state: RunState, status: str = "completed") -> None:
         self.lake.update_run(state.run_id, status=status, finished_at=datetime.now(timezone.utc),
                              counts_json=json.dumps({**state.counts, "pairs_by_strategy": state.pairs_by_strategy,
+                                                      "pairs_refused_by_strategy": state.refused_by_strategy,
                                                       "seconds": {k: round(v, 2) for k, v in state.timings.items()}}))
 
     def run_all(self) -> RunState:

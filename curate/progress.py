@@ -46,7 +46,17 @@ def summary_table(state) -> Table:
     for status in ("unparsed", "error", "no_text"):
         if counts.get(f"scores_{status}"):
             table.add_row(f"  scores {status} (excluded)", "", str(counts[f"scores_{status}"]))
+    if "quality_checked" in counts:  # the quality gates: never a chosen (curate/score/quality.py)
+        table.add_row(f"candidates gated by quality (of {counts['quality_checked']})",
+                      str(counts.get("quality_gated", 0)), "")
+        for key in sorted(k for k in counts if k.startswith("quality_gate_")):
+            table.add_row(f"  {key.removeprefix('quality_gate_')}", str(counts[key]), "")
     table.add_row("pairs built", str(counts.get("pairs_built", 0)), str(counts.get("pairs_new", 0)))
+    refused = sorted(k for k in counts if k.startswith("pairs_refused_"))
+    if refused:  # the pairing rule (curate/pairs/rule.py), per reason
+        table.add_row("pairs refused by the pairing rule", str(sum(counts[k] for k in refused)), "")
+        for key in refused:
+            table.add_row(f"  {key.removeprefix('pairs_refused_')}", str(counts[key]), "")
     table.add_row("pairs dropped by dedup", str(counts.get("pairs_duplicates_dropped", 0)), "")
     for reason in ("exact", "minhash", "semantic"):
         if counts.get(f"pairs_dropped_{reason}"):

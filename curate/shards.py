@@ -58,13 +58,17 @@ class InProcess:
 
 # shard work -------------------------------------------------------------------------------
 
-PORTABLE_SCORERS = ("math_verify", "constraints", "code_tests")
+PORTABLE_SCORERS = ("quality", "math_verify", "constraints", "code_tests")
 
 
 def portable_scorer(kind: str):
     """A verifier scorer built where the shard runs (no model, nothing to ship but its kind)."""
     from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
 
+    if kind == "quality":
+        from curate.score.quality import QualityScorer
+
+        return QualityScorer()
     if kind == "math_verify":
         return MathAnswerScorer()
     if kind == "constraints":

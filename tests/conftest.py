@@ -45,12 +45,17 @@ def _build_tiny(kind: str) -> Path:
     import torch
     from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
-    target = TEST_MODELS / f"tiny-{kind}-{TINY_VERSION}"
+    target = TEST_MODELS / (f"tiny-{kind}-{TINY_VERSION}" + ("-stops" if kind == "generator" else ""))
     if (target / "config.json").exists():
         return target
     torch.manual_seed({"generator": 0, "reward": 1, "reward2": 2}[kind])
     if kind == "generator":
         model = LlamaForCausalLM(_tiny_config())
+        # Random weights almost never sample EOS, so every reply would stop at max_tokens, which
+        # the quality gates (curate/score/quality.py) never let be a chosen. Every 16th token id
+        # ends a reply too (vLLM reads generation_config.json's eos_token_id list): about half of
+        # 12-token replies end on their own.
+        model.generation_config.eos_token_id = [2, *range(16, 49152, 16)]
     else:
         model = LlamaForSequenceClassification(_tiny_config(num_labels=1, pad_token_id=0))
     partial = target.with_name(target.name + ".partial")

@@ -31,8 +31,9 @@ def test_build_flow_end_to_end_then_idempotent(tmp_path, tiny_generator, tiny_re
         strategies = lake.query("SELECT DISTINCT strategy, scorer FROM pairs")
         run = lake.query("SELECT status FROM runs")
     assert tables["candidates"] == 3 * len(GOOD_ROWS)
-    # two reward models score every candidate; math_verify the math ones; constraints the instruction one
-    assert tables["scores"] == 2 * 3 * len(GOOD_ROWS) + 3 * 2 + 3 * 1
+    # the quality gates and two reward models score every candidate; math_verify the math ones;
+    # constraints the instruction one
+    assert tables["scores"] == 3 * 3 * len(GOOD_ROWS) + 3 * 2 + 3 * 1
     assert reasons.height == len(BROKEN_LINES)
     assert any("invalid JSON" in r for r in reasons["reason"])
     assert any("unknown task" in r for r in reasons["reason"])

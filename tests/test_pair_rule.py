@@ -289,3 +289,17 @@ def test_enforce_counts_refusals_by_reason():
         kept = rule.enforce(picks, facts)
     assert kept.height == 0
     assert refused == {"gated_chosen": 1, "tie": 1, "identical": 1}
+
+
+def test_side_models_name_every_side():
+    """Every pair side has a model label, including sides that are no candidate row."""
+    from curate.pairs.rows import side_models
+
+    pairs = pl.DataFrame({"pair_id": ["1", "2", "3", "4"],
+                          "chosen_id": ["reference", "commit:ab12:after", "a", "b"],
+                          "rejected_id": ["a", "commit:ab12:before", "b#step2", "code_edit:p9:before"]})
+    candidates = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": GOOD, "model": "smollm2@f"},
+                                   {"candidate_id": "b", "prompt_id": "p1", "text": OTHER, "model": "hot@f"}])
+    models = side_models(pairs, candidates).sort("pair_id")
+    assert models["chosen_model"].to_list() == ["reference", "git commit", "smollm2@f", "hot@f"]
+    assert models["rejected_model"].to_list() == ["smollm2@f", "git commit", "hot@f", "code edit"]

@@ -77,3 +77,25 @@ def finish_pairs(picked: pl.DataFrame, strategy: str, params: dict, run_id: str,
         pl.lit(datetime.now(timezone.utc)).alias("created_at"),
     )
     return pl.from_arrow(schemas.conform("pairs", keyed.sort("prompt_id", "pair_id").to_arrow()))
+
+
+def side_models(pairs: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
+    """pair_id, chosen_model, rejected_model: who wrote each side of each pair.
+
+    A side that is a candidate row has that row's model. The other ids strategies use say what
+    they are: "reference" (a prompt's reference solution), "commit:<sha>:after|before" (a mined
+    commit's file: "git commit"), "code_edit:<prompt>:after|before" (a supplied edit: "code edit"),
+    "<solution id>#step<k>" (a step of a step-wise solution: that solution's model)."""
+    models = candidates.select("candidate_id", "model").unique("candidate_id")
+
+    def side(column: str) -> pl.DataFrame:
+        ids = pairs.select("pair_id", pl.col(column).alias("side_id"),
+                           pl.col(column).str.replace(r"#step\d+$", "").alias("candidate_id"))
+        named = (pl.when(pl.col("side_id") == "reference").then(pl.lit("reference"))
+                 .when(pl.col("side_id").str.starts_with("commit:")).then(pl.lit("git commit"))
+                 .when(pl.col("side_id").str.starts_with("code_edit:")).then(pl.lit("code edit"))
+                 .otherwise(pl.col("model")))
+        return ids.join(models, on="candidate_id", how="left").select(
+            "pair_id", named.alias(column.replace("_id", "_model")))
+
+    return side("chosen_id").join(side("rejected_id"), on="pair_id", how="left")
