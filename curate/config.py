@@ -170,6 +170,9 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         raise UserError("config: sampling.n and sampling.chunk_size must be at least 1")
     scorers = [_build(ScorerConfig, s, f"scorers.{i}") for i, s in enumerate(values.pop("scorers", []))]
     for scorer in scorers:
+        if scorer.kind == "quality":
+            raise UserError("config: the quality scorer always runs, on every candidate; "
+                            "drop its [[scorers]] entry")
         if scorer.kind not in SCORER_KINDS:
             raise UserError(f"config: unknown scorer kind {scorer.kind!r} ({', '.join(SCORER_KINDS)})")
         if scorer.kind in ("judge", "logprob"):

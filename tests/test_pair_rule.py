@@ -303,3 +303,11 @@ def test_side_models_name_every_side():
     models = side_models(pairs, candidates).sort("pair_id")
     assert models["chosen_model"].to_list() == ["reference", "git commit", "smollm2@f", "hot@f"]
     assert models["rejected_model"].to_list() == ["smollm2@f", "git commit", "hot@f", "code edit"]
+
+
+def test_quality_needs_no_scorers_entry(tmp_path):
+    from curate.config import parse_config
+    from curate.errors import UserError
+
+    with pytest.raises(UserError, match="quality scorer always runs"):
+        parse_config({"inputs": [{"builtin": "ifeval", "limit": 1}], "scorers": [{"kind": "quality"}]}, tmp_path)

@@ -13,14 +13,17 @@ Gates:
   Insights from Training Gopher", Appendix A.1.1 and Table A1), with their published thresholds:
   duplicate-line fraction > 0.30, duplicate-line character fraction > 0.20, the most frequent
   2/3/4-gram's character fraction > 0.20/0.18/0.16, and the fraction of characters in duplicated
-  5..10-grams > 0.15/0.14/0.13/0.12/0.11/0.10. Gopher applies them to web documents; an answer
-  can be a few words long, where one repeated word is no degeneration ("No, no." "5\\n5"), so
-  the line rules need at least MIN_LINES non-blank lines and the n-gram rules at least
-  MIN_WORDS words. Counting follows datatrove's GopherRepetitionFilter (a line or n-gram counts
-  from its second occurrence; fractions of the text's characters).
+  5..10-grams > 0.15/0.14/0.13/0.12/0.11/0.10. Gopher applies them to web documents of at least
+  50 words (its word-count filter drops shorter ones); an answer can be a few words long, where one
+  repeated word is no degeneration ("No, no." "5\\n5"), so the n-gram rules need MIN_WORDS = 50
+  words, as in Gopher, and the line rules at least MIN_LINES non-blank lines. Counting follows
+  datatrove's GopherRepetitionFilter (a line or n-gram counts from its second occurrence;
+  fractions of the text's characters).
 - `repeated_substring` (found in the embedded model's demo output): a unit of up to 40 characters
-  repeated back to back, covering at least MIN_RUN_CHARS characters and REPEAT_FRACTION of the
-  text ("ref:ref:ref:...", "=========..."), which a whitespace word split cannot see.
+  repeated back to back at least MIN_REPEATS times, over at least MIN_RUN_CHARS characters and
+  REPEAT_FRACTION of the text, or over LONG_RUN_CHARS wherever it is ("ref:ref:ref:...",
+  "I like it. I like it. ..."): loops that a whitespace word split cannot see, or that are too
+  short for the n-gram rules.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ NAME = "quality"
 VERSION = "1"
 
 MIN_LINES = 4
-MIN_WORDS = 20
+MIN_WORDS = 50
 DUP_LINE_FRACTION = 0.30
 DUP_LINE_CHAR_FRACTION = 0.20
 TOP_NGRAM_CHAR_FRACTION = {2: 0.20, 3: 0.18, 4: 0.16}
@@ -43,6 +46,7 @@ MAX_UNIT_CHARS = 40
 MIN_REPEATS = 8
 MIN_RUN_CHARS = 40
 REPEAT_FRACTION = 0.30
+LONG_RUN_CHARS = 200
 _REPEATED_UNIT = re.compile(r"(.{1,%d}?)\1{%d,}" % (MAX_UNIT_CHARS, MIN_REPEATS - 1), re.DOTALL)
 
 
@@ -105,7 +109,7 @@ def _repeated_substring(text: str) -> list[dict]:
     longest = 0
     for match in _REPEATED_UNIT.finditer(text):
         longest = max(longest, len(match.group(0)))
-    if longest >= MIN_RUN_CHARS and longest / len(text) >= REPEAT_FRACTION:
+    if longest >= LONG_RUN_CHARS or (longest >= MIN_RUN_CHARS and longest / len(text) >= REPEAT_FRACTION):
         return [_gate("repeated_substring", longest / len(text), REPEAT_FRACTION)]
     return []
 
