@@ -23,13 +23,20 @@ from pathlib import Path
 import polars as pl
 
 from curate import schemas
+from curate.agreement import VERIFIERS, pair_verifier_verdicts  # noqa: F401
 
-VERIFIERS = ("math_verify", "constraints", "code_tests")
 FIGURE_SIZE = (8.0, 4.5)  # inches
 FIGURE_DPI = 100  # so every PNG is 800 x 450 pixels
 MARGINS_PNG = "margins.png"
 LENGTHS_PNG = "lengths.png"
 _COLORS = {"chosen": "#2b7bba", "rejected": "#d95f02"}
+
+
+AGREEMENT_TEXT = ("Share of pairs whose chosen response a verifier scores strictly higher than the rejected one, "
+                  "where that verifier scored both (`any`: every applicable verifier agrees). A tie is not "
+                  "agreement. n/a: no verifier applies.")
+AGREEMENT_HEADERS = {"pairs": "pairs checked", "agree": "chosen > rejected", "tie": "tie",
+                     "disagree": "chosen < rejected"}
 
 
 @dataclass
@@ -68,48 +75,33 @@ def with_lengths(pairs: pl.DataFrame) -> pl.DataFrame:
 
 
 def verifier_agreement(pairs: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFrame:
-    """Per strategy and verifier: how often the verifier scores chosen >= rejected.
+    """Per strategy and verifier: how often the verifier scores the chosen strictly higher.
 
-    A verifier (math_verify, constraints, code_tests) applies to a pair when it has an ok score
-    for both the chosen and the rejected candidate (several versions of a scorer: their mean).
-    Columns: strategy, verifier, pairs (where it applies), agree (chosen >= rejected), strict
-    (chosen > rejected), agreement (agree / pairs). Each strategy also has an "any" row over its
-    pairs where at least one verifier applies, agreeing when all applicable verifiers agree, and
-    a strategy where no verifier applies has just that row with pairs = 0 and agreement null
-    ("n/a"). When the verifier is the scorer that built the pair, agreement is 1 by construction.
+    The definition is curate.agreement's (shared with the views and the report): a verifier
+    applies to a pair when it has an ok score for both sides (the newest per candidate); a tie is
+    not agreement. Columns: strategy, verifier, pairs (where it applies), agree (chosen >
+    rejected), tie, disagree (chosen < rejected), agreement (agree / pairs). Each strategy also has
+    an "any" row over its pairs where at least one verifier applies, agreeing when every applicable
+    verifier agrees (tie: none disagrees and one ties); a strategy where no verifier applies has
+    just that row with pairs = 0 and agreement null ("n/a").
     """
     strategies = sorted(set(pairs["strategy"].to_list()))
-    schema = {"strategy": pl.String, "verifier": pl.String, "pairs": pl.Int64, "agree": pl.Int64,
-              "strict": pl.Int64, "agreement": pl.Float64}
-    verdicts = pl.DataFrame(schema={"pair_id": pl.String, "strategy": pl.String, "verifier": pl.String,
-                                    "agree": pl.Boolean, "strict": pl.Boolean})
-    if scores is not None and scores.height and pairs.height:
-        per_candidate = (
-            scores.filter((pl.col("status") == "ok") & pl.col("scorer").is_in(VERIFIERS)
-                          & pl.col("score").is_not_null())
-            .group_by("candidate_id", "scorer").agg(pl.col("score").mean())
-        )
-        chosen = per_candidate.rename({"candidate_id": "chosen_id", "score": "chosen_v"})
-        rejected = per_candidate.rename({"candidate_id": "rejected_id", "score": "rejected_v"})
-        verdicts = (
-            pairs.select("pair_id", "strategy", "chosen_id", "rejected_id")
-            .join(chosen, on="chosen_id")
-            .join(rejected, on=["rejected_id", "scorer"])
-            .select("pair_id", "strategy", pl.col("scorer").alias("verifier"),
-                    (pl.col("chosen_v") >= pl.col("rejected_v")).alias("agree"),
-                    (pl.col("chosen_v") > pl.col("rejected_v")).alias("strict"))
-        )
-    per_verifier = verdicts.group_by("strategy", "verifier").agg(
-        pl.len().cast(pl.Int64).alias("pairs"), pl.col("agree").sum().cast(pl.Int64),
-        pl.col("strict").sum().cast(pl.Int64))
-    per_pair = verdicts.group_by("pair_id", "strategy").agg(pl.col("agree").all(), pl.col("strict").all())
-    overall = per_pair.group_by("strategy").agg(
-        pl.lit("any").alias("verifier"), pl.len().cast(pl.Int64).alias("pairs"),
-        pl.col("agree").sum().cast(pl.Int64), pl.col("strict").sum().cast(pl.Int64))
+    counts = {"pairs": pl.Int64, "agree": pl.Int64, "tie": pl.Int64, "disagree": pl.Int64}
+    schema = {"strategy": pl.String, "verifier": pl.String, **counts, "agreement": pl.Float64}
+    verdicts = pair_verifier_verdicts(pairs, scores)
+
+    def tally(frame):
+        return [pl.len().cast(pl.Int64).alias("pairs"), pl.col("agree").sum().cast(pl.Int64),
+                pl.col("tie").sum().cast(pl.Int64), pl.col("disagree").sum().cast(pl.Int64)]
+
+    per_verifier = verdicts.group_by("strategy", "verifier").agg(*tally(verdicts))
+    per_pair = verdicts.group_by("pair_id", "strategy").agg(
+        pl.col("agree").all(), pl.col("disagree").any()).with_columns(
+        (~pl.col("agree") & ~pl.col("disagree")).alias("tie"))
+    overall = per_pair.group_by("strategy").agg(pl.lit("any").alias("verifier"), *tally(per_pair))
     missing = [s for s in strategies if s not in set(overall["strategy"].to_list())]
     none_apply = pl.DataFrame({"strategy": missing, "verifier": ["any"] * len(missing),
-                               "pairs": [0] * len(missing), "agree": [0] * len(missing),
-                               "strict": [0] * len(missing)},
+                               **{c: [0] * len(missing) for c in counts}},
                               schema={k: v for k, v in schema.items() if k != "agreement"})
     result = pl.concat([per_verifier.select(none_apply.columns), overall.select(none_apply.columns), none_apply])
     return result.with_columns(
@@ -132,23 +124,40 @@ def margin_summary(pairs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# Pair sides that are not generated candidates: ids a strategy makes, and what wrote them.
+_SIDE_LABELS = (("reference", "reference"), ("commit:", "git commit"), ("code_edit:", "code edit (input)"))
+
+
+def side_models(ids: pl.Series, candidates: pl.DataFrame) -> pl.Series:
+    """The model behind each pair side id: its candidate's model; for a step-wise step
+    ("<candidate>#step<k>") the model of the solution it was cut from; for references and mined
+    commits what they are; "(unknown)" only when the lake does not know the id."""
+    models = dict(candidates.select("candidate_id", "model").unique("candidate_id").iter_rows())
+
+    def label(side: str | None) -> str:
+        if side in models:
+            return models[side]
+        for prefix, name in _SIDE_LABELS:
+            if side is not None and (side == prefix or (prefix.endswith(":") and side.startswith(prefix))):
+                return name
+        base = side.rsplit("#step", 1)[0] if side and "#step" in side else None
+        return models.get(base, "(unknown)") if base else "(unknown)"
+
+    return pl.Series([label(s) for s in ids.to_list()], dtype=pl.String)
+
+
 def model_counts(pairs: pl.DataFrame, candidates: pl.DataFrame | None) -> pl.DataFrame:
-    """Per model: how many chosen and rejected responses it wrote ('reference' for references)."""
+    """Per model: how many chosen and rejected responses it wrote (see side_models)."""
     schema = {"model": pl.String, "chosen": pl.UInt32, "rejected": pl.UInt32}
     if candidates is None:
         return pl.DataFrame(schema=schema)
-    models = candidates.select("candidate_id", "model").unique("candidate_id")
 
-    def side(column: str) -> pl.DataFrame:
-        return (pairs.select(pl.col(column).alias("candidate_id"))
-                .join(models, on="candidate_id", how="left")
-                .with_columns(pl.when(pl.col("candidate_id") == "reference").then(pl.lit("reference"))
-                              .otherwise(pl.col("model").fill_null("(unknown)")).alias("model"))
-                .group_by("model").len(name=column))
+    def side(column: str, name: str) -> pl.DataFrame:
+        return (pl.DataFrame({"model": side_models(pairs[column], candidates)}, schema={"model": pl.String})
+                .group_by("model").len(name=name))
 
-    return (side("chosen_id").rename({"chosen_id": "chosen"})
-            .join(side("rejected_id").rename({"rejected_id": "rejected"}), on="model", how="full",
-                  coalesce=True)
+    return (side("chosen_id", "chosen")
+            .join(side("rejected_id", "rejected"), on="model", how="full", coalesce=True)
             .with_columns(pl.col("chosen", "rejected").fill_null(0).cast(pl.UInt32))
             .sort("model").select(list(schema)))
 
@@ -394,7 +403,8 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
                        out_dir: Path | str, *, context: CardContext | None = None,
                        candidates: pl.DataFrame | None = None, models: list[str] | None = None,
                        options=None, data_files: dict[str, str] | None = None,
-                       name: str | None = None, as_of: int | None = None) -> Path:
+                       name: str | None = None, as_of: int | None = None, audit: pl.DataFrame | None = None,
+                       refuted_left_out: int = 0) -> Path:
     """Write README.md (and margins.png, lengths.png) into out_dir; returns the README's path.
 
     pairs: the exported pairs (rows of `pairs`, optionally with the `split` column that
@@ -403,6 +413,8 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
     context: a CardContext; its candidates/models/as_of/source fill what the keywords leave None.
     options: the ExportOptions used (format, style and filters are shown).
     data_files: split -> path pattern for the front matter (default: train.jsonl / test.jsonl).
+    audit: the pair audit per strategy over the selected pairs (curate.audit.audit_summary), with
+        `refuted_left_out` of them left out of the export; None: not audited.
     """
     context = context or CardContext()
     candidates = candidates if candidates is not None else context.candidates
@@ -433,10 +445,10 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
         f"{pairs.height} preference pairs exported by curate"
         + (f" as `{fmt}` in the `{style}` style" if fmt else "")
         + f" on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
-        + (f", from lake snapshot {as_of}" if as_of is not None else ", from the lake's latest snapshot")
+        + (f", from lake snapshot {as_of}" if as_of is not None else ", from a lake snapshot not recorded")
         + (f" ({context.source})" if context.source else "") + ". "
         "Every row carries its lineage: pair_id, prompt_id, strategy, params_json, scorer, chosen/rejected "
-        "scores, margin, reason, chosen_id, rejected_id and run_id.\n"
+        "scores, margin, weight, details_json, reason, chosen_id, rejected_id and run_id.\n"
     )
 
     parts.append("## Splits\n")
@@ -488,12 +500,18 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
     parts.append(markdown_table(lengths) + "\n")
 
     parts.append("## Verifier agreement\n")
-    parts.append("Share of pairs whose chosen response a verifier scores at least as high as the rejected one, "
-                 "where that verifier scored both (`any`: all applicable verifiers agree). n/a: no verifier "
-                 "applies. A verifier that built the pair agrees by construction.\n")
-    parts.append(markdown_table(agreement.select("strategy", "verifier", "pairs", "agree", "strict", "agreement"),
-                                {"pairs": "pairs checked", "agree": "chosen ≥ rejected",
-                                 "strict": "chosen > rejected"}) + "\n")
+    parts.append(AGREEMENT_TEXT + "\n")
+    parts.append(markdown_table(agreement, AGREEMENT_HEADERS) + "\n")
+
+    parts.append("## Audit\n")
+    if audit is None:
+        parts.append("The pairs were not audited (curate audit).\n")
+    else:
+        parts.append("Every pair re-checked with evidence its strategy did not use (curate.audit): refuted if any "
+                     "check refutes it, confirmed if one confirms and none refutes, else uncheckable. "
+                     + (f"{refuted_left_out} refuted pairs were left out of this export."
+                        if refuted_left_out else "No refuted pair was left out.") + "\n")
+        parts.append(markdown_table(audit) + "\n")
 
     parts.append("## Lineage\n")
     filters = []
@@ -504,7 +522,7 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
             filters.append(f"margin ≥ {options.min_margin:g}")
         if getattr(options, "runs", None) is not None:
             filters.append(f"runs = {', '.join(options.runs)}")
-    parts.append(f"Lake snapshot: {as_of if as_of is not None else 'latest'}. "
+    parts.append(f"Lake snapshot: {as_of if as_of is not None else 'not recorded'}. "
                  f"Filters: {'; '.join(filters) if filters else 'none'}.\n")
     parts.append(markdown_table(lineage(pairs, runs), {"started_at": "started (UTC)",
                                                        "code_version": "code version",

@@ -1,4 +1,4 @@
-"""The `curate` command line: run, query, stats, export."""
+"""The `curate` command line: run, query, stats, audit, export, report."""
 
 from __future__ import annotations
 
@@ -73,10 +73,14 @@ def _open_lake(data_dir: Optional[Path], as_of: Optional[str]):
 
     directory = _data_dir(data_dir)
     if as_of is None:
-        return open_lake(directory, read_only=True)
+        lake = open_lake(directory, read_only=True)
+        lake.snapshot_read = lake.snapshot_id()
+        return lake
     with open_lake(directory, read_only=True) as current:
         snapshot = current.snapshot_of_run(as_of)
-    return open_lake(directory, snapshot=snapshot)
+    lake = open_lake(directory, snapshot=snapshot)
+    lake.snapshot_read = snapshot  # snapshots() lists later ones too: remember which one was opened
+    return lake
 
 
 @app.command()
@@ -110,10 +114,12 @@ def query(sql: str = typer.Argument(..., help="SQL over the lake's tables and vi
 def stats(data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Row counts per table and pairs per strategy."""
     from curate import schemas
+    from curate.audit import audit_summary, read_audits
 
     with _open_lake(data_dir, as_of) as lake:
-        counts = {name: lake.count(name) for name in schemas.TABLES}
-        table = Table(title=f"lake {lake.location} (snapshot {lake.snapshot_id()})")
+        present = lake.table_names()  # a lake from an older curate lacks the newer tables
+        counts = {name: lake.count(name) if name in present else 0 for name in schemas.TABLES}
+        table = Table(title=f"lake {lake.location} (snapshot {lake.snapshot_read})")
         table.add_column("table")
         table.add_column("rows", justify="right")
         for name, count in counts.items():
@@ -123,6 +129,8 @@ def stats(data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
             "SELECT strategy, scorer, count(*) AS pairs, round(avg(margin), 3) AS mean_margin, "
             "round(avg(length(chosen)) / nullif(avg(length(rejected)), 0), 3) AS length_ratio "
             "FROM pairs GROUP BY ALL ORDER BY ALL"))
+        console.print("pair audit per strategy (curate audit):")
+        _print_frame(audit_summary(lake.read("pairs"), read_audits(lake)))
 
 
 @app.command()
@@ -157,30 +165,66 @@ def export(out: Path = typer.Argument(..., help="Output directory"),
            min_margin: Optional[float] = typer.Option(None, "--min-margin", help="Keep pairs with margin >= this"),
            first_run: Optional[str] = typer.Option(None, "--from-run", help="Keep pairs from this run on"),
            last_run: Optional[str] = typer.Option(None, "--to-run", help="Keep pairs up to this run"),
+           keep_refuted: bool = typer.Option(False, "--keep-refuted", help="Keep pairs the audit refuted "
+                                             "(left out and counted by default)"),
            push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also push to this Hub repo id"),
            data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Export kept pairs with a dataset card (README.md with plots) for a trainer."""
+    from curate.audit import read_audits, with_verdicts
     from curate.card import CardContext
     from curate.export import ExportOptions, export_pairs, runs_between
     from curate.export import push_to_hub as push
 
     with _open_lake(data_dir, as_of) as lake:
-        pairs, runs = lake.read("pairs"), lake.read("runs")
+        pairs, runs = with_verdicts(lake.read("pairs"), read_audits(lake)), lake.read("runs")
         context = CardContext(scores=lake.read("scores"), runs=runs,
                               candidates=lake.query("SELECT candidate_id, model FROM candidates"),
-                              as_of=lake.snapshot_id() if as_of else None, source=lake.location)
+                              as_of=lake.snapshot_read, source=lake.location)
     try:
         run_ids = runs_between(runs, first_run, last_run) if (first_run or last_run) else None
         options = ExportOptions(format=format, style=style, test_fraction=test_fraction, strategies=strategy,
-                                min_margin=min_margin, runs=run_ids)
+                                min_margin=min_margin, runs=run_ids, keep_refuted=keep_refuted)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     written = export_pairs(pairs, out, options, card_context=context)
     counts = ", ".join(f"{split} {n}" for split, n in written["counts"].items())
-    console.print(f"exported {written['total']} pairs ({counts}) as {format}/{style} to {out}")
+    console.print(f"exported {written['total']} pairs ({counts}) as {format}/{style} to {out}"
+                  + (f"; {written['refuted_left_out']} refuted by the audit left out (--keep-refuted keeps them)"
+                     if written["refuted_left_out"] else ""))
     if push_to_hub:
         push(out, push_to_hub)
         console.print(f"pushed to the Hub as {push_to_hub}")
+
+
+@app.command()
+def audit(data_dir: Optional[Path] = DataDir,
+          judge: Optional[str] = typer.Option(None, "--judge", help="A pairwise judge: \"embedded\" or a model "
+                                              "directory (none by default)"),
+          judge_max_tokens: int = typer.Option(16, "--judge-max-tokens", help="The judge's reply length")):
+    """Re-check every pair with evidence its strategy did not use; verdicts go to pair_audits."""
+    import uuid
+
+    from curate.audit import audit_lake
+    from curate.lake import open_lake
+
+    judge_model = None
+    if judge is not None:
+        from curate.generate.vllm_backend import EngineSettings, VLLMBackend
+        from curate.models import embedded_model_dir
+        from curate.score.judge import JudgeSettings, PairwiseJudge
+
+        directory = _data_dir(data_dir)
+        path = (embedded_model_dir(Path(os.environ.get("CURATE_MODELS_DIR") or directory / "models"))
+                if judge == "embedded" else Path(judge))
+        if not path.is_dir():
+            raise UserError(f"--judge: no model directory at {path}")
+        backend = VLLMBackend(EngineSettings(str(path), max_model_len=4096, kv_cache_memory_bytes=1 << 29))
+        judge_model = PairwiseJudge(backend, JudgeSettings(max_tokens=judge_max_tokens, max_retries=1),
+                                    label=backend.model_label.split("@")[0])
+    with open_lake(_data_dir(data_dir)) as lake:  # writable: an older lake gets its pair_audits table here
+        result = audit_lake(lake, f"audit-{uuid.uuid4().hex[:12]}", judge=judge_model)
+    console.print(f"audited {result['audited']} pairs: {result['rows_new']} new verdicts")
+    _print_frame(result["summary"])
 
 
 @app.command()
@@ -191,9 +235,9 @@ def report(out: Path = typer.Argument(Path("report.html"), help="HTML file to wr
 
     with _open_lake(data_dir, as_of) as lake:
         frames = read_lake_frames(lake)
-        snapshot = lake.snapshot_id()
+        snapshot = lake.snapshot_read
         source = lake.location
-    path = write_report(frames, out, source=source, as_of=snapshot if as_of else None)
+    path = write_report(frames, out, source=source, as_of=snapshot)
     console.print(f"report written to {path}")
 
 

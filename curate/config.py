@@ -87,6 +87,16 @@ class ScorerConfig:
 
 
 @dataclass
+class AuditConfig:
+    """[audit]: the pair audit's pairwise judge (none unless `judge` names a model: "generator", a
+    generator's name, "embedded" or a directory); see curate.audit."""
+    judge: str | None = None
+    judge_max_tokens: int = 16
+    judge_max_retries: int = 1
+    judge_reply_prefix: str = ""  # e.g. "[[" to start a small judge's reply at its verdict
+
+
+@dataclass
 class RunnerConfig:
     kind: str = "threads"  # "threads" or "ray" (prefect-ray's RayTaskRunner)
     address: str | None = None  # ray: an existing cluster ("ray://head:10001", "auto"); None: start a local one
@@ -115,6 +125,7 @@ class RunConfig:
     dedup: dict = field(default_factory=dict)  # curate.dedup.DedupConfig fields; benchmarks decontaminate
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     lake: LakeConfig = field(default_factory=LakeConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     source_file: Path | None = None
 
 
@@ -205,6 +216,7 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         raise UserError(f"config: [dedup]: {exc}") from exc
     values["dedup"] = dedup
     values["runner"] = _runner(values.pop("runner", {}))
+    values["audit"] = _audit(values.pop("audit", {}), base_dir, generators)
     pairs = values.pop("pairs", [])
     for index, spec in enumerate(pairs):
         if not isinstance(spec, dict) or "strategy" not in spec:
@@ -233,6 +245,18 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
                                 "scorers": scorers, "pairs": pairs, "lake": lake}, "run")
     config.source_file = source_file
     return config
+
+
+def _audit(values: dict, base_dir: Path, generators: list) -> AuditConfig:
+    audit = _build(AuditConfig, values, "audit")
+    if audit.judge is not None:
+        if not isinstance(audit.judge, str) or not audit.judge.strip():
+            raise UserError("config: audit.judge must be a model: \"generator\", a generator's name, "
+                            "\"embedded\" or a directory")
+        named = {"generator", "embedded"} | {g.name for g in generators if g.name}
+        if audit.judge not in named and not Path(audit.judge).is_absolute():
+            audit.judge = str((base_dir / audit.judge).resolve())
+    return audit
 
 
 def _runner(values: dict) -> RunnerConfig:

@@ -70,7 +70,8 @@ import pyarrow as pa
 from curate import schemas
 
 LINEAGE_COLUMNS = ["pair_id", "prompt_id", "strategy", "params_json", "scorer", "chosen_score",
-                   "rejected_score", "margin", "reason", "chosen_id", "rejected_id", "run_id"]
+                   "rejected_score", "margin", "weight", "details_json", "reason", "chosen_id", "rejected_id",
+                   "run_id"]
 
 FORMATS = ("datasets", "jsonl", "parquet")
 STYLES = ("trl_conversational", "trl_standard", "openrlhf", "llamafactory")
@@ -133,6 +134,8 @@ class ExportOptions:
     runs: keep pairs built by these run ids (see `runs_between` for a range of runs).
     name: the dataset's name in the card and in LLaMA-Factory's dataset_info.json (default: the
         output directory's name).
+    keep_refuted: keep pairs the audit refuted (an `audit_verdict` column on the pairs, see
+        curate.audit.with_verdicts); by default they are left out and counted.
     """
 
     format: str = "datasets"
@@ -142,6 +145,7 @@ class ExportOptions:
     min_margin: float | None = None
     runs: list[str] | None = None
     name: str | None = None
+    keep_refuted: bool = False
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -341,7 +345,7 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
 
     Returns {"out_dir", "format", "style", "files": {split: path}, "counts": {split: rows},
     "strategies": {split: {strategy: rows}}, "total", "card": path or None, "dataset_info": path or
-    None}.
+    None, "refuted_left_out": pairs the audit refuted that were left out}.
     """
     options = options or ExportOptions()
     out_dir = Path(out_dir)
@@ -350,6 +354,16 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
     name = options.name or out_dir.name
 
     selected = select_pairs(pairs, options)
+    audit = None
+    refuted_left_out = 0
+    if "audit_verdict" in selected.columns:
+        from curate.audit import audit_summary
+
+        audit = audit_summary(selected, None)
+        refuted = pl.col("audit_verdict").fill_null("") == "refuted"
+        refuted_left_out = 0 if options.keep_refuted else selected.filter(refuted).height
+        if not options.keep_refuted:
+            selected = selected.filter(~refuted)
     splits = ["train", "test"] if options.test_fraction > 0 else ["train"]
     tables = {split: to_style(selected.filter(pl.col("split") == split), options.style) for split in splits}
 
@@ -393,7 +407,8 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
 
         data_files = {split: _hub_data_path(out_dir, split, options.format) for split in splits}
         card = write_dataset_card(selected, card_context.scores, card_context.runs, out_dir,
-                                  context=card_context, options=options, data_files=data_files, name=name)
+                                  context=card_context, options=options, data_files=data_files, name=name,
+                                  audit=audit, refuted_left_out=refuted_left_out)
 
     counts = {split: tables[split].num_rows for split in splits}
     strategies = {
@@ -404,7 +419,7 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
     }
     return {"out_dir": out_dir, "format": options.format, "style": options.style, "files": files,
             "counts": counts, "strategies": strategies, "total": selected.height, "card": card,
-            "dataset_info": dataset_info}
+            "dataset_info": dataset_info, "refuted_left_out": refuted_left_out}
 
 
 def _hub_data_path(out_dir: Path, split: str, fmt: str) -> str:

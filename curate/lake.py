@@ -228,15 +228,29 @@ class Lake:
             self.con.execute(f"CREATE OR REPLACE VIEW {LAKE_ALIAS}.curate_views_version AS SELECT '{wanted}' AS version")
 
     def snapshot_of_run(self, run: str) -> int:
-        """The last snapshot at or before the end of a run (a run id), or a snapshot number."""
+        """The snapshot at the end of a run (a run id): the one that wrote its finish, so it holds
+        everything the run wrote and its final runs row; the latest one while a run has no finish.
+        A snapshot number is taken as it is."""
         if run.isdigit():
             return int(run)
-        row = self.con.execute(
-            f"SELECT max(s.snapshot_id) FROM {LAKE_ALIAS}.snapshots() s, {LAKE_ALIAS}.runs r "
-            "WHERE r.run_id = ? AND s.snapshot_time <= coalesce(r.finished_at, now())", [run]).fetchone()
-        if row is None or row[0] is None:
+        row = self.con.execute(f"SELECT finished_at FROM {LAKE_ALIAS}.runs WHERE run_id = ?", [run]).fetchone()
+        if row is None:
             raise UserError(f"no run {run!r} in the lake (see: curate query \"select run_id, status from runs\")")
-        return row[0]
+        finished = row[0]
+        if finished is None:
+            return self.snapshot_id()
+        # finished_at is taken just before the update that stores it commits: the first snapshot
+        # after it whose runs row holds that finish is the run's last.
+        later = self.con.execute(f"SELECT snapshot_id FROM {LAKE_ALIAS}.snapshots() WHERE snapshot_time >= ? "
+                                 "ORDER BY snapshot_id", [finished]).fetchall()
+        for (snapshot,) in later:
+            at = self.con.execute(f"SELECT finished_at FROM {LAKE_ALIAS}.runs AT (VERSION => {int(snapshot)}) "
+                                  "WHERE run_id = ?", [run]).fetchone()
+            if at is not None and at[0] == finished:
+                return snapshot
+        before = self.con.execute(f"SELECT max(snapshot_id) FROM {LAKE_ALIAS}.snapshots() WHERE snapshot_time <= ?",
+                                  [finished]).fetchone()[0]
+        return before if before is not None else self.snapshot_id()
 
     def close(self) -> None:
         self.con.close()

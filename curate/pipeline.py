@@ -50,6 +50,7 @@ class RunState:
     refused_by_strategy: dict[str, dict[str, int]] = field(default_factory=dict)  # the pairing rule's refusals
     timings: dict[str, float] = field(default_factory=dict)
     export_path: str | None = None
+    audit: dict[str, dict] = field(default_factory=dict)  # per strategy: pairs, confirmed, refuted, ...
 
     def add(self, key: str, value: int) -> None:
         self.counts[key] = self.counts.get(key, 0) + value
@@ -438,20 +439,41 @@ class Pipeline:
             f"{added} new")
         state.timings["pairs"] = time.monotonic() - began
 
+    def audit(self, state: RunState) -> None:
+        """Re-check every pair not audited yet (curate.audit); refuted pairs stay out of exports."""
+        from curate.audit import audit_lake, audit_judge
+
+        began = time.monotonic()
+        judge = audit_judge(self.config.audit, self._scoring_backend)
+        result = audit_lake(self.lake, state.run_id, judge=judge, only_unaudited=True)
+        state.audit = {row["strategy"]: row for row in result["summary"].to_dicts()}
+        state.add("pairs_audited", result["audited"])
+        refuted = sum(row["refuted"] for row in state.audit.values())
+        log(f"audit: {result['audited']} pairs checked, {result['rows_new']} verdicts new; {refuted} pairs refuted")
+        state.timings["audit"] = time.monotonic() - began
+
     def export(self, state: RunState) -> None:
         if not self.config.export_path:
             return
+        from curate.audit import read_audits, with_verdicts
+
         began = time.monotonic()
         out = Path(self.config.export_path)
         out = out if out.is_absolute() else self.data_dir / out
-        pairs = self.lake.read("pairs")
+        # Everything this run writes to the lake is in: the run is finished before its card is
+        # written, so the card names a finished run and the snapshot it read (finish() runs again
+        # after the export with the final counts, or marks the run failed).
+        self.finish(state)
+        snapshot = self.lake.snapshot_id()
+        pairs = with_verdicts(self.lake.read("pairs"), read_audits(self.lake))
         context = CardContext(scores=self.lake.read("scores"), runs=self.lake.read("runs"),
                               candidates=self.lake.query("SELECT candidate_id, model FROM candidates"),
-                              source=self.lake.location)
-        export_pairs(pairs, out, ExportOptions(), card_context=context)  # a DatasetDict + README card
+                              as_of=snapshot, source=self.lake.location)
+        written = export_pairs(pairs, out, ExportOptions(), card_context=context)  # a DatasetDict + README card
         state.export_path = str(out)
-        state.add("pairs_exported", pairs.height)
-        log(f"export: {pairs.height} pairs to {out}")
+        state.add("pairs_exported", written["total"])
+        state.add("pairs_refuted_left_out", written["refuted_left_out"])
+        log(f"export: {written['total']} pairs to {out} ({written['refuted_left_out']} refuted left out)")
         state.timings["export"] = time.monotonic() - began
 
     def finish(self, state: RunState, status: str = "completed") -> None:
@@ -464,7 +486,8 @@ class Pipeline:
         """Every step in order, without Prefect (the flow does the same, as tasks)."""
         state = self.start()
         try:
-            for step in (self.ingest, self.generate, self.score, self.derive, self.pairs, self.export):
+            for step in (self.ingest, self.generate, self.score, self.derive, self.pairs, self.audit,
+                         self.export):
                 step(state)
         except BaseException:
             self.finish(state, "failed")

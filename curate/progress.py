@@ -65,8 +65,14 @@ def summary_table(state) -> Table:
         table.add_row("prompts dropped as contaminated", str(counts["prompts_contaminated"]), "")
     for strategy, count in sorted(state.pairs_by_strategy.items()):
         table.add_row(f"  pairs: {strategy}", "", str(count))
+    for strategy, row in sorted(getattr(state, "audit", {}).items()):
+        table.add_row(f"  audit: {strategy}", f"{row['pairs']} pairs",
+                      f"{row['confirmed']} confirmed, {row['refuted']} refuted, {row['uncheckable']} uncheckable"
+                      + (f", {row['unaudited']} unaudited" if row.get("unaudited") else ""))
     if state.export_path:
         table.add_row("exported pairs", str(counts.get("pairs_exported", 0)), state.export_path)
+        if counts.get("pairs_refuted_left_out"):
+            table.add_row("  refuted by the audit, left out", str(counts["pairs_refuted_left_out"]), "")
     if state.timings:
         table.caption = "seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in state.timings.items())
     return table

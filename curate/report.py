@@ -2,7 +2,7 @@
 
 `write_report(lake_frames, out_path)` writes a self-contained page (inline CSS, PNGs embedded as
 base64 data URIs, no JavaScript): rows per table, pairs per strategy / source / run / model,
-margin and length histograms, verifier agreement per strategy, score distributions per scorer,
+margin and length histograms, verifier agreement and the pair audit per strategy, score distributions per scorer,
 rejects by reason, dedup drops by reason, and the runs. `read_lake_frames(lake, as_of=None)` reads
 the tables it needs from a lake, at a snapshot if given.
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 import polars as pl
 
 from curate import schemas
-from curate.card import (empty_frame, length_figure, lineage, margin_figure, margin_summary, model_counts,
+from curate.audit import audit_summary
+from curate.card import (AGREEMENT_HEADERS, AGREEMENT_TEXT, empty_frame, length_figure, lineage, margin_figure, margin_summary, model_counts,
                          save_figure, score_figure, verifier_agreement)
 
 # Columns not needed by the report (large texts and vectors) are left out when reading the lake.
@@ -41,7 +42,7 @@ nav a { margin-right: .8rem; }
 """
 
 SECTIONS = [("tables", "Tables"), ("pairs", "Pairs"), ("margins", "Margins"), ("lengths", "Lengths"),
-            ("verifiers", "Verifier agreement"), ("scores", "Scores"), ("rejects", "Rejects"),
+            ("verifiers", "Verifier agreement"), ("audit", "Audit"), ("scores", "Scores"), ("rejects", "Rejects"),
             ("dedup", "Dedup drops"), ("runs", "Runs")]
 
 
@@ -162,12 +163,19 @@ def write_report(lake_frames: dict[str, pl.DataFrame], out_path: Path | str, *, 
                                  "mean_rejected_chars": "mean rejected chars"}, "no pairs"))
 
     agreement = verifier_agreement(pairs, scores)
-    section("verifiers", "Verifier agreement",
-            "<p>Share of pairs whose chosen response a verifier (math_verify, constraints, code_tests) scores at "
-            "least as high as the rejected one, where it scored both; <em>any</em>: all applicable verifiers "
-            "agree; n/a: no verifier applies.</p>",
-            html_table(agreement, {"pairs": "pairs checked", "agree": "chosen ≥ rejected",
-                                   "strict": "chosen > rejected"}, "no pairs"))
+    section("verifiers", "Verifier agreement", f"<p>{_esc(AGREEMENT_TEXT)}</p>",
+            html_table(agreement, AGREEMENT_HEADERS, "no pairs"))
+
+    audits = frames["pair_audits"]
+    by_check = (audits.sort(["created_at", "audit_id"], descending=True).unique(["pair_id", "check_name"])
+                .join(pairs.select("pair_id", "strategy"), on="pair_id")
+                .group_by("strategy", "check_name", "verdict").len(name="pairs")
+                .sort("strategy", "check_name", "verdict"))
+    section("audit", "Audit",
+            "<p>Every pair re-checked with evidence its strategy did not use (curate audit): refuted if any check "
+            "refutes it, confirmed if one confirms and none refutes, else uncheckable.</p>",
+            html_table(audit_summary(pairs, audits), empty="no pairs"),
+            "<h3>Per check</h3>", html_table(by_check, empty="not audited"))
 
     status = (scores.group_by("scorer", "status").len(name="scores").sort("scorer", "status"))
     section("scores", "Scores", _img(score_figure(scores), "Score distributions per scorer"),

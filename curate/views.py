@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-# Scorers that check a ground truth: a pair "agrees" with them when the chosen scores at least
-# as well as the rejected on every one present for both.
-VERIFIERS = ("math_verify", "constraints", "code_tests")
-_VERIFIER_LIST = ", ".join(f"'{v}'" for v in VERIFIERS)
+from curate.agreement import PAIR_VERIFIER_SQL, VERIFIERS  # noqa: F401  (VERIFIERS: one definition)
 
 VIEWS: dict[str, str] = {
+    # verifier_agrees: every applicable verifier scores the chosen strictly higher (curate.agreement).
     "pair_verdicts": f"""
-        SELECT p.pair_id, bool_and(c.score >= r.score) AS verifier_agrees, count(*) AS verifiers
-        FROM pairs p
-        JOIN scores c ON c.candidate_id = p.chosen_id AND c.status = 'ok' AND c.scorer IN ({_VERIFIER_LIST})
-        JOIN scores r ON r.candidate_id = p.rejected_id AND r.status = 'ok' AND r.scorer = c.scorer
-                     AND r.scorer_version = c.scorer_version
-        GROUP BY p.pair_id""",
+        SELECT pair_id, bool_and(agree) AS verifier_agrees, bool_or(tie) AS verifier_tie, count(*) AS verifiers
+        FROM ({PAIR_VERIFIER_SQL}) GROUP BY pair_id""",
     "pair_stats": """
         SELECT p.strategy, pr.source, p.run_id, count(*) AS pairs,
                quantile_cont(p.margin, 0.1) AS margin_p10, median(p.margin) AS margin_p50,
@@ -34,6 +28,25 @@ VIEWS: dict[str, str] = {
         SELECT scorer, scorer_version, status, count(*) AS scores, avg(score) AS mean,
                stddev_samp(score) AS std, min(score) AS min, median(score) AS median, max(score) AS max
         FROM scores GROUP BY ALL""",
+    # The pair audit (curate.audit): each pair's verdict over its latest row per check, and per strategy.
+    "pair_audit_verdicts": """
+        SELECT pair_id, CASE WHEN bool_or(verdict = 'refuted') THEN 'refuted'
+                             WHEN bool_or(verdict = 'confirmed') THEN 'confirmed' ELSE 'uncheckable' END AS verdict,
+               count(*) AS checks
+        FROM (SELECT * FROM pair_audits QUALIFY row_number() OVER (
+                  PARTITION BY pair_id, check_name ORDER BY created_at DESC, audit_id DESC) = 1)
+        GROUP BY pair_id""",
+    "pair_audit_summary": """
+        SELECT p.strategy, count(*) AS pairs, count(*) FILTER (WHERE v.verdict = 'confirmed') AS confirmed,
+               count(*) FILTER (WHERE v.verdict = 'refuted') AS refuted,
+               count(*) FILTER (WHERE v.verdict = 'uncheckable') AS uncheckable,
+               count(*) FILTER (WHERE v.verdict IS NULL) AS unaudited
+        FROM pairs p LEFT JOIN pair_audit_verdicts v USING (pair_id) GROUP BY p.strategy""",
+    "pair_audit_checks": """
+        SELECT p.strategy, a.check_name, a.verdict, count(*) AS pairs
+        FROM (SELECT * FROM pair_audits QUALIFY row_number() OVER (
+                  PARTITION BY pair_id, check_name ORDER BY created_at DESC, audit_id DESC) = 1) a
+        JOIN pairs p USING (pair_id) GROUP BY ALL""",
     "rejects_by_reason": """
         SELECT source, stage, reason, count(*) AS rejects FROM rejects GROUP BY ALL""",
     "dedup_drops_by_reason": """

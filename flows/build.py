@@ -1,4 +1,5 @@
-"""The `build` flow: one dataset, ingest → generate → score → derive → pairs (with dedup) → export.
+"""The `build` flow: one dataset, ingest → generate → score → derive → pairs (with dedup) →
+audit → export.
 
 Each step of `curate.pipeline.Pipeline` runs as a Prefect task in the flow's thread (vLLM's
 in-process engine stays on one thread, the lake on one connection). Steps hand their shard work
@@ -54,7 +55,7 @@ def _step(name: str):
                 retry_condition_fn=retry_if_transient)
 
 
-STEPS = ("ingest", "generate", "score", "derive", "pairs", "export")
+STEPS = ("ingest", "generate", "score", "derive", "pairs", "audit", "export")
 TASKS = [_step(name) for name in STEPS]
 
 

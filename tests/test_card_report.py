@@ -110,10 +110,13 @@ def frames(lake_rows):
 def test_verifier_agreement_numbers(frames):
     table = verifier_agreement(frames["pairs"], frames["scores"])
     rows = {(r["strategy"], r["verifier"]): r for r in table.to_dicts()}
+    # a tie is not agreement: c3/c4 (1 vs 1) and c7/c8 (0.5 vs 0.5) are ties
     assert rows[("margin", "math_verify")] == {"strategy": "margin", "verifier": "math_verify", "pairs": 3,
-                                               "agree": 2, "strict": 1, "agreement": pytest.approx(2 / 3)}
-    assert rows[("margin", "any")]["agreement"] == pytest.approx(2 / 3)
-    assert rows[("reversal", "constraints")]["agree"] == 1 and rows[("reversal", "constraints")]["strict"] == 0
+                                               "agree": 1, "tie": 1, "disagree": 1,
+                                               "agreement": pytest.approx(1 / 3)}
+    assert rows[("margin", "any")]["agreement"] == pytest.approx(1 / 3)
+    assert rows[("reversal", "constraints")]["agree"] == 0 and rows[("reversal", "constraints")]["tie"] == 1
+    assert rows[("reversal", "any")]["agreement"] == 0.0
     assert rows[("gt", "any")]["pairs"] == 0 and rows[("gt", "any")]["agreement"] is None  # n/a
     assert ("margin", "reward:rm") not in rows  # reward models are not verifiers
     assert set(table["strategy"]) == {"margin", "reversal", "gt"}
@@ -175,10 +178,10 @@ def test_card_models_scorers_margins_lineage(exported):
 
 def test_card_verifier_agreement_section(exported):
     _, text = exported
-    section = text.split("## Verifier agreement")[1].split("## Lineage")[0]
-    assert "| margin | math_verify | 3 | 2 | 1 | 0.667 |" in section
-    assert "| reversal | constraints | 1 | 1 | 0 | 1.000 |" in section
-    assert "| gt | any | 0 | 0 | 0 | n/a |" in section
+    section = text.split("## Verifier agreement")[1].split("## Audit")[0]
+    assert "| margin | math_verify | 3 | 1 | 1 | 1 | 0.333 |" in section
+    assert "| reversal | constraints | 1 | 0 | 1 | 0 | 0.000 |" in section  # a tie is not agreement
+    assert "| gt | any | 0 | 0 | 0 | 0 | n/a |" in section
 
 
 def test_card_pngs_are_linked_valid_and_sized(exported, tmp_path):
@@ -199,7 +202,7 @@ def test_card_filters_and_missing_context(tmp_path, frames):
     text = path.read_text()
     assert "Filters: strategies = gt" in text
     assert "Not recorded (no candidates given)" in text
-    assert "| gt | any | 0 | 0 | 0 | n/a |" in text
+    assert "| gt | any | 0 | 0 | 0 | 0 | n/a |" in text
 
 
 def test_card_of_no_pairs(tmp_path):
@@ -253,7 +256,8 @@ def test_read_lake_frames_now_and_as_of(tmp_path, lake_rows):
         now = read_lake_frames(lake)
         then = read_lake_frames(lake, as_of=before)
     assert {k: v.height for k, v in now.items()} == {"runs": 2, "prompts": 2, "candidates": 9, "scores": 12,
-                                                     "pairs": 5, "rejects": 3, "dedup_drops": 0, "embeddings": 0}
+                                                     "pairs": 5, "rejects": 3, "dedup_drops": 0, "embeddings": 0,
+                                                     "pair_audits": 0}
     assert then["pairs"].height == 0 and then["runs"].height == 2
     assert "text" not in now["candidates"].columns  # the report does not need the responses
     page = write_report(now, tmp_path / "lake.html").read_text()

@@ -163,9 +163,10 @@ class PairVerdict:
 class PairwiseJudge:
     """Compares two responses to one prompt, asking with each shown first."""
 
-    def __init__(self, backend, settings: JudgeSettings | None = None):
+    def __init__(self, backend, settings: JudgeSettings | None = None, label: str | None = None):
         self.backend = backend
         self.settings = settings or JudgeSettings(max_tokens=64)
+        self.label = label or getattr(backend, "model_label", "judge")
 
     def compare(self, pairs: list[tuple[list[dict], str, str]]) -> list[PairVerdict]:
         """pairs: (prompt messages, response a, response b) -> one verdict per pair."""

@@ -1,0 +1,405 @@
+"""Pair audit: every pair re-checked with evidence its strategy did not use.
+
+A pair claims "chosen is better than rejected". Each check below gives one verdict on that claim,
+stored as a `pair_audits` row: confirmed, refuted or uncheckable (with the evidence in detail_json).
+
+- hygiene: chosen and rejected differ, chosen is not empty, and the `quality` scorer did not gate
+  the chosen (a score of 0). Uncheckable when the chosen has no quality score.
+- score_order: chosen scores strictly above rejected on the pair's own scorer, recomputed from the
+  lake's current scores (the version the pair names, else the newest row per candidate).
+- verifier: the task's verifier (math_verify, constraints, code_tests; code only in the sandbox)
+  re-run on both texts. A tie refutes a pair whose evidence is that verifier or a ground truth.
+- reversal (reversal pairs): the chosen follows every rewritten constraint and the rejected fails
+  one, by the constraint library.
+- arithmetic (step-wise pairs): every `a op b = c` stated in the correct prefix and the chosen
+  step holds, and the rejected step states a false one (the checker of curate.pairs.stepwise).
+- judge (when one is configured): the pairwise judge in both orders; an order-dependent verdict
+  is a tie, and a tie is uncheckable.
+
+A pair's verdict over its latest row per check: refuted if any check refutes, confirmed if at least
+one confirms and none refutes, else uncheckable (`overall_verdicts`; the `pair_audit_verdicts`
+view says the same in SQL). A tie where the strategy prefers by something else by design (faster
+code, a shorter correct solution) is uncheckable, not refuted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import polars as pl
+import pyarrow as pa
+
+from curate import ids, schemas
+from curate.errors import UserError
+
+AUDIT_VERSION = "1"
+CONFIRMED, REFUTED, UNCHECKABLE = "confirmed", "refuted", "uncheckable"
+VERDICTS = (CONFIRMED, REFUTED, UNCHECKABLE)
+CHECKS = ("hygiene", "score_order", "verifier", "reversal", "arithmetic", "judge")
+QUALITY_SCORER = "quality"
+VERIFIER_OF_TASK = {"math": "math_verify", "instruction": "constraints", "code": "code_tests"}
+GROUND_TRUTH_STRATEGIES = ("gt",)
+# Names the step-wise arithmetic checker may have in curate.pairs.stepwise (text -> list of false
+# equations); until one exists the arithmetic check is uncheckable.
+ARITHMETIC_CHECKERS = ("false_equations", "arithmetic_errors", "wrong_equations", "check_arithmetic")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    check: str
+    verdict: str
+    detail: dict
+
+
+def _details(pair: dict) -> dict:
+    try:
+        details = json.loads(pair.get("details_json") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
+def _params(pair: dict) -> dict:
+    try:
+        params = json.loads(pair.get("params_json") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def _tie_by_design(pair: dict) -> bool:
+    """Pairs that prefer by something other than the score (faster code, a shorter correct
+    solution): equal scores are what they expect."""
+    details = _details(pair)
+    return details.get("property") == "efficiency" or (pair["strategy"] == "stepwise" and "length_ratio" in details)
+
+
+# ----------------------------------------------------------------------------------------------
+# scores as the lake holds them now
+
+
+def latest_scores(scores: pl.DataFrame) -> pl.DataFrame:
+    """The newest row per (candidate, scorer, version) and per (candidate, scorer) (version null)."""
+    ordered = scores.sort(["created_at", "score_id"], descending=True)
+    by_version = ordered.unique(["candidate_id", "scorer", "scorer_version"], keep="first", maintain_order=True)
+    newest = ordered.unique(["candidate_id", "scorer"], keep="first", maintain_order=True).with_columns(
+        pl.lit(None, dtype=pl.String).alias("scorer_version"))
+    return pl.concat([by_version, newest]).select("candidate_id", "scorer", "scorer_version", "score", "status",
+                                                  "detail_json")
+
+
+class ScoreLookup:
+    def __init__(self, scores: pl.DataFrame):
+        self.rows = {(r["candidate_id"], r["scorer"], r["scorer_version"]): r
+                     for r in latest_scores(scores).iter_rows(named=True)}
+
+    def get(self, candidate_id: str, scorer: str, version: str | None = None) -> dict | None:
+        return self.rows.get((candidate_id, scorer, version))
+
+
+# ----------------------------------------------------------------------------------------------
+# the checks
+
+
+def check_hygiene(pair: dict, lookup: ScoreLookup) -> Verdict:
+    chosen, rejected = pair["chosen"] or "", pair["rejected"] or ""
+    if not chosen.strip():
+        return Verdict("hygiene", REFUTED, {"reason": "the chosen response is empty"})
+    if chosen.strip() == rejected.strip():
+        return Verdict("hygiene", REFUTED, {"reason": "chosen and rejected are the same text"})
+    quality = lookup.get(pair["chosen_id"], QUALITY_SCORER)
+    if quality is None or quality["status"] != "ok" or quality["score"] is None:
+        return Verdict("hygiene", UNCHECKABLE, {"reason": "texts differ and chosen is not empty; the chosen has "
+                                                          "no quality score"})
+    detail = {"quality": quality["score"], "quality_detail": _loads(quality["detail_json"])}
+    if quality["score"] <= 0:
+        return Verdict("hygiene", REFUTED, {**detail, "reason": "the chosen is gated by the quality scorer"})
+    return Verdict("hygiene", CONFIRMED, {**detail, "reason": "texts differ, chosen not empty, not gated"})
+
+
+def _loads(text):
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return text
+
+
+def _order(check: str, chosen: float, rejected: float, pair: dict, tie_refutes: bool, detail: dict) -> Verdict:
+    detail = {**detail, "chosen": chosen, "rejected": rejected}
+    if chosen > rejected:
+        return Verdict(check, CONFIRMED, detail)
+    if chosen < rejected:
+        return Verdict(check, REFUTED, {**detail, "reason": "chosen scores below rejected"})
+    if tie_refutes and not _tie_by_design(pair):
+        return Verdict(check, REFUTED, {**detail, "reason": "a tie: chosen is not better"})
+    return Verdict(check, UNCHECKABLE, {**detail, "reason": "a tie: this evidence does not separate them"})
+
+
+def check_score_order(pair: dict, lookup: ScoreLookup) -> Verdict:
+    if pair["strategy"] == "reversal":
+        return Verdict("score_order", UNCHECKABLE, {"reason": "scored on the rewritten constraints: "
+                                                              "see the reversal check"})
+    if pair["strategy"] == "stepwise" and "erroneous_step" in _details(pair):
+        return Verdict("score_order", UNCHECKABLE, {"reason": "scores are prefix success rates from rollouts"})
+    scorer = pair["scorer"]
+    if not scorer:
+        return Verdict("score_order", UNCHECKABLE, {"reason": "the strategy names no scorer"})
+    version = _params(pair).get("scorer_version") if _params(pair).get("scorer") == scorer else None
+    sides = {side: lookup.get(pair[f"{side}_id"], scorer, version) for side in ("chosen", "rejected")}
+    missing = [side for side, row in sides.items() if row is None or row["status"] != "ok" or row["score"] is None]
+    detail = {"scorer": scorer, "scorer_version": version}
+    if missing:
+        return Verdict("score_order", UNCHECKABLE, {**detail, "reason": f"no ok {scorer} score for "
+                                                                        f"{' and '.join(missing)}"})
+    return _order("score_order", sides["chosen"]["score"], sides["rejected"]["score"], pair, True, detail)
+
+
+def _verifier_scorer(kind: str):
+    from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
+
+    if kind == "math_verify":
+        return MathAnswerScorer()
+    if kind == "constraints":
+        return ConstraintScorer()
+    from curate.score.verify.code import CodeTestsScorer
+
+    return CodeTestsScorer()
+
+
+def rerun_verifiers(pairs: list[dict], prompts: dict[str, dict]) -> dict[tuple[str, str], tuple]:
+    """(prompt_id, text) -> (score or None, status, detail) from the task's verifier, run once per text."""
+    from curate.score import ScoreItem
+
+    wanted: dict[str, dict[tuple[str, str], ScoreItem]] = {}
+    for pair in pairs:
+        prompt = prompts.get(pair["prompt_id"])
+        kind = VERIFIER_OF_TASK.get(prompt["task"]) if prompt else None
+        if kind is None or not _verifiable(pair, prompt):
+            continue
+        for text in (pair["chosen"], pair["rejected"]):
+            key = (pair["prompt_id"], text)
+            if text is not None and key not in wanted.setdefault(kind, {}):
+                wanted[kind][key] = ScoreItem("audit", pair["prompt_id"], prompt["task"], prompt["messages"],
+                                              text, prompt)
+    results: dict[tuple[str, str], tuple] = {}
+    for kind, items in wanted.items():
+        try:
+            scored = _verifier_scorer(kind).score(list(items.values()))
+        except UserError as exc:  # e.g. no sandbox here: uncheckable, never unsandboxed
+            scored = [None] * len(items)
+            failure = str(exc)
+        for key, result in zip(items, scored, strict=True):
+            results[key] = ((None, "error", {"error": failure}) if result is None
+                            else (result.score, result.status, result.detail))
+    return results
+
+
+def _verifiable(pair: dict, prompt: dict) -> str | None:
+    if pair["strategy"] == "reversal":
+        return None
+    if pair["strategy"] == "stepwise" and "erroneous_step" in _details(pair):
+        return None
+    if prompt["task"] == "instruction" and not prompt.get("constraints_json"):
+        return None
+    return VERIFIER_OF_TASK.get(prompt["task"])
+
+
+def check_verifier(pair: dict, prompt: dict | None, verified: dict) -> Verdict:
+    if prompt is None:
+        return Verdict("verifier", UNCHECKABLE, {"reason": "the pair's prompt is not in the lake"})
+    kind = VERIFIER_OF_TASK.get(prompt["task"])
+    if kind is None:
+        return Verdict("verifier", UNCHECKABLE, {"reason": f"no verifier for task {prompt['task']}"})
+    if not _verifiable(pair, prompt):
+        why = ("see the reversal check" if pair["strategy"] == "reversal" else
+               "chosen and rejected are single steps, not whole answers")
+        return Verdict("verifier", UNCHECKABLE, {"verifier": kind, "reason": why})
+    chosen = verified.get((pair["prompt_id"], pair["chosen"]))
+    rejected = verified.get((pair["prompt_id"], pair["rejected"]))
+    detail = {"verifier": kind}
+    for side, result in (("chosen", chosen), ("rejected", rejected)):
+        if result is None or result[1] != "ok" or result[0] is None:
+            reason = (result[2] or {}).get("error") if result else None
+            return Verdict("verifier", UNCHECKABLE, {**detail, "reason": f"{kind} could not score the {side}"
+                                                                        + (f": {reason}" if reason else "")})
+    tie_refutes = pair["scorer"] == kind or pair["strategy"] in GROUND_TRUTH_STRATEGIES
+    return _order("verifier", chosen[0], rejected[0], pair, tie_refutes, detail)
+
+
+def check_reversal(pair: dict) -> Verdict:
+    from curate.score.verify import constraints as library
+
+    rewritten = _details(pair).get("rewritten_constraints")
+    if not isinstance(rewritten, list) or not rewritten or library.constraint_errors(rewritten):
+        return Verdict("reversal", UNCHECKABLE, {"reason": "no valid rewritten constraints in details_json"})
+    chosen = library.check_all(pair["chosen"], rewritten)
+    rejected = library.check_all(pair["rejected"], rewritten)
+    chosen_fails = [c["type"] for c, ok in zip(rewritten, chosen) if not ok]
+    rejected_fails = [c["type"] for c, ok in zip(rewritten, rejected) if not ok]
+    detail = {"chosen_fails": chosen_fails, "rejected_fails": rejected_fails}
+    if chosen_fails:
+        return Verdict("reversal", REFUTED, {**detail, "reason": "the chosen fails a rewritten constraint"})
+    if not rejected_fails:
+        return Verdict("reversal", REFUTED, {**detail, "reason": "the rejected follows every rewritten constraint"})
+    return Verdict("reversal", CONFIRMED, detail)
+
+
+def arithmetic_checker() -> Callable[[str], list] | None:
+    from curate.pairs import stepwise
+
+    for name in ARITHMETIC_CHECKERS:
+        found = getattr(stepwise, name, None)
+        if callable(found):
+            return found
+    return None
+
+
+def check_arithmetic(pair: dict, checker: Callable[[str], list] | None) -> Verdict:
+    if checker is None:
+        return Verdict("arithmetic", UNCHECKABLE, {"reason": "no arithmetic step checker available"})
+    details = _details(pair)
+    if "erroneous_step" not in details:
+        return Verdict("arithmetic", UNCHECKABLE, {"reason": "not a first-wrong-step pair"})
+    prompt = pair["prompt"] or []
+    prefix = prompt[-1]["content"] if prompt and prompt[-1]["role"] == "assistant" else ""
+    found = {side: [str(e) for e in checker(text)] for side, text in
+             (("prefix", prefix), ("chosen", pair["chosen"]), ("rejected", pair["rejected"]))}
+    detail = {f"{side}_false": errors for side, errors in found.items()}
+    if found["prefix"] or found["chosen"]:
+        return Verdict("arithmetic", REFUTED, {**detail, "reason": "a false equation in the prefix or the chosen step"})
+    if found["rejected"]:
+        return Verdict("arithmetic", CONFIRMED, detail)
+    return Verdict("arithmetic", UNCHECKABLE, {**detail, "reason": "no false equation in the rejected step"})
+
+
+def judge_verdict(verdict, label: str | None = None) -> Verdict:
+    """A PairwiseJudge verdict on (chosen as a, rejected as b) as an audit verdict."""
+    detail = {"judge": label, "winner": verdict.winner, "chosen_first": verdict.first_order,
+              "rejected_first": verdict.second_order}
+    mapped = {"a": CONFIRMED, "b": REFUTED}.get(verdict.winner, UNCHECKABLE)
+    if mapped == UNCHECKABLE:
+        detail["reason"] = ("the verdict followed the position, not the content"
+                            if verdict.winner == "tie" and verdict.first_order != verdict.second_order
+                            else f"the judge's verdict: {verdict.winner}")
+        detail["raw"] = [replies[-1][:300] for replies in verdict.raw if replies]
+    return Verdict("judge", mapped, detail)
+
+
+def check_judge(pairs: list[dict], judge) -> list[Verdict]:
+    verdicts = judge.compare([(p["prompt"], p["chosen"], p["rejected"]) for p in pairs])
+    return [judge_verdict(v, getattr(judge, "label", None)) for v in verdicts]
+
+
+# ----------------------------------------------------------------------------------------------
+# running it
+
+
+def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame, run_id: str,
+                judge=None) -> pa.Table:
+    """`pair_audits` rows for every pair (see the module doc for the checks)."""
+    now = datetime.now(timezone.utc)
+    rows = pairs.to_dicts()
+    prompt_rows = {p["prompt_id"]: p for p in prompts.to_dicts()}
+    lookup = ScoreLookup(scores)
+    verified = rerun_verifiers(rows, prompt_rows)
+    checker = arithmetic_checker()
+    judged = check_judge(rows, judge) if judge is not None and rows else [None] * len(rows)
+    out = []
+    for pair, by_judge in zip(rows, judged, strict=True):
+        verdicts = [check_hygiene(pair, lookup), check_score_order(pair, lookup),
+                    check_verifier(pair, prompt_rows.get(pair["prompt_id"]), verified)]
+        if pair["strategy"] == "reversal":
+            verdicts.append(check_reversal(pair))
+        if pair["strategy"] == "stepwise":
+            verdicts.append(check_arithmetic(pair, checker))
+        if by_judge is not None:
+            verdicts.append(by_judge)
+        out.extend(_row(pair["pair_id"], v, run_id, now) for v in verdicts)
+    return schemas.conform("pair_audits", out)
+
+
+def _row(pair_id: str, verdict: Verdict, run_id: str, now: datetime) -> dict:
+    detail = json.dumps(verdict.detail, sort_keys=True, default=str)
+    return {"audit_id": ids.content_hash("audit", pair_id, verdict.check, AUDIT_VERSION, verdict.verdict, detail),
+            "pair_id": pair_id, "check_name": verdict.check, "verdict": verdict.verdict, "detail_json": detail,
+            "audit_version": AUDIT_VERSION, "run_id": run_id, "created_at": now}
+
+
+def overall_verdicts(audits: pl.DataFrame) -> pl.DataFrame:
+    """pair_id, verdict: over each pair's latest row per check (the pair_audit_verdicts view)."""
+    latest = (audits.sort(["created_at", "audit_id"], descending=True)
+              .unique(["pair_id", "check_name"], keep="first"))
+    return (latest.group_by("pair_id").agg(
+        (pl.col("verdict") == REFUTED).any().alias("_refuted"), (pl.col("verdict") == CONFIRMED).any().alias("_ok"))
+        .select("pair_id", pl.when("_refuted").then(pl.lit(REFUTED)).when("_ok").then(pl.lit(CONFIRMED))
+                .otherwise(pl.lit(UNCHECKABLE)).alias("verdict")).sort("pair_id"))
+
+
+def with_verdicts(pairs: pl.DataFrame, audits: pl.DataFrame | None) -> pl.DataFrame:
+    """The pairs with an `audit_verdict` column (null: not audited)."""
+    if audits is None or audits.is_empty():
+        return pairs.with_columns(pl.lit(None, dtype=pl.String).alias("audit_verdict"))
+    verdicts = overall_verdicts(audits).rename({"verdict": "audit_verdict"})
+    return pairs.drop("audit_verdict", strict=False).join(verdicts, on="pair_id", how="left")
+
+
+def audit_summary(pairs: pl.DataFrame, audits: pl.DataFrame | None) -> pl.DataFrame:
+    """Per strategy: pairs, confirmed, refuted, uncheckable, unaudited (the pair_audit_summary view)."""
+    judged = pairs if "audit_verdict" in pairs.columns else with_verdicts(pairs, audits)
+    return (judged.group_by("strategy").agg(
+        pl.len().cast(pl.Int64).alias("pairs"),
+        *[(pl.col("audit_verdict") == v).sum().cast(pl.Int64).alias(v) for v in VERDICTS],
+        pl.col("audit_verdict").is_null().sum().cast(pl.Int64).alias("unaudited"))
+        .sort("strategy"))
+
+
+def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False) -> dict:
+    """Audit the lake's pairs (only those with no row of this audit version, when asked) and
+    commit the rows; returns {"audited", "rows_new", "summary"} (summary over every pair)."""
+    pairs = lake.read("pairs")
+    if only_unaudited and pairs.height:
+        done = lake.query("SELECT DISTINCT pair_id FROM pair_audits WHERE audit_version = ?", [AUDIT_VERSION])
+        pairs = pairs.filter(~pl.col("pair_id").is_in(done["pair_id"].implode()))
+    prompt_ids = pairs["prompt_id"].unique().to_list()
+    candidate_ids = sorted(set(pairs["chosen_id"].to_list()) | set(pairs["rejected_id"].to_list()))
+    prompts = _where_in(lake, "prompts", "prompt_id", prompt_ids)
+    scores = _where_in(lake, "scores", "candidate_id", candidate_ids)
+    table = audit_pairs(pairs, prompts, scores, run_id, judge)
+    added = lake.commit({"pair_audits": table})["pair_audits"]
+    summary = audit_summary(lake.read("pairs"), lake.read("pair_audits"))
+    return {"audited": pairs.height, "rows_new": added, "summary": summary}
+
+
+def _where_in(lake, table: str, column: str, values: list[str]) -> pl.DataFrame:
+    if not values:
+        return pl.from_arrow(schemas.table(table).arrow_schema().empty_table())
+    lake.con.register("_audit_ids", pa.table({"id": pa.array(values, pa.string())}))
+    try:
+        return lake.query(f"SELECT t.* FROM {table} t JOIN _audit_ids ON t.{column} = _audit_ids.id")
+    finally:
+        lake.con.unregister("_audit_ids")
+
+
+def read_audits(lake) -> pl.DataFrame | None:
+    """The lake's pair_audits rows; None for a lake written before the audit existed."""
+    if "pair_audits" not in lake.table_names():
+        return None
+    return lake.read("pair_audits")
+
+
+def audit_judge(audit_config, scoring_backend: Callable):
+    """The PairwiseJudge of a run config's [audit] (None without `judge`); `scoring_backend(spec)`
+    gives the model's backend (curate.pipeline.Pipeline._scoring_backend: a generator's own engine
+    when the judge names one)."""
+    if audit_config is None or not audit_config.judge:
+        return None
+    from curate.config import ScorerConfig
+    from curate.score.judge import JudgeSettings, PairwiseJudge
+
+    backend = scoring_backend(ScorerConfig(kind="judge", model=audit_config.judge))
+    settings = JudgeSettings(max_tokens=audit_config.judge_max_tokens, max_retries=audit_config.judge_max_retries,
+                             reply_prefix=audit_config.judge_reply_prefix)
+    return PairwiseJudge(backend, settings, label=backend.model_label.split("@")[0])
