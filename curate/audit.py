@@ -12,7 +12,7 @@ stored as a `pair_audits` row: confirmed, refuted or uncheckable (with the evide
 - reversal (reversal pairs): the chosen follows every rewritten constraint and the rejected fails
   one, by the constraint library.
 - arithmetic (step-wise pairs): every `a op b = c` stated in the correct prefix and the chosen
-  step holds, and the rejected step states a false one (the checker of curate.pairs.stepwise).
+  step holds, and the rejected step states a false one (sympy, curate.score.verify.arithmetic).
 - judge (when one is configured): the pairwise judge in both orders; an order-dependent verdict
   is a tie, and a tie is uncheckable.
 
@@ -42,9 +42,6 @@ CHECKS = ("hygiene", "score_order", "verifier", "reversal", "arithmetic", "judge
 QUALITY_SCORER = "quality"
 VERIFIER_OF_TASK = {"math": "math_verify", "instruction": "constraints", "code": "code_tests"}
 GROUND_TRUTH_STRATEGIES = ("gt",)
-# Names the step-wise arithmetic checker may have in curate.pairs.stepwise (text -> list of false
-# equations); until one exists the arithmetic check is uncheckable.
-ARITHMETIC_CHECKERS = ("false_equations", "arithmetic_errors", "wrong_equations", "check_arithmetic")
 
 
 @dataclass(frozen=True)
@@ -247,14 +244,16 @@ def check_reversal(pair: dict) -> Verdict:
     return Verdict("reversal", CONFIRMED, detail)
 
 
-def arithmetic_checker() -> Callable[[str], list] | None:
-    from curate.pairs import stepwise
+def false_equations(text: str) -> list[str]:
+    """The `a op b = c` links a text states that do not hold (step-wise's sympy checker,
+    curate.score.verify.arithmetic; what it cannot judge is left out, never called false)."""
+    from curate.score.verify.arithmetic import equations
 
-    for name in ARITHMETIC_CHECKERS:
-        found = getattr(stepwise, name, None)
-        if callable(found):
-            return found
-    return None
+    return [equation.text for equation in equations(text or "") if not equation.holds]
+
+
+def arithmetic_checker() -> Callable[[str], list] | None:
+    return false_equations
 
 
 def check_arithmetic(pair: dict, checker: Callable[[str], list] | None) -> Verdict:

@@ -13,7 +13,8 @@ import pytest
 
 from curate import ids, schemas
 from curate.audit import (AUDIT_VERSION, CONFIRMED, REFUTED, UNCHECKABLE, audit_lake, audit_summary,
-                          check_arithmetic, judge_verdict, overall_verdicts, read_audits, with_verdicts)
+                          check_arithmetic, false_equations, judge_verdict, overall_verdicts, read_audits,
+                          with_verdicts)
 from curate.card import CardContext
 from curate.export import ExportOptions, export_pairs
 from curate.lake import Lake
@@ -126,7 +127,7 @@ def test_each_check_confirms_refutes_and_cannot_check(audited):
         ("step", "verifier"): UNCHECKABLE,
     }
     assert {key: got[key] for key in expected} == expected
-    assert ("math-ok", "reversal") not in got and ("step", "arithmetic") in got  # checks apply per strategy
+    assert ("math-ok", "reversal") not in got and got[("step", "arithmetic")] == CONFIRMED  # 2 + 2 = 5 is false
     assert result["audited"] == len(PAIRS) and result["rows_new"] == len(got)
     detail = json.loads(_verdicts(lake)[("math-stale", "verifier")]["detail_json"])
     assert detail["chosen"] == 0.0 and detail["rejected"] == 1.0 and detail["verifier"] == "math_verify"
@@ -155,25 +156,15 @@ def test_overall_verdicts_view_and_reaudit(lake):
     assert audit_lake(lake, "audit-3", only_unaudited=True)["audited"] == 0
 
 
-def _false_equations(text: str) -> list[str]:
-    """A small `a op b = c` checker for the verdict logic (step-wise's own one replaces it on main)."""
-    wrong = []
-    for a, op, b, c in re.findall(r"(\d+)\s*([-+*/])\s*(\d+)\s*=\s*(\d+)", text):
-        value = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b), "/": int(a) / int(b)}[op]
-        if value != int(c):
-            wrong.append(f"{a} {op} {b} = {c}")
-    return wrong
-
-
 def test_arithmetic_check_verdicts():
     step = dict(PAIRS[-1])
     assert check_arithmetic(step, None).verdict == UNCHECKABLE
-    assert check_arithmetic(step, _false_equations).verdict == CONFIRMED  # rejected states 2 + 2 = 5
+    assert check_arithmetic(step, false_equations).verdict == CONFIRMED  # rejected states 2 + 2 = 5
     bad_prefix = {**step, "prompt": [{"role": "user", "content": "q"},
                                      {"role": "assistant", "content": "9 * 11 = 98\n"}]}
-    verdict = check_arithmetic(bad_prefix, _false_equations)
+    verdict = check_arithmetic(bad_prefix, false_equations)
     assert verdict.verdict == REFUTED and verdict.detail["prefix_false"] == ["9 * 11 = 98"]
-    assert check_arithmetic({**step, "rejected": "so 4 it is"}, _false_equations).verdict == UNCHECKABLE
+    assert check_arithmetic({**step, "rejected": "so 4 it is"}, false_equations).verdict == UNCHECKABLE
 
 
 def test_judge_verdicts_map_to_audit_verdicts():
