@@ -134,8 +134,8 @@ def _good_rows() -> list[tuple[bytes, str]]:
         (_j({"prompt": "Task null means chat.", "task": None}), "Task null means chat."),
         (_j({"prompt": "Ten levels of extra nesting are fine.", "extra": [[[[[[[[[["deep"]]]]]]]]]]}),
          "Ten levels of extra nesting are fine."),
-        (_j({"prompt": "A large row under the limit. " + "word " * 200_000}),
-         "A large row under the limit. " + "word " * 200_000),
+        (_j({"prompt": "A large row under the limit. " + "word " * 20_000}),
+         "A large row under the limit. " + "word " * 20_000),
     ]
 
 

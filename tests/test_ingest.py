@@ -358,3 +358,26 @@ def test_a_validation_bug_in_one_row_is_a_reject_not_a_crash(tmp_path, monkeypat
 
 def _contents(prompts) -> list[str]:
     return sorted(m[-1]["content"] for m in prompts.column("messages").to_pylist())
+
+
+def test_nesting_limit_is_exact_and_every_problem_is_found_wherever_it_sits():
+    from curate.readers import MAX_DEPTH, value_problem
+
+    def nested(levels: int, leaf):
+        value = leaf
+        for _ in range(levels - 1):  # the row itself is level 1
+            value = {"a": value}
+        return value
+
+    assert value_problem(nested(MAX_DEPTH, "ok")) is None
+    assert value_problem(nested(MAX_DEPTH, {})) is None
+    assert "nested deeper than 32 levels" in value_problem(nested(MAX_DEPTH + 1, "too deep"))
+    assert "nested deeper" in value_problem(nested(MAX_DEPTH, [1]))
+    row = {"messages": [{"role": "user", "content": "hi"}], "meta": [1, {"x": [2.5, "fine"]}]}
+    assert value_problem(row) is None
+    for leaf, fragment in [("\ud800", "lone surrogate \\ud800"), ("a\x00", "NUL character at position 2"),
+                           (float("inf"), "inf is not a finite number"), (2**63, "beyond the 64-bit range")]:
+        bad = {**row, "meta": [1, {"x": [2.5, leaf]}]}
+        assert value_problem(bad).startswith("meta[1].x[1]: ") and fragment in value_problem(bad)
+    assert value_problem({"ok": 1, "k\ud800": 2}).startswith("key k\ud800: lone surrogate")
+    assert value_problem({"n": -(2**63)}) is None and value_problem({"b": True, "z": None}) is None

@@ -141,3 +141,22 @@ def test_empty_and_all_failing_inputs_complete_with_zeros(tmp_path, curate_cli, 
     assert counts["prompts_read"] == 0 and counts["rejects_read"] == 12
     assert counts.get("candidates_new", 0) == 0
     assert _lake(tmp_path / "data", "SELECT count(*) AS n FROM prompts")[0]["n"] == 0
+
+
+@pytest.mark.slow
+def test_corpus_through_curate_run_with_generation(tmp_path, curate_cli, tiny_generator, corpus, corpus_file):
+    """With generation (vLLM): the good rows are generated for; the 1 MB row that passed ingest is
+    too long for max_model_len = 512 and becomes one counted error candidate."""
+    config = _config(tmp_path / "run.toml", tiny_generator, (corpus_file, "corpus"))
+    config.write_text(config.read_text().replace('tasks = ["long_context"]\n', "")
+                      + "\n[sampling]\nn = 1\n\n[sampling.max_tokens]\ndefault = 4\n")
+    data = tmp_path / "data"
+    result = _run(curate_cli, config, data)
+    assert "requests failed, stored with finish_reason 'error'" in result.stdout
+    _check_rejects(_lake(data, "SELECT * FROM rejects"), corpus)
+    candidates = _lake(data, "SELECT finish_reason, error, prompt_tokens FROM candidates")
+    assert len(candidates) == len(corpus.good)
+    failed = [c for c in candidates if c["finish_reason"] == "error"]
+    assert len(failed) == 1 and "max_model_len is 512" in failed[0]["error"] and failed[0]["prompt_tokens"] > 512
+    counts = json.loads(_lake(data, "SELECT counts_json FROM runs")[0]["counts_json"])
+    assert counts["candidates_error"] == 1 and counts["prompts_read"] == len(corpus.good)
