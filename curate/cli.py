@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from curate.errors import UserError, describe_os_error
+from curate.errors import UserError, describe_os_error, unexpected_error_line
 from curate.progress import console, print_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -258,7 +258,10 @@ def main() -> None:
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        if os.environ.get("CURATE_TRACEBACK"):
+            raise
+        print_error(unexpected_error_line(exc))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

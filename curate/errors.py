@@ -16,3 +16,27 @@ def describe_os_error(exc: OSError) -> str:
         return str(exc)
     reason = exc.strerror or str(exc)
     return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
+# What to do about failures that come from outside curate, keyed by a piece of their message.
+_HINTS = {
+    "ephemeral Prefect API": "the machine may be too busy to start Prefect's server in time: raise "
+                             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS or run with --no-prefect",
+}
+
+
+def unexpected_error_line(exc: BaseException) -> str:
+    """An exception nobody anticipated, as one line: its type and message, a hint where one is
+    known, and a file holding the traceback (CURATE_TRACEBACK=1 prints it instead)."""
+    import tempfile
+    import traceback
+
+    message = one_line(str(exc)) or "(no message)"
+    hint = next((text for key, text in _HINTS.items() if key in message), None)
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="curate-traceback-", suffix=".txt", delete=False) as handle:
+            traceback.print_exception(exc, file=handle)
+        where = f"traceback in {handle.name}"
+    except OSError:
+        where = "CURATE_TRACEBACK=1 prints the traceback"
+    return f"{type(exc).__name__}: {message}" + (f"; {hint}" if hint else "") + f" ({where})"

@@ -6,6 +6,7 @@ across test sessions; random weights are for tests only, never for the demo.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,8 @@ TINY_VERSION = "v1"
 from curate.env import apply_offline_env  # noqa: E402
 
 apply_offline_env(ROOT / "data" / "test-env")
+# A CLI subprocess that fails unexpectedly prints its traceback, for the test report to show.
+os.environ.setdefault("CURATE_TRACEBACK", "1")
 
 
 def _tokenizer():

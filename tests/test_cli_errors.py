@@ -149,3 +149,20 @@ def test_bad_inputs_beside_a_good_one_do_not_stop_the_run(tmp_path, tiny_generat
     counts = _cli("query", "select (select count(*) from prompts) as p, (select count(*) from candidates) as c",
                   "--data-dir", str(data), "--format", "jsonl")
     assert json.loads(counts.stdout) == {"p": 5, "c": 5}
+
+
+def test_an_unexpected_failure_is_one_line_with_its_traceback_in_a_file(tmp_path):
+    script = ("from curate import cli\n"
+              "def broken(**kwargs):\n"
+              "    raise RuntimeError('Timed out while attempting to connect to ephemeral Prefect API\\nserver.')\n"
+              "cli.app = broken\n"
+              "cli.main()\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CURATE_TRACEBACK"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: RuntimeError: Timed out while attempting to connect to ephemeral Prefect API "
+                           "server.; the machine may be too busy")
+    saved = Path(line.rsplit("traceback in ", 1)[1].rstrip(")"))
+    assert "Traceback (most recent call last)" in saved.read_text()
+    saved.unlink()
