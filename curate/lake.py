@@ -1,13 +1,20 @@
 """The lake: a DuckLake catalog with Parquet data files.
 
-The catalog is a DuckDB file (`root/catalog.ducklake`) or a PostgreSQL database; the data path is
-a local folder (`root/files/`) or object storage (s3://, gs://, r2://, https://). Every write goes
-through `commit`, one lake transaction (one snapshot) per call. Rows whose key already exists are
-skipped, so appends are idempotent and a resumed run never duplicates a row.
+The catalog is a SQLite file (`root/catalog.sqlite`, the local default), a DuckDB file or a
+PostgreSQL database; the data path is a local folder (`root/files/`) or object storage (s3://,
+gs://, r2://, https://). Every write goes through `commit`, one lake transaction (one snapshot) per
+call. Rows whose key already exists are skipped, so appends are idempotent and a resumed run never
+duplicates a row.
+
+A SQLite catalog (WAL journal) lets readers in other processes open the lake while a run writes:
+one writer at a time holds `<catalog>.lock`, and a reader sees the snapshot that was the latest
+when it opened, for as long as it stays open. A lake whose catalog is the older DuckDB file
+(`root/catalog.ducklake`) is moved to SQLite by its next writer (curate.lake_migrate).
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import os
 import re
@@ -23,6 +30,10 @@ from curate.errors import UserError
 
 LAKE_ALIAS = "lake"
 POSTGRES = "postgres:"
+SQLITE = "sqlite:"
+CATALOG_FILE = "catalog.sqlite"
+LEGACY_CATALOG_FILE = "catalog.ducklake"  # a DuckDB file: one process at a time, readers included
+BUSY_TIMEOUT_MS = 60_000  # how long a SQLite catalog waits for the other process's lock
 # Data paths DuckDB reaches through its httpfs extension; the s3 ones also get AWS credentials.
 HTTPFS_SCHEMES = ("s3", "s3a", "s3n", "gs", "gcs", "r2", "http", "https")
 S3_SCHEMES = ("s3", "s3a", "s3n")
@@ -58,6 +69,18 @@ def scheme_of(location: str) -> str | None:
     return match.group(1).lower() if match else None
 
 
+def _take_writer_lock(catalog_file: Path, location: str):
+    """An exclusive lock on `<catalog>.lock` for as long as the writer is open (the kernel drops
+    it when the process dies): two writers on one SQLite catalog would corrupt it."""
+    handle = open(catalog_file.with_name(catalog_file.name + ".lock"), "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise UserError(f"the lake at {location} is in use by another curate process (a run writes to it)") from None
+    return handle
+
+
 def open_lake(data_dir: Path | str, lake_config=None, read_only: bool = False,
               snapshot: int | None = None) -> "Lake":
     """The lake of `data_dir`. Catalog and data path each come from the run config's [lake]
@@ -79,20 +102,20 @@ class Lake:
         self.root = Path(root)
         self.read_only = read_only or snapshot is not None
         self.is_postgres = bool(catalog) and catalog.startswith(POSTGRES)
-        if catalog and not self.is_postgres and scheme_of(catalog):
+        self.is_sqlite = False
+        self._writer_lock = None
+        if catalog and not self.is_postgres and not catalog.startswith(SQLITE) and scheme_of(catalog):
             raise UserError(f"unsupported lake catalog {redact(catalog)!r}: "
-                            "give a DuckDB file or postgres:<connection string>")
+                            "give a SQLite file (sqlite:PATH), a DuckDB file or postgres:<connection string>")
         if self.is_postgres:
             target = catalog
             self.location = redact(catalog)  # what messages and reports name
         else:
-            catalog_file = Path(catalog) if catalog else self.root / "catalog.ducklake"
-            target = str(catalog_file)
+            catalog_file, self.is_sqlite = self._local_catalog(catalog)
+            target = (SQLITE if self.is_sqlite else "") + str(catalog_file)
             self.location = str(catalog_file if catalog else self.root)
             if self.read_only and not catalog_file.exists():
                 raise UserError(f"no lake at {self.location}: run `curate run` first")
-            if not self.read_only:
-                catalog_file.parent.mkdir(parents=True, exist_ok=True)
         explicit, data_path = data_path is not None, self._data_path(data_path)
 
         self.con = duckdb.connect()
@@ -100,6 +123,8 @@ class Lake:
         self._load("ducklake")
         if self.is_postgres:
             self._load("postgres_scanner")
+        if self.is_sqlite:
+            self._load("sqlite_scanner")
         self._load_object_storage(data_path)
         options = ["READ_ONLY"] if self.read_only else []
         if snapshot is not None:  # the lake as it was at that snapshot
@@ -110,19 +135,72 @@ class Lake:
         if not self.read_only and (explicit or not self.is_postgres):
             options.append(set_data_path)
         try:
+            if not self.read_only and not self.is_postgres:
+                self._prepare_local(catalog_file, catalog is None, options)
+            if self.is_sqlite:
+                options.append(f"META_BUSY_TIMEOUT {BUSY_TIMEOUT_MS}")
+                if not self.read_only:
+                    options.append("META_JOURNAL_MODE 'WAL'")  # readers never wait for the writer
             self._attach(target, options, None if self.read_only else set_data_path)
         except duckdb.Error as exc:
-            self.con.close()
+            self.close()
             error = self._attach_error(exc, snapshot)
             if error is None:
                 raise
             # the cause of a postgres failure repeats the connection string, password included
             raise error from (None if self.is_postgres else exc)
+        except BaseException:
+            self.close()
+            raise
         self._load_object_storage(self.data_path)  # the catalog's own, when it was not given
         self.con.execute(f"USE {LAKE_ALIAS}")
         if not self.read_only:
             self._create_tables()
             self._create_views()
+        elif snapshot is None:
+            # One transaction for the reader's life: every query sees the snapshot that was the
+            # latest at this point, never part of a commit that lands meanwhile.
+            self.con.execute("BEGIN TRANSACTION")
+
+    def _local_catalog(self, catalog: str | None) -> tuple[Path, bool]:
+        """The catalog file and whether it is SQLite. The default is `root/catalog.sqlite`; a lake
+        that still has only the older DuckDB file is read from it (its next writer migrates it)."""
+        if catalog:
+            if catalog.startswith(SQLITE):
+                return Path(catalog[len(SQLITE):]).expanduser(), True
+            return Path(catalog).expanduser(), False
+        current, legacy = self.root / CATALOG_FILE, self.root / LEGACY_CATALOG_FILE
+        if self.read_only and not current.exists() and legacy.exists():
+            return legacy, False
+        return current, True
+
+    def _prepare_local(self, catalog_file: Path, default: bool, options: list[str]) -> None:
+        """A writer of a local catalog: take the writer lock, migrate the older DuckDB catalog of
+        the default location, and make a new SQLite lake whole (tables and views) before it
+        appears under its name, so a reader never finds a half-made lake."""
+        catalog_file.parent.mkdir(parents=True, exist_ok=True)
+        if not self.is_sqlite:
+            return  # a DuckDB file locks itself
+        self._writer_lock = _take_writer_lock(catalog_file, self.location)
+        legacy = self.root / LEGACY_CATALOG_FILE
+        if default and legacy.exists():
+            from curate.lake_migrate import migrate_to_sqlite
+
+            if not catalog_file.exists():
+                migrate_to_sqlite(legacy, catalog_file)
+            legacy.rename(legacy.with_name(legacy.name + ".migrated"))
+        if catalog_file.exists():
+            return
+        partial = catalog_file.with_name(catalog_file.name + ".partial")
+        for leftover in (partial, *(partial.with_name(partial.name + s) for s in ("-journal", "-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+        self._attach(SQLITE + str(partial), options, None)
+        self.con.execute(f"USE {LAKE_ALIAS}")
+        self._create_tables()
+        self._create_views()
+        self.con.execute("USE memory")
+        self.con.execute(f"DETACH {LAKE_ALIAS}")
+        os.replace(partial, catalog_file)
 
     def _data_path(self, data_path: str | None) -> str:
         if data_path is None:
@@ -254,6 +332,9 @@ class Lake:
 
     def close(self) -> None:
         self.con.close()
+        if self._writer_lock is not None:
+            self._writer_lock.close()  # releases the lock
+            self._writer_lock = None
 
     def __enter__(self) -> "Lake":
         return self

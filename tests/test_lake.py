@@ -50,7 +50,7 @@ def test_new_lake_creates_every_table(tmp_path):
         assert lake.table_names() == set(schemas.TABLES)
         for name in schemas.TABLES:
             assert lake.count(name) == 0
-    assert (tmp_path / "lake" / "catalog.ducklake").exists()
+    assert (tmp_path / "lake" / "catalog.sqlite").exists()
 
 
 def test_stored_columns_and_types_match_declarations(lake):

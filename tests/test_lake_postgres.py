@@ -107,7 +107,7 @@ def test_commit_and_read_back_through_postgres(tmp_path, postgres, catalog):
         added = lake.commit({"runs": [run_row()], "prompts": _prompts("p", 300)})
         assert added == {"runs": 1, "prompts": 300}
         assert lake.location == catalog
-    assert not (tmp_path / "lake" / "catalog.ducklake").exists()
+    assert not (tmp_path / "lake" / "catalog.sqlite").exists()
     dbname = catalog.split("dbname=")[1].split()[0]
     # The catalog is PostgreSQL's: DuckLake's metadata tables are there, naming the Parquet file.
     assert int(postgres.sql(dbname, "SELECT count(*) FROM ducklake_data_file")) >= 1
@@ -181,7 +181,7 @@ def test_open_lake_takes_config_then_env_then_default(tmp_path, monkeypatch, cat
     with open_lake(data_dir) as lake:  # nothing set: the local default
         assert lake.location == str(data_dir / "lake")
         assert lake.data_path == f"{data_dir / 'lake' / 'files'}/"
-    assert (data_dir / "lake" / "catalog.ducklake").exists()
+    assert (data_dir / "lake" / "catalog.sqlite").exists()
 
     monkeypatch.setenv("CURATE_LAKE_CATALOG", env_catalog)
     monkeypatch.setenv("CURATE_LAKE_DATA_PATH", str(tmp_path / "env-files"))
@@ -267,4 +267,4 @@ def test_pipeline_runs_on_a_postgres_catalog(tmp_path, catalog, tiny_generator):
         assert lake.count("candidates") == 2 * len(GOOD_ROWS)
         statuses = lake.query("SELECT status, count(*) AS n FROM runs GROUP BY 1 ORDER BY 1")
     assert dict(statuses.iter_rows()) == {"completed": 2, "running": 1}
-    assert not (tmp_path / "data-1" / "lake" / "catalog.ducklake").exists()
+    assert not (tmp_path / "data-1" / "lake" / "catalog.sqlite").exists()
