@@ -50,6 +50,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
     check_config_models(load_config(config_path))  # fail fast on a bad config or model, before Prefect starts
     directory = _data_dir(data_dir)
     apply_offline_env(directory)
+    _own_the_data_dir(directory)
     if no_prefect:
         from curate.pipeline import Pipeline
 
@@ -61,6 +62,19 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
 
         state = run_build(config_path, directory, runner_kind=runner)["state"]
     console.print(summary_table(state))
+
+
+def _own_the_data_dir(directory: Path) -> None:
+    """Stop what an earlier, killed run of this data dir left running, mark this run's processes,
+    and let SIGTERM end the run as Ctrl-C does: through its cleanup (the run is marked failed
+    and Prefect's ephemeral server stopped), not at once."""
+    import signal
+
+    from curate.leftovers import mark_run, stop_leftovers
+
+    stop_leftovers(directory)
+    mark_run(directory)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 AsOf = typer.Option(None, "--as-of", help="Read the lake as it was at the end of a run (run id) or at a snapshot number")

@@ -44,6 +44,20 @@ def _table_ids(data: Path) -> dict[str, list[str]]:
         return {t: lake.query(f"SELECT {k} FROM {t}")[k].to_list() for t, k in KEYS.items()}
 
 
+def _session_processes(session: int) -> list[str]:
+    """Live processes (not zombies) of a session, as "pid command"."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        command, fields = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if int(fields[3]) == session and fields[0] not in ("Z", "X"):
+            found.append(f"{stat.parent.name} {command}")
+    return found
+
+
 def test_killed_run_resumes_to_the_same_pairs(tmp_path, curate_cli, tiny_generator, tiny_reward):
     prompts = _many_prompts(tmp_path / "prompts.jsonl")
     config = write_config(tmp_path / "run.toml", prompts, tiny_generator, tiny_reward, n=3, chunk_size=6)
@@ -59,23 +73,30 @@ def test_killed_run_resumes_to_the_same_pairs(tmp_path, curate_cli, tiny_generat
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
                                start_new_session=True)
     try:
-        for line in process.stdout:
-            if "generate: committed" in line:
-                process.send_signal(signal.SIGKILL)
-                break
+        try:
+            for line in process.stdout:
+                if "generate: committed" in line:
+                    process.send_signal(signal.SIGKILL)
+                    break
+        finally:
+            process.kill()
+            process.wait(timeout=60)
+        assert process.returncode == -signal.SIGKILL
+        left = _session_processes(process.pid)
+        assert left, "the killed run's ephemeral Prefect server should still be running here"
+        partial = _table_ids(killed_dir)
+        assert 0 < len(partial["candidates"]) < planned, "the kill must land during generation"
+        assert partial["pairs"] == []
+
+        resumed = _run(curate_cli, "run", str(config), "--data-dir", str(killed_dir))
+        # the next run in that data dir stopped what the killed one left running
+        assert _session_processes(process.pid) == [], _session_processes(process.pid)
+        assert "an earlier, killed run left running" in resumed.stdout
     finally:
-        process.kill()
-        process.wait(timeout=60)
-        try:  # the killed run's ephemeral Prefect server outlives it: not past this test
+        try:  # whatever the test's outcome, nothing of the killed run outlives it
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    assert process.returncode == -signal.SIGKILL
-    partial = _table_ids(killed_dir)
-    assert 0 < len(partial["candidates"]) < planned, "the kill must land during generation"
-    assert partial["pairs"] == []
-
-    resumed = _run(curate_cli, "run", str(config), "--data-dir", str(killed_dir))
     assert f"{len(partial['candidates'])} already in the lake" in resumed.stdout
     with Lake(killed_dir / "lake", read_only=True) as lake:
         statuses = lake.query("SELECT status FROM runs ORDER BY started_at")["status"].to_list()
