@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from curate.progress import log
 # Ray builds socket paths under its temp dir (session_<time>_<pid>/sockets/plasma_store): a
 # longer dir breaks the 107-byte AF_UNIX limit, so a long data dir is reached through a short link.
 RAY_TMPDIR_MAX = 40
+RAY_SESSIONS_KEPT = 3  # old session folders (logs, sockets) a new local Ray leaves in the data dir
 
 
 class TaskShards:
@@ -62,12 +64,34 @@ def _short_ray_tmpdir(data_dir: Path) -> Path:
     return link
 
 
+def prune_ray_sessions(sessions_dir: Path, keep: int = RAY_SESSIONS_KEPT) -> list[Path]:
+    """Remove Ray's session folders under `sessions_dir` (session_<time>_<pid>, one per Ray
+    start) but the newest `keep`; one whose starting process is alive, or that session_latest
+    names, stays whatever its age."""
+    from curate.leftovers import alive
+
+    sessions = sorted(p for p in sessions_dir.glob("session_*") if p.is_dir() and not p.is_symlink())
+    latest = sessions_dir / "session_latest"
+    current = latest.resolve() if latest.is_symlink() else None
+    removed = []
+    for session in sessions[:max(len(sessions) - keep, 0)]:
+        pid = session.name.rsplit("_", 1)[-1]
+        if session.resolve() == current or (pid.isdigit() and alive(int(pid))):
+            continue
+        shutil.rmtree(session, ignore_errors=True)
+        removed.append(session)
+    return removed
+
+
 def contain_ray(data_dir: Path, local: bool) -> None:
     """Ray offline and inside the data dir: temp files and sessions there, usage stats off, no
     outside probe; a local cluster gets token auth with a token kept in the data dir (Ray's
     default would write ~/.ray/auth_token). Values the user already set win."""
     if "RAY_TMPDIR" not in os.environ:
         os.environ["RAY_TMPDIR"] = str(_short_ray_tmpdir(data_dir))
+    pruned = prune_ray_sessions((Path(data_dir) / "ray" / "ray").resolve())  # only ever the data dir's own
+    if pruned:
+        log(f"runner: removed {len(pruned)} old Ray session folder(s), kept the newest {RAY_SESSIONS_KEPT}")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if local and "RAY_AUTH_MODE" not in os.environ:

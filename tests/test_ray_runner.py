@@ -52,6 +52,10 @@ def test_ray_runner_gives_the_thread_runners_rows(tmp_path, tiny_generator, tiny
     home = tmp_path / "home"
     home.mkdir()
 
+    old_sessions = tmp_path / "ray" / "ray" / "ray"  # earlier runs' sessions: all but the newest 3 go
+    for day in range(1, 6):
+        (old_sessions / f"session_2020-01-0{day}_10-00-00_000000_{2**22 + 1}" / "logs").mkdir(parents=True)
+
     threads = _run(config, tmp_path / "threads", "threads", home)
     assert threads.returncode == 0, threads.stderr[-3000:]
     ray = _run(config, tmp_path / "ray", "ray", home)
@@ -64,8 +68,11 @@ def test_ray_runner_gives_the_thread_runners_rows(tmp_path, tiny_generator, tiny
 
     # Ray's sessions, logs and auth token live in the data dir; nothing under ~/.ray.
     ray_dir = tmp_path / "ray" / "ray"
-    sessions = list(ray_dir.glob("ray/session_*"))
-    assert sessions, sorted(p.name for p in ray_dir.iterdir())
+    sessions = [p for p in ray_dir.glob("ray/session_*") if not p.is_symlink()]
+    assert sorted(p.name[8:18] for p in sessions if p.name.startswith("session_2020")) == [
+        "2020-01-03", "2020-01-04", "2020-01-05"]
+    sessions = [p for p in sessions if not p.name.startswith("session_2020")]
+    assert len(sessions) == 1, sorted(p.name for p in ray_dir.iterdir())
     logs = "".join(p.read_text(errors="replace") for p in sessions[0].glob("logs/worker-*.out"))
     assert "score_shard" in logs and "embed_shard" in logs  # the shard tasks ran on Ray's workers
     assert (ray_dir / "auth_token").stat().st_mode & 0o777 == 0o600

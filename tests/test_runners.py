@@ -105,3 +105,21 @@ def test_a_failed_shard_fails_the_map_after_every_shard_ended(tmp_path):
     with pytest.raises(ValueError, match="shard 1 is broken"):
         mapped([(i, str(tmp_path)) for i in range(4)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done-0", "done-2", "done-3"]
+
+
+def test_old_ray_sessions_are_pruned_but_never_one_in_use(tmp_path, clean_ray_env):
+    sessions = tmp_path / "ray" / "ray"
+    dead = 2**22 + 1  # above Linux's largest pid: never alive
+    names = [f"session_2026-01-0{day}_10-00-00_000000_{dead}" for day in range(1, 8)]
+    names[0] = f"session_2026-01-01_09-00-00_000000_{os.getpid()}"  # the oldest, but its process is alive
+    for name in names:
+        (sessions / name / "logs").mkdir(parents=True)
+        (sessions / name / "logs" / "raylet.out").write_text("log")
+    (sessions / "session_latest").symlink_to(sessions / names[1])  # old, but what Ray calls the latest
+    contain_ray(tmp_path, local=True)
+    left = sorted(p.name for p in sessions.iterdir() if p.name.startswith("session_"))
+    assert left == sorted([names[0], names[1], *names[-3:], "session_latest"])
+    assert (tmp_path / "ray" / "auth_token").exists()  # the rest of the ray folder stays
+    link = os.environ["RAY_TMPDIR"]
+    if link.startswith("/tmp/curate-ray-"):
+        os.unlink(link)
