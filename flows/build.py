@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from curate.config import load_config
 from curate.errors import UserError
 from curate.pipeline import Pipeline, RunState
-from flows.runners import TaskShards, shared_prefect_api, task_runner_for
+from flows.runners import TaskShards, raise_if_cluster_gone, shared_prefect_api, task_runner_for
 
 
 TRANSIENT = (ConnectionError, TimeoutError)
@@ -62,6 +62,7 @@ TASKS = [_step(name) for name in STEPS]
 @flow(name="build")
 def build(config_path: str, data_dir: str = "data") -> dict:
     """Run the pipeline for one config; returns the run's id and counts."""
+    raise_if_cluster_gone()  # checked as each run starts: a served deployment outlives clusters
     pipeline = Pipeline(load_config(Path(config_path)), Path(data_dir))
     pipeline.shards = TaskShards(pipeline.config.runner.shards)
     try:

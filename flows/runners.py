@@ -117,6 +117,16 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from exc
 
 
+def raise_if_cluster_gone() -> None:
+    """In a flow run: the one-line error of a Ray runner that found no cluster as it started."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    reason = getattr(context.task_runner, "unreachable", None) if context else None
+    if reason:
+        raise UserError(reason)
+
+
 @contextmanager
 def shared_prefect_api(task_runner):
     """Ray workers are other processes that hydrate this one's Prefect settings: without an API
@@ -124,7 +134,7 @@ def shared_prefect_api(task_runner):
     process's ephemeral server (a set PREFECT_API_URL is used as it is), and no fallback."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
 
-    if type(task_runner).__name__ != "RayTaskRunner" or PREFECT_API_URL.value():
+    if not any(kind.__name__ == "RayTaskRunner" for kind in type(task_runner).__mro__) or PREFECT_API_URL.value():
         yield
         return
     from prefect.server.api.server import SubprocessASGIServer
@@ -140,15 +150,15 @@ def task_runner_for(runner: RunnerConfig, data_dir: Path):
     if runner.kind == "threads":
         return ThreadPoolTaskRunner(max_workers=runner.workers)
     try:
-        from prefect_ray import RayTaskRunner
+        from flows.ray_runner import CheckedRayTaskRunner
     except ImportError as exc:
         raise UserError("runner kind 'ray' needs prefect-ray (pip install prefect-ray)") from exc
     local = runner.address is None
     if not local:
-        check_reachable(runner.address)
+        check_reachable(runner.address)  # now, and again as each flow run starts the runner
     contain_ray(data_dir, local)
     # A cluster that is already running has its own CPUs and dashboard.
     init_kwargs = {"include_dashboard": runner.dashboard, "num_cpus": runner.workers} if local else {}
     log(f"runner: Ray {'(local, ' + str(runner.workers or 'all') + ' CPUs)' if local else 'at ' + runner.address}, "
         f"{runner.shards} shards per stage")
-    return RayTaskRunner(address=runner.address, init_kwargs=init_kwargs)
+    return CheckedRayTaskRunner(address=runner.address, init_kwargs=init_kwargs)

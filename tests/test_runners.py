@@ -76,6 +76,42 @@ def test_cluster_address_must_answer(tmp_path, clean_ray_env):
     check_reachable("auto")  # Ray finds the cluster this machine is in
 
 
+def test_a_built_ray_runner_checks_the_address_again_each_time_it_starts(tmp_path, clean_ray_env):
+    os.environ["RAY_TMPDIR"] = str(tmp_path)
+    with socket.socket() as server:  # up when the deployment is served...
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        runner = task_runner_for(RunnerConfig(kind="ray", address=f"127.0.0.1:{port}"), tmp_path)
+    for started in (runner, runner.duplicate()):  # ...gone when a run starts it (Prefect duplicates runners)
+        with started:
+            assert started.unreachable == f"cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused)"
+
+
+@pytest.mark.slow
+def test_a_flow_run_against_a_gone_cluster_fails_at_once_with_one_line(tmp_path, clean_ray_env, tiny_generator):
+    import time
+
+    from flows.build import build_flow
+    from tests.helpers import write_config, write_prompts
+
+    os.environ["RAY_TMPDIR"] = str(tmp_path)
+    config = write_config(tmp_path / "run.toml", write_prompts(tmp_path / "prompts.jsonl"), tiny_generator, None,
+                          n=1, export=None)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        config.write_text(config.read_text() + f'\n[runner]\nkind = "ray"\naddress = "{address}"\n')
+        served = build_flow(config, tmp_path / "data")  # what `curate serve` builds, once
+    began = time.monotonic()
+    state = served(str(config), str(tmp_path / "data"), return_state=True)
+    assert state.is_failed() or state.is_crashed()
+    assert f"cannot reach the Ray cluster at {address}" in state.message, state.message
+    assert time.monotonic() - began < 120  # Ray on its own retries for minutes
+    assert not (tmp_path / "data" / "lake").exists()  # the run stopped before it began
+
+
 def _shard_work(index: int, marks: str) -> int:
     import time
     from pathlib import Path
