@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from curate import ids, schemas
-from curate.score import score_candidates
+from curate.score import ScoreItem, score_candidates
 from curate.score.verify.constraints import (
     CHECKERS,
     check_all,
@@ -40,8 +40,10 @@ def test_count_words():
     ("one two three", "less than", 3, False),
     ("one two three", "at least", 3, True),
     ("one two three", "at least", 4, False),
-    ("", "less than", 1, True),
-    ("", "at least", 0, True),
+    ("!!", "less than", 1, True),
+    ("!!", "at least", 0, True),
+    ("", "less than", 1, False),  # a blank response follows nothing (IFEval's harness)
+    ("  \n", "at least", 0, False),
 ])
 def test_number_words(text, relation, n, expected):
     constraint = _c("length_constraints:number_words", relation=relation, num_words=n)
@@ -264,8 +266,57 @@ def test_constraint_scorer_fraction_followed(frames):
     assert rows["i-one"]["score"] == 0.5
     assert rows["i-zero"]["score"] == 0.0
     detail = json.loads(rows["i-one"]["detail_json"])
-    assert detail == {"followed": [False, True], "types": [c["type"] for c in LOWER_AND_SEA]}
+    assert detail == {
+        "followed": [False, True], "types": [c["type"] for c in LOWER_AND_SEA], "blank": False,
+        "constraints": [
+            {"type": "change_case:english_lowercase", "kwargs": {}, "followed": False,
+             "measured": {"lower": False}},
+            {"type": "keywords:existence", "kwargs": {"keywords": ["sea"]}, "followed": True,
+             "measured": {"found": ["sea"]}},
+        ]}
+    assert json.loads(rows["i-both"]["detail_json"])["constraints"][0]["measured"] == {
+        "lower": True, "language": "en"}
     assert all(r["status"] == "ok" and r["scorer"] == "constraints" for r in rows.values())
+
+
+AUDITED = [
+    (_c("length_constraints:number_sentences", relation="less than", num_sentences=2), {"count": 2}),
+    (_c("length_constraints:number_words", relation="at least", num_words=5), {"count": 9}),
+    (_c("language:response_language", language="en"), {"language": "en"}),
+    (_c("keywords:forbidden_words", forbidden_words=["shops", "cars"]), {"found": ["shops"]}),
+    (_c("keywords:letter_frequency", letter="w", let_frequency=3, let_relation="less than"),
+     {"count": 4}),
+    (_c("change_case:capital_word_frequency", capital_relation="at least", capital_frequency=1),
+     {"count": 0}),
+    (_c("punctuation:has_comma"), {"count": 0}),
+]
+
+
+def test_constraint_scorer_detail_holds_kwargs_and_measured_values():
+    text = "We walked down Main St. The shops were closed."
+    constraints = [c for c, _ in AUDITED]
+    item = ScoreItem("c", "p", "instruction", [], text, {"constraints_json": json.dumps(constraints)})
+    [result] = ConstraintScorer().score([item])
+    detail = json.loads(json.dumps(result.detail))  # as stored in detail_json
+    assert [v["kwargs"] for v in detail["constraints"]] == [c["kwargs"] for c in constraints]
+    assert [v["measured"] for v in detail["constraints"]] == [m for _, m in AUDITED]
+    assert detail["followed"] == [v["followed"] for v in detail["constraints"]] == [
+        False, True, True, False, False, False, False]
+    assert result.score == 2 / 7
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\n\n\t", "\u3000"])
+def test_constraint_scorer_blank_response_follows_nothing(blank):
+    """IFEval's harness: `response.strip() and check_following(response)`. An empty answer once
+    followed 221 of IFEval's 834 instructions here (and every reverse of a failed one)."""
+    constraints = [_c("length_constraints:number_words", relation="less than", num_words=10),
+                   _c("keywords:not_all_exist", keywords=["sea"]),
+                   _c("punctuation:no_comma"), _c("language:response_language", language="en")]
+    item = ScoreItem("c", "p", "instruction", [], blank, {"constraints_json": json.dumps(constraints)})
+    [result] = ConstraintScorer().score([item])
+    assert result.score == 0.0 and result.status == "ok"
+    assert result.detail["blank"] is True and result.detail["followed"] == [False] * 4
+    assert all(v["measured"] is None for v in result.detail["constraints"])
 
 
 def test_several_scorers_in_one_call(frames):

@@ -7,7 +7,7 @@ import json
 from tqdm.auto import tqdm
 
 from curate.score import ScoreItem, ScoreResult
-from curate.score.verify.constraints import check_all
+from curate.score.verify.constraints import evaluate_all
 from curate.score.math_answer import DEFAULT_TIMEOUT_S, MathVerifier, extract_final_answer
 
 
@@ -51,17 +51,26 @@ class MathAnswerScorer:
 
 
 class ConstraintScorer:
-    """Fraction of the prompt's typed constraints that the response follows."""
+    """Fraction of the prompt's typed constraints that the response follows.
+
+    detail_json: `followed` and `types` (one entry per constraint), `blank` (a blank response
+    follows nothing, as in IFEval's harness) and `constraints`: each constraint's type, kwargs,
+    verdict and measured value (the count, the detected language, the keywords found...).
+    """
 
     name = "constraints"
-    version = "2"  # 2: the full IFEval library (english_lowercase also needs English text)
+    # 2: the full IFEval library (english_lowercase also needs English text)
+    # 3: blank responses follow nothing; NLTK Punkt sentences and word_tokenize capital words
+    version = "3"
     tasks = frozenset({"instruction"})
 
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         results = []
         for item in tqdm(items, desc=f"score {self.name}", unit="candidate", leave=False):
             constraints = json.loads(item.prompt["constraints_json"])
-            followed = check_all(item.text, constraints)
-            detail = {"followed": followed, "types": [c["type"] for c in constraints]}
+            verdicts = evaluate_all(item.text, constraints)
+            followed = [v["followed"] for v in verdicts]
+            detail = {"followed": followed, "types": [c["type"] for c in constraints],
+                      "blank": not item.text.strip(), "constraints": verdicts}
             results.append(ScoreResult(sum(followed) / len(followed), "ok", detail))
         return results

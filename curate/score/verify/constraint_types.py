@@ -1,17 +1,19 @@
 """The constraint type implementations: text measures, checkers, kwargs fields and descriptions.
 
 Checkers follow the reference implementation of IFEval (google-research
-`instruction_following_eval/instructions.py`) line by line where they can, with three kinds of
-deliberate difference, each noted where it happens:
+`instruction_following_eval/instructions.py`, as lm-eval ships it) line by line where they can:
 
-- no NLTK: sentences are split by `split_sentences` (a regex splitter, not Punkt) and the words of
-  `capital_word_frequency` by `capital_words` (a regex, not `word_tokenize`);
-- user strings (keywords, markers, section splitters) are matched literally (`re.escape`), where
-  IFEval puts them into regexes unescaped;
-- no empty-response rule: IFEval's harness fails every instruction on a blank response, outside the
-  checkers; here a checker sees the text as it is, so that a checker and its reverse stay exact
-  complements on every text, the empty one included.
+- a blank response (empty or white space only) follows no constraint, neither an IFEval type
+  nor a reverse type: IFEval's harness scores `response.strip() and check_following(response)`.
+  A reverse type is the exact complement of its original on every other text;
+- sentences and upper-case words are NLTK's (Punkt's English model, `word_tokenize`), as IFEval
+  counts them: see `ifeval_text.py`.
 
+One deliberate difference: user strings (keywords, markers, section splitters) are matched
+literally (`re.escape`), where IFEval puts them into regexes unescaped.
+
+A checker returns `(followed, measured)`: the verdict and what it measured (a count, the detected
+language, the keywords found), stored in the score's `detail_json` so a verdict can be audited.
 `constraints.py` wires these into the registry (`CONSTRAINT_TYPES`) and adds the reverse types.
 """
 
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from langdetect import DetectorFactory, detect
 from langdetect.detector_factory import init_factory
 from langdetect.lang_detect_exception import LangDetectException
+
+from curate.score.verify.ifeval_text import capital_words, count_sentences
 
 RELATIONS = ("less than", "at least")
 FLIPPED = {"less than": "at least", "at least": "less than"}
@@ -59,7 +63,7 @@ class ConstraintType:
     kwarg whose flip ("less than" <-> "at least") is the exact reverse."""
 
     id: str
-    checker: Callable[[str, Kwargs], bool]
+    checker: Callable[[str, Kwargs], tuple[bool, object]]
     fields: dict[str, Callable[[str, object], str | None]]
     describer: Callable[[Kwargs], str]
     reversed_by: str | None = None
@@ -67,8 +71,15 @@ class ConstraintType:
     cross_check: Callable[[Kwargs], str | None] | None = None
     ifeval: bool = True
 
+    def evaluate(self, text: str, kwargs: Kwargs) -> tuple[bool, object]:
+        """(followed, measured value); a blank text follows nothing and measures nothing."""
+        if not text.strip():
+            return False, None
+        followed, measured = self.checker(text, kwargs)
+        return bool(followed), measured
+
     def check(self, text: str, kwargs: Kwargs) -> bool:
-        return bool(self.checker(text, kwargs))
+        return self.evaluate(text, kwargs)[0]
 
     def validate(self, kwargs: Kwargs) -> str | None:
         """A one-line reason why `kwargs` is unusable, or None."""
@@ -97,9 +108,14 @@ class ConstraintType:
 
 
 def negation(base: ConstraintType, type_id: str, describer: Callable[[Kwargs], str]) -> ConstraintType:
-    """A reverse type: same kwargs as `base`, holds exactly where `base` fails."""
-    return ConstraintType(type_id, lambda text, kwargs: not base.check(text, kwargs), base.fields,
-                          describer, reversed_by=base.id, cross_check=base.cross_check, ifeval=False)
+    """A reverse type: same kwargs as `base`, holds exactly where `base` fails (blank texts
+    aside: those follow neither), and measures what `base` measures."""
+    def checker(text: str, kwargs: Kwargs) -> tuple[bool, object]:
+        followed, measured = base.checker(text, kwargs)
+        return not followed, measured
+
+    return ConstraintType(type_id, checker, base.fields, describer, reversed_by=base.id,
+                          cross_check=base.cross_check, ifeval=False)
 
 
 # kwargs fields: (name, value) -> error or None ----------------------------------------------
@@ -164,71 +180,6 @@ def count_words(text: str) -> int:
     return len(WORD.findall(text))
 
 
-# Lowercase, without the final period: "e.g." is looked up as "e.g".
-ABBREVIATIONS = frozenset("""
-    mr mrs ms mx dr prof sr jr st mt ft rev hon gen col capt cpt lt sgt gov sen rep pres
-    vs etc e.g i.e cf al approx ca dept est fig figs no nos vol vols pp p ed eds inc ltd co corp
-    jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur thurs fri sat sun
-    a.m p.m u.s u.k u.n ph.d b.a m.a b.sc m.sc
-""".split())
-SENTENCE_END = re.compile(r"([.!?]+)[\"'”’)\]]*(?=\s|$)")
-DOTTED = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")  # e.g, U.S, a.m: letters joined by dots
-
-
-def _is_sentence_break(text: str, match: re.Match) -> bool:
-    punct = match.group(1)
-    if "!" in punct or "?" in punct:
-        return True
-    following = text[match.end():].lstrip()
-    if len(punct) > 1:  # an ellipsis ends a sentence only before a capital (or the end)
-        return not following or not following[0].islower()
-    before = text[:match.start()]
-    token = re.search(r"\S*$", before).group(0).lstrip("\"'“‘([")
-    if not token:
-        return True
-    lower = token.lower()
-    if lower in ABBREVIATIONS or DOTTED.fullmatch(token):
-        return False
-    if len(token) == 1 and token.isupper():  # an initial: "J. R. R. Tolkien"
-        return False
-    line_start = before[: len(before) - len(token)].rsplit("\n", 1)[-1]
-    if token.isdigit() and not line_start.strip():  # a numbered list item: "1. Buy milk"
-        return False
-    return True
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences, split after . ! ? (and closing quotes) followed by white space, except after
-    abbreviations (Mr., e.g., etc.), initials, list numbers, and an ellipsis before a lowercase
-    word. Decimals and URLs have no space after their dots, so they never split. Like Punkt, and
-    unlike a line splitter, a newline alone does not end a sentence."""
-    sentences, start = [], 0
-    for match in SENTENCE_END.finditer(text):
-        if _is_sentence_break(text, match):
-            sentence = text[start:match.end()].strip()
-            if sentence:
-                sentences.append(sentence)
-            start = match.end()
-    tail = text[start:].strip()
-    if tail:
-        sentences.append(tail)
-    return sentences
-
-
-def count_sentences(text: str) -> int:
-    """Sentences with at least one word character (a lone "***" or "..." is not a sentence)."""
-    return sum(1 for s in split_sentences(text) if re.search(r"\w", s))
-
-
-CAPITAL_TOKEN = re.compile(r"\w+(?:[-.]\w+)*|['’]\w+")
-
-
-def capital_words(text: str) -> list[str]:
-    """Tokens in upper case, near NLTK's word_tokenize: punctuation split off, hyphenated words and
-    dotted acronyms kept whole, contractions split ("DON'T" -> "DON", "'T")."""
-    return [t for t in CAPITAL_TOKEN.findall(text) if t.isupper()]
-
-
 _langdetect_lock = threading.Lock()
 
 
@@ -246,80 +197,88 @@ def detect_language(text: str) -> str | None:
         return None
 
 
-# IFEval checkers ----------------------------------------------------------------------------
+# IFEval checkers: (text, kwargs) -> (followed, measured) --------------------------------------
+
+Verdict = tuple[bool, object]
+
 
 def compare(count: int, relation: str, threshold: int) -> bool:
     return count < threshold if relation == "less than" else count >= threshold
 
 
-def keywords_exist(text: str, kw: Kwargs) -> bool:
-    return all(re.search(re.escape(k), text, flags=re.IGNORECASE) for k in kw["keywords"])
+def keywords_exist(text: str, kw: Kwargs) -> Verdict:
+    found = [k for k in kw["keywords"] if re.search(re.escape(k), text, flags=re.IGNORECASE)]
+    return len(found) == len(kw["keywords"]), {"found": found}
 
 
-def keyword_frequency(text: str, kw: Kwargs) -> bool:
-    found = re.findall(re.escape(kw["keyword"].strip()), text, flags=re.IGNORECASE)
-    return compare(len(found), kw["relation"], kw["frequency"])
+def keyword_frequency(text: str, kw: Kwargs) -> Verdict:
+    count = len(re.findall(re.escape(kw["keyword"].strip()), text, flags=re.IGNORECASE))
+    return compare(count, kw["relation"], kw["frequency"]), {"count": count}
 
 
-def forbidden_words(text: str, kw: Kwargs) -> bool:
-    return not any(re.search(rf"\b{re.escape(w)}\b", text, flags=re.IGNORECASE)
-                   for w in kw["forbidden_words"])
+def forbidden_words(text: str, kw: Kwargs) -> Verdict:
+    found = [w for w in kw["forbidden_words"]
+             if re.search(rf"\b{re.escape(w)}\b", text, flags=re.IGNORECASE)]
+    return not found, {"found": found}
 
 
-def letter_frequency(text: str, kw: Kwargs) -> bool:
+def letter_frequency(text: str, kw: Kwargs) -> Verdict:
     # IFEval swaps a non-letter (the data has "#" and "!") for a random letter; we count it as given.
     count = text.lower().count(kw["letter"].strip().lower())
-    return compare(count, kw["let_relation"], kw["let_frequency"])
+    return compare(count, kw["let_relation"], kw["let_frequency"]), {"count": count}
 
 
-def response_language(text: str, kw: Kwargs) -> bool:
+def response_language(text: str, kw: Kwargs) -> Verdict:
     language = detect_language(text)
-    return language is None or language == kw["language"]  # undetectable counts as followed
+    # undetectable counts as followed, as in IFEval
+    return language is None or language == kw["language"], {"language": language}
 
 
-def number_sentences(text: str, kw: Kwargs) -> bool:
-    return compare(count_sentences(text), kw["relation"], kw["num_sentences"])
+def number_sentences(text: str, kw: Kwargs) -> Verdict:
+    count = count_sentences(text)
+    return compare(count, kw["relation"], kw["num_sentences"]), {"count": count}
 
 
-def number_paragraphs(text: str, kw: Kwargs) -> bool:
+def number_paragraphs(text: str, kw: Kwargs) -> Verdict:
     paragraphs = re.split(r"\s?\*\*\*\s?", text)
     count = len(paragraphs)
     for index, paragraph in enumerate(paragraphs):
         if not paragraph.strip():
             if index in (0, len(paragraphs) - 1):
                 count -= 1
-            else:
-                return False  # an empty paragraph between two dividers
-    return count == kw["num_paragraphs"]
+            else:  # an empty paragraph between two dividers
+                return False, {"count": None, "empty_paragraph": index + 1}
+    return count == kw["num_paragraphs"], {"count": count}
 
 
-def number_words(text: str, kw: Kwargs) -> bool:
-    return compare(count_words(text), kw["relation"], kw["num_words"])
+def number_words(text: str, kw: Kwargs) -> Verdict:
+    count = count_words(text)
+    return compare(count, kw["relation"], kw["num_words"]), {"count": count}
 
 
-def nth_paragraph_first_word(text: str, kw: Kwargs) -> bool:
+def nth_paragraph_first_word(text: str, kw: Kwargs) -> Verdict:
     paragraphs = re.split(r"\n\n", text)
     count = sum(1 for p in paragraphs if p.strip())
     nth = kw["nth_paragraph"]
-    if nth > count:
-        return False
-    paragraph = paragraphs[nth - 1].strip()  # IFEval indexes the list with empty paragraphs in it
-    if not paragraph:
-        return False
+    paragraph = paragraphs[nth - 1].strip() if nth <= count else ""
+    if not paragraph:  # IFEval indexes the list with empty paragraphs in it
+        return False, {"count": count, "first_word": None}
     word = paragraph.split()[0].strip().lstrip("'").lstrip('"')
     first_word = ""
     for letter in word:
         if letter in {".", ",", "?", "!", "'", '"'}:
             break
         first_word += letter.lower()
-    return count == kw["num_paragraphs"] and first_word == kw["first_word"].strip().lower()
+    followed = count == kw["num_paragraphs"] and first_word == kw["first_word"].strip().lower()
+    return followed, {"count": count, "first_word": first_word}
 
 
-def number_placeholders(text: str, kw: Kwargs) -> bool:
-    return len(re.findall(r"\[.*?\]", text)) >= kw["num_placeholders"]
+def number_placeholders(text: str, kw: Kwargs) -> Verdict:
+    count = len(re.findall(r"\[.*?\]", text))
+    return count >= kw["num_placeholders"], {"count": count}
 
 
-def postscript(text: str, kw: Kwargs) -> bool:
+def postscript(text: str, kw: Kwargs) -> Verdict:
     marker = kw["postscript_marker"].strip()
     if marker == "P.P.S":
         pattern = r"\s*p\.\s?p\.\s?s.*$"
@@ -327,84 +286,102 @@ def postscript(text: str, kw: Kwargs) -> bool:
         pattern = r"\s*p\.\s?s\..*$"
     else:
         pattern = r"\s*" + re.escape(marker.lower()) + r".*$"
-    return re.search(pattern, text.lower(), flags=re.MULTILINE) is not None
+    found = re.search(pattern, text.lower(), flags=re.MULTILINE)
+    return found is not None, {"postscript": found.group(0).strip()[:80] if found else None}
 
 
-def number_bullet_lists(text: str, kw: Kwargs) -> bool:
+def number_bullet_lists(text: str, kw: Kwargs) -> Verdict:
     stars = re.findall(r"^\s*\*[^\*].*$", text, flags=re.MULTILINE)
     dashes = re.findall(r"^\s*-.*$", text, flags=re.MULTILINE)
-    return len(stars) + len(dashes) == kw["num_bullets"]
+    count = len(stars) + len(dashes)
+    return count == kw["num_bullets"], {"count": count}
 
 
-def constrained_response(text: str, kw: Kwargs) -> bool:
+def constrained_response(text: str, kw: Kwargs) -> Verdict:
     text = text.strip()
-    return any(option in text for option in CONSTRAINED_RESPONSES)
+    found = [option for option in CONSTRAINED_RESPONSES if option in text]
+    return bool(found), {"found": found}
 
 
-def number_highlighted_sections(text: str, kw: Kwargs) -> bool:
+def number_highlighted_sections(text: str, kw: Kwargs) -> Verdict:
     count = sum(1 for h in re.findall(r"\*[^\n\*]*\*", text) if h.strip("*").strip())
     count += sum(1 for h in re.findall(r"\*\*[^\n\*]*\*\*", text)
                  if h.removeprefix("**").removesuffix("**").strip())
-    return count >= kw["num_highlights"]
+    return count >= kw["num_highlights"], {"count": count}
 
 
-def multiple_sections(text: str, kw: Kwargs) -> bool:
+def multiple_sections(text: str, kw: Kwargs) -> Verdict:
     splitter = r"\s?" + re.escape(kw["section_spliter"].strip()) + r"\s?\d+\s?"
-    return len(re.split(splitter, text)) - 1 >= kw["num_sections"]
+    count = len(re.split(splitter, text)) - 1
+    return count >= kw["num_sections"], {"count": count}
 
 
-def json_format(text: str, kw: Kwargs) -> bool:
+def json_format(text: str, kw: Kwargs) -> Verdict:
     text = (text.strip().removeprefix("```json").removeprefix("```Json").removeprefix("```JSON")
             .removeprefix("```").removesuffix("```").strip())
     try:
         json.loads(text)
-    except (ValueError, RecursionError):
-        return False
-    return True
+    except (ValueError, RecursionError) as exc:
+        return False, {"json": False, "error": str(exc)[:120]}
+    return True, {"json": True}
 
 
-def title(text: str, kw: Kwargs) -> bool:
-    return any(t.lstrip("<").rstrip(">").strip() for t in re.findall(r"<<[^\n]+>>", text))
+def title(text: str, kw: Kwargs) -> Verdict:
+    titles = [t for t in re.findall(r"<<[^\n]+>>", text) if t.lstrip("<").rstrip(">").strip()]
+    return bool(titles), {"title": titles[0][:80] if titles else None}
 
 
-def two_responses(text: str, kw: Kwargs) -> bool:
+def two_responses(text: str, kw: Kwargs) -> Verdict:
     responses = text.split("******")
     valid = []
     for index, response in enumerate(responses):
         if response.strip():
             valid.append(response)
         elif index not in (0, len(responses) - 1):
-            return False
-    return len(valid) == 2 and valid[0].strip() != valid[1].strip()
+            return False, {"responses": None, "empty_response": index + 1}
+    followed = len(valid) == 2 and valid[0].strip() != valid[1].strip()
+    return followed, {"responses": len(valid), "identical": len(valid) == 2 and not followed}
 
 
-def repeat_prompt(text: str, kw: Kwargs) -> bool:
-    return text.strip().lower().startswith(kw["prompt_to_repeat"].strip().lower())
+def repeat_prompt(text: str, kw: Kwargs) -> Verdict:
+    followed = text.strip().lower().startswith(kw["prompt_to_repeat"].strip().lower())
+    return followed, {"start": text.strip()[:len(kw["prompt_to_repeat"].strip()) + 20]}
 
 
-def end_checker(text: str, kw: Kwargs) -> bool:
-    return text.strip().strip('"').lower().endswith(kw["end_phrase"].strip().lower())
+def end_checker(text: str, kw: Kwargs) -> Verdict:
+    ending = text.strip().strip('"')
+    phrase = kw["end_phrase"].strip()
+    return ending.lower().endswith(phrase.lower()), {"ending": ending[-(len(phrase) + 20):]}
 
 
-def capital_word_frequency(text: str, kw: Kwargs) -> bool:
-    return compare(len(capital_words(text)), kw["capital_relation"], kw["capital_frequency"])
+def capital_word_frequency(text: str, kw: Kwargs) -> Verdict:
+    count = len(capital_words(text))
+    return compare(count, kw["capital_relation"], kw["capital_frequency"]), {"count": count}
 
 
-def english_capital(text: str, kw: Kwargs) -> bool:
-    return text.isupper() and detect_language(text) in ("en", None)
+def english_capital(text: str, kw: Kwargs) -> Verdict:
+    if not text.isupper():  # IFEval detects the language only for an upper-case text
+        return False, {"upper": False}
+    language = detect_language(text)
+    return language in ("en", None), {"upper": True, "language": language}
 
 
-def english_lowercase(text: str, kw: Kwargs) -> bool:
-    return text.islower() and detect_language(text) in ("en", None)
+def english_lowercase(text: str, kw: Kwargs) -> Verdict:
+    if not text.islower():
+        return False, {"lower": False}
+    language = detect_language(text)
+    return language in ("en", None), {"lower": True, "language": language}
 
 
-def no_comma(text: str, kw: Kwargs) -> bool:
-    return "," not in text
+def no_comma(text: str, kw: Kwargs) -> Verdict:
+    count = text.count(",")
+    return count == 0, {"count": count}
 
 
-def quotation(text: str, kw: Kwargs) -> bool:
+def quotation(text: str, kw: Kwargs) -> Verdict:
     text = text.strip()
-    return len(text) > 1 and text[0] == '"' and text[-1] == '"'
+    followed = len(text) > 1 and text[0] == '"' and text[-1] == '"'
+    return followed, {"first": text[:1], "last": text[-1:]}
 
 
 # descriptions -------------------------------------------------------------------------------

@@ -3,13 +3,14 @@
 All 25 instruction types of Google's IFEval (same ids, same kwargs names, checkers after its
 reference implementation: see `constraint_types.py` for how and where they differ), plus 20
 reverse types. Every type has a checker, a kwargs validator, an English description and a reverse:
-a constraint of this library that holds on exactly the texts where the original fails, which is
-what constraint reversal (METHODS.md, section 2) needs. A reverse is a relation flip where the type
+a constraint of this library that holds on exactly the non-blank texts where the original fails,
+which is what constraint reversal (METHODS.md, section 2) needs. A blank text (empty or white
+space) follows no constraint at all, as in IFEval's harness. A reverse is a relation flip where the type
 has one ("less than" <-> "at least"), else a complement type registered here (its id in the same
 "group:name" style, its reverse pointing back). No type lacks a reverse.
 
 Public API: `CONSTRAINT_TYPES`, `constraint_errors`, `check_constraint`, `check_all`,
-`reverse_constraint`, `describe_constraint`, `from_ifeval`, `load_ifeval_prompts`, `count_words`,
+`evaluate_all` (verdicts with kwargs and measured values, for `detail_json`), `reverse_constraint`, `describe_constraint`, `from_ifeval`, `load_ifeval_prompts`, `count_words`,
 and `CHECKERS` (type -> (checker, validator), the shape of the first constraint module).
 """
 
@@ -27,7 +28,7 @@ from curate.score.verify.constraint_types import ConstraintType, count_words, ne
 
 __all__ = [
     "CHECKERS", "CONSTRAINT_TYPES", "ConstraintType", "check_all", "check_constraint",
-    "constraint_errors", "count_words", "describe_constraint", "from_ifeval", "load_ifeval_prompts",
+    "constraint_errors", "count_words", "evaluate_all", "describe_constraint", "from_ifeval", "load_ifeval_prompts",
     "reverse_constraint",
 ]
 
@@ -242,8 +243,21 @@ def check_all(text: str, constraints: list[dict]) -> list[bool]:
     return [check_constraint(text, c) for c in constraints]
 
 
+def evaluate_all(text: str, constraints: list[dict]) -> list[dict]:
+    """Per constraint: its type, kwargs, verdict and measured value (a count, the detected
+    language, the keywords found...; None for a blank text), so a verdict can be audited."""
+    results = []
+    for constraint in constraints:
+        kwargs = constraint.get("kwargs") or {}
+        followed, measured = CONSTRAINT_TYPES[constraint["type"]].evaluate(text, kwargs)
+        results.append({"type": constraint["type"], "kwargs": kwargs, "followed": followed,
+                        "measured": measured})
+    return results
+
+
 def reverse_constraint(constraint: dict) -> dict | None:
-    """The constraint that holds on exactly the texts where `constraint` (a valid one) fails."""
+    """The constraint that holds on exactly the non-blank texts where `constraint` (a valid one)
+    fails; a blank text follows neither."""
     return CONSTRAINT_TYPES[constraint["type"]].reverse(constraint.get("kwargs") or {})
 
 
