@@ -11,7 +11,10 @@ wheel curate depends on, see bench/lm_eval_reference.py). Two sets of responses:
 (a) real: the embedded SmolLM2 model's answer to each of IFEval's 541 prompts, cached by
     `bench/ifeval_responses.py` in data/bench/ifeval_smollm2.jsonl (run it first: it takes a while on
     CPU; a partial file is used as it is);
-(b) edge: hand-written responses of the kinds where counting is subtle (abbreviations that end a
+(b) prose: 541 passages of real markdown (the long descriptions of the Python packages installed
+    here, cut at blank lines into 40-250 words), one per prompt, checked against its instructions:
+    real text with the abbreviations, lists and emphasis of model answers, available at once;
+(c) edge: hand-written responses of the kinds where counting is subtle (abbreviations that end a
     sentence, markdown-closed sentences, numbered lists, O'Brien, blank and white-space answers),
     each checked against every instruction of the 541 prompts.
 
@@ -72,6 +75,30 @@ def load_library(before: Path | None):
 
 def ifeval_records() -> list[dict]:
     return ifeval_responses.ifeval_records()
+
+
+def markdown_passages(count: int) -> list[str]:
+    """Up to `count` passages of 40-250 words from installed packages' long descriptions."""
+    from importlib import metadata
+
+    descriptions = {}
+    for dist in metadata.distributions():
+        name, body = dist.metadata.get("Name"), dist.metadata.get_payload() or dist.metadata.get("Description")
+        if name and body and name.lower() not in descriptions:
+            descriptions[name.lower()] = body
+    passages = []
+    for name in sorted(descriptions):
+        current = []
+        for paragraph in descriptions[name].split("\n\n"):
+            current.append(paragraph)
+            words = len(" ".join(current).split())
+            if words >= 40:
+                if words <= 250:
+                    passages.append("\n\n".join(current).strip())
+                current = []
+            if len(passages) >= count:
+                return passages
+    return passages
 
 
 def compare(library, cases: list[tuple[str, dict]]):
@@ -149,11 +176,17 @@ def main() -> None:
     else:
         print(f"(a) skipped: no {args.responses} (run bench/ifeval_responses.py first)")
 
+    prose = list(zip(markdown_passages(len(records)), records))
+    per_type, agree, diffs = compare(library, prose)
+    report(f"(b) {len(prose)} markdown passages, one per prompt", per_type, agree, len(prose), diffs,
+           args.show)
+    count_agreement("(b) markdown passages", [text for text, _ in prose])
+
     edge = [(text, record) for text in EDGE_RESPONSES for record in records]
     per_type, agree, diffs = compare(library, edge)
-    report(f"(b) {len(EDGE_RESPONSES)} edge responses x {len(records)} prompts", per_type, agree,
+    report(f"(c) {len(EDGE_RESPONSES)} edge responses x {len(records)} prompts", per_type, agree,
            len(edge), diffs, args.show)
-    count_agreement("(b) edge responses", EDGE_RESPONSES)
+    count_agreement("(c) edge responses", EDGE_RESPONSES)
     empty = [(text, record) for text, record in edge if text == ""]
     followed = sum(sum(library.check_all("", library.from_ifeval(r["instruction_id_list"], r["kwargs"])))
                    for _, r in empty)
