@@ -406,8 +406,9 @@ def test_a_correct_final_answer_after_a_false_equation_is_still_a_wrong_solution
 
 def test_chosen_steps_with_a_false_equation_or_a_quality_gate_are_never_chosen():
     prompts, candidates, scores = scripted({
-        1: [good("Step 2: 20")], 2: [good("Step 3: 20 * 1 = 21\nThe answer is 20."), good("Step 3: 20 * 1 = 20, so 20."),
-                           good("Step 3: The answer is 20.")],
+        1: [good("Step 2: 20")],
+        2: [good("Step 3: 20 * 1 = 21\nThe answer is 20."), good("Step 3: 20 * 1 = 20, so 20."),
+            good("Step 3: The answer is 20.")],
         3: [bad("Step 4: 19")]})
     row = build(prompts, candidates, scores).to_dicts()
     assert [(r["chosen_id"], r["chosen"]) for r in row] == [("r2-1", "Step 3: 20 * 1 = 20, so 20.")]
@@ -424,3 +425,24 @@ def test_a_prefix_step_whose_rollouts_fail_is_no_correct_prefix():
     prompts, candidates, scores = scripted({1: [bad("a")], 2: [good("Step 3: The answer is 20.")],
                                             3: [bad("Step 4: 19")]}, p0_correct=0)
     assert build(prompts, candidates, scores).height == 0
+
+
+def test_the_pairing_rule_unscored_failed_and_gated_rollouts_are_never_chosen():
+    prompts, candidates, scores = scripted({
+        1: [good("Step 2: 20")],
+        2: [bad("Step 3: 19"), good("Step 3: failed score, 20."), good("Step 3: unscored, 20."),
+            good("Step 3: gated, 20."), good("Step 3: So the answer is 20.")],
+        3: [bad("Step 4: 19")]})
+    failed = scores.filter(pl.col("candidate_id") == "r2-1").with_columns(
+        pl.lit("error").alias("status"), pl.lit(None, dtype=pl.Float64).alias("score"))
+    scores = pl.concat([scores.filter(~pl.col("candidate_id").is_in(["r2-1", "r2-2"])), failed,
+                        scores_frame([("r2-3", "p1", 0.0)], scorer="quality")])
+    pairs = build(prompts, candidates, scores).to_dicts()
+    assert [(r["chosen_id"], r["chosen"]) for r in pairs] == [("r2-4", "Step 3: So the answer is 20.")]
+    # the failed and unscored rollouts are not in the success rate either: 2 of 3 scored rollouts
+    details = json.loads(pairs[0]["details_json"])
+    assert details["rollouts"][2] == 3 and details["success_rates"][2] == pytest.approx(2 / 3)
+    assert all(r["chosen_score"] > r["rejected_score"] for r in pairs)
+    # with every correct rollout ineligible there is no pair
+    gate_all = scores_frame([("r2-4", "p1", 0.0)], scorer="quality")
+    assert build(prompts, candidates, pl.concat([scores, gate_all])).height == 0

@@ -38,13 +38,15 @@ The pair: prompt = the parent's messages plus, when e > 1, a final assistant mes
 correct prefix (steps 1 .. e-1 joined by "\\n", plus "\\n"; exports make chosen and rejected its
 continuation); rejected = step e; chosen = the first step (split_steps(text)[0]) of a correct
 (score >= 1) rollout from the prefix of e-1 steps (for e = 1: of a correct round-1 candidate of the
-parent), the smallest candidate_id among those not gated by the `quality` scorer whose first step
-differs from the rejected one (outer whitespace aside) and states no false equation; none: no pair.
+parent), the smallest candidate_id among those the pairing rule lets be a chosen (curate/pairs/
+rule.py: an ok verifier score, not gated by the `quality` scorer) whose first step differs from the
+rejected one (outer whitespace aside) and states no false equation; none: no pair.
 chosen_id is that rollout's (or candidate's) id, rejected_id is "<solution_id>#step<e>".
 chosen_score = p_{e-1} (the success rate of the correct prefix); rejected_score = p_e, or 0 when
-step e states a false equation; a pair needs chosen_score > rejected_score; margin = their
-difference. details_json: solution_id, erroneous_step (e), prefix_steps (e - 1), steps (how many
-the solution has), success_rates [p_0, p_1, ...] (null where unknown), rollouts [scored samples
+step e states a false equation; margin = their difference. `rule.enforce` has the last word (no
+tie: chosen_score > rejected_score; no gated chosen; chosen and rejected differ). details_json:
+solution_id, erroneous_step (e), prefix_steps (e - 1), steps (how many the solution has),
+success_rates [p_0, p_1, ...] (null where unknown), rollouts [scored samples
 behind each p_k], threshold, chosen_from ("rollout" or "round1"), located_by ("rollouts",
 "arithmetic" or "both"), rollout_step and arithmetic_step (each locator's step, null for none) and
 failing_equation (step e's first false equation, null for none).
@@ -52,9 +54,11 @@ failing_equation (step e's first false equation, null for none).
 ReCUT (`prefer_shorter` = true): no rollouts, nothing derived. Among an original prompt's correct
 round-1 candidates (score >= 1, completion_tokens known and > 0), chosen = the fewest
 completion_tokens, rejected = the most (ties: smallest candidate_id), kept only when rejected /
-chosen tokens >= `min_length_ratio`; a candidate gated by `quality` is never the chosen. Both
-scores are 1.0 and margin is null (the preference is by length, not by score); details_json: chosen_tokens, rejected_tokens, length_ratio, correct (how
-many correct candidates the prompt has).
+chosen tokens >= `min_length_ratio`; only a candidate the pairing rule lets be a chosen is the
+chosen. Both scores are 1.0 and margin is null (the preference is by length, not by score, so the
+rule's strict score and verifier order cannot hold and `rule.enforce` is not applied);
+details_json: chosen_tokens, rejected_tokens, length_ratio, correct (how many correct candidates
+the prompt has).
 
 Config (any other key is a ValueError naming it): scorer ("math_verify"), scorer_version (default:
 the newest score per candidate; the pipeline fills it in at build time), rollouts (4), max_steps (6),
@@ -71,7 +75,7 @@ import re
 
 import polars as pl
 
-from curate.pairs import register
+from curate.pairs import register, rule
 from curate.pairs.derive import DerivedPrompt, derived_info, original_prompts
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
 from curate.score.verify.arithmetic import first_false
@@ -82,7 +86,6 @@ STEP_DEFAULTS = {"rollouts": 4, "max_steps": 6, "max_solutions_per_prompt": 1, "
 RECUT_DEFAULTS = {"min_length_ratio": 1.2}
 DEFAULTS = {"scorer": "math_verify", "scorer_version": None, "prefer_shorter": False,
             **STEP_DEFAULTS, **RECUT_DEFAULTS}
-QUALITY = "quality"  # the scorer of curate/score/quality.py
 CORRECT = 1.0  # a score at or above this is a correct answer (math_verify gives 0 or 1)
 
 # "Step 3:", "**Step 3:**", "**Step 3**:", "## Step 3:" at the start of a line.
@@ -205,18 +208,19 @@ def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame
 def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
           run_id: str = "") -> pl.DataFrame:
     params = _params(config)
-    picks = _recut_pairs(prompts, candidates, scores, params) if params["prefer_shorter"] else \
-        _step_pairs(prompts, candidates, scores, params)
+    versions = {params["scorer"]: params["scorer_version"]} if params["scorer_version"] else None
+    facts = rule.candidate_facts(prompts, candidates, scores, versions)
+    choosable = set(rule.eligible(facts, "chosen").to_list())
+    if params["prefer_shorter"]:
+        picks = _recut_pairs(prompts, candidates, scores, choosable, params)
+    else:
+        picks = _step_pairs(prompts, candidates, scores, choosable, params)
     if not picks:
         return empty_pairs()
-    return finish_pairs(pl.DataFrame(picks, schema=PICK_SCHEMA), STRATEGY, params, run_id)
-
-
-def gated_candidates(scores: pl.DataFrame) -> set[str]:
-    """Candidates the `quality` scorer gated (newest ok row scores 0): never a chosen."""
-    quality = (scores.filter(pl.col("scorer") == QUALITY)
-               .sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first"))
-    return set(quality.filter((pl.col("status") == "ok") & (pl.col("score") <= 0))["candidate_id"].to_list())
+    picks = pl.DataFrame(picks, schema=PICK_SCHEMA)
+    if not params["prefer_shorter"]:
+        picks = rule.enforce(picks, facts)
+    return finish_pairs(picks, STRATEGY, params, run_id)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -228,7 +232,7 @@ def _first_step(text: str) -> str | None:
     return steps[0] if steps and steps[0].strip() else None
 
 
-def _step_pairs(prompts, candidates, scores, params) -> list[dict]:
+def _step_pairs(prompts, candidates, scores, choosable, params) -> list[dict]:
     info = derived_info(prompts).filter(pl.col("strategy") == STRATEGY)
     if info.is_empty():
         return []
@@ -249,7 +253,6 @@ def _step_pairs(prompts, candidates, scores, params) -> list[dict]:
         solution_id, k = note.get("solution_id"), note.get("prefix_steps")
         if isinstance(solution_id, str) and isinstance(k, int) and parent in parents:
             solutions.setdefault(solution_id, []).append((parent, k, generation.get("assistant_prefix"), prompt_id))
-    gated = gated_candidates(scores)
     texts = dict(candidates.filter(pl.col("candidate_id").is_in(sorted(solutions)) & pl.col("text").is_not_null())
                  .select("candidate_id", "text").iter_rows())
     picks = []
@@ -257,7 +260,7 @@ def _step_pairs(prompts, candidates, scores, params) -> list[dict]:
         if solution_id not in texts:
             continue
         pick = _pair_for_solution(solution_id, texts[solution_id], solutions[solution_id], parents, by_prompt,
-                                  gated, params)
+                                  choosable, params)
         if pick is not None:
             picks.append(pick)
     return picks
@@ -286,7 +289,7 @@ def _rollout_error(rates: list[float | None], threshold: float) -> int | None:
     return None
 
 
-def _pair_for_solution(solution_id, text, derived, parents, by_prompt, gated, params) -> dict | None:
+def _pair_for_solution(solution_id, text, derived, parents, by_prompt, choosable, params) -> dict | None:
     steps = split_steps(text)
     parent = min(p for p, *_ in derived)
     found = _rates(steps, derived, parent, by_prompt)
@@ -308,7 +311,7 @@ def _pair_for_solution(solution_id, text, derived, parents, by_prompt, gated, pa
     rejected = steps[error - 1]
     chosen = None
     for candidate_id, score, candidate_text in samples[error - 1]:
-        first = _first_step(candidate_text) if score >= CORRECT and candidate_id not in gated else None
+        first = _first_step(candidate_text) if score >= CORRECT and candidate_id in choosable else None
         if first is not None and not _same_step(first, rejected) and first_false(first) is None:
             chosen = (candidate_id, first)
             break
@@ -351,7 +354,7 @@ def _pair_for_solution(solution_id, text, derived, parents, by_prompt, gated, pa
     }
 
 
-def _recut_pairs(prompts, candidates, scores, params) -> list[dict]:
+def _recut_pairs(prompts, candidates, scores, choosable, params) -> list[dict]:
     originals = original_prompts(prompts).select("prompt_id", "messages")
     correct = (usable_scores(scores, candidates, params["scorer"], params["scorer_version"])
                .filter(pl.col("score") >= CORRECT)
@@ -360,14 +363,13 @@ def _recut_pairs(prompts, candidates, scores, params) -> list[dict]:
                .filter(pl.col("completion_tokens").is_not_null() & (pl.col("completion_tokens") > 0))
                .join(originals.select("prompt_id"), on="prompt_id", how="semi"))
     messages = dict(originals.iter_rows())
-    gated = gated_candidates(scores)
     picks = []
     for (prompt_id,), group in sorted(correct.group_by("prompt_id"), key=lambda item: item[0]):
         rows = group.select("candidate_id", "completion_tokens", "text").rows()
-        choosable = [row for row in rows if row[0] not in gated]
-        if len(rows) < 2 or not choosable:
+        shortest_pool = [row for row in rows if row[0] in choosable]
+        if len(rows) < 2 or not shortest_pool:
             continue
-        shortest = min(choosable, key=lambda r: (r[1], r[0]))
+        shortest = min(shortest_pool, key=lambda r: (r[1], r[0]))
         longest = min(rows, key=lambda r: (-r[1], r[0]))
         ratio = longest[1] / shortest[1]
         if shortest[0] == longest[0] or ratio < params["min_length_ratio"] or shortest[2] == longest[2]:
