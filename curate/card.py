@@ -124,40 +124,21 @@ def margin_summary(pairs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-# Pair sides that are not generated candidates: ids a strategy makes, and what wrote them.
-_SIDE_LABELS = (("reference", "reference"), ("commit:", "git commit"), ("code_edit:", "code edit (input)"))
-
-
-def side_models(ids: pl.Series, candidates: pl.DataFrame) -> pl.Series:
-    """The model behind each pair side id: its candidate's model; for a step-wise step
-    ("<candidate>#step<k>") the model of the solution it was cut from; for references and mined
-    commits what they are; "(unknown)" only when the lake does not know the id."""
-    models = dict(candidates.select("candidate_id", "model").unique("candidate_id").iter_rows())
-
-    def label(side: str | None) -> str:
-        if side in models:
-            return models[side]
-        for prefix, name in _SIDE_LABELS:
-            if side is not None and (side == prefix or (prefix.endswith(":") and side.startswith(prefix))):
-                return name
-        base = side.rsplit("#step", 1)[0] if side and "#step" in side else None
-        return models.get(base, "(unknown)") if base else "(unknown)"
-
-    return pl.Series([label(s) for s in ids.to_list()], dtype=pl.String)
-
-
 def model_counts(pairs: pl.DataFrame, candidates: pl.DataFrame | None) -> pl.DataFrame:
-    """Per model: how many chosen and rejected responses it wrote (see side_models)."""
+    """Per model: how many chosen and rejected responses it wrote (curate.pairs.rows.side_models:
+    candidates' models, and what references, mined commits and step-wise steps are)."""
+    from curate.pairs.rows import side_models
+
     schema = {"model": pl.String, "chosen": pl.UInt32, "rejected": pl.UInt32}
     if candidates is None:
         return pl.DataFrame(schema=schema)
+    sides = side_models(pairs.select("pair_id", "chosen_id", "rejected_id"), candidates)
 
     def side(column: str, name: str) -> pl.DataFrame:
-        return (pl.DataFrame({"model": side_models(pairs[column], candidates)}, schema={"model": pl.String})
-                .group_by("model").len(name=name))
+        return sides.select(pl.col(column).fill_null("(unknown)").alias("model")).group_by("model").len(name=name)
 
-    return (side("chosen_id", "chosen")
-            .join(side("rejected_id", "rejected"), on="model", how="full", coalesce=True)
+    return (side("chosen_model", "chosen")
+            .join(side("rejected_model", "rejected"), on="model", how="full", coalesce=True)
             .with_columns(pl.col("chosen", "rejected").fill_null(0).cast(pl.UInt32))
             .sort("model").select(list(schema)))
 
