@@ -204,6 +204,16 @@ def test_exports_carry_weight_and_details_in_every_style(lake, tmp_path):
         assert json.loads(rows["rev-ok"]["details_json"]) == {"rewritten_constraints": NO_COMMA}
 
 
+def test_report_shows_the_audit_per_strategy_and_check(lake, tmp_path):
+    from curate.report import read_lake_frames, write_report
+
+    page = write_report(read_lake_frames(lake), tmp_path / "report.html").read_text()
+    audit = page.split('<section id="audit">')[1].split("</section>")[0]
+    cells = lambda row: "".join(f'<td class="num">{v}</td>' for v in row)  # noqa: E731
+    assert "<td>margin</td>" + cells([5, 2, 2, 1, 0]) in audit
+    assert "<td>reversal</td><td>reversal</td><td>refuted</td>" in audit
+
+
 def test_pair_audits_schema_and_ids():
     table = schemas.table("pair_audits")
     assert table.key == "audit_id" and "check_name" in table.column_names and "audit_version" in table.column_names
