@@ -99,7 +99,7 @@ def _rows_of_jsonl(path: Path) -> Iterator[RawRow]:
             if number == 1 and line.startswith(BOM):  # a BOM opening the file is an encoding mark
                 line, size = line[len(BOM):], size - len(BOM)
             line = line.removesuffix(b"\r")  # CRLF files
-            if not line.strip():
+            if size <= MAX_ROW_BYTES and not line.strip():  # (an oversized line's head may be blank)
                 continue
             yield _row_of_line(f"line {number}", line, size)
 

@@ -381,3 +381,18 @@ def test_nesting_limit_is_exact_and_every_problem_is_found_wherever_it_sits():
         assert value_problem(bad).startswith("meta[1].x[1]: ") and fragment in value_problem(bad)
     assert value_problem({"ok": 1, "k\ud800": 2}).startswith("key k\ud800: lone surrogate")
     assert value_problem({"n": -(2**63)}) is None and value_problem({"b": True, "z": None}) is None
+
+
+def test_oversized_lines_are_rejected_without_being_held_whole(tmp_path):
+    from curate.readers import MAX_ROW_BYTES
+
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as handle:
+        handle.write(b" " * 20_000 + b'{"prompt": "' + b"x" * MAX_ROW_BYTES + b'"}\n')  # blank head, big row
+        handle.write(json.dumps(CHAT).encode() + b"\n")
+        handle.write(b'{"prompt": "' + b"y" * (MAX_ROW_BYTES - 14) + b'"}')  # exactly the limit, no newline
+    prompts, rejects = ingest_file(path, "r")
+    assert [r["location"] for r in rejects.to_pylist()] == ["line 1"]
+    assert f"row is {20_000 + MAX_ROW_BYTES + 14:,} bytes" in rejects.column("reason")[0].as_py()
+    assert len(rejects.column("raw")[0].as_py()) == 10_000
+    assert prompts.num_rows == 2
