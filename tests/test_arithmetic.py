@@ -57,6 +57,7 @@ def test_equations_are_found_and_checked(text, expected):
     "10 / 0 = 5",             # not a number
     "2^100000 = 5",           # too large to evaluate
     "12 / 4 = 3%",
+    "at 3:00 + 2 = 5:00",     # times of day
     "2 + 3 == 5",             # code, not a statement
     "",
 ])

@@ -73,7 +73,7 @@ def normalise(text: str) -> str:
 def _glued(text: str, start: int, end: int) -> bool:
     """Whether the chain text[start:end] continues into text we cannot evaluate."""
     before, after = text[:start], text[end:]
-    if before[-1:].isalnum() or before[-1:] in ("_", ".", "^", "%"):
+    if before[-1:].isalnum() or before[-1:] in ("_", ".", "^", "%", ":"):  # "3:00 + 2 = 5:00"
         return True
     left = before.rstrip(" \t")
     if left[-1:] in ("+", "-", "*", "/", "^", "(", "×", "÷"):
@@ -81,7 +81,7 @@ def _glued(text: str, start: int, end: int) -> bool:
     words = re.findall(r"[A-Za-z]+", left[-20:])
     if words and left.endswith(words[-1]) and words[-1].lower() in _WORDS_BEFORE:
         return True
-    if after[:1].isalnum() or after[:1] in ("_", "%", "(", "^", "!"):
+    if after[:1].isalnum() or after[:1] in ("_", "%", "(", "^", "!", ":"):
         return True
     following = re.match(r"[ \t]*([A-Za-z]+)", after)
     return bool(following and following.group(1).lower() in _WORDS_AFTER)
