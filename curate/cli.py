@@ -58,8 +58,10 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
         state = pipeline.run_all()
         pipeline.close()
     else:
+        from curate.progress import quiet_user_errors_in_prefect_logs
         from flows.build import run_build
 
+        quiet_user_errors_in_prefect_logs()
         state = run_build(config_path, directory, runner_kind=runner)["state"]
     console.print(summary_table(state))
 

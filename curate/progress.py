@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from curate.errors import one_line
+from curate.errors import UserError, one_line
 
 # No markup and no emoji codes: every message and cell prints as it is (a `[sampling]` stays).
 console = Console(stderr=False, highlight=False, markup=False, emoji=False)
@@ -76,3 +77,22 @@ def summary_table(state) -> Table:
     if state.timings:
         table.caption = "seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in state.timings.items())
     return table
+
+
+class _NoUserErrors(logging.Filter):
+    """Prefect logs a step's UserError with its traceback; the CLI prints it once, as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            return False
+        return not (record.name.startswith("prefect") and "UserError" in record.getMessage())
+
+
+def quiet_user_errors_in_prefect_logs() -> None:
+    """Keep UserErrors out of Prefect's console log (its API log keeps them)."""
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _NoUserErrors) for f in handler.filters):
+            handler.addFilter(_NoUserErrors())

@@ -166,3 +166,16 @@ def test_an_unexpected_failure_is_one_line_with_its_traceback_in_a_file(tmp_path
     saved = Path(line.rsplit("traceback in ", 1)[1].rstrip(")"))
     assert "Traceback (most recent call last)" in saved.read_text()
     saved.unlink()
+
+
+@pytest.mark.slow
+def test_a_user_error_inside_a_prefect_step_is_one_line(tmp_path, tiny_generator):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "notrepo").mkdir()
+    config = tmp_path / "run.toml"
+    config.write_text(f'[[inputs]]\npath = "empty.jsonl"\n[generator]\nmodel = "{tiny_generator}"\n'
+                      '[[pairs]]\nstrategy = "code_evolution"\nmode = "commits"\nrepo = "notrepo"\n')
+    result = _cli("run", str(config), "--data-dir", str(tmp_path / "data"))  # through Prefect
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: code_evolution: `git rev-parse` failed in "), errors
