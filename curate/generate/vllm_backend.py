@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,41 +98,88 @@ class VLLMBackend:
     def _template(self, messages: list[dict]) -> list[int]:
         return chat_token_ids(self.llm.get_tokenizer(), messages)
 
-    def generate(self, requests: list[Request]) -> list[Generation]:
+    def _prepare(self, request: Request):
+        """The engine input and sampling params of a request, or an error Generation when the
+        prompt leaves no room in the context."""
         from vllm import SamplingParams
 
-        results: list[Generation | None] = [None] * len(requests)
-        inputs, params, positions = [], [], []
-        for position, request in enumerate(requests):
-            token_ids = self._template(request.messages)
-            if request.assistant_prefix:
-                token_ids = token_ids + self.llm.get_tokenizer().encode(request.assistant_prefix,
-                                                                        add_special_tokens=False)
-            room = self.settings.max_model_len - len(token_ids)
-            if room < 1:
-                results[position] = Generation(
-                    None, len(token_ids), None, "error",
-                    error=f"prompt has {len(token_ids)} tokens, max_model_len is {self.settings.max_model_len}",
-                )
-                continue
-            s = request.sampling
-            inputs.append({"prompt_token_ids": list(token_ids)})
-            params.append(SamplingParams(
-                n=1, temperature=s.temperature, top_p=s.top_p, seed=request.seed,
-                max_tokens=min(s.max_tokens, room), logprobs=0,
-            ))
-            positions.append(position)
-        if inputs:
-            # Each chunk starts from an empty prefix cache, so a chunk computes the same numbers
-            # whether it runs after other chunks or first in a resumed run.
-            self.llm.reset_prefix_cache()
-            outputs = self.llm.generate(inputs, sampling_params=params, use_tqdm=True)
-            for position, output in zip(positions, outputs, strict=True):
-                completion = output.outputs[0]
-                results[position] = Generation(
-                    text=completion.text, prompt_tokens=len(output.prompt_token_ids),
-                    completion_tokens=len(completion.token_ids),
-                    finish_reason=completion.finish_reason or "stop",
-                    cumulative_logprob=completion.cumulative_logprob,
-                )
-        return results  # type: ignore[return-value]
+        token_ids = self._template(request.messages)
+        if request.assistant_prefix:
+            token_ids = token_ids + self.llm.get_tokenizer().encode(request.assistant_prefix,
+                                                                    add_special_tokens=False)
+        room = self.settings.max_model_len - len(token_ids)
+        if room < 1:
+            return Generation(None, len(token_ids), None, "error",
+                              error=f"prompt has {len(token_ids)} tokens, max_model_len is "
+                                    f"{self.settings.max_model_len}")
+        s = request.sampling
+        params = SamplingParams(n=1, temperature=s.temperature, top_p=s.top_p, seed=request.seed,
+                                max_tokens=min(s.max_tokens, room), logprobs=0)
+        return {"prompt_token_ids": list(token_ids)}, params
+
+    @staticmethod
+    def _generation(output) -> Generation:
+        completion = output.outputs[0]
+        return Generation(text=completion.text, prompt_tokens=len(output.prompt_token_ids),
+                          completion_tokens=len(completion.token_ids),
+                          finish_reason=completion.finish_reason or "stop",
+                          cumulative_logprob=completion.cumulative_logprob)
+
+    def generate(self, requests: list[Request]) -> list[Generation]:
+        """Every request's generation, in the requests' order (one engine pass over all of them)."""
+        by_id = {id(r): g for r, g in self.generate_stream(requests)}
+        return [by_id[id(r)] for r in requests]
+
+    def generate_stream(self, requests: list[Request], window: int = 4096
+                        ) -> Iterator[tuple[Request, Generation]]:
+        """(request, generation) pairs as requests finish, the engine kept fed throughout.
+
+        Requests are admitted in their order, at most `window` in flight, topped up as others
+        finish, so the engine never drains between the caller's commits and memory stays bounded
+        for any number of requests. Up to `window` requests this is exactly one `LLM.generate`
+        call over all of them. A caller that stops early (an exception while committing) aborts
+        what is still in flight.
+        """
+        engine = self.llm.llm_engine
+        pending = iter(requests)
+        in_flight: dict[str, Request] = {}
+        internal: dict[str, str] = {}  # our id -> the engine's id, for aborting
+        refused: list[tuple[Request, Generation]] = []
+
+        def admit() -> None:
+            batch = []
+            for request in pending:
+                prepared = self._prepare(request)
+                if isinstance(prepared, Generation):
+                    refused.append((request, prepared))
+                else:
+                    batch.append((request, *prepared))
+                if len(in_flight) + len(batch) >= window:
+                    break
+            if batch:
+                internal_ids = self.llm.enqueue([b[1] for b in batch], [b[2] for b in batch], use_tqdm=False)
+                # vLLM suffixes the id it reports back with "-" and 8 random characters
+                in_flight.update(zip((i.rsplit("-", 1)[0] for i in internal_ids), (b[0] for b in batch),
+                                     strict=True))
+                internal.update(zip((i.rsplit("-", 1)[0] for i in internal_ids), internal_ids, strict=True))
+
+        # An empty prefix cache at the start: a run computes the same numbers whatever this
+        # process generated before.
+        self.llm.reset_prefix_cache()
+        admit()
+        try:
+            while in_flight or refused:
+                yield from refused
+                refused.clear()
+                if not in_flight:
+                    admit()
+                    continue
+                for output in engine.step():
+                    if output.finished:
+                        internal.pop(output.request_id, None)
+                        yield in_flight.pop(output.request_id), self._generation(output)
+                if len(in_flight) < window // 2:
+                    admit()
+        finally:
+            if in_flight:
+                engine.abort_request([internal[i] for i in in_flight], internal=True)
