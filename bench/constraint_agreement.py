@@ -18,6 +18,9 @@ wheel curate depends on, see bench/lm_eval_reference.py). Two sets of responses:
     sentence, markdown-closed sentences, numbered lists, O'Brien, blank and white-space answers),
     each checked against every instruction of the 541 prompts.
 
+Expected differences: `keywords:letter_frequency` on a non-letter ("#", "!" in IFEval's data):
+the reference swaps it for a random letter, curate counts it as given.
+
 Prints, per set and instruction type, how many verdicts agree, and how often sentence and
 upper-case-word counts agree. `--before DIR` runs the same on another checkout's `curate` package
 (for example `git worktree add /tmp/main-snapshot main`) to compare.
