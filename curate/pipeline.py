@@ -29,7 +29,7 @@ from curate.export import ExportOptions, export_pairs
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
 from curate.ingest import ingest_file, ingest_rows
 from curate.lake import open_lake
-from curate.pairs import build_pairs, strategy_deriver
+from curate.pairs import build_pairs, derive_rounds, strategy_deriver
 from curate.pairs import rule as pair_rule
 from curate.pairs.derive import derived_prompt_rows, original_prompts
 from curate.errors import UserError, describe_os_error, one_line
@@ -372,28 +372,34 @@ class Pipeline:
 
     def derive(self, state: RunState) -> None:
         """Strategies that drive generation (curate.pairs.derive): their prompts, then the
-        candidates and scores of those prompts, before any pair is built."""
+        candidates and scores of those prompts, before any pair is built; a strategy with
+        DERIVE_ROUNDS > 1 derives again from what the earlier rounds generated."""
         specs = [spec for spec in self.config.pairs if strategy_deriver(spec["strategy"])]
-        if not specs:
-            return
+        for round_index in range(max((derive_rounds(spec["strategy"]) for spec in specs), default=0)):
+            self._derive_round(state, [s for s in specs if derive_rounds(s["strategy"]) > round_index], round_index)
+
+    def _derive_round(self, state: RunState, specs: list[dict], round_index: int) -> None:
         began = time.monotonic()
         prompts, candidates = self._run_prompts_and_candidates(state)
-        prompts = original_prompts(prompts)
+        if round_index == 0:
+            prompts = original_prompts(prompts)
         scores = self._where_in("scores", "candidate_id", state.candidate_ids)
         tables = []
         for spec in specs:
             params = {k: v for k, v in spec.items() if k != "strategy"}
             derived = strategy_deriver(spec["strategy"])(prompts, candidates, scores, params)
             tables.append(derived_prompt_rows(derived, spec["strategy"], state.run_id))
-            log(f"derive {spec['strategy']}: {len(derived)} prompts")
+            for key, count in sorted(getattr(derived, "counts", {}).items()):
+                state.add(f"derive_{spec['strategy']}_{key}", count)
+            log(f"derive {spec['strategy']}: {len(derived)} prompts" + (f" (round {round_index + 1})" if round_index else ""))
         rows = pa.concat_tables(tables)
         added = self.lake.commit({"prompts": rows})["prompts"]
-        state.add("derived_prompts", rows.num_rows)
+        fresh = sorted(set(rows.column("prompt_id").to_pylist()) - set(state.prompt_ids))
+        state.add("derived_prompts", len(fresh))
         state.add("derived_prompts_new", added)
-        derived_ids = sorted(set(rows.column("prompt_id").to_pylist()))
-        state.prompt_ids = sorted(set(state.prompt_ids) | set(derived_ids))
-        self._generate(self._where_in("prompts", "prompt_id", derived_ids), self.config.generators[:1], state)
-        state.timings["derive"] = time.monotonic() - began
+        state.prompt_ids = sorted(set(state.prompt_ids) | set(fresh))
+        self._generate(self._where_in("prompts", "prompt_id", fresh), self.config.generators[:1], state)
+        state.timings["derive"] = state.timings.get("derive", 0.0) + time.monotonic() - began
         self.score(state)
 
     def pairs(self, state: RunState) -> None:

@@ -7,7 +7,8 @@ there that the module has and whose entry has a description. A module with no su
 its trimmed text is skipped, so `limit` rows come from the first modules that have one.
 
 The context is the plain-text pydoc (trailing spaces removed, the machine-specific FILE section
-dropped), so the rows are the same on every run with the same Python version.
+and object addresses such as "at 0x7fc1012113c0" dropped), so the rows are the same on every run
+with the same Python version.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ QUESTION = "According to the documentation above, what does `{module}.{function}
 
 _SECTION = re.compile(r"^[A-Z][A-Z ]+$")
 _FUNCTION = re.compile(r"^    ([A-Za-z][A-Za-z0-9_]*)\(.*\)")
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def render(module_name: str) -> str:
     """pydoc's plain text for a module, trailing spaces removed and the FILE section dropped."""
     module = importlib.import_module(module_name)
-    lines = [line.rstrip() for line in pydoc.render_doc(module, renderer=pydoc.plaintext).splitlines()]
+    text = _ADDRESS.sub("", pydoc.render_doc(module, renderer=pydoc.plaintext))
+    lines = [line.rstrip() for line in text.splitlines()]
     kept, skipping = [], False
     for line in lines:
         if _SECTION.match(line):

@@ -52,7 +52,8 @@ def _config(tmp_path, tiny_generator, repo):
         "scorers": [{"kind": "math_verify"}, {"kind": "code_tests"}],
         "pairs": [
             {"strategy": "stepwise", "rollouts": 2, "max_steps": 2, "rollout_max_tokens": 24},
-            {"strategy": "short_to_long", "n": 2, "chunk_words": 80, "max_tokens": 24},
+            {"strategy": "short_to_long", "n": 2, "chunk_words": 80, "max_tokens": 24, "questions": "both",
+             "question_max_tokens": 16},
             {"strategy": "code_evolution", "mode": "commits", "repo": str(repo)},
             {"strategy": "code_evolution", "mode": "critiques", "max_tokens": 24},
         ],
@@ -75,6 +76,7 @@ def test_derived_generation_through_the_flow_and_lake(tmp_path, tiny_generator):
     with Lake(tmp_path / "data" / "lake", read_only=True) as lake:
         prompts, candidates = lake.read("prompts"), lake.read("candidates")
         scores, pairs = lake.read("scores"), lake.read("pairs")
+        runs = lake.read("runs")
         before = _counts(lake)
     info = derived_info(prompts)
     by_strategy = dict(info.group_by("strategy").len().iter_rows())
@@ -93,7 +95,14 @@ def test_derived_generation_through_the_flow_and_lake(tmp_path, tiny_generator):
     assert by_strategy.get("stepwise", 0) == expected
     rollouts = candidates.join(info.filter(pl.col("strategy") == "stepwise"), on="prompt_id")
     assert rollouts.height == 2 * expected
-    assert by_strategy["short_to_long"] == 2 and by_strategy["code_evolution"] >= 2
+    # short-to-long: 2 question prompts per document (2 samples each, every one judged by the
+    # question filter), a retrieved prompt per given question, and 2 answer prompts per kept question
+    kinds = [json.loads(n)["kind"] for n in info.filter(pl.col("strategy") == "short_to_long")["note"]]
+    counts = json.loads(runs["counts_json"][0])
+    judged = {k: v for k, v in counts.items() if k.startswith("derive_short_to_long_questions_")}
+    assert kinds.count("question") == 4 and kinds.count("retrieved") == 2 and sum(judged.values()) == 8
+    assert kinds.count("short") == kinds.count("long") == judged.get("derive_short_to_long_questions_ok", 0)
+    assert by_strategy["code_evolution"] >= 2
 
     strategies = dict(pairs.group_by("strategy").len().iter_rows())
     commits = pairs.filter(pl.col("chosen_id").str.starts_with("commit:"))

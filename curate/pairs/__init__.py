@@ -38,6 +38,14 @@ def strategy_deriver(strategy: str) -> Callable | None:
     return getattr(module, "derive", None)
 
 
+def derive_rounds(strategy: str) -> int:
+    """How many times the pipeline calls the strategy's `derive` (its DERIVE_ROUNDS, default 1)."""
+    import importlib
+
+    _register_strategies()
+    return int(getattr(importlib.import_module(STRATEGIES[strategy].__module__), "DERIVE_ROUNDS", 1))
+
+
 def _register_strategies() -> None:
     """Import every strategy module so that each registers itself."""
     from curate.pairs import code_evolution, gt, margin, reversal, short_to_long, stepwise  # noqa: F401

@@ -7,6 +7,11 @@ The pipeline stores each derived prompt as an ordinary `prompts` row (source
 nothing new), generates its candidates with the first generator (honouring `generation`), scores
 them with the scorers that apply to its task, and then calls the strategy's `build` with the
 derived prompts included. Other strategies never see derived prompts.
+
+A strategy whose module sets DERIVE_ROUNDS = k > 1 is called again, up to k times in all, with
+its own derived prompts of the earlier rounds (in `prompts`) and their candidates and scores:
+a prompt can then be made from what the model generated (short-to-long: a question the model
+wrote, then the answers to it). Each round returns every prompt derivable so far.
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ class DerivedPrompt:
     # is forced to start with it; candidates hold only the continuation).
     generation: dict = field(default_factory=dict)
     note: dict = field(default_factory=dict)  # strategy evidence: prefix length, chunk ids, commit sha
+
+
+class DerivedPrompts(list):
+    """A deriver's prompts, with counts of what it looked at and set aside (e.g. discarded
+    model-written questions by reason); the pipeline adds them to the run's counts."""
+
+    def __init__(self, items=(), counts: dict | None = None):
+        super().__init__(items)
+        self.counts: dict[str, int] = dict(counts or {})
 
 
 def derived_prompt_rows(derived: list[DerivedPrompt], strategy: str, run_id: str) -> pa.Table:

