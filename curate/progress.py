@@ -41,6 +41,11 @@ def summary_table(state) -> Table:
     if counts.get("derived_prompts"):
         table.add_row("derived prompts (strategies)", str(counts["derived_prompts"]),
                       str(counts.get("derived_prompts_new", 0)))
+    questions = {k.rsplit("_questions_", 1)[1]: v for k, v in counts.items() if "_questions_" in k}
+    if questions:  # short-to-long: questions the model wrote from chunks, kept or discarded by reason
+        discarded = ", ".join(f"{n} {reason}" for reason, n in sorted(questions.items()) if reason != "ok")
+        table.add_row("  model-written questions kept", str(questions.get("ok", 0)),
+                      f"discarded: {discarded}" if discarded else "")
     table.add_row("candidates", str(counts.get("candidates_reused", 0) + counts.get("candidates_new", 0)),
                   str(counts.get("candidates_new", 0)))
     table.add_row("scores", "", str(counts.get("scores_new", 0)))

@@ -51,7 +51,7 @@ TASK = "long_context"
 DERIVE_ROUNDS = 2  # questions are generated in round 1, answered in round 2
 QUALITY_SCORER = "quality"
 QUESTION_MODES = ("chunk", "given", "both")
-LEXICAL_WEIGHT = 0.0  # retrieval: cosine + this x the lexical score (curate.pairs.chunks.lexical)
+LEXICAL_WEIGHT = 1.0  # retrieval: cosine + this x the lexical score (curate.pairs.chunks.lexical)
 DEFAULTS = {"questions": "chunk", "chunk_words": 120, "min_chunk_words": 30, "question_chunks": 2,
             "question_samples": 2, "question_max_tokens": 48, "question_temperature": 0.7,
             "question_max_words": DEFAULT_MAX_WORDS, "top_k": 1, "lexical_weight": LEXICAL_WEIGHT, "n": 1,
@@ -268,9 +268,11 @@ def _samples(candidates: pl.DataFrame, prompt_ids: list[str], n: int) -> dict[st
 
 
 def gated_candidates(scores: pl.DataFrame) -> set[str]:
-    """Candidates the quality scorer failed (an ok score of 0): never a chosen."""
-    rows = scores.filter((pl.col("scorer") == QUALITY_SCORER) & (pl.col("status") == "ok") & (pl.col("score") == 0))
-    return set(rows["candidate_id"].to_list())
+    """Candidates the quality scorer gated (its newest row per candidate is ok and scores 0):
+    never a chosen. A failed quality row is no verdict."""
+    newest = (scores.filter(pl.col("scorer") == QUALITY_SCORER)
+              .sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first"))
+    return set(newest.filter((pl.col("status") == "ok") & (pl.col("score") <= 0))["candidate_id"].to_list())
 
 
 def _sides(prompts: pl.DataFrame, params: dict) -> list[dict]:
