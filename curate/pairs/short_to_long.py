@@ -21,10 +21,10 @@ row's own question (all-MiniLM-L6-v2; measured recall on a labelled set in the t
 
 build: for each short prompt made with this config and each sample index i < n: chosen = its
 candidate i, rejected = candidate i of the same model on the long side. The pair's prompt is the
-long one. The pairing rule: identical texts never pair; a candidate the `quality` scorer gated
-(score 0) is never a chosen, and a rejected only with `gated_rejected` (default true: a
-degenerate long-context answer is a fair rejected); with `judge_scorer` both sides need an ok
-score and the short answer must score strictly higher. details_json records the question, the
+long one. The pairing rule (curate/pairs/rule.py): identical texts never pair; a candidate the
+`quality` scorer gated is never a chosen, and a rejected only with `gated_rejected` (default
+true: a degenerate long-context answer is a fair rejected); with `judge_scorer` both sides need
+an ok score and the short answer must score strictly higher. details_json records the question, the
 chunk (text, start/end offsets in the document, sha256, index), both prompt ids, both context
 lengths.
 """
@@ -39,7 +39,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from curate.pairs import register
+from curate.pairs import register, rule
 from curate.pairs.chunks import Chunk, chunk_spans, cosine, embedder, lexical, top_k
 from curate.pairs.chunks import chunk_text, embed, select_chunks  # noqa: F401  (public here since before)
 from curate.pairs.derive import DerivedPrompt, DerivedPrompts, derived_info, original_prompts
@@ -49,7 +49,6 @@ from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_sco
 STRATEGY = "short_to_long"
 TASK = "long_context"
 DERIVE_ROUNDS = 2  # questions are generated in round 1, answered in round 2
-QUALITY_SCORER = "quality"
 QUESTION_MODES = ("chunk", "given", "both")
 LEXICAL_WEIGHT = 1.0  # retrieval: cosine + this x the lexical score (curate.pairs.chunks.lexical)
 DEFAULTS = {"questions": "chunk", "chunk_words": 120, "min_chunk_words": 30, "question_chunks": 2,
@@ -251,9 +250,9 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
           run_id: str = "") -> pl.DataFrame:
     params = _params(config)
     picks = _pairs(prompts, candidates, scores, params)
-    if not picks:
+    if picks.is_empty():
         return empty_pairs()
-    return finish_pairs(pl.DataFrame(picks, schema=PICK_SCHEMA), STRATEGY, params, run_id)
+    return finish_pairs(picks, STRATEGY, params, run_id)
 
 
 def _samples(candidates: pl.DataFrame, prompt_ids: list[str], n: int) -> dict[str, dict[tuple[str, int], tuple]]:
@@ -265,14 +264,6 @@ def _samples(candidates: pl.DataFrame, prompt_ids: list[str], n: int) -> dict[st
     for prompt_id, model, index, candidate_id, text in rows.iter_rows():
         out.setdefault(prompt_id, {}).setdefault((model, index), (candidate_id, text))
     return out
-
-
-def gated_candidates(scores: pl.DataFrame) -> set[str]:
-    """Candidates the quality scorer gated (its newest row per candidate is ok and scores 0):
-    never a chosen. A failed quality row is no verdict."""
-    newest = (scores.filter(pl.col("scorer") == QUALITY_SCORER)
-              .sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first"))
-    return set(newest.filter((pl.col("status") == "ok") & (pl.col("score") <= 0))["candidate_id"].to_list())
 
 
 def _sides(prompts: pl.DataFrame, params: dict) -> list[dict]:
@@ -306,36 +297,29 @@ def _sides(prompts: pl.DataFrame, params: dict) -> list[dict]:
     return sides
 
 
-def _pairs(prompts, candidates, scores, params) -> list[dict]:
+def _pairs(prompts, candidates, scores, params) -> pl.DataFrame:
     sides = _sides(prompts, params)
     if not sides:
-        return []
+        return pl.DataFrame(schema=PICK_SCHEMA)
     samples = _samples(candidates, sorted({s[k] for s in sides for k in ("short_id", "long_id")}), params["n"])
     judge = params["judge_scorer"]
     judged = (dict(usable_scores(scores, candidates, judge).select("candidate_id", "score").iter_rows())
               if judge else {})
-    gated = gated_candidates(scores)
     picks = []
     for side in sides:
         long_samples = samples.get(side["long_id"], {})
         for (model, index), (chosen_id, chosen) in sorted(samples.get(side["short_id"], {}).items()):
-            long_sample = long_samples.get((model, index))
-            if long_sample is None or long_sample[1] == chosen or chosen_id in gated:
+            if (model, index) not in long_samples:
                 continue
-            rejected_id, rejected = long_sample
-            if rejected_id in gated and not params["gated_rejected"]:
-                continue
-            chosen_score = rejected_score = margin = None
-            if judge:
-                chosen_score, rejected_score = judged.get(chosen_id), judged.get(rejected_id)
-                if chosen_score is None or rejected_score is None or chosen_score <= rejected_score:
-                    continue  # unscored, failed, tied or the long answer judged better
-                margin = chosen_score - rejected_score
+            rejected_id, rejected = long_samples[(model, index)]
+            chosen_score, rejected_score = (judged.get(chosen_id), judged.get(rejected_id)) if judge else (None, None)
+            margin = chosen_score - rejected_score if chosen_score is not None and rejected_score is not None else None
             details = {"short_prompt_id": side["short_id"], "long_prompt_id": side["long_id"],
                        "question": side["question"], "sample_index": index, "model": model,
                        **side["evidence"], **{k: side[k] for k in ("short_words", "long_words", "short_chars",
                                                                     "long_chars")}}
-            judged_text = f"; {judge}: short {chosen_score:.3g} > long {rejected_score:.3g}" if judge else ""
+            judged_text = (f"; {judge}: short {chosen_score:.3g} > long {rejected_score:.3g}"
+                           if margin is not None else "")
             origin = ("a question the model wrote from that chunk" if side["evidence"]["question_from"] == "chunk"
                       else "the given question, chunk retrieved")
             picks.append({
@@ -348,7 +332,10 @@ def _pairs(prompts, candidates, scores, params) -> list[dict]:
                            f"{judged_text}"),
                 "details_json": json.dumps(details, sort_keys=True),
             })
-    return picks
+    # The pairing rule: never identical, never a gated chosen (a gated rejected only with
+    # gated_rejected); with a judge, both sides scored ok and the short answer strictly higher.
+    return rule.enforce(pl.DataFrame(picks, schema=PICK_SCHEMA), rule.candidate_facts(prompts, candidates, scores),
+                        gated_rejected=params["gated_rejected"], scored=judge is not None)
 
 
 __all__ = ["DISCARD_REASONS", "STRATEGY", "build", "chunk_text", "derive", "embed", "long_context_message",
