@@ -391,7 +391,8 @@ class Pipeline:
             tables.append(derived_prompt_rows(derived, spec["strategy"], state.run_id))
             for key, count in sorted(getattr(derived, "counts", {}).items()):
                 state.add(f"derive_{spec['strategy']}_{key}", count)
-            log(f"derive {spec['strategy']}: {len(derived)} prompts" + (f" (round {round_index + 1})" if round_index else ""))
+            log(f"derive {spec['strategy']}: {len(derived)} prompts"
+                + (f" (round {round_index + 1})" if round_index else ""))
         rows = pa.concat_tables(tables)
         added = self.lake.commit({"prompts": rows})["prompts"]
         fresh = sorted(set(rows.column("prompt_id").to_pylist()) - set(state.prompt_ids))

@@ -40,7 +40,7 @@ def test_demo_runs_end_to_end_and_second_run_adds_nothing(tmp_path):
         audit = lake.query("SELECT * FROM pair_audit_summary").to_dicts()
     # 34 written prompts + 8 IFEval + 4 HumanEval + 2 stdlib docs; 4 samples each, 2 more per math prompt
     assert original == 48 and first_round == 48 * 4 + 14 * 2
-    assert derived.get("derived:stepwise", 0) > 0 and derived.get("derived:short_to_long", 0) >= 4  # 2 question prompts per document
+    assert derived.get("derived:stepwise", 0) > 0 and derived.get("derived:short_to_long", 0) >= 4
     assert scorers == {"math_verify", "constraints", "code_tests", "judge:smollm2"}
     assert {"margin", "reversal", "gt", "short_to_long"} <= strategies
     exported = datasets.load_from_disk(str(data / "export" / "demo"))["train"]

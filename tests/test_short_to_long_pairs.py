@@ -223,8 +223,8 @@ SYSTEM = {"role": "system", "content": "Answer from the document."}
 
 def base_prompts():
     return [
-        long_prompt(CONTEXT, TIDE_QUESTION, messages=[SYSTEM, {"role": "user",
-                                                               "content": long_context_message(CONTEXT, TIDE_QUESTION)}]),
+        long_prompt(CONTEXT, TIDE_QUESTION,
+                    messages=[SYSTEM, {"role": "user", "content": long_context_message(CONTEXT, TIDE_QUESTION)}]),
         validate_row({"prompt": CONTEXT + "\n\nSummarise.", "task": "chat"}, "s", "r0", NOW),  # not long_context
     ]
 

@@ -268,7 +268,8 @@ def _samples(candidates: pl.DataFrame, prompt_ids: list[str], n: int) -> dict[st
 
 def _sides(prompts: pl.DataFrame, params: dict) -> list[dict]:
     """One entry per short prompt: its long side's prompt id and messages, and the evidence."""
-    rows = {r["prompt_id"]: r for r in prompts.select("prompt_id", "messages", "task_fields_json").iter_rows(named=True)}
+    rows = {r["prompt_id"]: r
+            for r in prompts.select("prompt_id", "messages", "task_fields_json").iter_rows(named=True)}
     longs = {json.loads(note)["question_candidate_id"]: prompt_id
              for prompt_id, note in _ours(prompts, params, "long").select("prompt_id", "note").iter_rows()}
     sides = []
