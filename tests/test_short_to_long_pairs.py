@@ -407,7 +407,7 @@ RECORDED = Path(__file__).parent / "data" / "stdlib_chunk_questions.jsonl"
 
 def test_each_pair_on_a_real_document_rests_on_a_chunk_that_holds_its_answer():
     docs = load_stdlib_docs(limit=2)
-    rows = [validate_row(row, "stdlib", "r0", NOW) for row in docs]
+    rows = [validate_row(row, "stdlib_docs", "r0", NOW) for row in docs]  # the demo's prompts
     config = {"n": 1, "max_tokens": 128}
     first = short_to_long.derive(prompts_frame(rows), empty("candidates"), empty("scores"), config)
     by_chunk: dict = {}
