@@ -161,8 +161,8 @@ def test_the_known_holes_stay_closed_through_the_cli(lake_dir, tmp_path):
     before = _counts(lake_dir)
     out = tmp_path / "file.csv"
     copy = _query(lake_dir, f"COPY (select * from prompts) TO '{out}'")
-    catalog = lake_dir / "lake" / "catalog.ducklake"
-    swap = _query(lake_dir, f"DETACH lake; ATTACH 'ducklake:{catalog}' AS again; DELETE FROM again.prompts; "
+    catalog = lake_dir / "lake" / "catalog.sqlite"
+    swap = _query(lake_dir, f"DETACH lake; ATTACH 'ducklake:sqlite:{catalog}' AS again; DELETE FROM again.prompts; "
                             "SELECT count(*) FROM again.prompts")
     for result in (copy, swap):
         assert result.returncode == 2, result.stdout + result.stderr
