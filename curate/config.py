@@ -108,7 +108,7 @@ class RunnerConfig:
 @dataclass
 class LakeConfig:
     """Where the lake lives; unset fields fall back to $CURATE_LAKE_CATALOG / $CURATE_LAKE_DATA_PATH,
-    then to the DuckDB file and folder under the data dir (see curate.lake.open_lake)."""
+    then to the SQLite catalog and folder under the data dir (see curate.lake.open_lake)."""
     catalog: str | None = None  # a DuckDB file or "postgres:<libpq connection string>"
     data_path: str | None = None  # a folder or an object-storage prefix (s3://bucket/prefix/)
 
