@@ -22,7 +22,7 @@ def _env() -> dict:
 
 
 def _counts(stats_output: str) -> tuple[int, dict[str, int]]:
-    snapshot = int(re.search(r"snapshot (\d+)", stats_output).group(1))
+    snapshot = int(re.search(r"snapshot\s+(\d+)", stats_output).group(1))  # the title may wrap
     counts = {name: int(re.search(rf"^\W*{name}\W+(\d+)\W*$", stats_output, re.M).group(1))
               for name in schemas.TABLES}
     return snapshot, counts
