@@ -17,7 +17,10 @@ stored as a `pair_audits` row: confirmed, refuted or uncheckable (with the evide
   is a tie, and a tie is uncheckable.
 
 A pair's verdict over its latest row per check: refuted if any check refutes, confirmed if at least
-one confirms and none refutes, else uncheckable (`overall_verdicts`; the `pair_audit_verdicts`
+one INDEPENDENT check (verifier, reversal, arithmetic, judge) confirms and none refutes, else
+uncheckable. hygiene and score_order are necessary conditions, not evidence that the chosen is
+better (score_order re-reads the strategy's own evidence): they can refute a pair, never confirm
+it (`overall_verdicts`; the `pair_audit_verdicts`
 view says the same in SQL). A tie where the strategy prefers by something else by design (faster
 code, a shorter correct solution) is uncheckable, not refuted.
 """
@@ -39,6 +42,7 @@ AUDIT_VERSION = "1"
 CONFIRMED, REFUTED, UNCHECKABLE = "confirmed", "refuted", "uncheckable"
 VERDICTS = (CONFIRMED, REFUTED, UNCHECKABLE)
 CHECKS = ("hygiene", "score_order", "verifier", "reversal", "arithmetic", "judge")
+INDEPENDENT_CHECKS = ("verifier", "reversal", "arithmetic", "judge")  # only these can confirm a pair
 QUALITY_SCORER = "quality"
 VERIFIER_OF_TASK = {"math": "math_verify", "instruction": "constraints", "code": "code_tests"}
 GROUND_TRUTH_STRATEGIES = ("gt",)
@@ -332,7 +336,8 @@ def overall_verdicts(audits: pl.DataFrame) -> pl.DataFrame:
     latest = (audits.sort(["created_at", "audit_id"], descending=True)
               .unique(["pair_id", "check_name"], keep="first"))
     return (latest.group_by("pair_id").agg(
-        (pl.col("verdict") == REFUTED).any().alias("_refuted"), (pl.col("verdict") == CONFIRMED).any().alias("_ok"))
+        (pl.col("verdict") == REFUTED).any().alias("_refuted"),
+        ((pl.col("verdict") == CONFIRMED) & pl.col("check_name").is_in(INDEPENDENT_CHECKS)).any().alias("_ok"))
         .select("pair_id", pl.when("_refuted").then(pl.lit(REFUTED)).when("_ok").then(pl.lit(CONFIRMED))
                 .otherwise(pl.lit(UNCHECKABLE)).alias("verdict")).sort("pair_id"))
 

@@ -31,7 +31,9 @@ VIEWS: dict[str, str] = {
     # The pair audit (curate.audit): each pair's verdict over its latest row per check, and per strategy.
     "pair_audit_verdicts": """
         SELECT pair_id, CASE WHEN bool_or(verdict = 'refuted') THEN 'refuted'
-                             WHEN bool_or(verdict = 'confirmed') THEN 'confirmed' ELSE 'uncheckable' END AS verdict,
+                             WHEN bool_or(verdict = 'confirmed' AND check_name IN
+                                          ('verifier', 'reversal', 'arithmetic', 'judge')) THEN 'confirmed'
+                             ELSE 'uncheckable' END AS verdict,
                count(*) AS checks
         FROM (SELECT * FROM pair_audits QUALIFY row_number() OVER (
                   PARTITION BY pair_id, check_name ORDER BY created_at DESC, audit_id DESC) = 1)

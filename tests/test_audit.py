@@ -18,6 +18,7 @@ from curate.audit import (AUDIT_VERSION, CONFIRMED, REFUTED, UNCHECKABLE, audit_
 from curate.card import CardContext
 from curate.export import ExportOptions, export_pairs
 from curate.lake import Lake
+from curate.views import VIEWS
 from curate.score.judge import PairVerdict
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -303,3 +304,22 @@ def test_card_names_the_snapshot_read_and_every_model(tmp_path, lake):
     assert "(unknown)" not in models
     assert "| git commit | 1 | 1 |" in models and "| solver-b | 0 | 1 |" in models  # the step's solution
     assert "| reference | 1 | 0 |" in models and "| hand-model | 1 | 1 |" in models
+
+
+def test_hygiene_and_score_order_alone_never_confirm(lake):
+    """They re-read the strategy's own evidence: a pair passing only them is uncheckable, in Python
+    and in the view alike."""
+    rows = [("only-own", "hygiene", CONFIRMED), ("only-own", "score_order", CONFIRMED),
+            ("with-verifier", "hygiene", CONFIRMED), ("with-verifier", "verifier", CONFIRMED),
+            ("own-refutes", "score_order", REFUTED), ("own-refutes", "verifier", CONFIRMED)]
+    audits = pl.DataFrame({"pair_id": [r[0] for r in rows], "check_name": [r[1] for r in rows],
+                           "verdict": [r[2] for r in rows], "audit_id": [f"a{i}" for i in range(len(rows))],
+                           "created_at": [datetime(2026, 1, 1, tzinfo=timezone.utc)] * len(rows)})
+    assert dict(overall_verdicts(audits).iter_rows()) == {
+        "only-own": UNCHECKABLE, "with-verifier": CONFIRMED, "own-refutes": REFUTED}
+    lake.con.register("_audits", audits.to_arrow())
+    try:
+        in_sql = lake.query(VIEWS["pair_audit_verdicts"].replace("FROM pair_audits", "FROM _audits"))
+    finally:
+        lake.con.unregister("_audits")
+    assert dict(in_sql.select("pair_id", "verdict").iter_rows()) == dict(overall_verdicts(audits).iter_rows())
