@@ -83,7 +83,8 @@ def test_derived_generation_through_the_flow_and_lake(tmp_path, tiny_generator):
 
     # stepwise: one wrong multi-step solution per math prompt at most, prefixes 1..min(steps-1, 2)
     math = prompts.filter((pl.col("task") == "math") & ~pl.col("source").str.starts_with("derived:"))
-    scored = (candidates.join(scores.filter(pl.col("scorer") == "math_verify"), on="candidate_id")
+    scored = (candidates.join(scores.filter((pl.col("scorer") == "math_verify") & (pl.col("status") == "ok")),
+                              on="candidate_id")
               .filter(pl.col("prompt_id").is_in(math["prompt_id"].to_list())).sort("candidate_id"))
     expected = 0
     for prompt_id in math["prompt_id"]:
