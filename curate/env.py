@@ -16,7 +16,7 @@ def _cpu_bind() -> str:
 
 def apply_offline_env(data_dir: Path) -> None:
     defaults = {
-        # vLLM: in-process engine and all cores (DESIGN.md, "Generation backends").
+        # vLLM: in-process engine and all cores (docs/architecture.md, "Generation backends").
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         "VLLM_CPU_OMP_THREADS_BIND": _cpu_bind(),
         "VLLM_NO_USAGE_STATS": "1",

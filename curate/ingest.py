@@ -21,7 +21,7 @@ from curate.score.verify.constraints import constraint_errors
 __all__ = ["RawRow", "RowError", "ingest_file", "ingest_rows", "read_rows", "validate_row"]
 
 ROLES = {"system", "user", "assistant"}
-# Required and optional fields per task kind (DESIGN.md, "Prompts").
+# Required and optional fields per task kind (docs/architecture.md, "Prompts").
 TASK_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "chat": ((), ()),
     "math": (("reference_answer",), ("reference_solution",)),

@@ -1,4 +1,4 @@
-"""Chunks of a long document and retrieval over them (short-to-long, METHODS.md §4).
+"""Chunks of a long document and retrieval over them (short-to-long, docs/methods.md §4).
 
 A chunk is a span of the document: `document[start:end]`, never a rewritten copy, so that a
 pair can name the exact text its short context held (offsets and a hash) and a test can check

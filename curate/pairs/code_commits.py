@@ -1,4 +1,4 @@
-"""Commit-Instruct (METHODS.md §6.1): small single-file commits of a git repository as code edits.
+"""Commit-Instruct (docs/methods.md §6.1): small single-file commits of a git repository as code edits.
 
 `mine_commits` walks `git log --first-parent --no-merges` (newest first) and keeps a commit when:
 

@@ -1,4 +1,4 @@
-"""Critic-Evol (METHODS.md §6.2): a critic revises a model's code; the sandbox says if it got better.
+"""Critic-Evol (docs/methods.md §6.2): a critic revises a model's code; the sandbox says if it got better.
 
 derive: for every original `code` prompt with tests, the candidates with a usable `code_tests`
 score are looked at: up to `max_candidates_per_prompt` that fail some test (score < 1; lowest score

@@ -1,4 +1,4 @@
-"""Synthetic code evolution, CodeFavor (METHODS.md §6): pairs of code before and after a change.
+"""Synthetic code evolution, CodeFavor (docs/methods.md §6): pairs of code before and after a change.
 
 A strategy that drives generation (curate.pairs.derive): `derive` makes new prompts after the first
 generate+score round, the pipeline generates and scores them, and `build` turns them into pairs.

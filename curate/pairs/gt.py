@@ -1,4 +1,4 @@
-"""Ground-truth pairs (METHODS.md §3): a known-good response over a model's.
+"""Ground-truth pairs (docs/methods.md §3): a known-good response over a model's.
 
 mode = "reference" (Reg-DPO's GT-Pair): chosen = the prompt's `reference_solution` (with
 `use_reference_answer = true`, a bare `reference_answer` stands in where there is no solution),

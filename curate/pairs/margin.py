@@ -1,4 +1,4 @@
-"""Margin selection (METHODS.md §1): pairs of a prompt's candidates ranked by one scorer.
+"""Margin selection (docs/methods.md §1): pairs of a prompt's candidates ranked by one scorer.
 
 Config (every key optional; anything else is a ValueError naming the key):
 

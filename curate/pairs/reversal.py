@@ -1,4 +1,4 @@
-"""Constraint reversal, RPO (METHODS.md §2): make the best candidate perfect by rewriting the prompt.
+"""Constraint reversal, RPO (docs/methods.md §2): make the best candidate perfect by rewriting the prompt.
 
 For every `instruction` prompt (with `constraints_json`), every constraint is checked on every
 candidate with text, using the constraint library (curate.score.verify.constraints).

@@ -1,4 +1,4 @@
-"""Short-to-long pairs (METHODS.md §4, LongPO): the answer from a short context that holds what
+"""Short-to-long pairs (docs/methods.md §4, LongPO): the answer from a short context that holds what
 the question needs, over the answer from the whole document, both to the long prompt.
 
 Input: ORIGINAL prompts of task "long_context" whose task_fields_json has "context" (the

@@ -1,4 +1,4 @@
-"""Step-wise pairs (METHODS.md §5): Step-DPO's first erroneous step, located Math-Shepherd style.
+"""Step-wise pairs (docs/methods.md §5): Step-DPO's first erroneous step, located Math-Shepherd style.
 
 A math solution is split into steps (`split_steps`: "Step k:" markers when present, else non-empty
 lines). For a wrong solution (at least 2 steps; usable score of `scorer` == 0, or a correct final

@@ -1,6 +1,6 @@
 """Sequence log-probability of a response under a model: sum of log π(y_t | x, y_<t).
 
-The dual-margin strategy (METHODS.md §1.5) combines these under a policy and a reference
+The dual-margin strategy (docs/methods.md §1.5) combines these under a policy and a reference
 model into DPO's implicit reward margin. Computed with vLLM's `prompt_logprobs` over the
 templated prompt + response, generating one throw-away token.
 """

@@ -4,7 +4,7 @@ All 25 instruction types of Google's IFEval (same ids, same kwargs names, checke
 reference implementation: see `constraint_types.py` for how and where they differ), plus 20
 reverse types. Every type has a checker, a kwargs validator, an English description and a reverse:
 a constraint of this library that holds on exactly the non-blank texts where the original fails,
-which is what constraint reversal (METHODS.md, section 2) needs. A blank text (empty or white
+which is what constraint reversal (docs/methods.md, section 2) needs. A blank text (empty or white
 space) follows no constraint at all, as in IFEval's harness. A reverse is a relation flip where the type
 has one ("less than" <-> "at least"), else a complement type registered here (its id in the same
 "group:name" style, its reverse pointing back). No type lacks a reverse.
