@@ -29,7 +29,6 @@ def _prompts(texts: list[str]) -> pl.DataFrame:
     return pl.from_arrow(prompts)
 
 
-@pytest.mark.xfail(reason="failing after the session's integration (see the closing note); to fix first next session", strict=False)
 def test_generates_n_samples_with_counts_and_finish_reason(backend):
     prompts = _prompts(["Hello there.", "Count to three."])
     requests = plan_requests(prompts, backend.fingerprint, lambda task: SamplingSettings(n=3, max_tokens=8))
@@ -42,8 +41,9 @@ def test_generates_n_samples_with_counts_and_finish_reason(backend):
     assert (frame["completion_tokens"] <= 8).all() and (frame["prompt_tokens"] > 0).all()
     # A random model rarely stops by itself: hitting max_tokens is recorded, not hidden.
     assert set(frame["finish_reason"]) <= {"stop", "length"}
-    assert frame.filter(pl.col("completion_tokens") == 8)["finish_reason"].to_list() == \
-        ["length"] * frame.filter(pl.col("completion_tokens") == 8).height
+    # the test model also stops on every 16th token id, so a reply may stop at exactly 8 tokens
+    assert (frame.filter(pl.col("finish_reason") == "length")["completion_tokens"] == 8).all()
+    assert (frame.filter(pl.col("completion_tokens") < 8)["finish_reason"] == "stop").all()
     assert frame["model"].unique().to_list() == [backend.model_label]
 
 
@@ -78,23 +78,26 @@ def test_seeded_batch_larger_than_one_prefill_step(backend):
     assert frame.height == 24 and frame["text"].null_count() == 0
 
 
-@pytest.mark.xfail(reason="failing after the session's integration (see the closing note); to fix first next session", strict=False)
 def test_stream_commits_chunks_as_they_finish_and_equals_one_generate_call(backend):
     """Continuous admission: chunks hold whatever finished first, yet every text is the one a single
     `LLM.generate` over all requests gives (the engine sees the same batches either way)."""
     from vllm import SamplingParams
 
     prompts = _prompts([f"Say something about the number {i}." for i in range(6)])
-    # a long tail: most requests stop early, one runs 8x longer
-    lengths = iter([4, 4, 4, 32, 4, 4, 4, 4, 4, 4, 4, 4])
-    requests = [replace(r, sampling=replace(r.sampling, max_tokens=next(lengths)))
-                for r in plan_requests(prompts, backend.fingerprint, lambda task: SamplingSettings(n=2))]
+    planned = plan_requests(prompts, backend.fingerprint, lambda task: SamplingSettings(n=2, max_tokens=32))
+    # a long tail: the request that runs longest on its own keeps 32 tokens, the others stop at 4
+    # (the test model stops on every 16th token id, so which one runs long is found, not assumed)
+    probe = backend.generate(planned)
+    runs_long = max(range(len(planned)), key=lambda i: probe[i].completion_tokens)
+    assert probe[runs_long].completion_tokens > 8
+    requests = [r if i == runs_long else replace(r, sampling=replace(r.sampling, max_tokens=4))
+                for i, r in enumerate(planned)]
     tables = list(generate_candidates(requests, backend, "run-1", chunk_size=5))
     assert [t.num_rows for t in tables] == [5, 5, 2]
     streamed = pl.concat([pl.from_arrow(t) for t in tables])
     assert sorted(streamed["candidate_id"]) == sorted(r.candidate_id for r in requests)
     # the longest request finishes last, so it is in the last chunk, not holding up the first
-    longest = requests[3].candidate_id
+    longest = requests[runs_long].candidate_id
     assert longest in pl.from_arrow(tables[-1])["candidate_id"].to_list()
 
     llm = backend.llm

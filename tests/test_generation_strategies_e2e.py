@@ -119,7 +119,6 @@ def test_derived_generation_through_the_flow_and_lake(tmp_path, tiny_generator):
         assert _counts(lake) == before
 
 
-@pytest.mark.xfail(reason="failing after the session's integration (see the closing note); to fix first next session", strict=False)
 def test_stepwise_rollouts_continue_the_forced_prefix(tmp_path, scripted_model):
     # A scripted model that always writes a two-step solution ("Answer:" opens every reply, so the
     # reply itself may contain a newline). Its answer, 7, is wrong for 1 + 1.
@@ -146,4 +145,5 @@ def test_stepwise_rollouts_continue_the_forced_prefix(tmp_path, scripted_model):
     # The reply is forced to start with the prefix; the candidate holds only the continuation.
     assert rollouts.height == 3 and set(rollouts["text"]) == {"Then answer 7"}
     rollout_scores = scores.join(rollouts.select("candidate_id"), on="candidate_id")
+    rollout_scores = rollout_scores.filter(pl.col("scorer") == "math_verify")  # quality rows are there too
     assert rollout_scores["score"].to_list() == [0.0, 0.0, 0.0]  # scored by math_verify like any math answer
