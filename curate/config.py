@@ -24,6 +24,8 @@ class InputConfig:
     builtin: str | None = None  # ... or a built-in source: "ifeval", "humaneval"
     source: str | None = None  # part of each prompt's identity; default: file stem or builtin name
     limit: int | None = None  # built-in sources: take the first `limit` prompts
+    generate: bool = True  # false: no generation for these prompts (re-curate the completions they hold)
+    columns: dict[str, str] | None = None  # our field name -> the input's column, e.g. {prompt = "instruction"}
 
     @property
     def label(self) -> str:
@@ -151,12 +153,23 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
             raise UserError(f"config: [[inputs]] entry {index} needs exactly one of `path` or `builtin`")
         if spec.path is not None:
             spec.path = (base_dir / spec.path).resolve()
+        if not isinstance(spec.generate, bool):
+            raise UserError(f"config: inputs.{index}.generate must be true or false")
+        try:
+            from curate.imported import check_columns
+
+            spec.columns = check_columns(spec.columns)
+        except ValueError as exc:
+            raise UserError(f"config: inputs.{index}.{exc}") from exc
         inputs.append(spec)
     if not inputs:
         raise UserError("config: no [[inputs]] given")
     if "generator" in values and "generators" in values:
         raise UserError("config: give [generator] or [[generators]], not both")
-    specs = values.pop("generators", None) or [values.pop("generator", {})]
+    # `generators = []` is a run that generates nothing: it re-curates the completions its inputs hold.
+    specs = values.pop("generators") if "generators" in values else [values.pop("generator", {})]
+    if not isinstance(specs, list):
+        raise UserError("config: [[generators]] must be a list of tables")
     generators = []
     for index, spec in enumerate(specs):
         generator = _build(GeneratorConfig, spec, f"generators.{index}")
@@ -193,6 +206,9 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
             if scorer.kind == "judge" and unknown:
                 raise UserError(f"config: unknown judge aspect(s) {unknown} (known: {sorted(ASPECTS)})")
             scorer.model = scorer.model or "generator"
+            if scorer.model == "generator" and not generators:
+                raise UserError(f"config: a {scorer.kind} scorer with model = \"generator\" needs a generator "
+                                "(this run has none): name a model")
             named = {"generator", "embedded"} | {g.name for g in generators if g.name}
             if scorer.model not in named and not Path(scorer.model).is_absolute():
                 scorer.model = str((base_dir / scorer.model).resolve())
@@ -253,6 +269,8 @@ def _audit(values: dict, base_dir: Path, generators: list) -> AuditConfig:
         if not isinstance(audit.judge, str) or not audit.judge.strip():
             raise UserError("config: audit.judge must be a model: \"generator\", a generator's name, "
                             "\"embedded\" or a directory")
+        if audit.judge == "generator" and not generators:
+            raise UserError("config: audit.judge = \"generator\" needs a generator (this run has none): name a model")
         named = {"generator", "embedded"} | {g.name for g in generators if g.name}
         if audit.judge not in named and not Path(audit.judge).is_absolute():
             audit.judge = str((base_dir / audit.judge).resolve())

@@ -3,22 +3,26 @@
 Accepted inputs: JSONL, Parquet, and Hugging Face dataset directories (`save_to_disk`). A row
 has `messages` (chat format) or `prompt` (a string, taken as one user message), a `task`
 (default `chat`) and the fields that task needs. A bad row becomes a reject with a one-line
-reason; the other rows go on.
+reason; the other rows go on. Completions a row holds (a completion list, a binarized pair, an
+HH-RLHF transcript: curate.imported) become imported candidates and their ratings score rows.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 
-from curate import ids, schemas
+from curate import ids, imported, schemas
 from curate.readers import RawRow, RowError, one_line, printable, read_rows, value_problem
 from curate.score.verify.constraints import constraint_errors
 
-__all__ = ["RawRow", "RowError", "ingest_file", "ingest_rows", "read_rows", "validate_row"]
+__all__ = ["Ingested", "RawRow", "RowError", "ingest_batches", "ingest_file", "ingest_rows", "read_rows",
+           "validate_row"]
 
 ROLES = {"system", "user", "assistant"}
 # Required and optional fields per task kind (docs/architecture.md, "Prompts").
@@ -129,40 +133,98 @@ def _reject(row: RawRow, reason: str, source: str, run_id: str, now: datetime) -
             "stage": "ingest", "run_id": run_id, "created_at": now}
 
 
-def ingest_rows(rows, source: str, run_id: str) -> tuple[pa.Table, pa.Table]:
-    """Validate rows: returns (prompts, rejects) tables. Duplicate prompts collapse to one row.
-    Any failure of one row, expected (RowError) or not, makes that row a reject: the rest go on."""
-    now = datetime.now(timezone.utc)
-    prompts: dict[str, dict] = {}
-    locations: dict[str, RawRow] = {}
-    rejects = []
-    for row in rows:
+@dataclass
+class Ingested:
+    """What one batch of input rows gave: prompts, rejects, imported candidates and their ratings."""
+
+    prompts: pa.Table
+    rejects: pa.Table
+    candidates: pa.Table
+    scores: pa.Table
+
+
+class _Batch:
+    def __init__(self, source: str, run_id: str, input_name: str | None):
+        self.source, self.run_id, self.input_name = source, run_id, input_name
+        self.now = datetime.now(timezone.utc)
+        self.prompts: dict[str, dict] = {}
+        self.locations: dict[str, RawRow] = {}
+        self.rejects: list[dict] = []
+        self.candidates: dict[str, dict] = {}
+        self.scores: dict[str, dict] = {}
+        self.rows = 0
+
+    def add(self, row: RawRow, columns: dict[str, str]) -> None:
+        self.rows += 1
+        source, run_id, now = self.source, self.run_id, self.now
         try:
             if row.value is None:
                 raise RowError(row.parse_error or "unreadable row")
-            prompt = validate_row(row.value, source, run_id, now)
+            if not isinstance(row.value, dict):
+                raise RowError("row is not an object")
+            parts = imported.split_row(imported.apply_columns(row.value, columns))
+            prompt = validate_row(parts.prompt_row, source, run_id, now)
         except RowError as exc:
-            rejects.append(_reject(row, str(exc), source, run_id, now))
-            continue
+            self.rejects.append(_reject(row, str(exc), source, run_id, now))
+            return
         except Exception as exc:  # a validation bug must not cost the other rows
-            rejects.append(_reject(row, f"could not be validated ({type(exc).__name__}: {exc})",
-                                   source, run_id, now))
-            continue
-        if prompt["prompt_id"] not in prompts:
-            prompts[prompt["prompt_id"]] = prompt
-            locations[prompt["prompt_id"]] = row
-    try:
-        table = schemas.conform("prompts", list(prompts.values()))
-    except Exception:  # find the rows Arrow refuses, one by one
-        kept = []
-        for prompt_id, prompt in prompts.items():
-            try:
-                schemas.conform("prompts", [prompt])
-                kept.append(prompt)
-            except Exception as exc:
-                rejects.append(_reject(locations[prompt_id], f"cannot be stored ({exc})", source, run_id, now))
-        table = schemas.conform("prompts", kept)
-    return table, schemas.conform("rejects", rejects)
+            self.rejects.append(_reject(row, f"could not be validated ({type(exc).__name__}: {exc})",
+                                        source, run_id, now))
+            return
+        if prompt["prompt_id"] not in self.prompts:
+            self.prompts[prompt["prompt_id"]] = prompt
+            self.locations[prompt["prompt_id"]] = row
+        for where, raw, reason in parts.problems:  # a malformed completion: the rest of the row goes on
+            self.rejects.append(_reject(RawRow(f"{row.location} {where}", raw, None), reason, source, run_id, now))
+        lineage = {"source": source, "input": self.input_name, "location": row.location}
+        for completion in parts.completions:
+            candidate = imported.candidate_row(completion, prompt["prompt_id"], lineage, run_id, now)
+            self.candidates.setdefault(candidate["candidate_id"], candidate)
+            for score in imported.score_rows(candidate, completion, source, run_id, now):
+                self.scores.setdefault(score["score_id"], score)
+
+    def tables(self) -> Ingested:
+        try:
+            prompts = schemas.conform("prompts", list(self.prompts.values()))
+        except Exception:  # find the rows Arrow refuses, one by one
+            kept = []
+            for prompt_id, prompt in self.prompts.items():
+                try:
+                    schemas.conform("prompts", [prompt])
+                    kept.append(prompt)
+                except Exception as exc:
+                    self.rejects.append(_reject(self.locations[prompt_id], f"cannot be stored ({exc})",
+                                                self.source, self.run_id, self.now))
+            prompts = schemas.conform("prompts", kept)
+        stored = set(prompts.column("prompt_id").to_pylist())
+        candidates = [c for c in self.candidates.values() if c["prompt_id"] in stored]
+        scores = [s for s in self.scores.values() if s["prompt_id"] in stored]
+        return Ingested(prompts, schemas.conform("rejects", self.rejects), schemas.conform("candidates", candidates),
+                        schemas.conform("scores", scores))
+
+
+def ingest_batches(rows, source: str, run_id: str, *, columns: dict[str, str] | None = None,
+                   input_name: str | None = None, batch_rows: int | None = None) -> Iterator[Ingested]:
+    """Validate rows in batches of `batch_rows` input rows (all at once when None); at least one
+    batch, maybe empty. Within a batch, duplicate prompts, candidates and scores collapse to one
+    row. Any failure of one row, expected (RowError) or not, makes that row a reject; a malformed
+    completion is a reject of its own (curate.imported): the rest goes on."""
+    columns = columns or {}
+    batch, yielded = _Batch(source, run_id, input_name), False
+    for row in rows:
+        batch.add(row, columns)
+        if batch_rows and batch.rows >= batch_rows:
+            yield batch.tables()
+            batch, yielded = _Batch(source, run_id, input_name), True
+    if batch.rows or not yielded:
+        yield batch.tables()
+
+
+def ingest_rows(rows, source: str, run_id: str) -> tuple[pa.Table, pa.Table]:
+    """Validate rows: returns (prompts, rejects) tables (imported completions are left out: see
+    ingest_batches). Duplicate prompts collapse to one row."""
+    ingested = next(ingest_batches(rows, source, run_id))
+    return ingested.prompts, ingested.rejects
 
 
 def ingest_file(path: Path, run_id: str, source: str | None = None) -> tuple[pa.Table, pa.Table]:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +28,8 @@ from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
 from curate.card import CardContext
 from curate.export import ExportOptions, export_pairs
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
-from curate.ingest import ingest_file, ingest_rows
+from curate.imported import INGEST_BATCH_ROWS, imported_of
+from curate.ingest import Ingested, ingest_batches, read_rows
 from curate.lake import open_lake
 from curate.pairs import build_pairs, derive_rounds, strategy_deriver
 from curate.pairs import rule as pair_rule
@@ -45,6 +47,7 @@ class RunState:
     run_id: str
     prompt_ids: list[str] = field(default_factory=list)
     candidate_ids: list[str] = field(default_factory=list)
+    no_generation: set[str] = field(default_factory=set)  # prompts only of inputs with generate = false
     counts: dict[str, int] = field(default_factory=dict)
     pairs_by_strategy: dict[str, int] = field(default_factory=dict)
     refused_by_strategy: dict[str, dict[str, int]] = field(default_factory=dict)  # the pairing rule's refusals
@@ -246,48 +249,71 @@ class Pipeline:
 
     def ingest(self, state: RunState) -> None:
         began = time.monotonic()
+        generating: set[str] = set()  # prompts of inputs that generate (a prompt may come from both kinds)
         for spec in self.config.inputs:
-            prompts, rejects = self._read_input(spec, state.run_id)
-            remark = _ingest_remark(prompts.num_rows, rejects.num_rows)
-            if not prompts.num_rows + rejects.num_rows:
+            read: dict[str, set | int] = {"prompts": set(), "new": 0, "rejects": 0, "candidates": 0}
+            for part in self._read_input(spec, state.run_id):
+                self._commit_ingested(part, state, read)
+            (generating if spec.generate else state.no_generation).update(read["prompts"])
+            prompts, rejects = len(read["prompts"]), read["rejects"]
+            if not prompts + rejects:
                 warn(f"{spec.label}: the input holds no rows")
-            drops = None
-            if self.dedup_config.benchmarks:
-                kept, drops = decontaminate_prompts(pl.from_arrow(prompts), self.benchmark_texts(),
-                                                    self.dedup_config, state.run_id)
-                prompts = kept.to_arrow()
-                state.add("prompts_contaminated", drops.height)
-            added = self.lake.commit({"prompts": prompts, "rejects": rejects,
-                                      **({"dedup_drops": drops.to_arrow()} if drops is not None else {})})
-            state.prompt_ids.extend(prompts.column("prompt_id").to_pylist())
-            state.add("prompts_read", prompts.num_rows)
-            state.add("prompts_new", added["prompts"])
-            state.add("rejects_read", rejects.num_rows)
-            state.add("rejects_new", added["rejects"])
-            log(f"ingest {spec.label}: {prompts.num_rows} prompts ({added['prompts']} new), "
-                f"{rejects.num_rows} rejected{remark}")
+            imported = f", {read['candidates']} completions imported" if read["candidates"] else ""
+            log(f"ingest {spec.label}: {prompts} prompts ({read['new']} new){imported}, {rejects} rejected"
+                f"{_ingest_remark(prompts, rejects)}" + ("" if spec.generate else " (generate = false)"))
+        state.no_generation -= generating
         state.prompt_ids = sorted(set(state.prompt_ids))
+        state.candidate_ids = sorted(set(state.candidate_ids))
         if not state.prompt_ids:
             log("ingest: no valid prompts in any input; the run goes on with nothing to generate")
             warn(f"no prompts: every input failed or was empty ({state.counts.get('rejects_read', 0)} rejected); "
                  "the run goes on with zeros. See: curate query \"select location, reason from rejects\"")
         state.timings["ingest"] = time.monotonic() - began
 
-    def _read_input(self, spec, run_id: str) -> tuple[pa.Table, pa.Table]:
-        """(prompts, rejects) of one [[inputs]] entry. An input that cannot be read at all is one
-        reject naming the input and why, and a warning; the other inputs go on."""
+    def _commit_ingested(self, part: Ingested, state: RunState, read: dict) -> None:
+        """One batch of an input: prompts (decontaminated when benchmarks are configured), rejects,
+        and the candidates and ratings it imports, in one commit."""
+        prompts, drops = part.prompts, None
+        if self.dedup_config.benchmarks:
+            kept, drops = decontaminate_prompts(pl.from_arrow(prompts), self.benchmark_texts(),
+                                                self.dedup_config, state.run_id)
+            prompts = kept.to_arrow()
+            state.add("prompts_contaminated", drops.height)
+        prompt_ids = prompts.column("prompt_id").to_pylist()
+        candidates, scores = imported_of(part, prompt_ids)
+        added = self.lake.commit({"prompts": prompts, "rejects": part.rejects, "candidates": candidates,
+                                  "scores": scores, **({"dedup_drops": drops.to_arrow()} if drops is not None else {})})
+        state.prompt_ids.extend(prompt_ids)
+        state.candidate_ids.extend(candidates.column("candidate_id").to_pylist())
+        read["prompts"].update(prompt_ids)
+        read["new"] += added["prompts"]
+        read["rejects"] += part.rejects.num_rows
+        read["candidates"] += candidates.num_rows
+        for key, count in (("prompts_read", prompts.num_rows), ("prompts_new", added["prompts"]),
+                           ("rejects_read", part.rejects.num_rows), ("rejects_new", added["rejects"])):
+            state.add(key, count)
+        for key, count in (("candidates_imported", candidates.num_rows),
+                           ("candidates_imported_new", added["candidates"]), ("scores_imported_new", added["scores"])):
+            if count:  # runs that import nothing keep their counts as they were
+                state.add(key, count)
+
+    def _read_input(self, spec, run_id: str) -> Iterator[Ingested]:
+        """Batches of one [[inputs]] entry. An input that cannot be read at all is one reject
+        naming the input and why, and a warning; the other inputs go on."""
         source = spec.source or (spec.path.stem if spec.path is not None else spec.builtin)
         try:
-            if spec.path is not None:
-                return ingest_file(spec.path, run_id, spec.source)
-            return ingest_rows(builtin_rows(spec.builtin, spec.limit), source, run_id)
+            rows = read_rows(spec.path) if spec.path is not None else builtin_rows(spec.builtin, spec.limit)
+            yield from ingest_batches(rows, source, run_id, columns=spec.columns, batch_rows=INGEST_BATCH_ROWS,
+                                      input_name=str(spec.path) if spec.path is not None else f"builtin:{spec.builtin}")
+            return
         except (UserError, OSError, UnicodeError) as exc:
             reason = f"input not read: {one_line(exc if isinstance(exc, UserError) else describe_os_error(exc))}"
         warn(f"{spec.label}: {reason}")
         reject = {"reject_id": ids.content_hash("reject", source, str(spec.path or spec.builtin), reason),
                   "source": source, "location": str(spec.path or f"builtin:{spec.builtin}"), "raw": "",
                   "reason": reason, "stage": "ingest", "run_id": run_id, "created_at": datetime.now(timezone.utc)}
-        return schemas.conform("prompts", []), schemas.conform("rejects", [reject])
+        yield Ingested(schemas.conform("prompts", []), schemas.conform("rejects", [reject]),
+                       schemas.conform("candidates", []), schemas.conform("scores", []))
 
     def _generate(self, prompts: pl.DataFrame, generators, state: RunState) -> None:
         for generator in generators:
@@ -313,8 +339,12 @@ class Pipeline:
 
     def generate(self, state: RunState) -> None:
         began = time.monotonic()
-        prompts = self._where_in("prompts", "prompt_id", state.prompt_ids)
-        self._generate(prompts, self.config.generators, state)
+        wanted = [p for p in state.prompt_ids if p not in state.no_generation]
+        if len(wanted) < len(state.prompt_ids):
+            log(f"generate: {len(state.prompt_ids) - len(wanted)} prompts of inputs with generate = false skipped")
+        if wanted and not self.config.generators:
+            log(f"generate: no generators in this run; {len(wanted)} prompts keep only their imported completions")
+        self._generate(self._where_in("prompts", "prompt_id", wanted), self.config.generators, state)
         state.timings["generate"] = time.monotonic() - began
 
 
@@ -375,6 +405,9 @@ class Pipeline:
         candidates and scores of those prompts, before any pair is built; a strategy with
         DERIVE_ROUNDS > 1 derives again from what the earlier rounds generated."""
         specs = [spec for spec in self.config.pairs if strategy_deriver(spec["strategy"])]
+        if specs and not self.config.generators:
+            log(f"derive: no generator in this run; {', '.join(s['strategy'] for s in specs)} derive nothing")
+            return
         for round_index in range(max((derive_rounds(spec["strategy"]) for spec in specs), default=0)):
             self._derive_round(state, [s for s in specs if derive_rounds(s["strategy"]) > round_index], round_index)
 
@@ -423,6 +456,9 @@ class Pipeline:
                 state.refused_by_strategy[spec["strategy"]][reason] += count
         built = [b for b in built if not b.is_empty()]
         all_pairs = pl.concat(built) if built else pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
+        # Two [[pairs]] entries of one strategy may pick the same pair (e.g. margin by an imported
+        # rating and by the verifier): one pair_id, one pair (the first entry's).
+        all_pairs = all_pairs.unique("pair_id", keep="first", maintain_order=True)
         # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.
         stored = self.lake.existing_ids("pairs", all_pairs["pair_id"].to_list())
         fresh = all_pairs.filter(~pl.col("pair_id").is_in(list(stored)))

@@ -46,9 +46,14 @@ def summary_table(state) -> Table:
         discarded = ", ".join(f"{n} {reason}" for reason, n in sorted(questions.items()) if reason != "ok")
         table.add_row("  model-written questions kept", str(questions.get("ok", 0)),
                       f"discarded: {discarded}" if discarded else "")
-    table.add_row("candidates", str(counts.get("candidates_reused", 0) + counts.get("candidates_new", 0)),
-                  str(counts.get("candidates_new", 0)))
-    table.add_row("scores", "", str(counts.get("scores_new", 0)))
+    imported, imported_new = counts.get("candidates_imported", 0), counts.get("candidates_imported_new", 0)
+    table.add_row("candidates", str(counts.get("candidates_reused", 0) + counts.get("candidates_new", 0) + imported),
+                  str(counts.get("candidates_new", 0) + imported_new))
+    if imported:  # completions the inputs held (curate/imported.py)
+        table.add_row("  imported from the inputs", str(imported), str(imported_new))
+    table.add_row("scores", "", str(counts.get("scores_new", 0) + counts.get("scores_imported_new", 0)))
+    if counts.get("scores_imported_new"):
+        table.add_row("  imported ratings", "", str(counts["scores_imported_new"]))
     for status in ("unparsed", "error", "no_text"):
         if counts.get(f"scores_{status}"):
             table.add_row(f"  scores {status} (excluded)", "", str(counts[f"scores_{status}"]))
