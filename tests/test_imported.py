@@ -205,3 +205,18 @@ def test_reimport_adds_nothing(tmp_path):
     assert second["candidates_imported"] == 4 and second["prompts_read"] == 2
     assert all(second.get(key, 0) == 0 for key in ("prompts_new", "candidates_imported_new", "rejects_new",
                                                    "scores_imported_new", "scores_new", "candidates_new"))
+
+
+
+@pytest.mark.parametrize("name, prompts, candidates, rejects", [("ultrafeedback", 6, 23, 1), ("binarized", 8, 15, 0)])
+def test_the_readme_examples_import_what_the_readme_says(name, prompts, candidates, rejects):
+    from pathlib import Path
+
+    from curate.config import load_config
+
+    config = load_config(Path(__file__).resolve().parent.parent / "data" / "examples" / f"{name}.toml")
+    (spec,) = config.inputs
+    assert not config.generators or not spec.generate  # nothing is generated
+    (batch,) = ingest_batches(read_rows(spec.path), spec.path.stem, "r", columns=spec.columns)
+    assert (batch.prompts.num_rows, batch.candidates.num_rows, batch.rejects.num_rows) == (prompts, candidates,
+                                                                                           rejects)
