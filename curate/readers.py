@@ -63,7 +63,7 @@ def read_rows(path: Path) -> Iterator[RawRow]:
     if path.is_dir():
         yield from _rows_of_hf_dataset(path)
     elif path.suffix == ".parquet":
-        yield from _rows_of_table(_read_parquet(path))
+        yield from _rows_of_batches(_parquet_batches(path))
     elif path.suffix in {".jsonl", ".json"}:
         yield from _rows_of_jsonl(path)
     else:
@@ -151,20 +151,31 @@ def _no_constant(name: str):
 
 # Parquet and HF datasets -----------------------------------------------------------------------
 
-def _read_parquet(path: Path) -> pa.Table:
+def _parquet_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The file's rows in record batches, read as they are needed: memory holds one batch, not the file."""
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=1024)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            yield batch
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise UserError(f"{path}: not a readable Parquet file ({one_line(exc)})") from exc
 
 
 def _rows_of_table(table: pa.Table, prefix: str = "row") -> Iterator[RawRow]:
-    """Rows of an Arrow table; a row Arrow cannot turn into Python (e.g. invalid UTF-8 in a string
-    column) is refused alone."""
+    yield from _rows_of_batches(table.to_batches(max_chunksize=1024), prefix)
+
+
+def _rows_of_batches(batches, prefix: str = "row") -> Iterator[RawRow]:
+    """Rows of Arrow record batches; a row Arrow cannot turn into Python (e.g. invalid UTF-8 in a
+    string column) is refused alone."""
     number = 0
-    for batch in table.to_batches(max_chunksize=1024):
+    for batch in batches:
         try:
             values = batch.to_pylist()
         except Exception:
