@@ -36,7 +36,7 @@ class InputConfig:
 class GeneratorConfig:
     model: str = "embedded"  # "embedded" (SmolLM2-135M-Instruct) or a model directory
     name: str | None = None  # display name; identity is the model's fingerprint
-    dtype: str = "bfloat16"
+    dtype: str = "auto"  # bfloat16 where the hardware has it, else float32
     max_model_len: int = 4096
     kv_cache_memory_bytes: int = 1 << 30
     # backend = "openai": any OpenAI-compatible server (model = the served model's name)
@@ -78,7 +78,7 @@ class ScorerConfig:
     name: str | None = None
     max_model_len: int = 4096
     kv_cache_memory_bytes: int = 1 << 29
-    dtype: str = "bfloat16"
+    dtype: str = "auto"  # bfloat16 where the hardware has it, else float32
     engine: str = "vllm"  # reward only: "vllm" (pooling runner) or "transformers" (fallback)
     # judge only
     aspects: list[str] = field(default_factory=lambda: ["helpfulness"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from curate.generate.vllm_backend import EngineSettings, engine_kwargs
+from curate.generate.vllm_backend import EngineSettings, cpu_has_native_bf16, engine_kwargs
 
 SETTINGS = EngineSettings("/models/m", max_model_len=8192, kv_cache_memory_bytes=1 << 29,
                           gpu_memory_utilization=0.8, tensor_parallel_size=2, data_parallel_size=2,
@@ -30,6 +30,12 @@ def test_pooling_runner_and_explicit_eager():
     kwargs = engine_kwargs(EngineSettings("/m", runner="pooling", enforce_eager=False), cuda=False)
     assert kwargs["runner"] == "pooling" and kwargs["enforce_eager"] is False
     assert "enable_chunked_prefill" not in kwargs and "enable_prefix_caching" not in kwargs
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_hardware_computes_it():
+    assert engine_kwargs(SETTINGS, cuda=True)["dtype"] == "bfloat16"
+    assert engine_kwargs(SETTINGS, cuda=False)["dtype"] == ("bfloat16" if cpu_has_native_bf16() else "float32")
+    assert engine_kwargs(EngineSettings("/m", dtype="bfloat16"), cuda=False)["dtype"] == "bfloat16"
 
 
 @pytest.mark.gpu

@@ -167,7 +167,9 @@ CHUNK = ("    heapify(heap, /)\n        Transform list into a heap, in-place, in
     ("Heapify?", (None, "too_short")),
     ("What " + "very " * 40 + "long heap question is this?", (None, "too_long")),
     ("Pop the smallest item off the heap?", (None, "copied")),
-    ("What are the queue module's features?", (None, "off_chunk")),
+    ("What are the queue module's features?", (None, "from_example")),
+    ("What is the heap invariant of the queue module?", (None, "from_example")),
+    ("What are the module's features?", (None, "off_chunk")),
 ])
 def test_parse_question_keeps_a_real_question_about_the_chunk(reply, expected):
     assert parse_question(reply, CHUNK, max_words=30) == expected

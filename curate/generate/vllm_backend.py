@@ -15,7 +15,7 @@ _ENGINES: dict[tuple, object] = {}
 @dataclass(frozen=True)
 class EngineSettings:
     model_path: str
-    dtype: str = "bfloat16"
+    dtype: str = "auto"  # "auto": see resolve_dtype
     max_model_len: int = 4096
     kv_cache_memory_bytes: int = 1 << 30  # CPU: the KV cache size (GPU: gpu_memory_utilization)
     enforce_eager: bool | None = None  # None: eager on CPU, CUDA graphs on GPU
@@ -37,9 +37,28 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, cuda: bool) -> str:
+    """"auto" is bfloat16 on a GPU or a CPU with native bfloat16, float32 elsewhere: on an AVX2
+    CPU a bfloat16 matmul is emulated, and a 64-sequence batch decodes 2.5x slower than in float32
+    (docs/architecture.md, "vLLM on CPU")."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if cuda or cpu_has_native_bf16() else "float32"
+
+
 def engine_kwargs(settings: EngineSettings, cuda: bool) -> dict:
     """`vllm.LLM(...)` arguments: GPU knobs on a GPU, CPU knobs on a CPU, never both."""
-    kwargs = dict(model=settings.model_path, dtype=settings.dtype, max_model_len=settings.max_model_len,
+    kwargs = dict(model=settings.model_path, dtype=resolve_dtype(settings.dtype, cuda),
+                  max_model_len=settings.max_model_len,
                   seed=0, enforce_eager=(not cuda) if settings.enforce_eager is None else settings.enforce_eager,
                   enable_prefix_caching=settings.enable_prefix_caching)
     if cuda:

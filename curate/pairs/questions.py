@@ -12,7 +12,8 @@ import re
 
 DEFAULT_MAX_WORDS = 30
 MIN_WORDS = 3
-DISCARD_REASONS = ("empty", "not_a_question", "too_short", "too_long", "copied", "off_chunk", "duplicate")
+DISCARD_REASONS = ("empty", "not_a_question", "too_short", "too_long", "copied", "from_example", "off_chunk",
+                   "duplicate")
 
 REQUEST = "Write one question that the text below answers. Reply with the question only.\n\nText:\n{text}"
 # Worked turns from documentation the demo never asks about (and in pydoc's layout).
@@ -26,6 +27,9 @@ EXAMPLES = (
      "When is the queue module especially useful?"),
 )
 
+# What the worked examples are about: a question naming one the chunk lacks was copied from them.
+EXAMPLE_TERMS = frozenset({"rgb_to_hsv", "hsv_to_rgb", "rgb", "hsv", "color", "colour", "queue", "queues",
+                           "producer", "consumer", "threaded", "locking"})
 STOP_WORDS = frozenset(
     "a an the and or of to in on at by for with from as is are was were be been being it its this that these "
     "those what which who whom whose when where why how does do did can could should would will shall may "
@@ -59,6 +63,7 @@ def parse_question(reply: str | None, chunk: str, max_words: int = DEFAULT_MAX_W
     """(question, "ok") or (None, reason): the first line of the reply, a leading "Question:"
     or list marker removed, cut after its first "?"; discarded when empty, without a "?",
     shorter than MIN_WORDS or longer than max_words words, copied verbatim from the chunk, or
+    naming a term of the worked examples that the chunk lacks (the model copied an example), or
     sharing no key term with the chunk (it would not be about this chunk)."""
     lines = [line for line in (reply or "").splitlines() if line.strip()]
     if not lines:
@@ -76,6 +81,9 @@ def parse_question(reply: str | None, chunk: str, max_words: int = DEFAULT_MAX_W
         return None, "too_long"
     if _normal(question) in _normal(chunk):
         return None, "copied"
-    if not key_terms(question) & key_terms(chunk):
+    terms, chunk_terms = key_terms(question), key_terms(chunk)
+    if terms & EXAMPLE_TERMS - chunk_terms:
+        return None, "from_example"
+    if not terms & chunk_terms:
         return None, "off_chunk"
     return question, "ok"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curate.generate.vllm_backend import EngineSettings, load_engine
+from curate.generate.vllm_backend import EngineSettings, load_engine, resolve_dtype
 from curate.models import check_model_dir, fingerprint
 from curate.score import ScoreItem, ScoreResult
 
@@ -66,7 +66,7 @@ class RewardModelScorer:
         from transformers import AutoModelForSequenceClassification
 
         if self._model is None:
-            dtype = getattr(torch, self.settings.dtype)
+            dtype = getattr(torch, resolve_dtype(self.settings.dtype, torch.cuda.is_available()))
             self._model = AutoModelForSequenceClassification.from_pretrained(
                 self.settings.model_path, dtype=dtype).eval()
         scores = []
