@@ -25,6 +25,7 @@ from curate import ids, schemas
 from curate.config import RunConfig, config_as_dict
 from curate.dedup import DedupConfig, decontaminate_prompts, dedup_pairs, load_benchmark_texts
 from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
+from curate.background_commit import commit_while_producing
 from curate.card import CardContext
 from curate.export import ExportOptions, export_pairs
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
@@ -331,11 +332,17 @@ class Pipeline:
             log(f"generate: {len(planned)} candidates planned, {len(done)} already in the lake, "
                 f"{len(missing)} to generate with {backend.model_label}")
             committed = 0
-            for table in generate_candidates(missing, backend, state.run_id, self.config.sampling.chunk_size):
+
+            def commit(table) -> None:
+                nonlocal committed
                 committed += self.lake.commit({"candidates": table})["candidates"]
                 state.add("candidates_new", table.num_rows)
                 _count_failed_generations(table, state)
                 log(f"generate: committed {committed}/{len(missing)} candidates")
+
+            # the engine generates the next chunk while this one is written
+            commit_while_producing(generate_candidates(missing, backend, state.run_id,
+                                                       self.config.sampling.chunk_size), commit)
 
     def generate(self, state: RunState) -> None:
         began = time.monotonic()
