@@ -25,7 +25,7 @@ import numbers
 
 import polars as pl
 
-from curate import ids
+from curate import bulk_ids
 from curate.pairs.rows import usable_scores
 
 DUAL_NORMALISE = ("minmax", "rank")
@@ -79,9 +79,7 @@ def keep_top(picked: pl.DataFrame, by: str, fraction: float) -> pl.DataFrame:
     above = picked.filter(pl.col(by) > threshold)
     tied = picked.filter(pl.col(by) == threshold)
     tied = tied.with_columns(  # pair ids only for the rows that need the tie broken
-        pl.struct("chosen_id", "rejected_id", "prompt_id").map_elements(
-            lambda r: ids.pair_id("margin", r["chosen_id"], r["rejected_id"], r["prompt_id"]),
-            return_dtype=pl.Utf8).alias("_pair_id")
+        bulk_ids.pair_ids("margin", tied["chosen_id"], tied["rejected_id"], tied["prompt_id"]).alias("_pair_id")
     ).sort("_pair_id").head(count - above.height).drop("_pair_id")
     return pl.concat([above, tied])
 

@@ -8,8 +8,7 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from curate import ids, schemas
-from curate.dedup import pair_dedup_key
+from curate import bulk_ids, schemas
 
 # Columns a strategy provides; finish_pairs adds the rest.
 PICK_COLUMNS = ("prompt_id", "prompt", "chosen", "rejected", "chosen_id", "rejected_id", "scorer",
@@ -48,15 +47,15 @@ def empty_pairs() -> pl.DataFrame:
 
 
 def content_keys(strategy: str) -> list[pl.Expr]:
-    """pair_id and dedup_key, hashed per pair in Python (ids must be stable across versions,
-    which Polars' own hash is not): most of the cost of building many pairs."""
+    """pair_id and dedup_key, hashed over whole columns (curate.bulk_ids): equal to the per-row
+    ids.pair_id and pair_dedup_key, so ids stay stable across versions."""
     return [
-        pl.struct("chosen_id", "rejected_id", "prompt_id").map_elements(
-            lambda r: ids.pair_id(strategy, r["chosen_id"], r["rejected_id"], r["prompt_id"]),
-            return_dtype=pl.Utf8).alias("pair_id"),
-        pl.struct("prompt", "chosen", "rejected").map_elements(
-            lambda r: pair_dedup_key(r["prompt"], r["chosen"], r["rejected"]), return_dtype=pl.Utf8
-        ).alias("dedup_key"),
+        pl.struct("chosen_id", "rejected_id", "prompt_id").map_batches(
+            lambda s: bulk_ids.pair_ids(strategy, s.struct.field("chosen_id"), s.struct.field("rejected_id"),
+                                        s.struct.field("prompt_id")), return_dtype=pl.Utf8).alias("pair_id"),
+        pl.struct("prompt", "chosen", "rejected").map_batches(
+            lambda s: bulk_ids.dedup_keys(s.struct.field("prompt"), s.struct.field("chosen"),
+                                          s.struct.field("rejected")), return_dtype=pl.Utf8).alias("dedup_key"),
     ]
 
 
