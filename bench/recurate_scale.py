@@ -1,0 +1,204 @@
+"""Re-curation at scale: imported candidates streamed from Parquet, prompt batch by prompt batch,
+through ingest, a verifier scorer, margin pairs, exact + MinHash dedup and export.
+
+The input is synthetic and UltraFeedback-shaped: per prompt an instruction with one checkable
+constraint (`punctuation:no_comma`) and 4 completions of 20-40 random words from a 5,000-word
+vocabulary (half of them with a comma) with an `overall_score`. Each batch of `--batch-rows` input
+rows (prompts) is ingested (imported candidates and ratings committed), scored (the quality gates
+and the `constraints` verifier), paired (margin on `constraints`: best vs worst under the pairing
+rule) and deduplicated (exact across the whole lake by dedup key, MinHash within the batch)
+before the next batch is read; the export at the end writes every stored pair. Each size runs in
+a fresh process, so its peak resident set size is its own; a sampler thread records the peak RSS
+during each stage.
+
+    .venv/bin/python bench/recurate_scale.py [--candidates 100000,1000000] [--batch-rows 10000]
+        [--workdir /tmp/recurate-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PER_PROMPT = 4
+STAGES = ("ingest", "score", "pairs", "dedup", "export")
+
+
+def write_input(path: Path, prompts: int, seed: int = 0, chunk: int = 10_000) -> None:
+    """`prompts` rows of 4 completions each, written row group by row group."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    vocabulary = [f"w{index}" for index in range(5_000)]
+    writer = None
+    for start in range(0, prompts, chunk):
+        count = min(chunk, prompts - start)
+        rows = []
+        for index in range(start, start + count):
+            topic = " ".join(vocabulary[i] for i in rng.integers(0, 5_000, 6))
+            completions = []
+            for sample in range(PER_PROMPT):
+                words = [vocabulary[i] for i in rng.integers(0, 5_000, int(rng.integers(20, 41)))]
+                if rng.random() < 0.5:
+                    words[len(words) // 2] += ","
+                completions.append({"model": f"model-{sample}", "response": " ".join(words) + ".",
+                                    "overall_score": float(rng.integers(1, 11))})
+            rows.append({"instruction": f"Request {index}: write about {topic} without using any commas.",
+                         "task": "instruction", "constraints": [{"type": "punctuation:no_comma"}],
+                         "completions": completions})
+        table = pa.Table.from_pylist(rows)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+
+
+class RssSampler:
+    """Peak resident set size per stage, sampled from /proc/self/statm every 20 ms."""
+
+    def __init__(self):
+        import os
+
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.stage = "setup"
+        self.peaks: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _rss_mib(self) -> float:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * self.page / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), self._rss_mib())
+
+    @contextlib.contextmanager
+    def measure(self, stage: str):
+        previous, self.stage = self.stage, stage
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.monotonic() - began
+            self.peaks[stage] = max(self.peaks.get(stage, 0.0), self._rss_mib())
+            self.stage = previous
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_one(path: Path, data_dir: Path, batch_rows: int) -> dict:
+    import polars as pl
+
+    from curate.dedup import DedupConfig, dedup_pairs
+    from curate.export import ExportOptions, export_pairs
+    from curate.ingest import ingest_batches, read_rows
+    from curate.lake import open_lake
+    from curate.pairs import build_pairs, rule
+    from curate.score import score_candidates
+    from curate.score.quality import QualityScorer
+    from curate.score.verifiers import ConstraintScorer
+
+    sampler = RssSampler()
+    began = time.monotonic()
+    lake = open_lake(data_dir)
+    run_id = "scale"
+    scorers = [QualityScorer(), ConstraintScorer()]
+    dedup = DedupConfig.from_mapping({"semantic": False})
+    counts = {"candidates": 0, "scores": 0, "pairs": 0, "dropped": 0, "batches": 0}
+    batches = iter(ingest_batches(read_rows(path), path.stem, run_id, columns={"prompt": "instruction"},
+                                  batch_rows=batch_rows, input_name=str(path)))
+    while True:
+        with sampler.measure("ingest"):
+            part = next(batches, None)
+            if part is None:
+                break
+            added = lake.commit({"prompts": part.prompts, "rejects": part.rejects, "candidates": part.candidates,
+                                 "scores": part.scores})
+            counts["candidates"] += added["candidates"]
+            counts["batches"] += 1
+        with sampler.measure("score"):
+            prompts, candidates = pl.from_arrow(part.prompts), pl.from_arrow(part.candidates)
+            scores = score_candidates(prompts, candidates, scorers, run_id)
+            counts["scores"] += lake.commit({"scores": scores})["scores"]
+        with sampler.measure("pairs"):
+            every_score = pl.concat([pl.from_arrow(part.scores), pl.from_arrow(scores)])
+            with rule.counting():
+                pairs = build_pairs("margin", prompts, candidates, every_score, {"scorer": "constraints"}, run_id)
+        with sampler.measure("dedup"):
+            stored = lake.existing_ids("pairs", pairs["pair_id"].to_list())
+            fresh = pairs.filter(~pl.col("pair_id").is_in(list(stored)))
+            seen = lake.existing_ids("pairs", fresh["dedup_key"].to_list(), column="dedup_key")
+            kept, drops = dedup_pairs(fresh.filter(~pl.col("dedup_key").is_in(list(seen))), None, dedup,
+                                      run_id=run_id)
+            counts["pairs"] += lake.commit({"pairs": kept.to_arrow(), "dedup_drops": drops.to_arrow()})["pairs"]
+            counts["dropped"] += drops.height + len(seen)
+        del part, prompts, candidates, scores, every_score, pairs, fresh, kept, drops
+    with sampler.measure("export"):
+        written = export_pairs(lake.read("pairs"), data_dir / "export", ExportOptions())
+        counts["exported"] = written["total"]
+    lake.close()
+    sampler.stop()
+    return {"seconds": {stage: round(sampler.seconds.get(stage, 0.0), 1) for stage in STAGES},
+            "peak_rss_mib": {stage: round(sampler.peaks.get(stage, 0.0)) for stage in STAGES},
+            "total_seconds": round(time.monotonic() - began, 1),
+            "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **counts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidates", default="100000,1000000")
+    parser.add_argument("--batch-rows", type=int, default=10_000, help="input rows (prompts) per batch")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/recurate-scale"))
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        size_dir = args.workdir / str(args.child)
+        print(json.dumps(run_one(size_dir / "input.parquet", size_dir / "data", args.batch_rows)))
+        return
+    results = {}
+    for size in (int(s) for s in args.candidates.split(",")):
+        size_dir = args.workdir / str(size)
+        shutil.rmtree(size_dir / "data", ignore_errors=True)
+        size_dir.mkdir(parents=True, exist_ok=True)
+        if not (size_dir / "input.parquet").exists():
+            began = time.monotonic()
+            write_input(size_dir / "input.parquet", size // PER_PROMPT)
+            print(f"{size:,} candidates: input written in {time.monotonic() - began:.0f} s", flush=True)
+        done = subprocess.run([sys.executable, __file__, "--child", str(size), "--batch-rows", str(args.batch_rows),
+                               "--workdir", str(args.workdir)], capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{size:,} candidates failed:\n{done.stderr[-4000:]}")
+        results[size] = json.loads(done.stdout.strip().splitlines()[-1])
+        result = results[size]
+        print(f"{size:,} candidates ({size // PER_PROMPT:,} prompts, {result['batches']} batches): "
+              f"{result['total_seconds']} s, peak RSS {result['max_rss_mib']} MiB; "
+              f"{result['candidates']:,} candidates, {result['scores']:,} scores, {result['pairs']:,} pairs "
+              f"({result['dropped']:,} dropped by dedup), {result['exported']:,} exported", flush=True)
+        for stage in STAGES:
+            print(f"  {stage:7s} {result['seconds'][stage]:8.1f} s   peak RSS {result['peak_rss_mib'][stage]:6d} MiB",
+                  flush=True)
+    if len(results) > 1:
+        small, large = min(results), max(results)
+        ratio = results[large]["max_rss_mib"] / results[small]["max_rss_mib"]
+        print(f"peak RSS {large:,} / {small:,}: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
