@@ -144,9 +144,12 @@ def _side(frame: pl.DataFrame, suffix: str, extra: tuple[str, ...] = ()) -> pl.D
 def _extreme(scored: pl.DataFrame, best: bool, suffix: str) -> pl.DataFrame:
     """Per prompt, the candidate ranking highest (best) among those that may be chosen, or lowest
     among those that may be rejected (curate.pairs.rule); ties: smallest candidate id."""
-    ordered = scored.filter(pl.col("can_choose" if best else "can_reject")).sort(
-        ["rank", "candidate_id"], descending=[best, False])
-    return _side(ordered.group_by("prompt_id", maintain_order=True).first(), suffix, ("verified",))
+    pool = scored.filter(pl.col("can_choose" if best else "can_reject"))
+    # sort the (prompt, rank, id) keys only, within each prompt, and fetch the rows of the winners
+    winners = pool.group_by("prompt_id").agg(
+        pl.col("candidate_id").sort_by(["rank", "candidate_id"], descending=[best, False]).first())
+    picked = pool.join(winners.select("candidate_id"), on="candidate_id", how="semi").sort("prompt_id")
+    return _side(picked, suffix, ("verified",))
 
 
 def _draw_key(prompt_ids: pl.Series, seed: int) -> pl.Series:

@@ -88,9 +88,14 @@ def candidate_facts(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.
     quality = _latest(scores, QUALITY).filter(pl.col("status") == "ok").select(
         "candidate_id", (pl.col("score") <= 0).alias("stored_gated"))
     pool = pool.join(quality, on="candidate_id", how="left")
-    computed = [bool(quality_gates(text, finish)) if stored is None else stored
-                for text, finish, stored in pool.select("text", "finish_reason", "stored_gated").iter_rows()]
-    pool = pool.with_columns(pl.Series("gated", computed, dtype=pl.Boolean))
+    unknown = pool.filter(pl.col("stored_gated").is_null())  # no quality row: run the gates here
+    if unknown.height:
+        computed = [bool(quality_gates(text, finish)) for text, finish in unknown.select("text", "finish_reason").iter_rows()]
+        pool = pool.join(unknown.select("candidate_id", pl.Series("_computed", computed, dtype=pl.Boolean)),
+                         on="candidate_id", how="left", maintain_order="left")
+    else:
+        pool = pool.with_columns(pl.lit(None, pl.Boolean).alias("_computed"))
+    pool = pool.with_columns(pl.coalesce("stored_gated", "_computed").alias("gated")).drop("_computed")
     verdicts = [_latest(scores, name, versions.get(name)).with_columns(pl.lit(name).alias("verifier"))
                 for name in sorted(set(TASK_VERIFIERS.values()))]
     verdicts = pl.concat(verdicts).join(candidates.select("candidate_id", "prompt_id").unique("candidate_id"),
