@@ -158,6 +158,18 @@ def test_hh_rlhf_transcripts(tmp_path):
     assert preference == {"Start with a starter: flour and water, fed daily.": 1.0, "Buy some.": 0.0}
 
 
+
+def test_hh_rlhf_from_a_hugging_face_dataset_directory(tmp_path):
+    import datasets
+
+    rows = {"chosen": [HH + "Feed a starter for a week first."], "rejected": [HH + "Use yeast."]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "hh"))
+    prompts, rejects, candidates, _ = _ingest(tmp_path / "hh")
+    assert prompts.height == 1 and rejects.is_empty()
+    lineage = [json.loads(s) for s in candidates.sort("text")["sampling_json"]]
+    assert [(x["location"], x["field"]) for x in lineage] == [("train row 1", "chosen"), ("train row 1", "rejected")]
+
+
 def test_column_mapping(tmp_path):
     rows = [{"question_text": "Pick a number.", "outputs": [{"answer": "Seven.", "judge": 6}, {"answer": "Two."}]}]
     path = _jsonl(tmp_path / "mapped.jsonl", rows)
