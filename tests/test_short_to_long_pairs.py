@@ -170,6 +170,9 @@ CHUNK = ("    heapify(heap, /)\n        Transform list into a heap, in-place, in
     ("What are the queue module's features?", (None, "from_example")),
     ("What is the heap invariant of the queue module?", (None, "from_example")),
     ("What are the module's features?", (None, "off_chunk")),
+    ("What does heapify_trailing_whitespace(heap) do?", (None, "unknown_name")),
+    ("What does heapreplace(heap) return for a heap?", (None, "unknown_name")),
+    ("What does heappop(heap) return?", ("What does heappop(heap) return?", "ok")),
 ])
 def test_parse_question_keeps_a_real_question_about_the_chunk(reply, expected):
     assert parse_question(reply, CHUNK, max_words=30) == expected

@@ -12,7 +12,7 @@ import re
 
 DEFAULT_MAX_WORDS = 30
 MIN_WORDS = 3
-DISCARD_REASONS = ("empty", "not_a_question", "too_short", "too_long", "copied", "from_example", "off_chunk",
+DISCARD_REASONS = ("empty", "not_a_question", "too_short", "too_long", "copied", "from_example", "unknown_name", "off_chunk",
                    "duplicate")
 
 REQUEST = "Write one question that the text below answers. Reply with the question only.\n\nText:\n{text}"
@@ -39,6 +39,8 @@ STOP_WORDS = frozenset(
 
 _LEAD = re.compile(r"^\s*(?:question\s*\d*\s*[:.)-]|q\s*\d*\s*[:.)-]|\d+\s*[.)]|[-*•]\s+)\s*", re.IGNORECASE)
 _TERM = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# a name as code writes it: with an underscore, or called
+_CODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*_[A-Za-z0-9_]*|[A-Za-z_][A-Za-z0-9_]*(?=\()")
 
 
 def question_messages(chunk: str) -> list[dict]:
@@ -63,7 +65,8 @@ def parse_question(reply: str | None, chunk: str, max_words: int = DEFAULT_MAX_W
     """(question, "ok") or (None, reason): the first line of the reply, a leading "Question:"
     or list marker removed, cut after its first "?"; discarded when empty, without a "?",
     shorter than MIN_WORDS or longer than max_words words, copied verbatim from the chunk, or
-    naming a term of the worked examples that the chunk lacks (the model copied an example), or
+    naming a term of the worked examples that the chunk lacks (the model copied an example),
+    naming a function or identifier the chunk does not hold (a made-up name), or
     sharing no key term with the chunk (it would not be about this chunk)."""
     lines = [line for line in (reply or "").splitlines() if line.strip()]
     if not lines:
@@ -84,6 +87,8 @@ def parse_question(reply: str | None, chunk: str, max_words: int = DEFAULT_MAX_W
     terms, chunk_terms = key_terms(question), key_terms(chunk)
     if terms & EXAMPLE_TERMS - chunk_terms:
         return None, "from_example"
+    if any(name.lower() not in chunk_terms for name in _CODE_NAME.findall(question)):
+        return None, "unknown_name"
     if not terms & chunk_terms:
         return None, "off_chunk"
     return question, "ok"
