@@ -25,6 +25,7 @@ from curate import ids, schemas
 from curate.config import RunConfig, config_as_dict
 from curate.dedup import DedupConfig, decontaminate_prompts, dedup_pairs, load_benchmark_texts
 from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
+from curate.dedup.lake_index import KeptPairs
 from curate.background_commit import commit_while_producing
 from curate.card import CardContext
 from curate.export import ExportOptions, export_pairs
@@ -471,12 +472,18 @@ class Pipeline:
         fresh = all_pairs.filter(~pl.col("pair_id").is_in(list(stored)))
         embedder = ShardedEmbedder(self.shards, lookup=self._cached_embeddings,
                                    batch_size=self.dedup_config.embed_batch_size)
-        kept, drops = (dedup_pairs(fresh, self.lake.read("pairs"), self.dedup_config, embed=embedder,
+        # only the kept pairs that can collide with these are read (curate.dedup.lake_index)
+        index = KeptPairs(self.lake, self.dedup_config, embed=embedder, model=EMBEDDING_MODEL)
+        if fresh.height:
+            index.sync()
+        kept, drops = (dedup_pairs(fresh, index.candidates(fresh), self.dedup_config, embed=embedder,
                                    run_id=state.run_id) if fresh.height else (fresh, None))
         tables = {"pairs": kept.to_arrow()}
         if drops is not None:
-            tables.update(dedup_drops=drops.to_arrow(), embeddings=embedder.take_new_rows())
+            tables.update(dedup_drops=drops.to_arrow(), pair_dedup_index=index.index_rows(kept),
+                          embeddings=embedder.take_new_rows())
         added = self.lake.commit(tables)["pairs"]
+        index.save()
         dropped = drops.height if drops is not None else 0
         for reason, count in (drops.group_by("reason").len().iter_rows() if dropped else []):
             state.add(f"pairs_dropped_{reason}", count)

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 TABLES = ("runs", "prompts", "candidates", "scores", "pairs", "rejects", "dedup_drops", "embeddings",
-          "pair_audits")
+          "pair_audits", "pair_dedup_index")
 
 _SCALARS = {
     "string": (pa.string(), "VARCHAR"),

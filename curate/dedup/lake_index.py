@@ -1,0 +1,248 @@
+"""Cross-run dedup without reading the lake: which kept pairs can collide with tonight's.
+
+`dedup_pairs(new, kept)` decides; this module only picks `kept`, the kept pairs that can change a
+decision, so the decisions are the ones the whole `pairs` table would give:
+- exact: kept pairs with one of the new dedup keys (a semi-join in DuckDB);
+- MinHash: kept pairs sharing an LSH band key with a new pair. Every kept pair's band keys are
+  stored in `pair_dedup_index.band_keys` (a key hashes the settings, the band index and the band's
+  signature values, so equal bands give equal keys: a superset of what rensa's LSH returns);
+- semantic: kept pairs whose joined part vector (the three unit part vectors over sqrt 3) has an
+  inner product >= the threshold with a new pair's, found by a usearch index kept on disk next to
+  the lake (`<lake>/index/semantic-<model>.usearch`). The joined product is the mean of the part
+  cosines, never below their minimum, so every pair that could pass the threshold is a neighbour.
+  The index is HNSW: approximate, as the k-means probes it replaces.
+Embeddings stay cached by text in `embeddings`. The index file is written after the lake commit that
+records its keys; a file that missed a commit (a crash) is repaired from the lake on the next open,
+and pairs kept before this index existed are indexed once, in batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from curate.dedup.config import DedupConfig
+from curate.dedup.minhash import shingles
+from curate.dedup.pairs import pair_texts
+
+TABLE = "pair_dedup_index"
+BATCH = 50_000
+_M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, element-wise on uint64."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * _M2
+        x = (x ^ (x >> np.uint64(27))) * _M3
+        return x ^ (x >> np.uint64(31))
+
+
+def minhash_params_id(config: DedupConfig) -> str:
+    return hashlib.sha256(json.dumps(config.minhash_params(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def union_signatures(texts: list[tuple[str, str, str]], config: DedupConfig) -> np.ndarray:
+    """(n, num_perm) uint64: the MinHash of each pair's part-tagged shingles, as minhash_duplicates
+    builds it for LSH."""
+    from rensa import RMinHash
+
+    if not texts:
+        return np.zeros((0, config.num_perm), np.uint64)
+    sets = [[s for p, part in enumerate(t) for s in shingles(part, config.shingle_size, f"{p}|")] for t in texts]
+    hashes = RMinHash.from_token_sets(sets, config.num_perm, config.minhash_seed)
+    return np.array([h.digest() for h in hashes], dtype=np.uint64)
+
+
+def band_keys(signatures: np.ndarray, config: DedupConfig) -> np.ndarray:
+    """(n, bands) int64: per band a hash of the settings, the band index and its rows' values."""
+    n, rows = signatures.shape[0], config.num_perm // config.bands
+    salt = np.uint64(int(minhash_params_id(config), 16) & 0xFFFFFFFFFFFFFFFF)
+    key = np.broadcast_to(_mix(salt ^ np.arange(config.bands, dtype=np.uint64)), (n, config.bands)).copy()
+    banded = signatures.reshape(n, config.bands, rows)
+    with np.errstate(over="ignore"):
+        for r in range(rows):
+            key = _mix(key * _M1 + banded[:, :, r])
+    return key.view(np.int64)
+
+
+def vector_key(pair_id: str) -> int:
+    return int(hashlib.sha256(pair_id.encode()).hexdigest()[:15], 16)
+
+
+def _slug(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", model).strip("-")
+
+
+class KeptPairs:
+    """The lake's kept pairs as dedup needs them: `candidates(fresh)` before dedup_pairs,
+    `index_rows(kept)` committed with the kept pairs, `save(kept)` after that commit."""
+
+    def __init__(self, lake, config: DedupConfig, embed=None, model: str | None = None,
+                 index_dir: Path | None = None):
+        self.lake, self.config, self.embed = lake, config, embed
+        self.model = model or getattr(embed, "model_name", None) or "embed"
+        self.params = minhash_params_id(config)
+        self.index_path = Path(index_dir or Path(lake.root) / "index") / f"semantic-{_slug(self.model)}.usearch"
+        self._index = None
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None
+
+    # the semantic index ---------------------------------------------------------------
+
+    def _vectors(self, texts: list[tuple[str, str, str]]) -> np.ndarray:
+        unique = list(dict.fromkeys(t for triple in texts for t in triple))
+        vectors = np.asarray(self.embed(unique), dtype=np.float32)
+        where = {t: k for k, t in enumerate(unique)}
+        joined = np.hstack([vectors[[where[t[p]] for t in texts]] for p in range(3)])
+        return joined / np.float32(np.sqrt(3.0))
+
+    def index(self):
+        if self._index is None:
+            from usearch.index import Index
+
+            self._index = None
+            if self.index_path.exists():
+                self._index = Index.restore(str(self.index_path), view=False)
+        return self._index
+
+    def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        from usearch.index import Index
+
+        if not len(keys):
+            return
+        if self._index is None and self.index() is None:
+            self._index = Index(ndim=vectors.shape[1], metric="ip", dtype="f16")
+        fresh = ~np.asarray(self._index.contains(keys), dtype=bool).reshape(-1)
+        if fresh.any():
+            self._index.add(keys[fresh], vectors[fresh])
+
+    def _flush(self) -> None:
+        if self._index is not None:
+            self.index_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.index_path.with_name(self.index_path.name + ".partial")
+            self._index.save(str(partial))
+            partial.replace(self.index_path)
+
+    # keeping the index in step with the lake -------------------------------------------
+
+    def sync(self) -> int:
+        """Index the kept pairs the index lacks (pairs kept before it existed, or a file that missed
+        a commit); returns how many. Cheap when nothing is missing: two counts."""
+        lake, done = self.lake, 0
+        indexed = lake.con.execute(f"SELECT count(*) FROM {TABLE} WHERE minhash_params = ?", [self.params]).fetchone()[0]
+        if indexed < lake.count("pairs"):
+            missing = lake.query(f"SELECT pair_id FROM pairs ANTI JOIN (SELECT pair_id FROM {TABLE} "
+                                 "WHERE minhash_params = ?) USING (pair_id) ORDER BY pair_id", [self.params])
+            for frame in self._chunks(missing, "pair_id", "SELECT pair_id, prompt, chosen, rejected FROM pairs"):
+                lake.commit({TABLE: self.index_rows(frame)})
+                self.save()
+                done += frame.height
+        if self.config.semantic and self.embed is not None:
+            done += self._repair_file()
+        return done
+
+    def _chunks(self, ids: pl.DataFrame, column: str, query: str, alias: str = ""):
+        """The rows of `query` for `ids` (one column), BATCH ids at a time: the connection stays
+        free between chunks for the commits and cache reads done with each."""
+        for start in range(0, ids.height, BATCH):
+            self.lake.con.register("_chunk_ids", ids.slice(start, BATCH).to_arrow())
+            try:
+                where = " AND " if " WHERE " in query else " WHERE "
+                frame = self.lake.query(f"{query}{where}{alias}{column} IN (SELECT {column} FROM _chunk_ids)")
+            finally:
+                self.lake.con.unregister("_chunk_ids")
+            yield frame
+
+    def _repair_file(self) -> int:
+        stored = self.lake.con.execute(f"SELECT count(*) FROM {TABLE} WHERE vector_model = ?", [self.model]).fetchone()[0]
+        index = self.index()
+        if stored == (0 if index is None else len(index)):
+            return 0
+        keys = self.lake.query(f"SELECT vector_key FROM {TABLE} WHERE vector_model = ?", [self.model])["vector_key"]
+        keys = keys.to_numpy().astype(np.uint64)
+        present = np.zeros(len(keys), bool) if index is None else np.asarray(index.contains(keys), bool).reshape(-1)
+        missing = pl.DataFrame({"vector_key": keys[~present].astype(np.int64)})
+        query = (f"SELECT p.pair_id, p.prompt, p.chosen, p.rejected, i.vector_key FROM {TABLE} i "
+                 f"JOIN pairs p USING (pair_id) WHERE i.vector_model = '{self.model.replace(chr(39), chr(39) * 2)}'")
+        for frame in self._chunks(missing, "vector_key", query, alias="i."):
+            texts = [pair_texts(*row) for row in frame.select("prompt", "chosen", "rejected").iter_rows()]
+            self._add(frame["vector_key"].to_numpy().astype(np.uint64), self._vectors(texts))
+        self._flush()
+        return len(missing)
+
+    # what dedup reads and writes ----------------------------------------------------------
+
+    def candidates(self, fresh: pl.DataFrame) -> pl.DataFrame:
+        """The kept pairs (all `pairs` columns) that can collide with `fresh` at some stage."""
+        con, probes = self.lake.con, []
+        if fresh.is_empty():
+            return self.lake.query("SELECT * FROM pairs LIMIT 0")
+        if self.config.exact:
+            probes.append(f"SELECT pair_id FROM pairs WHERE dedup_key IN (SELECT dedup_key FROM _fresh_keys)")
+        texts = None
+        if self.config.minhash or self.config.semantic:
+            texts = [pair_texts(*row) for row in fresh.select("prompt", "chosen", "rejected").iter_rows()]
+        bands = pa.table({"band_key": pa.array([], pa.int64())})
+        if self.config.minhash:
+            bands = pa.table({"band_key": np.unique(band_keys(union_signatures(texts, self.config), self.config))})
+            probes.append(f"SELECT DISTINCT pair_id FROM (SELECT pair_id, unnest(band_keys) AS band_key FROM {TABLE} "
+                          f"WHERE minhash_params = '{self.params}') JOIN _fresh_bands USING (band_key)")
+        near = pa.table({"vector_key": pa.array([], pa.int64())})
+        if self.config.semantic and self.embed is not None and self.index() is not None and len(self.index()):
+            near = pa.table({"vector_key": self._neighbours(self._vectors(texts))})
+            probes.append(f"SELECT pair_id FROM {TABLE} JOIN _fresh_near USING (vector_key)")
+        if not probes:
+            return self.lake.query("SELECT * FROM pairs LIMIT 0")
+        con.register("_fresh_keys", fresh.select("dedup_key").to_arrow())
+        con.register("_fresh_bands", bands)
+        con.register("_fresh_near", near)
+        try:
+            return self.lake.query(f"SELECT * FROM pairs WHERE pair_id IN ({' UNION '.join(probes)})")
+        finally:
+            for name in ("_fresh_keys", "_fresh_bands", "_fresh_near"):
+                con.unregister(name)
+
+    def _neighbours(self, vectors: np.ndarray, k: int = 16) -> np.ndarray:
+        """Keys of indexed pairs with an inner product >= the threshold with some row of `vectors`."""
+        index, found, todo = self.index(), [], np.arange(len(vectors))
+        while len(todo):
+            k = min(k, len(index))
+            matches = index.search(vectors[todo], k)
+            keys = np.asarray(matches.keys).reshape(len(todo), -1)
+            close = (1.0 - np.asarray(matches.distances).reshape(len(todo), -1)) >= self.config.semantic_threshold - 1e-3
+            found.append(keys[close])
+            if k >= len(index):
+                break
+            todo, k = todo[close.all(axis=1)], k * 4  # every neighbour was close: look further
+        return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, np.int64)
+
+    def index_rows(self, kept: pl.DataFrame) -> pa.Table:
+        """`pair_dedup_index` rows for `kept` pairs (to commit with them); their vectors wait for save()."""
+        from curate import schemas
+
+        texts = [pair_texts(*row) for row in kept.select("prompt", "chosen", "rejected").iter_rows()]
+        keys = np.array([vector_key(p) for p in kept["pair_id"].to_list()], dtype=np.uint64)
+        semantic = self.config.semantic and self.embed is not None and kept.height > 0
+        if semantic:
+            self._pending = (keys, self._vectors(texts))
+        bands = band_keys(union_signatures(texts, self.config), self.config)
+        return schemas.conform(TABLE, pa.table({
+            "pair_id": kept["pair_id"].to_arrow(), "minhash_params": pa.array([self.params] * kept.height),
+            "band_keys": pa.array(list(bands), pa.list_(pa.int64())),
+            "vector_model": pa.array([self.model if semantic else None] * kept.height, pa.string()),
+            "vector_key": pa.array(keys.astype(np.int64)),
+            "created_at": pa.array([datetime.now(timezone.utc)] * kept.height, pa.timestamp("us", tz="UTC"))}))
+
+    def save(self) -> None:
+        """After the commit of index_rows: add the kept pairs' vectors to the index file."""
+        if self._pending is not None:
+            self._add(*self._pending)
+            self._pending = None
+            self._flush()
