@@ -281,3 +281,19 @@ def test_empty_inputs_give_an_empty_pairs_table():
     for config in ({}, TS):
         pairs = build(prompts_frame([]), candidates_frame([]), config=config)
         assert pairs.height == 0 and pairs.columns == schemas.table("pairs").column_names
+
+
+def test_a_code_reference_is_chosen_in_the_fenced_form_the_prompt_asks_for():
+    from curate.score.verify.code import extract_code
+    from curate.score.verify.humaneval import load_humaneval
+
+    problem = load_humaneval()[2]  # truncate_number: its prompt asks for one ```python block
+    row = {**prompt_row("p1", task="code", solution=problem["reference_solution"], answer=None),
+           "messages": problem["messages"]}
+    wrong = "```python\ndef truncate_number(number: float) -> float:\n    return int(str(number))\n```"
+    pairs = build(prompts_frame([row]), candidates_frame([("a", "p1", wrong)]),
+                  scores_frame([("a", "p1", 0.0, "code_tests")]))
+    chosen = pairs["chosen"][0]
+    assert "one ```python code block" in problem["messages"][0]["content"]
+    assert chosen.startswith("```python\n") and chosen.endswith("\n```")
+    assert extract_code(chosen).strip() == problem["reference_solution"].strip()

@@ -146,6 +146,14 @@ def _verifier_expr(verifier) -> pl.Expr:
     return pl.col("task").replace_strict(table, default=None, return_dtype=pl.Utf8)
 
 
+def _as_answer(reference: pl.Expr) -> pl.Expr:
+    """A code reference in the form code prompts ask of an answer, one ```python block: a chosen
+    without it would teach the model to ignore the prompt's format."""
+    bare = (pl.col("task") == "code") & ~reference.str.strip_chars_start().str.starts_with("```")
+    fenced = pl.concat_str([pl.lit("```python\n"), reference.str.strip_chars_end(), pl.lit("\n```")])
+    return pl.when(bare).then(fenced).otherwise(reference)
+
+
 def _reference_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
     reference_text = pl.when(_non_empty("reference_solution")).then(pl.col("reference_solution"))
     reference_field = pl.when(_non_empty("reference_solution")).then(pl.lit("reference_solution"))
@@ -153,7 +161,7 @@ def _reference_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
         reference_text = reference_text.when(_non_empty("reference_answer")).then(pl.col("reference_answer"))
         reference_field = reference_field.when(_non_empty("reference_answer")).then(pl.lit("reference_answer"))
     refs = (prompts.select("prompt_id", pl.col("messages").alias("prompt"),
-                           reference_text.otherwise(None).alias("reference"),
+                           _as_answer(reference_text.otherwise(None)).alias("reference"),
                            reference_field.otherwise(None).alias("reference_field"),
                            _verifier_expr(params["verifier"]).alias("verifier"))
             .filter(pl.col("reference").is_not_null()))
