@@ -68,6 +68,8 @@ def empty_frame(table: str) -> pl.DataFrame:
 
 
 def with_lengths(pairs: pl.DataFrame) -> pl.DataFrame:
+    if "chosen" not in pairs.columns and "chosen_chars" in pairs.columns:
+        return pairs  # lengths measured already (a streamed export keeps no texts)
     return pairs.with_columns(
         pl.col("chosen").str.len_chars().alias("chosen_chars"),
         pl.col("rejected").str.len_chars().alias("rejected_chars"),

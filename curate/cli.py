@@ -186,23 +186,21 @@ def export(out: Path = typer.Argument(..., help="Output directory"),
            push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also push to this Hub repo id"),
            data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Export kept pairs with a dataset card (README.md with plots) for a trainer."""
-    from curate.audit import read_audits, with_verdicts
     from curate.card import CardContext
-    from curate.export import ExportOptions, export_pairs, runs_between
+    from curate.export import ExportOptions, runs_between
     from curate.export import push_to_hub as push
+    from curate.export_stream import export_lake
 
-    with _open_lake(data_dir, as_of) as lake:
-        pairs, runs = with_verdicts(lake.read("pairs"), read_audits(lake)), lake.read("runs")
-        context = CardContext(scores=lake.read("scores"), runs=runs,
-                              candidates=lake.query("SELECT candidate_id, model FROM candidates"),
-                              as_of=lake.snapshot_read, source=lake.location)
-    try:
-        run_ids = runs_between(runs, first_run, last_run) if (first_run or last_run) else None
-        options = ExportOptions(format=format, style=style, test_fraction=test_fraction, strategies=strategy,
-                                min_margin=min_margin, runs=run_ids, keep_refuted=keep_refuted)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    written = export_pairs(pairs, out, options, card_context=context)
+    with _open_lake(data_dir, as_of) as lake:  # streamed: the pairs are read in batches
+        runs = lake.read("runs")
+        context = CardContext(runs=runs, as_of=lake.snapshot_read, source=lake.location)
+        try:
+            run_ids = runs_between(runs, first_run, last_run) if (first_run or last_run) else None
+            options = ExportOptions(format=format, style=style, test_fraction=test_fraction, strategies=strategy,
+                                    min_margin=min_margin, runs=run_ids, keep_refuted=keep_refuted)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        written = export_lake(lake, out, options, card_context=context)
     counts = ", ".join(f"{split} {n}" for split, n in written["counts"].items())
     console.print(f"exported {written['total']} pairs ({counts}) as {format}/{style} to {out}"
                   + (f"; {written['refuted_left_out']} refuted by the audit left out (--keep-refuted keeps them)"

@@ -28,7 +28,8 @@ from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
 from curate.dedup.lake_index import KeptPairs
 from curate.background_commit import commit_while_producing
 from curate.card import CardContext
-from curate.export import ExportOptions, export_pairs
+from curate.export import ExportOptions
+from curate.export_stream import export_lake
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
 from curate.imported import INGEST_BATCH_ROWS, imported_of
 from curate.ingest import Ingested, ingest_batches, read_rows
@@ -512,7 +513,6 @@ class Pipeline:
     def export(self, state: RunState) -> None:
         if not self.config.export_path:
             return
-        from curate.audit import read_audits, with_verdicts
 
         began = time.monotonic()
         out = Path(self.config.export_path)
@@ -522,11 +522,9 @@ class Pipeline:
         # after the export with the final counts, or marks the run failed).
         self.finish(state)
         snapshot = self.lake.snapshot_id()
-        pairs = with_verdicts(self.lake.read("pairs"), read_audits(self.lake))
-        context = CardContext(scores=self.lake.read("scores"), runs=self.lake.read("runs"),
-                              candidates=self.lake.query("SELECT candidate_id, model FROM candidates"),
-                              as_of=snapshot, source=self.lake.location)
-        written = export_pairs(pairs, out, ExportOptions(), card_context=context)  # a DatasetDict + README card
+        # streamed from the lake in batches; the card reads the scores of the exported pairs only
+        context = CardContext(runs=self.lake.read("runs"), as_of=snapshot, source=self.lake.location)
+        written = export_lake(self.lake, out, ExportOptions(), card_context=context)  # a DatasetDict + README card
         state.export_path = str(out)
         state.add("pairs_exported", written["total"])
         state.add("pairs_refuted_left_out", written["refuted_left_out"])

@@ -46,7 +46,7 @@ SECTIONS = [("tables", "Tables"), ("pairs", "Pairs"), ("margins", "Margins"), ("
             ("dedup", "Dedup drops"), ("runs", "Runs")]
 
 
-def read_lake_frames(lake, as_of: int | None = None, tables=schemas.TABLES) -> dict[str, pl.DataFrame]:
+def read_lake_frames(lake, as_of: int | None = None, tables=schemas.DATA_TABLES) -> dict[str, pl.DataFrame]:
     """The lake's tables as frames (at snapshot `as_of` when given); a table missing there is empty."""
     import duckdb
 
@@ -73,7 +73,7 @@ def read_lake_frames(lake, as_of: int | None = None, tables=schemas.TABLES) -> d
 
 def _frames(lake_frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     frames = {}
-    for name in schemas.TABLES:
+    for name in schemas.DATA_TABLES:
         frame = lake_frames.get(name)
         frames[name] = frame if frame is not None else empty_frame(name)
     return frames
@@ -134,7 +134,7 @@ def write_report(lake_frames: dict[str, pl.DataFrame], out_path: Path | str, *, 
     def section(key: str, label: str, *content: str) -> None:
         body.append(f'<section id="{key}"><h2>{_esc(label)}</h2>{"".join(content)}</section>')
 
-    counts = pl.DataFrame({"table": list(schemas.TABLES), "rows": [frames[t].height for t in schemas.TABLES]})
+    counts = pl.DataFrame({"table": list(schemas.DATA_TABLES), "rows": [frames[t].height for t in schemas.DATA_TABLES]})
     section("tables", "Tables", html_table(counts))
 
     by_strategy = margin_summary(pairs).select("strategy", "scorer", "pairs", "mean_margin")

@@ -15,6 +15,8 @@ import pyarrow as pa
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 TABLES = ("runs", "prompts", "candidates", "scores", "pairs", "rejects", "dedup_drops", "embeddings",
           "pair_audits", "pair_dedup_index")
+INDEX_TABLES = ("pair_dedup_index",)  # dedup's own bookkeeping: no report reads it whole
+DATA_TABLES = tuple(t for t in TABLES if t not in INDEX_TABLES)
 
 _SCALARS = {
     "string": (pa.string(), "VARCHAR"),

@@ -1,0 +1,193 @@
+"""Export straight from the lake in Arrow record batches: memory follows the batch, not the lake.
+
+`export_lake(lake, out_dir, options)` writes what `export_pairs(with_verdicts(lake.read("pairs"),
+read_audits(lake)), out_dir, options)` writes (the same filters, split, styles, formats and card),
+reading the pairs in `pair_id` order `batch_rows` at a time. The filters run in DuckDB (so an
+export of one run, `ExportOptions(runs=[run_id])`, reads only that run's files) and again on each
+batch with `select_pairs` itself, so their meaning is the one place's. The card is drawn from the
+exported pairs' lineage columns and text lengths, and from the scores and models of their
+candidates only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from curate.export import (ExportOptions, _clear_previous_export, _hub_data_path, select_pairs, style_schema,
+                           to_style)
+
+TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def _selection_sql(lake, options: ExportOptions) -> tuple[str, list]:
+    where, params = [], []
+    if options.strategies is not None:
+        where.append("list_contains(?, p.strategy)")
+        params.append(options.strategies)
+    if options.min_margin is not None:
+        where.append("p.margin IS NOT NULL AND p.margin >= ?")
+        params.append(options.min_margin)
+    if options.runs is not None:
+        where.append("list_contains(?, p.run_id)")
+        params.append(options.runs)
+    try:
+        lake.con.execute("SELECT 1 FROM pair_audit_verdicts LIMIT 0")
+        verdict, join = "v.verdict", " LEFT JOIN pair_audit_verdicts v USING (pair_id)"
+    except duckdb.Error:  # a lake from before the audit
+        verdict, join = "NULL::VARCHAR", ""
+    sql = (f"SELECT p.*, {verdict} AS audit_verdict FROM pairs p{join}"
+           + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY p.pair_id")
+    return sql, params
+
+
+class _SplitWriter:
+    """One split's output file, written a batch at a time."""
+
+    def __init__(self, out_dir: Path, split: str, options: ExportOptions, scratch: Path):
+        self.schema = style_schema(options.style)
+        self.format, self.rows = options.format, 0
+        if options.format == "parquet":
+            import pyarrow.parquet as pq
+
+            self.path = out_dir / f"{split}.parquet"
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+        elif options.format == "jsonl":
+            self.path = out_dir / f"{split}.jsonl"
+            self._file = open(self.path, "wb")
+        else:  # an Arrow stream file that datasets memory-maps, then saves in its own layout
+            self.path = scratch / f"{split}.arrow"
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_stream(self._sink, self.schema)
+
+    def write(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if self.format == "jsonl":
+            if table.num_rows:
+                pl.from_arrow(table).write_ndjson(self._file)
+        else:
+            self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self.format == "jsonl":
+            self._file.close()
+        else:
+            self._writer.close()
+            if self.format == "datasets":
+                self._sink.close()
+
+
+def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None, card_context=None,
+                batch_rows: int = 20_000) -> dict:
+    """Filter, split and write the lake's pairs batch by batch; returns what `export_pairs` returns.
+    `card_context` (a curate.card.CardContext) writes the card; its scores and candidates may be
+    None: they are then read from the lake for the exported pairs' candidates only."""
+    options = options or ExportOptions()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous_export(out_dir)
+    name = options.name or out_dir.name
+    splits = ["train", "test"] if options.test_fraction > 0 else ["train"]
+    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    writers = {split: _SplitWriter(out_dir, split, options, scratch) for split in splits}
+    lineage = []  # per selected pair: every column but the texts, and the texts' lengths
+    try:
+        sql, params = _selection_sql(lake, options)
+        for batch in lake.con.execute(sql, params).to_arrow_reader(batch_rows):
+            selected = select_pairs(pl.from_arrow(pa.Table.from_batches([batch])), options)
+            lineage.append(selected.with_columns(pl.col("chosen").str.len_chars().alias("chosen_chars"),
+                                                 pl.col("rejected").str.len_chars().alias("rejected_chars"))
+                           .drop(*TEXT_COLUMNS))
+            if not options.keep_refuted:
+                selected = selected.filter(pl.col("audit_verdict").fill_null("") != "refuted")
+            for split in splits:
+                part = selected.filter(pl.col("split") == split)
+                if part.height:
+                    writers[split].write(to_style(part, options.style))
+        for writer in writers.values():
+            writer.close()
+        files = _finish_files(writers, out_dir, options, splits)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    from curate.audit import audit_summary
+
+    every = pl.concat(lineage) if lineage else None
+    if every is None:
+        every = select_pairs(lake.query("SELECT * FROM pairs LIMIT 0").with_columns(
+            pl.lit(None, pl.String).alias("audit_verdict")), options).drop(*TEXT_COLUMNS).with_columns(
+            pl.lit(None, pl.UInt32).alias("chosen_chars"), pl.lit(None, pl.UInt32).alias("rejected_chars"))
+    audit = audit_summary(every, None)
+    refuted = pl.col("audit_verdict").fill_null("") == "refuted"
+    refuted_left_out = 0 if options.keep_refuted else every.filter(refuted).height
+    kept = every if options.keep_refuted else every.filter(~refuted)
+
+    dataset_info = _write_dataset_info(out_dir, name, files) if options.style == "llamafactory" else None
+    card = None
+    if card_context is not None:
+        from curate.card import write_dataset_card
+
+        context = _card_context(lake, card_context, kept)
+        data_files = {split: _hub_data_path(out_dir, split, options.format) for split in splits}
+        card = write_dataset_card(kept, context.scores, context.runs, out_dir, context=context, options=options,
+                                  data_files=data_files, name=name, audit=audit, refuted_left_out=refuted_left_out)
+    strategies = {split: dict(sorted(kept.filter(pl.col("split") == split).group_by("strategy").len().iter_rows()))
+                  for split in splits}
+    return {"out_dir": out_dir, "format": options.format, "style": options.style, "files": files,
+            "counts": {split: writers[split].rows for split in splits}, "strategies": strategies,
+            "total": kept.height, "card": card, "dataset_info": dataset_info, "refuted_left_out": refuted_left_out}
+
+
+def _finish_files(writers: dict, out_dir: Path, options: ExportOptions, splits: list[str]) -> dict[str, Path]:
+    if options.format != "datasets":
+        return {split: writers[split].path for split in splits}
+    import datasets
+
+    dataset_dict = datasets.DatasetDict({split: datasets.Dataset.from_file(str(writers[split].path))
+                                         for split in splits})
+    one_shard = options.style == "llamafactory"
+    num_shards = {split: 1 if one_shard or writers[split].rows == 0 else None for split in splits}
+    dataset_dict.save_to_disk(str(out_dir), num_shards=None if all(v is None for v in num_shards.values())
+                              else num_shards)
+    files = {}
+    for split in splits:
+        shards = sorted((out_dir / split).glob("*.arrow"))
+        files[split] = shards[0] if len(shards) == 1 else out_dir / split
+    return files
+
+
+def _write_dataset_info(out_dir: Path, name: str, files: dict[str, Path]) -> Path:
+    path = out_dir / "dataset_info.json"
+    entries = {f"{name}_{split}": {"file_name": file.relative_to(out_dir).as_posix(), "formatting": "sharegpt",
+                                   "ranking": True,
+                                   "columns": {"messages": "conversations", "chosen": "chosen",
+                                               "rejected": "rejected", "system": "system"}}
+               for split, file in files.items()}
+    path.write_text(json.dumps(entries, indent=2) + "\n")
+    return path
+
+
+def _card_context(lake, given, kept: pl.DataFrame):
+    """The card's context, with the scores and candidates of the exported pairs' sides read from
+    the lake where the caller left them out."""
+    from dataclasses import replace
+
+    if given.scores is not None and given.candidates is not None:
+        return given
+    ids = pa.table({"candidate_id": pl.concat([kept["chosen_id"], kept["rejected_id"]]).unique().to_arrow()})
+    lake.con.register("_export_sides", ids)
+    try:
+        scores = given.scores if given.scores is not None else lake.query(
+            "SELECT s.* FROM scores s SEMI JOIN _export_sides USING (candidate_id)")
+        candidates = given.candidates if given.candidates is not None else lake.query(
+            "SELECT c.candidate_id, c.model FROM candidates c SEMI JOIN _export_sides USING (candidate_id)")
+    finally:
+        lake.con.unregister("_export_sides")
+    runs = given.runs if given.runs is not None else lake.read("runs")
+    return replace(given, scores=scores, candidates=candidates, runs=runs)
