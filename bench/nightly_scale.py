@@ -1,0 +1,207 @@
+"""One night against lakes of growing size: does a night cost the same whatever the lake holds?
+
+For each size, a synthetic lake of that many existing pairs (bench/synthetic_lake.py: prompts,
+candidates, quality and math_verify scores, pairs, audits, written in SQL) with their dedup index:
+MinHash band keys in `pair_dedup_index` and synthetic unit vectors in the usearch index (random
+band keys and vectors: embedding millions of pairs for real would take days here). The lake is
+built once under --workdir and copied for each night. The night, in a fresh process: `--prompts`
+math prompts x 8 candidates committed (no LLM: "The answer is N." texts), scored (quality gates and
+math_verify), paired (margin, best vs worst and all pairs above the margin), deduplicated against
+the lake (exact, MinHash, semantic; curate.dedup.lake_index) and exported (this run's pairs,
+curate.export_stream). The night's embedder is a bag-of-words hash (no model) with the real
+embedder's shape. Prints time and peak RSS per stage, the index sizes on disk, and every view's
+time on each lake after its night.
+
+    .venv/bin/python bench/nightly_scale.py [--sizes 100000,1000000] [--prompts 10000]
+        [--workdir /tmp/nightly-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.recurate_scale import RssSampler  # noqa: E402
+
+STAGES = ("candidates", "score", "pairs", "dedup", "export")
+PER_PROMPT = 8
+DIM = 384
+
+
+def hash_embed(texts):
+    """A bag-of-words embedding with MiniLM's shape (unit rows of 384 floats), no model."""
+    import numpy as np
+
+    out = np.zeros((len(texts), DIM), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for word in text.split():
+            out[i, zlib.crc32(word.encode()) % DIM] += 1.0
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms > 0, norms, 1.0)
+
+
+hash_embed.model_name = "bench-hash"
+
+
+def build_lake(root: Path, pairs: int) -> None:
+    """The synthetic lake, its pair_dedup_index rows and the usearch index of its pairs."""
+    import numpy as np
+    from usearch.index import Index
+
+    from bench.synthetic_lake import fill
+    from curate.dedup import DedupConfig
+    from curate.dedup.lake_index import KeptPairs
+    from curate.lake import Lake
+
+    with Lake(root) as lake:
+        for offset in range(0, pairs, 1_000_000):  # a million pairs per snapshot
+            fill(lake, min(1_000_000, pairs - offset), run_id=f"history-{offset}", offset=offset // 2)
+        kept = KeptPairs(lake, DedupConfig(), embed=hash_embed)
+        lake.con.execute(f"""INSERT INTO lake.pair_dedup_index
+            SELECT pair_id, '{kept.params}', list_transform(range(64), b -> (hash(pair_id, b) >> 1)::BIGINT),
+                   'bench-hash', (hash(pair_id) >> 1)::BIGINT, created_at FROM lake.pairs""")
+        keys = lake.query("SELECT vector_key FROM pair_dedup_index")["vector_key"].to_numpy().astype(np.uint64)
+        index = Index(ndim=3 * DIM, metric="ip", dtype="f16")
+        rng = np.random.default_rng(0)
+        for start in range(0, len(keys), 100_000):
+            chunk = keys[start:start + 100_000]
+            vectors = rng.standard_normal((len(chunk), 3 * DIM)).astype(np.float32)
+            index.add(chunk, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+        kept.index_path.parent.mkdir(parents=True, exist_ok=True)
+        index.save(str(kept.index_path))
+
+
+def night(data_dir: Path, prompts_count: int) -> dict:
+    import polars as pl
+
+    from bench.synthetic_lake import TS  # noqa: F401  (same lake shape)
+    from curate.dedup import DedupConfig, dedup_pairs
+    from curate.dedup.lake_index import KeptPairs
+    from curate.export import ExportOptions
+    from curate.export_stream import export_lake
+    from curate.lake import Lake
+    from curate.pairs import build_pairs, rule
+    from curate.score import score_candidates
+    from curate.score.quality import QualityScorer
+    from curate.score.verifiers import MathAnswerScorer
+
+    sampler, run_id = RssSampler(), "tonight"
+    lake = Lake(data_dir / "lake")
+    counts = {}
+    with sampler.measure("candidates"):
+        lake.con.execute("BEGIN")
+        lake.con.execute(f"""INSERT INTO lake.prompts (prompt_id, source, task, messages, reference_answer, run_id, created_at)
+            SELECT md5('night-p' || i), 'night', 'math',
+                   [{{'role': 'user', 'content': 'Tonight ' || i || ': what is ' || i || ' plus ' || (i % 7) || '?'}}],
+                   (i + i % 7)::VARCHAR, '{run_id}', now() FROM range({prompts_count}) t(i)""")
+        lake.con.execute(f"""INSERT INTO lake.candidates (candidate_id, prompt_id, model, sampling_json, sample_index,
+                                seed, text, finish_reason, run_id, created_at)
+            SELECT md5('night-c' || i || '-' || s), md5('night-p' || i), 'bench', '{{}}', s, s,
+                   'We add ' || i || ' and ' || (i % 7) || ' step by step, sample ' || s || '. The answer is '
+                   || (i + i % 7 + CASE WHEN s % 3 = 0 THEN 0 ELSE s END) || '.', 'stop', '{run_id}', now()
+            FROM range({prompts_count}) t(i), range({PER_PROMPT}) u(s)""")
+        lake.con.execute("COMMIT")
+        prompts = lake.query("SELECT * FROM prompts WHERE run_id = ?", [run_id])
+        candidates = lake.query("SELECT * FROM candidates WHERE run_id = ?", [run_id])
+        counts["candidates"] = candidates.height
+    with sampler.measure("score"):
+        scores = score_candidates(prompts, candidates, [QualityScorer(), MathAnswerScorer()], run_id)
+        counts["scores"] = lake.commit({"scores": scores})["scores"]
+        scores = pl.from_arrow(scores)
+    with sampler.measure("pairs"):
+        with rule.counting():
+            built = pl.concat([build_pairs("margin", prompts, candidates, scores,
+                                           {"scorer": "math_verify", "pairing": pairing}, run_id)
+                               for pairing in ("best_vs_worst", "all_pairs_above_margin")])
+        counts["pairs_built"] = built.height
+    with sampler.measure("dedup"):
+        config = DedupConfig()
+        stored = lake.existing_ids("pairs", built["pair_id"].to_list())
+        fresh = built.filter(~pl.col("pair_id").is_in(list(stored))).unique("pair_id")
+        kept_pairs = KeptPairs(lake, config, embed=hash_embed)
+        kept_pairs.sync()
+        probed = kept_pairs.candidates(fresh)
+        kept, drops = dedup_pairs(fresh, probed, config, embed=hash_embed, run_id=run_id)
+        counts["kept_pairs_read"] = probed.height
+        counts["pairs_new"] = lake.commit({"pairs": kept.to_arrow(), "dedup_drops": drops.to_arrow(),
+                                           "pair_dedup_index": kept_pairs.index_rows(kept)})["pairs"]
+        kept_pairs.save()
+        counts["dropped"] = drops.height
+    with sampler.measure("export"):
+        written = export_lake(lake, data_dir / "export", ExportOptions(format="parquet", runs=[run_id]))
+        counts["exported"] = written["total"]
+    sampler.stop()
+    index_files = sorted((data_dir / "lake" / "files").rglob("*.parquet"))
+    counts["band_table_mib"] = round(sum(f.stat().st_size for f in index_files if "pair_dedup_index" in str(f)) / 2**20, 1)
+    counts["usearch_mib"] = round(kept_pairs.index_path.stat().st_size / 2**20, 1)
+    views = {}
+    from curate.views import VIEWS
+
+    for name in VIEWS:
+        began = time.monotonic()
+        lake.con.execute(f"SELECT count(*) FROM (SELECT * FROM {name})").fetchone()
+        views[name] = round(time.monotonic() - began, 2)
+    lake.close()
+    return {"seconds": {s: round(sampler.seconds.get(s, 0.0), 1) for s in STAGES},
+            "peak_rss_mib": {s: round(sampler.peaks.get(s, 0.0)) for s in STAGES}, "views": views, **counts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--prompts", type=int, default=10_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/nightly-scale"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(night(Path(args.child), args.prompts)))
+        return
+    results = {}
+    for size in (int(s) for s in args.sizes.split(",")):
+        built = args.workdir / f"lake-{size}"
+        if not (built / "done").exists():
+            shutil.rmtree(built, ignore_errors=True)
+            began = time.monotonic()
+            build_lake(built / "lake", size)
+            (built / "done").write_text("")
+            print(f"{size:,} pairs: lake built in {time.monotonic() - began:.0f} s", flush=True)
+        work = args.workdir / f"night-{size}"
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(built / "lake", work / "lake")
+        with sqlite3.connect(work / "lake" / "catalog.sqlite") as catalog:  # the copy's own files
+            catalog.execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'",
+                            [f"{(work / 'lake' / 'files').resolve()}/"])
+        done = subprocess.run([sys.executable, __file__, "--child", str(work), "--prompts", str(args.prompts)],
+                              capture_output=True, text=True, cwd=work)
+        if done.returncode:
+            sys.exit(f"{size:,} pairs failed:\n{done.stderr[-4000:]}")
+        result = results[size] = json.loads(done.stdout.strip().splitlines()[-1])
+        total = sum(result["seconds"].values())
+        print(f"\nlake of {size:,} pairs, night of {args.prompts:,} prompts x {PER_PROMPT}: {total:.1f} s; "
+              f"{result['candidates']:,} candidates, {result['scores']:,} scores, {result['pairs_built']:,} pairs built, "
+              f"{result['kept_pairs_read']:,} kept pairs read for dedup, {result['dropped']:,} dropped, "
+              f"{result['pairs_new']:,} new, {result['exported']:,} exported", flush=True)
+        for stage in STAGES:
+            print(f"  {stage:10s} {result['seconds'][stage]:8.1f} s   peak RSS {result['peak_rss_mib'][stage]:6d} MiB")
+        print(f"  dedup index on disk: pair_dedup_index {result['band_table_mib']} MiB, "
+              f"usearch {result['usearch_mib']} MiB")
+        print("  views: " + ", ".join(f"{name} {s:.2f} s" for name, s in result["views"].items()), flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+    if len(results) > 1:
+        small, large = min(results), max(results)
+        ratio = sum(results[large]["seconds"].values()) / sum(results[small]["seconds"].values())
+        print(f"night at {large:,} / night at {small:,}: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
