@@ -24,6 +24,9 @@ from curate.export import (ExportOptions, _clear_previous_export, _hub_data_path
                            to_style)
 
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
+# what the card reads of each exported pair besides the texts' lengths (kept for every pair)
+CARD_COLUMNS = ("pair_id", "prompt_id", "strategy", "scorer", "chosen_score", "rejected_score", "margin", "weight",
+                "chosen_id", "rejected_id", "run_id", "split", "audit_verdict")
 
 
 def _selection_sql(lake, options: ExportOptions) -> tuple[str, list]:
@@ -96,14 +99,13 @@ def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None,
     splits = ["train", "test"] if options.test_fraction > 0 else ["train"]
     scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     writers = {split: _SplitWriter(out_dir, split, options, scratch) for split in splits}
-    lineage = []  # per selected pair: every column but the texts, and the texts' lengths
+    lineage = []  # per selected pair: what the card reads (CARD_COLUMNS, the texts' lengths)
     try:
         sql, params = _selection_sql(lake, options)
         for batch in lake.con.execute(sql, params).to_arrow_reader(batch_rows):
             selected = select_pairs(pl.from_arrow(pa.Table.from_batches([batch])), options)
-            lineage.append(selected.with_columns(pl.col("chosen").str.len_chars().alias("chosen_chars"),
-                                                 pl.col("rejected").str.len_chars().alias("rejected_chars"))
-                           .drop(*TEXT_COLUMNS))
+            lineage.append(selected.select(*CARD_COLUMNS, pl.col("chosen").str.len_chars().alias("chosen_chars"),
+                                           pl.col("rejected").str.len_chars().alias("rejected_chars")))
             if not options.keep_refuted:
                 selected = selected.filter(pl.col("audit_verdict").fill_null("") != "refuted")
             for split in splits:
@@ -121,8 +123,8 @@ def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None,
     every = pl.concat(lineage) if lineage else None
     if every is None:
         every = select_pairs(lake.query("SELECT * FROM pairs LIMIT 0").with_columns(
-            pl.lit(None, pl.String).alias("audit_verdict")), options).drop(*TEXT_COLUMNS).with_columns(
-            pl.lit(None, pl.UInt32).alias("chosen_chars"), pl.lit(None, pl.UInt32).alias("rejected_chars"))
+            pl.lit(None, pl.String).alias("audit_verdict")), options).select(
+            *CARD_COLUMNS, pl.lit(None, pl.UInt32).alias("chosen_chars"), pl.lit(None, pl.UInt32).alias("rejected_chars"))
     audit = audit_summary(every, None)
     refuted = pl.col("audit_verdict").fill_null("") == "refuted"
     refuted_left_out = 0 if options.keep_refuted else every.filter(refuted).height
