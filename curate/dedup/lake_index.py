@@ -7,13 +7,15 @@ decision, so the decisions are the ones the whole `pairs` table would give:
   stored in `pair_dedup_index.band_keys` (a key hashes the settings, the band index and the band's
   signature values, so equal bands give equal keys: a superset of what rensa's LSH returns);
 - semantic: kept pairs whose joined part vector (the three unit part vectors over sqrt 3) has an
-  inner product >= the threshold with a new pair's, found by a usearch index kept on disk next to
-  the lake (`<lake>/index/semantic-<model>.usearch`). The joined product is the mean of the part
-  cosines, never below their minimum, so every pair that could pass the threshold is a neighbour.
-  The index is HNSW: approximate, as the k-means probes it replaces.
-Embeddings stay cached by text in `embeddings`. The index file is written after the lake commit that
-records its keys; a file that missed a commit (a crash) is repaired from the lake on the next open,
-and pairs kept before this index existed are indexed once, in batches.
+  inner product >= the threshold with a new pair's, found by usearch HNSW indexes kept on disk next
+  to the lake (`<lake>/index/semantic-<model>/NNNNNN.usearch`). The joined product is the mean of
+  the part cosines, never below their minimum, so every pair that could pass the threshold is a
+  neighbour. HNSW is approximate, as the k-means probes it replaces.
+The index is segmented: each save writes the new vectors as one more segment file, and searches
+read every segment memory-mapped, so a night holds in memory only its own vectors, never the
+lake's. Embeddings stay cached by text in `embeddings`. A segment is written after the lake commit
+that records its keys; vectors that missed their commit's segment (a crash) are re-indexed from the
+lake on the next sync, and pairs kept before the index existed are indexed once, in batches.
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ class KeptPairs:
         self.lake, self.config, self.embed = lake, config, embed
         self.model = model or getattr(embed, "model_name", None) or "embed"
         self.params = minhash_params_id(config)
-        self.index_path = Path(index_dir or Path(lake.root) / "index") / f"semantic-{_slug(self.model)}.usearch"
-        self._index = None
+        self.index_dir = Path(index_dir or Path(lake.root) / "index") / f"semantic-{_slug(self.model)}"
+        self._segments = None  # the saved segments, memory-mapped
+        self._new = None  # vectors added since the last save: the next segment
         self._pending: tuple[np.ndarray, np.ndarray] | None = None
 
     # the semantic index ---------------------------------------------------------------
@@ -103,32 +106,52 @@ class KeptPairs:
         joined = np.hstack([vectors[[where[t[p]] for t in texts]] for p in range(3)])
         return joined / np.float32(np.sqrt(3.0))
 
-    def index(self):
-        if self._index is None:
+    def segments(self) -> list:
+        if self._segments is None:
             from usearch.index import Index
 
-            self._index = None
-            if self.index_path.exists():
-                self._index = Index.restore(str(self.index_path), view=False)
-        return self._index
+            files = sorted(self.index_dir.glob("*.usearch")) if self.index_dir.exists() else []
+            self._segments = [Index.restore(str(f), view=True) for f in files]
+        return self._segments
+
+    def indexed(self) -> int:
+        """Vectors in the saved segments."""
+        return sum(len(segment) for segment in self.segments())
+
+    def _contains(self, keys: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(keys), dtype=bool)
+        for segment in [*self.segments(), *([self._new] if self._new is not None else [])]:
+            if len(segment):
+                found |= np.asarray(segment.contains(keys), dtype=bool).reshape(-1)
+        return found
 
     def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         from usearch.index import Index
 
         if not len(keys):
             return
-        if self._index is None and self.index() is None:
-            self._index = Index(ndim=vectors.shape[1], metric="ip", dtype="f16")
-        fresh = ~np.asarray(self._index.contains(keys), dtype=bool).reshape(-1)
-        if fresh.any():
-            self._index.add(keys[fresh], vectors[fresh])
+        fresh = ~self._contains(keys)
+        if not fresh.any():
+            return
+        if self._new is None:
+            self._new = Index(ndim=vectors.shape[1], metric="ip", dtype="f16")
+        self._new.add(keys[fresh], vectors[fresh])
 
     def _flush(self) -> None:
-        if self._index is not None:
-            self.index_path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.index_path.with_name(self.index_path.name + ".partial")
-            self._index.save(str(partial))
-            partial.replace(self.index_path)
+        """Write the vectors added since the last save as one more segment."""
+        if self._new is None or not len(self._new):
+            return
+        from usearch.index import Index
+
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        files = sorted(self.index_dir.glob("*.usearch"))
+        number = int(files[-1].stem) + 1 if files else 0
+        path = self.index_dir / f"{number:06d}.usearch"
+        partial = path.with_name(path.name + ".partial")
+        self._new.save(str(partial))
+        partial.replace(path)
+        self._new = None
+        self.segments().append(Index.restore(str(path), view=True))
 
     # keeping the index in step with the lake -------------------------------------------
 
@@ -162,12 +185,11 @@ class KeptPairs:
 
     def _repair_file(self) -> int:
         stored = self.lake.con.execute(f"SELECT count(*) FROM {TABLE} WHERE vector_model = ?", [self.model]).fetchone()[0]
-        index = self.index()
-        if stored == (0 if index is None else len(index)):
+        if stored == self.indexed():
             return 0
         keys = self.lake.query(f"SELECT vector_key FROM {TABLE} WHERE vector_model = ?", [self.model])["vector_key"]
         keys = keys.to_numpy().astype(np.uint64)
-        present = np.zeros(len(keys), bool) if index is None else np.asarray(index.contains(keys), bool).reshape(-1)
+        present = self._contains(keys)
         missing = pl.DataFrame({"vector_key": keys[~present].astype(np.int64)})
         query = (f"SELECT p.pair_id, p.prompt, p.chosen, p.rejected, i.vector_key FROM {TABLE} i "
                  f"JOIN pairs p USING (pair_id) WHERE i.vector_model = '{self.model.replace(chr(39), chr(39) * 2)}'")
@@ -195,7 +217,7 @@ class KeptPairs:
             probes.append(f"SELECT DISTINCT pair_id FROM (SELECT pair_id, unnest(band_keys) AS band_key FROM {TABLE} "
                           f"WHERE minhash_params = '{self.params}') JOIN _fresh_bands USING (band_key)")
         near = pa.table({"vector_key": pa.array([], pa.int64())})
-        if self.config.semantic and self.embed is not None and self.index() is not None and len(self.index()):
+        if self.config.semantic and self.embed is not None and self.indexed():
             near = pa.table({"vector_key": self._neighbours(self._vectors(texts))})
             probes.append(f"SELECT pair_id FROM {TABLE} JOIN _fresh_near USING (vector_key)")
         if not probes:
@@ -211,16 +233,19 @@ class KeptPairs:
 
     def _neighbours(self, vectors: np.ndarray, k: int = 16) -> np.ndarray:
         """Keys of indexed pairs with an inner product >= the threshold with some row of `vectors`."""
-        index, found, todo = self.index(), [], np.arange(len(vectors))
-        while len(todo):
-            k = min(k, len(index))
-            matches = index.search(vectors[todo], k)
-            keys = np.asarray(matches.keys).reshape(len(todo), -1)
-            close = (1.0 - np.asarray(matches.distances).reshape(len(todo), -1)) >= self.config.semantic_threshold - 1e-3
-            found.append(keys[close])
-            if k >= len(index):
-                break
-            todo, k = todo[close.all(axis=1)], k * 4  # every neighbour was close: look further
+        found = []
+        for segment in self.segments():
+            todo, size, k_here = np.arange(len(vectors)), len(segment), k
+            while len(todo) and size:
+                k_here = min(k_here, size)
+                matches = segment.search(vectors[todo], k_here)
+                keys = np.asarray(matches.keys).reshape(len(todo), -1)
+                close = (1.0 - np.asarray(matches.distances).reshape(len(todo), -1)
+                         >= self.config.semantic_threshold - 1e-3)
+                found.append(keys[close])
+                if k_here >= size:
+                    break
+                todo, k_here = todo[close.all(axis=1)], k_here * 4  # every neighbour was close: look further
         return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, np.int64)
 
     def index_rows(self, kept: pl.DataFrame) -> pa.Table:
