@@ -119,3 +119,11 @@ def test_stream_stopped_early_leaves_nothing_in_the_engine(backend):
     assert not backend.llm.llm_engine.has_unfinished_requests()
     # the engine still serves the next call in full
     assert len(backend.generate(requests)) == 6
+
+
+def test_nothing_to_generate_loads_no_engine(tiny_generator):
+    from curate.generate.vllm_backend import EngineSettings, VLLMBackend
+
+    fresh = VLLMBackend(EngineSettings(str(tiny_generator), max_model_len=256, kv_cache_memory_bytes=1 << 26))
+    assert list(generate_candidates([], fresh, "run-1")) == []
+    assert fresh._llm is None  # a second run of a nightly job starts no engine for generation

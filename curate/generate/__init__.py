@@ -117,6 +117,8 @@ def generate_candidates(requests: list[Request], backend, run_id: str,
     the requests that finished first, so a resumed run may sample different text for requests
     that were still running (their ids are the same). Other backends answer chunk by chunk.
     """
+    if not requests:
+        return  # nothing to generate: the engine is not even loaded
     stream = getattr(backend, "generate_stream", None)
     if stream is None:
         for start in range(0, len(requests), chunk_size):
