@@ -43,6 +43,8 @@ def _small_demo(tmp: Path) -> Path:
             spec.update(max_commits=3, repo=str(ROOT)) if spec["mode"] == "commits" else spec.update(max_tokens=160)
         if spec["strategy"] == "stepwise":
             spec["rollout_max_tokens"] = 96
+        if spec["strategy"] == "short_to_long":
+            spec.update(n=1, max_tokens=160)  # each long answer prefills the whole document
     path = tmp / "demo.toml"
     path.write_text(toml.dumps(config))
     return path
