@@ -81,6 +81,8 @@ class _SplitWriter:
         if self.format == "jsonl":
             self._file.close()
         else:
+            if self.format == "datasets" and self.rows == 0:  # datasets cannot read a stream of no batch
+                self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=self.schema))
             self._writer.close()
             if self.format == "datasets":
                 self._sink.close()

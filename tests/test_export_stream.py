@@ -84,3 +84,18 @@ def test_export_of_one_run_reads_only_its_pairs(lake, tmp_path):
     got = export_lake(lake, tmp_path / "night2", ExportOptions(format="jsonl", runs=["night-2"]))
     rows = pl.read_ndjson(tmp_path / "night2" / "train.jsonl")
     assert set(rows["run_id"]) == {"night-2"} and got["total"] == rows.height == 100 - got["refuted_left_out"]
+
+
+@pytest.mark.parametrize("format", ["datasets", "parquet", "jsonl"])
+def test_a_lake_without_pairs_exports_an_empty_dataset(tmp_path, format):
+    import datasets
+
+    with Lake(tmp_path / "lake") as empty:
+        result = export_lake(empty, tmp_path / "out", ExportOptions(format=format))
+    assert result["total"] == 0 and result["counts"] == {"train": 0}
+    if format == "datasets":
+        assert len(datasets.load_from_disk(str(tmp_path / "out"))["train"]) == 0
+    elif format == "parquet":
+        assert pq.read_table(result["files"]["train"]).num_rows == 0
+    else:
+        assert result["files"]["train"].read_text() == ""
