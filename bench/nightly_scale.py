@@ -92,7 +92,8 @@ def night(data_dir: Path, prompts_count: int) -> dict:
     from curate.export import ExportOptions
     from curate.export_stream import export_lake
     from curate.lake import Lake
-    from curate.pairs import build_pairs, rule
+    from curate.pairs import rule
+    from curate.pairs.registry import build_pairs
     from curate.score import score_candidates
     from curate.score.quality import QualityScorer
     from curate.score.verifiers import MathAnswerScorer

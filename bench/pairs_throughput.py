@@ -109,7 +109,7 @@ def run_mode(mode: str, prompts_count: int, per_prompt: int) -> None:
         return result
 
     margin.finish_pairs = timed_finish
-    config = {"scorer": "reward:bench", "pairing": mode}
+    config = margin.MarginOptions(scorer="reward:bench", pairing=mode)
     margin.build(prompts.head(1000), candidates.head(8000), scores.filter(pl.col("candidate_id").is_in(
         candidates.head(8000)["candidate_id"].implode())), config, run_id="warm-up")
     finish_seconds.clear()

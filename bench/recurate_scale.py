@@ -110,7 +110,8 @@ def run_one(path: Path, data_dir: Path, batch_rows: int) -> dict:
     from curate.export import ExportOptions, export_pairs
     from curate.ingest import ingest_batches, read_rows
     from curate.lake import open_lake
-    from curate.pairs import build_pairs, rule
+    from curate.pairs import rule
+    from curate.pairs.registry import build_pairs
     from curate.score import score_candidates
     from curate.score.quality import QualityScorer
     from curate.score.verifiers import ConstraintScorer

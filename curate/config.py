@@ -7,10 +7,12 @@ error, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from curate.errors import UserError
+from curate.options import UnknownKey, parse_options
+from curate.pairs.registry import PairSpec, pair_entry_dict, parse_pair_entry
 
 SCORER_KINDS = ("math_verify", "constraints", "code_tests", "reward", "judge", "logprob")
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo" / "demo.toml"
@@ -122,7 +124,7 @@ class RunConfig:
     generators: list[GeneratorConfig] = field(default_factory=lambda: [GeneratorConfig()])
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     scorers: list[ScorerConfig] = field(default_factory=list)
-    pairs: list[dict] = field(default_factory=list)
+    pairs: list[PairSpec] = field(default_factory=list)
     export_path: str | None = None  # relative to the data dir unless absolute
     dedup: dict = field(default_factory=dict)  # curate.dedup.DedupConfig fields; benchmarks decontaminate
     runner: RunnerConfig = field(default_factory=RunnerConfig)
@@ -134,14 +136,12 @@ class RunConfig:
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
         raise UserError(f"config: [{where}] must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise UserError(f"config: unknown key(s) {unknown} in [{where}] (known: {sorted(known)})")
     try:
-        return cls(**values)
-    except TypeError as exc:
-        raise UserError(f"config: [{where}]: {exc}") from exc
+        return parse_options(cls, values, where, check_types=False)
+    except UnknownKey as exc:
+        raise UserError(f"config: unknown key(s) {exc.unknown} in [{where}] (known: {exc.known})") from exc
+    except ValueError as exc:
+        raise UserError(f"config: {exc}") from exc
 
 
 def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) -> RunConfig:
@@ -228,23 +228,19 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         from curate.dedup import DedupConfig
 
         DedupConfig.from_mapping(dedup)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"config: [dedup]: {exc}") from exc
+    except ValueError as exc:
+        raise UserError(f"config: {exc}") from exc
     values["dedup"] = dedup
     values["runner"] = _runner(values.pop("runner", {}))
     values["audit"] = _audit(values.pop("audit", {}), base_dir, generators)
-    pairs = values.pop("pairs", [])
-    for index, spec in enumerate(pairs):
+    pairs = []
+    for index, spec in enumerate(values.pop("pairs", [])):
         if not isinstance(spec, dict) or "strategy" not in spec:
             raise UserError(f"config: [[pairs]] entry {index} needs a `strategy`")
-        from curate.pairs import check_pair_config
-
-        if isinstance(spec.get("repo"), str) and not Path(spec["repo"]).is_absolute():
-            spec["repo"] = str((base_dir / spec["repo"]).resolve())  # relative to the config file
-
-        problem = check_pair_config(spec["strategy"], {k: v for k, v in spec.items() if k != "strategy"})
-        if problem:
-            raise UserError(f"config: [[pairs]] entry {index} ({spec['strategy']}): {problem}")
+        try:
+            pairs.append(parse_pair_entry(spec, base_dir))  # path options are relative to the config file
+        except ValueError as exc:
+            raise UserError(f"config: [[pairs]] entry {index} ({spec['strategy']}): {exc}") from exc
     lake = _build(LakeConfig, values.pop("lake", {}), "lake")
     for key in ("catalog", "data_path"):
         value = getattr(lake, key)
@@ -321,6 +317,7 @@ def config_as_dict(config: RunConfig) -> dict:
     from curate.lake import redact
 
     values = plain(asdict(config))
+    values["pairs"] = [plain(pair_entry_dict(spec)) for spec in config.pairs]  # flat, as written
     if values["lake"]["catalog"]:
         values["lake"]["catalog"] = redact(values["lake"]["catalog"])  # the runs table keeps no password
     return values

@@ -34,8 +34,8 @@ from curate.generate import SamplingSettings, generate_candidates, plan_requests
 from curate.imported import INGEST_BATCH_ROWS, imported_of
 from curate.ingest import Ingested, ingest_batches, read_rows
 from curate.lake import open_lake
-from curate.pairs import build_pairs, derive_rounds, strategy_deriver
 from curate.pairs import rule as pair_rule
+from curate.pairs.registry import PairSpec, run_options, strategy_named
 from curate.pairs.derive import derived_prompt_rows, original_prompts
 from curate.errors import UserError, describe_os_error, one_line
 from curate.progress import log, warn
@@ -412,15 +412,16 @@ class Pipeline:
     def derive(self, state: RunState) -> None:
         """Strategies that drive generation (curate.pairs.derive): their prompts, then the
         candidates and scores of those prompts, before any pair is built; a strategy with
-        DERIVE_ROUNDS > 1 derives again from what the earlier rounds generated."""
-        specs = [spec for spec in self.config.pairs if strategy_deriver(spec["strategy"])]
+        derive_rounds > 1 derives again from what the earlier rounds generated."""
+        specs = [spec for spec in self.config.pairs if strategy_named(spec.strategy).derive]
         if specs and not self.config.generators:
-            log(f"derive: no generator in this run; {', '.join(s['strategy'] for s in specs)} derive nothing")
+            log(f"derive: no generator in this run; {', '.join(s.strategy for s in specs)} derive nothing")
             return
-        for round_index in range(max((derive_rounds(spec["strategy"]) for spec in specs), default=0)):
-            self._derive_round(state, [s for s in specs if derive_rounds(s["strategy"]) > round_index], round_index)
+        rounds = {spec.strategy: strategy_named(spec.strategy).derive_rounds for spec in specs}
+        for round_index in range(max(rounds.values(), default=0)):
+            self._derive_round(state, [s for s in specs if rounds[s.strategy] > round_index], round_index)
 
-    def _derive_round(self, state: RunState, specs: list[dict], round_index: int) -> None:
+    def _derive_round(self, state: RunState, specs: list[PairSpec], round_index: int) -> None:
         began = time.monotonic()
         prompts, candidates = self._run_prompts_and_candidates(state)
         if round_index == 0:
@@ -428,12 +429,11 @@ class Pipeline:
         scores = self._where_in("scores", "candidate_id", state.candidate_ids)
         tables = []
         for spec in specs:
-            params = {k: v for k, v in spec.items() if k != "strategy"}
-            derived = strategy_deriver(spec["strategy"])(prompts, candidates, scores, params)
-            tables.append(derived_prompt_rows(derived, spec["strategy"], state.run_id))
+            derived = strategy_named(spec.strategy).derive(prompts, candidates, scores, spec.options)
+            tables.append(derived_prompt_rows(derived, spec.strategy, state.run_id))
             for key, count in sorted(getattr(derived, "counts", {}).items()):
-                state.add(f"derive_{spec['strategy']}_{key}", count)
-            log(f"derive {spec['strategy']}: {len(derived)} prompts"
+                state.add(f"derive_{spec.strategy}_{key}", count)
+            log(f"derive {spec.strategy}: {len(derived)} prompts"
                 + (f" (round {round_index + 1})" if round_index else ""))
         rows = pa.concat_tables(tables)
         added = self.lake.commit({"prompts": rows})["prompts"]
@@ -453,16 +453,15 @@ class Pipeline:
         versions = {scorer.name: scorer.version for scorer in self.scorers()}
         built = []
         for spec in self.config.pairs:
-            params = {k: v for k, v in spec.items() if k != "strategy"}
-            if params.get("scorer") in versions:  # pair on the configured scorer's current version
-                params.setdefault("scorer_version", versions[params["scorer"]])
-            seen = prompts if strategy_deriver(spec["strategy"]) else original_prompts(prompts)
+            strategy = strategy_named(spec.strategy)
+            options = run_options(spec, versions)  # a named scorer: pair on its current version
+            seen = prompts if strategy.derive else original_prompts(prompts)
             with pair_rule.counting() as refused:
-                built.append(build_pairs(spec["strategy"], seen, candidates, scores, params, state.run_id))
+                built.append(strategy.build(seen, candidates, scores, options, state.run_id))
             for reason, count in refused.items():
                 state.add(f"pairs_refused_{reason}", count)
-                state.refused_by_strategy.setdefault(spec["strategy"], {}).setdefault(reason, 0)
-                state.refused_by_strategy[spec["strategy"]][reason] += count
+                state.refused_by_strategy.setdefault(spec.strategy, {}).setdefault(reason, 0)
+                state.refused_by_strategy[spec.strategy][reason] += count
         built = [b for b in built if not b.is_empty()]
         all_pairs = pl.concat(built) if built else pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
         # Two [[pairs]] entries of one strategy may pick the same pair (e.g. margin by an imported

@@ -12,7 +12,8 @@ import pytest
 
 from curate import ids, schemas
 from curate.errors import UserError
-from curate.pairs import STRATEGIES, build_pairs, code_evolution
+from curate.pairs import code_evolution
+from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
 from curate.pairs.code_commits import comment_only, formatting_only, meaningful_subject, mine_commits
 from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
 
@@ -64,7 +65,7 @@ EMPTY_SCORES = scores_frame([])
 
 
 def build(prompts, candidates=EMPTY_CANDIDATES, scores=EMPTY_SCORES, config=None):
-    return code_evolution.build(prompts, candidates, scores, config or {}, run_id="run-x")
+    return build_pairs("code_evolution", prompts, candidates, scores, config or {}, run_id="run-x")
 
 
 # a git repository with one commit of each kind --------------------------------------------------
@@ -213,7 +214,7 @@ def test_mining_an_empty_repo_or_a_non_repo(tmp_path):
     with pytest.raises(UserError, match="plain"):
         mine_commits(plain)
     with pytest.raises(UserError, match="plain"):
-        code_evolution.derive(prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES,
+        derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES,
                               {"mode": "commits", "repo": str(plain)})
 
 
@@ -227,7 +228,7 @@ def instruction(path, message, before):
 def test_derive_commits_exactly(history):
     repo, shas = history
     config = {"mode": "commits", "repo": str(repo), "max_commits": 2}
-    derived = code_evolution.derive(prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
+    derived = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
     assert derived == [
         DerivedPrompt(parent_prompt_id=None, task="code_edit",
                       messages=[{"role": "user", "content": instruction("a.py", "Return a float from total", A_WIP)}],
@@ -240,7 +241,7 @@ def test_derive_commits_exactly(history):
                       generation={"n": 0}, note={"commit": shas["unicode"], "path": "pkg/ünï code.py",
                                                  "diff_lines": 2}),
     ]
-    again = code_evolution.derive(prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
+    again = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
     assert again == derived
     assert (derived_prompt_rows(again, "code_evolution", "r2")["prompt_id"].to_pylist()
             == derived_prompt_rows(derived, "code_evolution", "r1")["prompt_id"].to_pylist())
@@ -249,7 +250,7 @@ def test_derive_commits_exactly(history):
 def test_build_commit_pairs_for_mined_and_supplied_code_edit_prompts(history):
     repo, shas = history
     config = {"mode": "commits", "repo": str(repo), "max_commits": 1}
-    derived = code_evolution.derive(prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
+    derived = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
     supplied = {"before": "x = 1\n", "after": "x = 2\ny = 3\n", "message": "Set x to two"}
     prompts = prompts_frame([
         prompt_row("p-edit", task="code_edit", content="Set x to two in this file", fields=supplied, source="edits"),
@@ -273,8 +274,9 @@ def test_build_commit_pairs_for_mined_and_supplied_code_edit_prompts(history):
     assert sha[:12] in mined["reason"] and "Return a float from total" in mined["reason"]
     assert mined["strategy"] == "code_evolution"
     assert mined["pair_id"] == ids.pair_id("code_evolution", f"commit:{sha}:after", f"commit:{sha}:before", mined_id)
-    assert json.loads(mined["params_json"]) == {**code_evolution.MODE_DEFAULTS["commits"], "mode": "commits",
-                                                "repo": str(repo), "max_commits": 1}
+    assert json.loads(mined["params_json"]) == {"mode": "commits", "repo": str(repo), "max_commits": 1,
+                                                "max_diff_lines": 40, "max_file_lines": 400,
+                                                "min_message_words": 3, "paths": "*.py"}
     edit = rows["p-edit"]
     assert edit["prompt"] == [{"role": "user", "content": "Set x to two in this file"}]
     assert (edit["chosen"], edit["rejected"]) == ("```python\nx = 2\ny = 3\n\n```", "```python\nx = 1\n\n```")
@@ -325,7 +327,7 @@ def critique(request, code):
 
 def test_derive_critiques_for_failing_candidates_lowest_first():
     prompts, candidates, scores = code_set()
-    derived = code_evolution.derive(prompts, candidates_frame(candidates), scores_frame(scores), {})
+    derived = derive_prompts("code_evolution", prompts, candidates_frame(candidates), scores_frame(scores), {})
     # the critique quotes extract_code(text) as it is: the block's own final newline, then the fence's
     assert derived == [
         DerivedPrompt(parent_prompt_id="p1", task="code",
@@ -337,7 +339,7 @@ def test_derive_critiques_for_failing_candidates_lowest_first():
                       fields={"tests": TESTS}, generation={"n": 1, "max_tokens": 512}, note={"candidate_id": "d-bad"}),
     ]
     config = {"mode": "critiques", "max_candidates_per_prompt": 3, "revisions": 4, "max_tokens": 300}
-    more = code_evolution.derive(prompts, candidates_frame(candidates), scores_frame(scores), config)
+    more = derive_prompts("code_evolution", prompts, candidates_frame(candidates), scores_frame(scores), config)
     # passing candidates are never critiqued (efficiency pairs, retired: they tie on code_tests)
     assert [(d.parent_prompt_id, d.note["candidate_id"]) for d in more] == [
         ("p1", "c-zero"), ("p1", "c-zero2"), ("p1", "c-half"), ("p2", "d-bad")]
@@ -345,7 +347,7 @@ def test_derive_critiques_for_failing_candidates_lowest_first():
     # derived prompts (and their revisions) are never critiqued again: the same prompts come back
     rows = prompts_frame(prompts.to_dicts(), more)
     revision = [(f"r{i}", pid, fence("def add(a, b):\n    return 0\n")) for i, pid in enumerate(rows["prompt_id"][4:])]
-    again = code_evolution.derive(rows, candidates_frame(candidates + revision),
+    again = derive_prompts("code_evolution", rows, candidates_frame(candidates + revision),
                                   scores_frame(scores + [(r[0], r[1], 0, 4, 0.1) for r in revision]), config)
     assert again == more
 
@@ -355,7 +357,7 @@ def critique_run(revisions, config=None):
     candidates: rows (candidate_id, critiqued candidate id, code, score row tail or None)."""
     prompts, candidates, scores = code_set()
     config = {"mode": "critiques", "max_candidates_per_prompt": 3, **(config or {})}
-    derived = code_evolution.derive(prompts, candidates_frame(candidates), scores_frame(scores), config)
+    derived = derive_prompts("code_evolution", prompts, candidates_frame(candidates), scores_frame(scores), config)
     prompts = prompts_frame(prompts.to_dicts(), derived)
     critique_of = {d.note["candidate_id"]: pid for d, pid in
                    zip(derived, derived_prompt_rows(derived, "code_evolution", "r1")["prompt_id"].to_pylist())}
@@ -422,12 +424,12 @@ def test_critique_pairs_need_scores_on_both_sides():
 # config and registration ----------------------------------------------------------------------
 
 def test_registered_and_empty_frames_validate_config(tmp_path):
-    assert STRATEGIES["code_evolution"] is code_evolution.build
+    assert STRATEGIES["code_evolution"] is code_evolution.STRATEGY
     empty = prompts_frame([])
     for config in ({}, {"mode": "critiques"}, {"mode": "commits", "repo": str(tmp_path)}):
         pairs = build_pairs("code_evolution", empty, EMPTY_CANDIDATES, EMPTY_SCORES, config, "r")
         assert pairs.height == 0 and pairs.columns == schemas.table("pairs").column_names
-    assert code_evolution.derive(empty, EMPTY_CANDIDATES, EMPTY_SCORES, {}) == []
+    assert derive_prompts("code_evolution", empty, EMPTY_CANDIDATES, EMPTY_SCORES, {}) == []
     bad = [
         ({"mode": "commits"}, "repo"),
         ({"mode": "commits", "repo": str(tmp_path / "missing")}, "repo"),
@@ -450,4 +452,4 @@ def test_registered_and_empty_frames_validate_config(tmp_path):
         with pytest.raises(ValueError, match=match):
             build(empty, config=config)
         with pytest.raises(ValueError, match=match):
-            code_evolution.derive(empty, EMPTY_CANDIDATES, EMPTY_SCORES, config)
+            derive_prompts("code_evolution", empty, EMPTY_CANDIDATES, EMPTY_SCORES, config)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from curate.config import parse_config
+from curate.config import config_as_dict, parse_config
 from curate.errors import UserError
 from curate.ingest import ingest_rows
+from curate.pairs.margin import MarginOptions
+from curate.pairs.registry import PairSpec
 from curate.sources import builtin_rows
 
 
@@ -37,7 +39,8 @@ def test_pairs_config_is_checked_when_loaded(tmp_path):
     with pytest.raises(UserError, match=r"\[\[pairs\]\] entry 0 \(nope\): unknown pair strategy"):
         parse_config({"inputs": inputs, "pairs": [{"strategy": "nope"}]}, tmp_path)
     config = parse_config({"inputs": inputs, "pairs": [{"strategy": "margin", "scorer": "x"}]}, tmp_path)
-    assert config.pairs == [{"strategy": "margin", "scorer": "x"}]
+    assert config.pairs == [PairSpec("margin", MarginOptions(scorer="x"), {"scorer": "x"})]
+    assert config_as_dict(config)["pairs"] == [{"strategy": "margin", "scorer": "x"}]
 
 
 def test_openai_generator_needs_a_base_url(tmp_path):

@@ -102,6 +102,6 @@ def test_config_validation():
         DedupConfig(num_perm=128, bands=24)
     with pytest.raises(ValueError, match="minhash_threshold"):
         DedupConfig(minhash_threshold=1.5)
-    with pytest.raises(ValueError, match="unknown dedup option"):
+    with pytest.raises(ValueError, match="dedup: unknown config key 'treshold'"):
         DedupConfig.from_mapping({"treshold": 0.5})
     assert DedupConfig.from_mapping({"num_perm": 128, "bands": 32}).bands == 32

@@ -60,7 +60,7 @@ def _run(config: Path, data: Path) -> str:
 
 def test_the_demo_config_is_what_curate_run_demo_runs():
     config = load_config(DEMO_CONFIG)
-    assert {p["strategy"] for p in config.pairs} == {"margin", "reversal", "gt", "stepwise", "short_to_long",
+    assert {p.strategy for p in config.pairs} == {"margin", "reversal", "gt", "stepwise", "short_to_long",
                                                       "code_evolution"}
     assert [g.name for g in config.generators] == ["smollm2", "smollm2-hot"]
 

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from curate import ids, schemas
-from curate.pairs import STRATEGIES, build_pairs, gt
+from curate.pairs import gt
+from curate.pairs.registry import STRATEGIES, build_pairs
 
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)
 
@@ -50,7 +51,7 @@ def scores_frame(rows):
 
 
 def build(prompts, candidates, scores=None, config=None):
-    return gt.build(prompts, candidates, scores if scores is not None else scores_frame([]), config or {},
+    return build_pairs("gt", prompts, candidates, scores if scores is not None else scores_frame([]), config or {},
                     run_id="run-x")
 
 
@@ -59,7 +60,7 @@ def picks(pairs):
 
 
 def test_gt_is_registered():
-    assert STRATEGIES["gt"] is gt.build
+    assert STRATEGIES["gt"] is gt.STRATEGY
     empty = build_pairs("gt", prompts_frame([]), candidates_frame([]), scores_frame([]), {}, "r")
     assert empty.height == 0  # build_pairs finds it by name
 

@@ -14,7 +14,7 @@ from curate import imported
 from curate.config import parse_config
 from curate.errors import UserError
 from curate.ingest import ingest_batches, read_rows
-from curate.pairs import build_pairs
+from curate.pairs.registry import build_pairs
 from curate.pairs import rule
 from curate.pipeline import Pipeline
 

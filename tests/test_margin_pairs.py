@@ -10,7 +10,7 @@ import pytest
 
 from curate import ids, schemas
 from curate.dedup import pair_dedup_key
-from curate.pairs import STRATEGIES, build_pairs
+from curate.pairs.registry import STRATEGIES, build_pairs
 
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)
 
@@ -51,7 +51,7 @@ def build(prompts, candidates, scores, config=None):
 def test_margin_is_registered():
     build_pairs("margin", prompts_frame(), candidates_frame([]), scores_frame([]), {}, "r")
     assert "margin" in STRATEGIES
-    with pytest.raises(KeyError, match="unknown pair strategy"):
+    with pytest.raises(ValueError, match="unknown pair strategy"):
         build_pairs("nope", prompts_frame(), candidates_frame([]), scores_frame([]), {}, "r")
 
 

@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from curate import ids, schemas
-from curate.pairs import build_pairs, rule
+from curate.pairs import rule
+from curate.pairs.registry import build_pairs
 from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
 
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from curate import ids, schemas
-from curate.pairs import STRATEGIES, build_pairs, reversal
+from curate.pairs import reversal
+from curate.pairs.registry import STRATEGIES, build_pairs
 from curate.score.verify import constraints as library
 from curate.score.verify.constraints import check_all, check_constraint, describe_constraint, reverse_constraint
 
@@ -65,7 +66,7 @@ def scores_frame(rows):
 
 
 def build(prompts, candidates, scores=None, config=None):
-    return reversal.build(prompts, candidates, scores if scores is not None else scores_frame([]),
+    return build_pairs("reversal", prompts, candidates, scores if scores is not None else scores_frame([]),
                           config or {}, run_id="run-x")
 
 
@@ -79,7 +80,7 @@ REWRITE_CANDIDATES = [
 
 
 def test_reversal_is_registered():
-    assert STRATEGIES["reversal"] is reversal.build
+    assert STRATEGIES["reversal"] is reversal.STRATEGY
     empty = build_pairs("reversal", prompts_frame([]), candidates_frame([]), scores_frame([]), {}, "r")
     assert empty.height == 0  # build_pairs finds it by name
 

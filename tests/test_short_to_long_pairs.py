@@ -16,7 +16,8 @@ import pytest
 
 from curate import ids, schemas
 from curate.ingest import validate_row
-from curate.pairs import STRATEGIES, build_pairs, derive_rounds, short_to_long
+from curate.pairs import short_to_long
+from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
 from curate.pairs.chunks import chunk_spans, chunk_text, select_chunks
 from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
 from curate.pairs.questions import key_terms, parse_question, question_messages
@@ -235,12 +236,12 @@ def base_prompts():
 
 
 def derive(prompts, candidates=None, config=CONFIG):
-    return short_to_long.derive(prompts, candidates if candidates is not None else empty("candidates"),
+    return derive_prompts("short_to_long", prompts, candidates if candidates is not None else empty("candidates"),
                                 empty("scores"), config, embed=bow_embed)
 
 
 def test_round_one_asks_the_model_for_a_question_about_each_picked_chunk():
-    assert derive_rounds("short_to_long") == 2
+    assert STRATEGIES["short_to_long"].derive_rounds == 2
     rows = base_prompts()
     derived = derive(prompts_frame(rows))
     assert len(derived) == 2 and derived.counts == {}
@@ -315,21 +316,21 @@ def test_given_questions_keep_retrieval():
 
 
 def test_config_errors_name_the_key_and_empty_frames_give_no_pairs():
-    assert STRATEGIES["short_to_long"] is short_to_long.build
+    assert STRATEGIES["short_to_long"] is short_to_long.STRATEGY
     args = (empty("prompts"), empty("candidates"), empty("scores"))
     for config in ({}, {"judge_scorer": "reward:rm", "top_k": 3, "questions": "both"}):
-        pairs = short_to_long.build(*args, config, run_id="r")
+        pairs = build_pairs("short_to_long", *args, config, run_id="r")
         assert pairs.height == 0 and pairs.columns == schemas.table("pairs").column_names
-        assert short_to_long.derive(*args, config, embed=bow_embed) == []
+        assert derive_prompts("short_to_long", *args, config, embed=bow_embed) == []
     assert build_pairs("short_to_long", *args, {}, "r").height == 0
     for config, message in [({"chunk_size": 10}, "'chunk_size'"), ({"top_k": 0}, "top_k"), ({"n": True}, "'?n'?"),
                             ({"max_tokens": "64"}, "max_tokens"), ({"judge_scorer": ""}, "judge_scorer"),
                             ({"questions": "random"}, "questions"), ({"question_temperature": 3}, "temperature"),
                             ({"gated_rejected": "no"}, "gated_rejected")]:
         with pytest.raises(ValueError, match=message):
-            short_to_long.build(*args, config, run_id="r")
+            build_pairs("short_to_long", *args, config, run_id="r")
         with pytest.raises(ValueError, match=message):
-            short_to_long.derive(*args, config, embed=bow_embed)
+            derive_prompts("short_to_long", *args, config, embed=bow_embed)
 
 
 # build ------------------------------------------------------------------------------------------
@@ -355,7 +356,7 @@ def answer_set():
 
 def test_build_pairs_the_chunk_answer_over_the_document_answer_to_the_model_question():
     prompts, candidates, short_id, long_id, question, chunk = answer_set()
-    pairs = short_to_long.build(prompts, candidates, empty("scores"), CONFIG, run_id="run-x")
+    pairs = build_pairs("short_to_long", prompts, candidates, empty("scores"), CONFIG, run_id="run-x")
     assert pairs.height == 1
     row = pairs.to_dicts()[0]
     assert (row["chosen_id"], row["rejected_id"], row["prompt_id"]) == ("S0", "L0", long_id)
@@ -371,8 +372,9 @@ def test_build_pairs_the_chunk_answer_over_the_document_answer_to_the_model_ques
     assert "a question the model wrote from that chunk" in row["reason"]
     schemas.conform("pairs", pairs.to_arrow())
     # a config other than the one the prompts were derived with does not claim them
-    assert short_to_long.build(prompts, candidates, empty("scores"), {**CONFIG, "n": 1}, run_id="r").height == 0
-    assert short_to_long.build(prompts, candidates, empty("scores"), {**CONFIG, "chunk_words": 41},
+    assert build_pairs("short_to_long", prompts, candidates, empty("scores"), {**CONFIG, "n": 1},
+                       run_id="r").height == 0
+    assert build_pairs("short_to_long", prompts, candidates, empty("scores"), {**CONFIG, "chunk_words": 41},
                                run_id="r").height == 0
 
 
@@ -380,7 +382,7 @@ def test_pairing_rule_quality_gate_and_judge():
     prompts, candidates, short_id, long_id, _, _ = answer_set()
     candidates = candidates.with_columns(
         pl.when(pl.col("candidate_id") == "S1").then(pl.lit("The moon.")).otherwise(pl.col("text")).alias("text"))
-    build = lambda scores, **extra: short_to_long.build(prompts, candidates, scores, {**CONFIG, **extra},  # noqa: E731
+    build = lambda scores, **extra: build_pairs("short_to_long", prompts, candidates, scores, {**CONFIG, **extra},  # noqa: E731
                                                         run_id="r")
     assert sorted(build(empty("scores"))["chosen_id"].to_list()) == ["S0", "S1"]
     # a chosen gated by quality never pairs; a gated rejected only while gated_rejected is on
@@ -414,7 +416,7 @@ def test_each_pair_on_a_real_document_rests_on_a_chunk_that_holds_its_answer():
     docs = load_stdlib_docs(limit=2)
     rows = [validate_row(row, "stdlib_docs", "r0", NOW) for row in docs]  # the demo's prompts
     config = {"n": 1, "max_tokens": 128}
-    first = short_to_long.derive(prompts_frame(rows), empty("candidates"), empty("scores"), config)
+    first = derive_prompts("short_to_long", prompts_frame(rows), empty("candidates"), empty("scores"), config)
     by_chunk: dict = {}
     for line in RECORDED.read_text().splitlines():
         row = json.loads(line)
@@ -430,7 +432,7 @@ def test_each_pair_on_a_real_document_rests_on_a_chunk_that_holds_its_answer():
         row = by_chunk[(module_of[item.parent_prompt_id], item.note["chunk_start"])]
         assert row["chunk_sha256"] == item.note["chunk_sha256"]  # the same chunk as when recorded
         questions += [(f"q-{prompt_id[:8]}-{i}", prompt_id, text, i) for i, text in enumerate(row["questions"])]
-    second = short_to_long.derive(prompts, candidates_frame(questions), empty("scores"), config)
+    second = derive_prompts("short_to_long", prompts, candidates_frame(questions), empty("scores"), config)
     assert second.counts.get("questions_ok", 0) >= 2
     prompts = prompts_frame(rows, second)
     answers = []
@@ -440,7 +442,7 @@ def test_each_pair_on_a_real_document_rests_on_a_chunk_that_holds_its_answer():
             row = by_chunk[(module_of[item.parent_prompt_id], item.note["chunk_start"])]
             text = row["answers"][item.fields["question"]][item.note["kind"]]
             answers.append((f"a-{pid[:8]}", pid, text, 0))
-    pairs = short_to_long.build(prompts, candidates_frame(answers), empty("scores"), config, run_id="r")
+    pairs = build_pairs("short_to_long", prompts, candidates_frame(answers), empty("scores"), config, run_id="r")
     assert pairs.height >= 2
     for pair in pairs.iter_rows(named=True):
         details = json.loads(pair["details_json"])

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from curate import ids, schemas
-from curate.pairs import STRATEGIES, build_pairs, stepwise
+from curate.pairs import stepwise
+from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
 from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
 from curate.pairs.stepwise import split_steps
 
@@ -83,12 +84,12 @@ def test_split_steps_on_lines_without_markers():
 
 # config -----------------------------------------------------------------------------------------
 def test_registered_and_empty_frames_check_the_config():
-    assert STRATEGIES["stepwise"] is stepwise.build
+    assert STRATEGIES["stepwise"] is stepwise.STRATEGY
     args = (empty("prompts"), empty("candidates"), empty("scores"))
     for config in ({}, {"prefer_shorter": True}, {"scorer_version": "1", "rollouts": 8}):
-        pairs = stepwise.build(*args, config, run_id="r")
+        pairs = build_pairs("stepwise", *args, config, run_id="r")
         assert pairs.height == 0 and pairs.columns == schemas.table("pairs").column_names
-        assert stepwise.derive(*args, config) == []
+        assert derive_prompts("stepwise", *args, config) == []
     assert build_pairs("stepwise", *args, {}, "r").height == 0
     bad = [({"rollout": 4}, "'rollout'"), ({"rollouts": 0}, "rollouts"), ({"max_steps": 2.5}, "max_steps"),
            ({"threshold": 1.0}, "threshold"), ({"threshold": "0"}, "threshold"),
@@ -98,9 +99,9 @@ def test_registered_and_empty_frames_check_the_config():
            ({"prefer_shorter": True, "min_length_ratio": 0.5}, "min_length_ratio")]
     for config, message in bad:
         with pytest.raises(ValueError, match=message):
-            stepwise.build(*args, config, run_id="r")
+            build_pairs("stepwise", *args, config, run_id="r")
         with pytest.raises(ValueError, match=message):
-            stepwise.derive(*args, config)
+            derive_prompts("stepwise", *args, config)
 
 
 # derive -----------------------------------------------------------------------------------------
@@ -135,7 +136,7 @@ def expected(parent, messages, answer, solution, steps, k, rollouts=4, max_token
 
 def test_derive_one_prompt_per_prefix_of_the_first_wrong_multistep_solution():
     prompts, candidates, scores = round_one()
-    derived = stepwise.derive(prompts, candidates, scores, {})
+    derived = derive_prompts("stepwise", prompts, candidates, scores, {})
     steps = split_steps(WRONG)
     p2 = [{"role": "user", "content": "question p2"}]
     assert derived == [
@@ -145,7 +146,7 @@ def test_derive_one_prompt_per_prefix_of_the_first_wrong_multistep_solution():
     ]
     assert derived[1].generation["assistant_prefix"] == "Step 1: 2 + 3 = 6\nStep 2: 6 * 4 = 24\n"
     # deterministic and idempotent: the same prompt ids again
-    again = stepwise.derive(prompts, candidates, scores, {})
+    again = derive_prompts("stepwise", prompts, candidates, scores, {})
     assert again == derived
     rows = derived_prompt_rows(derived, "stepwise", "r1")
     assert rows.column("prompt_id").to_pylist() == derived_prompt_rows(again, "stepwise", "r2").column(
@@ -158,7 +159,7 @@ def test_derive_options_and_what_is_never_derived():
     lines = split_steps(WRONG_LINES)
     config = {"max_solutions_per_prompt": 2, "max_steps": 2, "rollouts": 8, "rollout_max_tokens": 64,
               "rollout_temperature": 1.0}
-    derived = [d for d in stepwise.derive(prompts, candidates, scores, config) if d.parent_prompt_id == "p1"]
+    derived = [d for d in derive_prompts("stepwise", prompts, candidates, scores, config) if d.parent_prompt_id == "p1"]
     options = {"rollouts": 8, "max_tokens": 64, "temperature": 1.0}
     assert derived == [
         expected("p1", QUESTION, "20", "b-wrong", split_steps(WRONG), 1, **options),
@@ -168,17 +169,17 @@ def test_derive_options_and_what_is_never_derived():
     ]
     # correct solutions, single-step ones, non-math prompts and derived prompts give nothing
     only_right = scores.filter(pl.col("score") == 1.0)
-    assert stepwise.derive(prompts, candidates, only_right, {}) == []
+    assert derive_prompts("stepwise", prompts, candidates, only_right, {}) == []
     single = scores.filter(pl.col("candidate_id") == "a-one-line")
-    assert stepwise.derive(prompts, candidates, single, {}) == []
+    assert derive_prompts("stepwise", prompts, candidates, single, {}) == []
     chat = scores.filter(pl.col("candidate_id") == "g-chat")
-    assert stepwise.derive(prompts, candidates, chat, {}) == []
+    assert derive_prompts("stepwise", prompts, candidates, chat, {}) == []
     with_derived = prompts_frame([prompt_row("p1")], derived)
     derived_candidates = candidates_frame([("z", with_derived["prompt_id"][-1], "Step 1: x\nStep 2: y")])
-    assert stepwise.derive(with_derived, derived_candidates, scores_frame([("z", with_derived["prompt_id"][-1], 0.0)]),
-                           {}) == []
+    assert derive_prompts("stepwise", with_derived, derived_candidates,
+                          scores_frame([("z", with_derived["prompt_id"][-1], 0.0)]), {}) == []
     # ReCUT derives nothing
-    assert stepwise.derive(prompts, candidates, scores, {"prefer_shorter": True}) == []
+    assert derive_prompts("stepwise", prompts, candidates, scores, {"prefer_shorter": True}) == []
 
 
 # build ------------------------------------------------------------------------------------------
@@ -193,7 +194,7 @@ def scripted(outcomes: dict[int, list[tuple[str, float]]], p0_correct: int = 1, 
     scripted (text, score) in candidate-id order (ids "r<k>-<i>")."""
     round1 = [("w", "p1", SOLUTION)] + [(f"c{i}", "p1", RIGHT) for i in range(p0_correct)]
     round1_scores = [("w", "p1", 0.0)] + [(f"c{i}", "p1", 1.0) for i in range(p0_correct)]
-    derived = stepwise.derive(prompts_frame([prompt_row("p1")]), candidates_frame(round1),
+    derived = derive_prompts("stepwise", prompts_frame([prompt_row("p1")]), candidates_frame(round1),
                               scores_frame(round1_scores), {"max_steps": 6})
     assert [d.note["prefix_steps"] for d in derived] == [1, 2, 3]
     prompts = prompts_frame([prompt_row("p1")], derived)
@@ -207,7 +208,7 @@ def scripted(outcomes: dict[int, list[tuple[str, float]]], p0_correct: int = 1, 
 
 
 def build(prompts, candidates, scores, config=None):
-    return stepwise.build(prompts, candidates, scores, config or {}, run_id="run-x")
+    return build_pairs("stepwise", prompts, candidates, scores, config or {}, run_id="run-x")
 
 
 def good(text):
@@ -353,7 +354,8 @@ def lucky_tables(solution_score: float, outcomes: dict[int, list[tuple[str, floa
     row = {**prompt_row("p1", answer="98"), "messages": LUCKY_QUESTION}
     round1 = [("lucky", "p1", LUCKY), ("clean", "p1", CLEAN)]
     round1_scores = [("lucky", "p1", solution_score), ("clean", "p1", 1.0)]
-    derived = stepwise.derive(prompts_frame([row]), candidates_frame(round1), scores_frame(round1_scores), {})
+    derived = derive_prompts("stepwise", prompts_frame([row]), candidates_frame(round1),
+                             scores_frame(round1_scores), {})
     assert [(d.note["solution_id"], d.note["prefix_steps"]) for d in derived] == [("lucky", 1), ("lucky", 2),
                                                                                   ("lucky", 3)]
     prompts = prompts_frame([row], derived)

@@ -16,7 +16,7 @@ API
   in its 2 nearest clusters), embed_batch_size,
   contamination_ngram (13), contamination_min_ngram (3), contamination_threshold (0.5),
   contamination_boilerplate (10), benchmarks (paths or "humaneval"/"ifeval").
-  `DedupConfig.from_mapping(dict)` rejects unknown keys.
+  `DedupConfig.from_mapping(dict)` rejects unknown keys and wrong types (curate.options).
 - `dedup_pairs(new_pairs, kept_pairs, config, embed=None, run_id="") -> (kept_new_pairs, drops)`:
   among new pairs the larger margin wins, then the smaller pair_id. Exact compares `dedup_key`
   (`pair_dedup_key`: normalised prompt + chosen + rejected). MinHash and semantic compare pairs part

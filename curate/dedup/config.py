@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import polars as pl
 
 from curate import schemas
 from curate.ids import content_hash, normalise_text
+from curate.options import option, parse_options
 
 REASONS = ("exact", "minhash", "semantic", "contamination")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DedupConfig:
     """Settings of every dedup stage; defaults are the ones measured in tests/test_dedup_*.py.
 
@@ -32,23 +33,27 @@ class DedupConfig:
     `decontaminate_prompts` loads when it is given no benchmark texts.
     """
 
-    exact: bool = True
-    minhash: bool = True
-    minhash_threshold: float = 0.5
-    num_perm: int = 256
-    bands: int = 64
-    shingle_size: int = 3
-    minhash_seed: int = 42
-    semantic: bool = True
-    semantic_threshold: float = 0.9
-    semantic_cluster_size: int = 500  # k-means k = ceil(n / this): the mean cluster size
-    semantic_probes: int = 2  # every item belongs to its this-many nearest clusters
-    embed_batch_size: int = 64
-    contamination_ngram: int = 13
-    contamination_min_ngram: int = 3
-    contamination_threshold: float = 0.5
-    contamination_boilerplate: int = 10  # n-grams found in more benchmark items than this are ignored
-    benchmarks: list[str] = field(default_factory=list)
+    exact: bool = option(True, help="drop pairs whose normalised prompt, chosen and rejected are equal")
+    minhash: bool = option(True, help="drop near-duplicates by MinHash LSH")
+    minhash_threshold: float = option(0.5, help="MinHash: least Jaccard similarity of a near-duplicate, in (0, 1]")
+    num_perm: int = option(256, help="MinHash: permutations")
+    bands: int = option(64, help="MinHash LSH: bands (must divide num_perm)")
+    shingle_size: int = option(3, help="MinHash: words per shingle")
+    minhash_seed: int = option(42, help="MinHash: seed of the permutations")
+    semantic: bool = option(True, help="drop paraphrases by embedding similarity (false: no embedding model)")
+    semantic_threshold: float = option(0.9, help="semantic: least cosine similarity of a paraphrase, in (0, 1]")
+    semantic_cluster_size: int = option(500, help="semantic: k-means k = ceil(n / this), the mean cluster size")
+    semantic_probes: int = option(2, help="semantic: every item belongs to its this-many nearest clusters")
+    embed_batch_size: int = option(64, help="semantic: texts embedded per batch")
+    contamination_ngram: int = option(13, help="contamination: n-gram words for long benchmark items")
+    contamination_min_ngram: int = option(3, help="contamination: shortest n-gram, for short items")
+    contamination_threshold: float = option(
+        0.5, help="contamination: share of an item's n-grams a prompt must hold to be dropped, in (0, 1]")
+    contamination_boilerplate: int = option(
+        10, help="contamination: n-grams found in more benchmark items than this are ignored")
+    benchmarks: list[str] = option(
+        default_factory=list,
+        help='benchmarks to decontaminate prompts against: "humaneval", "ifeval" or files (relative to the config)')
 
     def __post_init__(self) -> None:
         for name in ("minhash_threshold", "semantic_threshold", "contamination_threshold"):
@@ -65,16 +70,12 @@ class DedupConfig:
             raise ValueError(f"bands ({self.bands}) must divide num_perm ({self.num_perm})")
         if self.contamination_min_ngram > self.contamination_ngram:
             raise ValueError("contamination_min_ngram must not exceed contamination_ngram")
-        self.benchmarks = [str(b) for b in self.benchmarks]
+        object.__setattr__(self, "benchmarks", [str(b) for b in self.benchmarks])
 
     @classmethod
     def from_mapping(cls, values: dict) -> "DedupConfig":
-        """From a TOML table; unknown keys are errors."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown dedup option(s) {unknown} (known: {sorted(known)})")
-        return cls(**values)
+        """From a TOML table (curate.options.parse_options: unknown keys and wrong types are errors)."""
+        return parse_options(cls, values, "dedup")
 
     def minhash_params(self) -> dict:
         return {"threshold": self.minhash_threshold, "num_perm": self.num_perm, "bands": self.bands,

@@ -248,9 +248,9 @@ def _accept(repo, record, mined: list[dict], max_diff_lines: int, max_file_lines
     return True
 
 
-def derive_commits(params: dict) -> list[DerivedPrompt]:
-    mined = mine_commits(params["repo"], params["max_commits"], params["max_diff_lines"],
-                         params["max_file_lines"], params["min_message_words"], params["paths"])
+def derive_commits(options) -> list[DerivedPrompt]:
+    mined = mine_commits(options.repo, options.max_commits, options.max_diff_lines,
+                         options.max_file_lines, options.min_message_words, options.paths)
     return [DerivedPrompt(
         parent_prompt_id=None, task=TASK,
         messages=[{"role": "user", "content": instruction(c["path"], c["message"], c["before"])}],

@@ -77,7 +77,7 @@ def _last_user(messages: list[dict]) -> int | None:
 
 
 def derive_critiques(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
-                     params: dict) -> list[DerivedPrompt]:
+                     options) -> list[DerivedPrompt]:
     scored = code_scores(scores, candidates)
     by_prompt: dict[str, list[dict]] = {}
     for item in scored.values():
@@ -92,7 +92,7 @@ def derive_critiques(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl
         if not pool or not isinstance(tests, str) or not tests.strip() or last is None:
             continue
         failing = sorted((c for c in pool if c["score"] < 1.0), key=lambda c: (c["score"], c["candidate_id"]))
-        picked = failing[:params["max_candidates_per_prompt"]]
+        picked = failing[:options.max_candidates_per_prompt]
         task_fields = {"tests": tests}
         if fields.get("entry_point") is not None:
             task_fields["entry_point"] = fields["entry_point"]
@@ -103,7 +103,7 @@ def derive_critiques(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl
                 messages=[*row["messages"][:last],
                           {"role": "user", "content": critique_message(request, candidate["text"])}],
                 fields=dict(task_fields),
-                generation={"n": params["revisions"], "max_tokens": params["max_tokens"]},
+                generation={"n": options.revisions, "max_tokens": options.max_tokens},
                 note={"candidate_id": candidate["candidate_id"]},
             ))
     return derived
@@ -119,7 +119,7 @@ def _tests(item: dict) -> str:
 
 
 def critique_picks(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
-                   params: dict) -> list[dict]:
+                   options) -> list[dict]:
     info = derived_info(prompts).filter(pl.col("strategy") == STRATEGY).sort("prompt_id")
     if info.is_empty():
         return []
@@ -138,15 +138,15 @@ def critique_picks(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.D
         for revision in revisions.get(critique_id, []):
             if extract_code(revision["text"]).strip() == original_code:
                 continue
-            if not revision["score"] > original["score"] + params["min_gain"]:
+            if not revision["score"] > original["score"] + options.min_gain:
                 continue
             prop = "correctness"
             reason = (f"critique revision passes {_tests(revision)}, the critiqued original "
                       f"{_tests(original)} ({SCORER}; correctness)")
             picks.append({
                 "prompt_id": parent_id, "prompt": parent["messages"],
-                "chosen": _pair_text(revision["text"], params["pair_text"]),
-                "rejected": _pair_text(original["text"], params["pair_text"]),
+                "chosen": _pair_text(revision["text"], options.pair_text),
+                "rejected": _pair_text(original["text"], options.pair_text),
                 "chosen_id": revision["candidate_id"], "rejected_id": original["candidate_id"],
                 "scorer": SCORER, "chosen_score": revision["score"], "rejected_score": original["score"],
                 "margin": revision["score"] - original["score"], "reason": reason,

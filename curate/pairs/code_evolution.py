@@ -32,125 +32,108 @@ Unknown keys, keys of the other mode and bad values are ValueErrors naming the k
 
 from __future__ import annotations
 
-import numbers
 import os
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import polars as pl
 
-from curate.pairs import register, rule
+from curate.options import option, options_dict
+from curate.pairs import rule
 from curate.pairs.code_commits import commit_picks, derive_commits, mine_commits  # noqa: F401
 from curate.pairs.code_critiques import critique_picks, derive_critiques
 from curate.pairs.derive import DerivedPrompt
-from curate.pairs.rows import empty_pairs, finish_pairs
+from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs
+from curate.pairs.strategy import Strategy
 
 NAME = "code_evolution"
-MODE_DEFAULTS: dict[str, dict] = {
-    "commits": {"repo": None, "max_commits": 20, "max_diff_lines": 40, "max_file_lines": 400,
-                "min_message_words": 3, "paths": "*.py"},
-    "critiques": {"revisions": 1, "max_tokens": 512, "min_gain": 0.0, "max_candidates_per_prompt": 1,
-                  "gated_rejected": True, "pair_text": "code"},
-}
-RETIRED_KEYS = {
-    "efficiency_candidates_per_prompt": "efficiency pairs (as many tests passed, faster) tie on code_tests, "
-                                        "and the pairing rule never pairs a tie on the task's verifier",
-    "faster_ratio": "it only served efficiency pairs, which the pairing rule never forms (a tie on code_tests)",
-}
-DEFAULT_MODE = "critiques"
-PAIR_TEXTS = ("code", "raw")
-
-MESSAGES = pl.List(pl.Struct({"role": pl.Utf8, "content": pl.Utf8}))
-PICK_SCHEMA = {
-    "prompt_id": pl.Utf8, "prompt": MESSAGES, "chosen": pl.Utf8, "rejected": pl.Utf8,
-    "chosen_id": pl.Utf8, "rejected_id": pl.Utf8, "scorer": pl.Utf8, "chosen_score": pl.Float64,
-    "rejected_score": pl.Float64, "margin": pl.Float64, "reason": pl.Utf8, "details_json": pl.Utf8,
-}
+COMMITS, CRITIQUES = ("commits",), ("critiques",)
 
 
-def _int(params: dict, key: str, minimum: int) -> None:
-    value = params[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{NAME}: {key} must be {kind}, not {value!r}")
+@dataclass(frozen=True)
+class CodeEvolutionOptions:
+    mode: Literal["commits", "critiques"] = option(
+        "critiques", help="commits: mined git commits, the file after over before; critiques: a revision "
+                          "passing more tests over the critiqued candidate")
+    repo: str | os.PathLike | None = option(
+        None, modes=COMMITS, path=True, help="the git repository to mine (required; relative to the config file)")
+    max_commits: int = option(20, modes=COMMITS, help="commits mined, at most")
+    max_diff_lines: int = option(40, modes=COMMITS, help="largest change, lines added + removed")
+    max_file_lines: int = option(400, modes=COMMITS, help="largest file, before and after")
+    min_message_words: int = option(3, modes=COMMITS, help="words a commit subject needs")
+    paths: str | list[str] = option("*.py", modes=COMMITS, help="a glob or a list of globs on the repo-relative path")
+    revisions: int = option(1, modes=CRITIQUES, help="revisions sampled per critique prompt")
+    max_tokens: int = option(512, modes=CRITIQUES, help="max_tokens of a revision")
+    min_gain: float = option(
+        0.0, modes=CRITIQUES, help="the revision must score more than the original + min_gain, in [0, 1)")
+    max_candidates_per_prompt: int = option(1, modes=CRITIQUES, help="failing candidates critiqued per prompt")
+    gated_rejected: bool = option(
+        True, modes=CRITIQUES, help="a critiqued candidate gated by the quality scorer may be the rejected")
+    pair_text: Literal["code", "raw"] = option(
+        "code", modes=CRITIQUES, help="code: both sides as their extracted code in a python block; raw: as generated")
 
+    RETIRED: ClassVar[dict[str, str]] = {
+        "efficiency_candidates_per_prompt": "efficiency pairs (as many tests passed, faster) tie on code_tests, "
+                                            "and the pairing rule never pairs a tie on the task's verifier",
+        "faster_ratio": "it only served efficiency pairs, which the pairing rule never forms (a tie on code_tests)",
+    }
 
-def _number(params: dict, key: str, low: float, high: float, low_open: bool = False,
-            high_open: bool = False) -> None:
-    value = params[key]
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and (value > low if low_open else value >= low) and (value < high if high_open else value <= high))
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low} and {'<' if high_open else '<='} {high}"
-        raise ValueError(f"{NAME}: {key} must be a number {bound}, not {value!r}")
+    def __post_init__(self) -> None:
+        if self.mode == "commits":
+            self._check_commits()
+        else:
+            _at_least(self, 1, "revisions", "max_tokens")
+            _at_least(self, 0, "max_candidates_per_prompt")
+            if not 0.0 <= self.min_gain < 1.0:  # scores are fractions of tests passed
+                raise ValueError(f"min_gain must be a number >= 0.0 and < 1.0, not {self.min_gain!r}")
 
-
-def params_of(config: dict) -> dict:
-    """The config with defaults filled in; ValueError naming the key for anything wrong."""
-    if not isinstance(config, dict):
-        raise ValueError(f"{NAME}: config must be a table, not {type(config).__name__}")
-    mode = config.get("mode", DEFAULT_MODE)
-    if not isinstance(mode, str) or mode not in MODE_DEFAULTS:
-        raise ValueError(f"{NAME}: mode must be one of {sorted(MODE_DEFAULTS)}, not {mode!r}")
-    known = {"mode", *MODE_DEFAULTS[mode]}
-    for key in sorted(set(config) & set(RETIRED_KEYS), key=str):
-        raise ValueError(f"{NAME}: {key} is no longer an option: {RETIRED_KEYS[key]}")
-    for key in sorted(set(config) - known, key=str):
-        other = [m for m, defaults in MODE_DEFAULTS.items() if key in defaults]
-        where = f" (a key of mode {other[0]!r}, not {mode!r})" if other else f" (known: {sorted(known)})"
-        raise ValueError(f"{NAME}: unknown config key {key!r}{where}")
-    params = {"mode": mode, **MODE_DEFAULTS[mode], **config}
-    if mode == "commits":
-        repo = params["repo"]
-        if isinstance(repo, os.PathLike):
-            repo = params["repo"] = os.fspath(repo)
+    def _check_commits(self) -> None:
+        repo = os.fspath(self.repo) if isinstance(self.repo, os.PathLike) else self.repo
+        object.__setattr__(self, "repo", repo)
         if not isinstance(repo, str) or not repo.strip():
-            raise ValueError(f"{NAME}: repo (the git repository to mine) is required in mode 'commits', "
+            raise ValueError(f"repo (the git repository to mine) is required in mode 'commits', "
                              f"as a non-empty path, not {repo!r}")
         if not os.path.isdir(repo):
-            raise ValueError(f"{NAME}: repo {repo!r} is not a directory")
-        for key in ("max_commits", "max_diff_lines", "max_file_lines"):
-            _int(params, key, 1)
-        _int(params, "min_message_words", 0)
-        paths = params["paths"]
-        globs = [paths] if isinstance(paths, str) else paths
-        if not isinstance(globs, list) or not globs or not all(isinstance(g, str) and g.strip() for g in globs):
-            raise ValueError(f"{NAME}: paths must be a glob or a non-empty list of globs, not {paths!r}")
-    else:
-        for key in ("revisions", "max_tokens"):
-            _int(params, key, 1)
-        _int(params, "max_candidates_per_prompt", 0)
-        _number(params, "min_gain", 0.0, 1.0, high_open=True)  # scores are fractions of tests passed
-        if not isinstance(params["gated_rejected"], bool):
-            raise ValueError(f"{NAME}: gated_rejected must be true or false, not {params['gated_rejected']!r}")
-        if params["pair_text"] not in PAIR_TEXTS:
-            raise ValueError(f"{NAME}: pair_text must be one of {list(PAIR_TEXTS)}, not {params['pair_text']!r}")
-    return params
+            raise ValueError(f"repo {repo!r} is not a directory")
+        _at_least(self, 1, "max_commits", "max_diff_lines", "max_file_lines")
+        _at_least(self, 0, "min_message_words")
+        globs = [self.paths] if isinstance(self.paths, str) else self.paths
+        if not globs or not all(g.strip() for g in globs):
+            raise ValueError(f"paths must be a glob or a non-empty list of globs, not {self.paths!r}")
+
+
+def _at_least(options, minimum: int, *names: str) -> None:
+    for key in names:
+        value = getattr(options, key)
+        if value < minimum:
+            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise ValueError(f"{key} must be {kind}, not {value!r}")
 
 
 def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
-           config: dict) -> list[DerivedPrompt]:
+           options: CodeEvolutionOptions) -> list[DerivedPrompt]:
     """Prompts to generate (critiques) or store (commits, n = 0); deterministic for equal inputs
     (commits: for the repository's same HEAD)."""
-    params = params_of(config)
-    if params["mode"] == "commits":
-        return derive_commits(params)
-    return derive_critiques(prompts, candidates, scores, params)
+    if options.mode == "commits":
+        return derive_commits(options)
+    return derive_critiques(prompts, candidates, scores, options)
 
 
-@register(NAME)
-def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, options: CodeEvolutionOptions,
           run_id: str = "") -> pl.DataFrame:
-    params = params_of(config)
-    if params["mode"] == "commits":
+    if options.mode == "commits":
         picks = commit_picks(prompts)
     else:
-        picks = critique_picks(prompts, candidates, scores, params)
+        picks = critique_picks(prompts, candidates, scores, options)
     if not picks:
         return empty_pairs()
     picks = rule.enforce(pl.DataFrame(picks, schema=PICK_SCHEMA), rule.candidate_facts(prompts, candidates, scores),
-                         gated_rejected=params.get("gated_rejected", True), scored=params["mode"] != "commits")
+                         gated_rejected=options.gated_rejected, scored=options.mode != "commits")
     if picks.is_empty():
         return empty_pairs()
-    return finish_pairs(picks, NAME, params, run_id)
+    return finish_pairs(picks, NAME, options_dict(options), run_id)
 
 
-__all__ = ["build", "derive", "mine_commits", "params_of"]
+STRATEGY = Strategy(NAME, CodeEvolutionOptions, build, derive)
+
+__all__ = ["STRATEGY", "CodeEvolutionOptions", "build", "derive", "mine_commits"]

@@ -28,111 +28,88 @@ Identical texts never pair.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import polars as pl
 
-from curate.pairs import register, rule
+from curate.options import non_empty, option, options_dict, positive
+from curate.pairs import rule
 from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
 from curate.pairs.rule import REFERENCE_ID, TASK_VERIFIERS
+from curate.pairs.strategy import Strategy
 
 CORRECTNESS_VERIFIERS = frozenset(TASK_VERIFIERS.values())
 
-MODE_DEFAULTS: dict[str, dict] = {
-    "reference": {"verifier": None, "verifier_version": None, "correct_min": 1.0, "keep_correct": False,
-                  "max_pairs_per_prompt": 1, "use_reference_answer": False, "gated_rejected": True},
-    "teacher_student": {"teacher": None, "student": None, "pairs_per_prompt": 1, "agree_scorer": None,
-                        "agree_scorer_version": None, "agree_min_margin": 0.0, "gated_rejected": True},
-}
-DEFAULTS = {"mode": "reference", **MODE_DEFAULTS["reference"]}
+REFERENCE, TEACHER_STUDENT = ("reference",), ("teacher_student",)
 
 
-def _params(config: dict) -> dict:
-    mode = config.get("mode", "reference")
-    if mode not in MODE_DEFAULTS:
-        raise ValueError(f"gt: mode must be one of {sorted(MODE_DEFAULTS)}, not {mode!r}")
-    known = {"mode", *MODE_DEFAULTS[mode]}
-    for key in sorted(set(config) - known):
-        other = [m for m, defaults in MODE_DEFAULTS.items() if key in defaults]
-        where = f" (a key of mode {other[0]!r}, not {mode!r})" if other else f" (known: {sorted(known)})"
-        raise ValueError(f"gt: unknown config key {key!r}{where}")
-    params = {"mode": mode, **MODE_DEFAULTS[mode], **config}
-    if mode == "reference":
-        _check_reference(params)
-    else:
-        _check_teacher_student(params, config)
-    return params
+@dataclass(frozen=True)
+class GtOptions:
+    mode: Literal["reference", "teacher_student"] = option(
+        "reference", help="reference: the prompt's reference solution over model candidates; "
+                          "teacher_student: a teacher model's sample over a student's")
+    verifier: str | dict[str, str] | None = option(
+        None, modes=REFERENCE, help="a correctness verifier, or a {task: verifier} table; default: the task's own")
+    verifier_version: str | None = option(None, modes=REFERENCE, help="the verifier's version (one verifier only)")
+    correct_min: float = option(1.0, modes=REFERENCE, help="a candidate scoring at least this is correct: skipped")
+    keep_correct: bool = option(False, modes=REFERENCE, help="pair correct candidates too (those below 1.0)")
+    max_pairs_per_prompt: int = option(1, modes=REFERENCE, help="candidates paired per prompt, lowest scored first")
+    use_reference_answer: bool = option(
+        False, modes=REFERENCE, help="a bare reference_answer stands in where there is no reference solution")
+    teacher: str | None = option(None, modes=TEACHER_STUDENT, help="the teacher generator's name (required)")
+    student: str | None = option(None, modes=TEACHER_STUDENT, help="the student generator's name (required)")
+    pairs_per_prompt: int = option(1, modes=TEACHER_STUDENT, help="sample indexes paired per prompt")
+    agree_scorer: str | None = option(
+        None, modes=TEACHER_STUDENT, help="the scorer that must rank the teacher higher; default: the task's verifier")
+    agree_scorer_version: str | None = option(None, modes=TEACHER_STUDENT, help="agree_scorer's version")
+    agree_min_margin: float = option(0.0, modes=TEACHER_STUDENT, help="least teacher - student score")
+    gated_rejected: bool = option(True, help="a candidate gated by the quality scorer may be the rejected")
+
+    def __post_init__(self) -> None:
+        if self.mode == "reference":
+            self._check_reference()
+        else:
+            self._check_teacher_student()
+
+    def _check_reference(self) -> None:
+        verifier = self.verifier
+        named = list(verifier.values()) if isinstance(verifier, dict) else [verifier]
+        wrong = [v for v in named if isinstance(v, str) and v not in CORRECTNESS_VERIFIERS]
+        if wrong:
+            raise ValueError(f"verifier must be a correctness verifier ({', '.join(sorted(CORRECTNESS_VERIFIERS))}), "
+                             f"not {wrong[0]!r}: the reference counts as 1.0 only on such a scale")
+        if isinstance(verifier, dict) and self.verifier_version is not None:
+            raise ValueError("verifier_version needs a single verifier (a scorer name), not a table")
+        non_empty(self, "verifier_version")
+        if self.verifier_version is not None and verifier is None:
+            raise ValueError("verifier_version needs verifier")
+        positive(self, "max_pairs_per_prompt")
+
+    def _check_teacher_student(self) -> None:
+        for key in ("teacher", "student"):
+            if getattr(self, key) is None:
+                raise ValueError(f"{key} must be a non-empty string, not None")
+        non_empty(self, "teacher", "student", "agree_scorer", "agree_scorer_version")
+        if self.teacher == self.student:
+            raise ValueError(f"teacher and student must differ (both {self.teacher!r})")
+        positive(self, "pairs_per_prompt")
+
+    def without_effect(self) -> list[tuple[str, str]]:
+        if self.mode == "teacher_student" and self.agree_scorer is None:
+            return [("agree_min_margin", "needs agree_scorer"), ("agree_scorer_version", "needs agree_scorer")]
+        return []
 
 
-def _positive_int(params: dict, key: str) -> None:
-    value = params[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"gt: {key} must be a positive integer, not {value!r}")
-
-
-def _number(params: dict, key: str) -> None:
-    if not isinstance(params[key], (int, float)) or isinstance(params[key], bool):
-        raise ValueError(f"gt: {key} must be a number, not {params[key]!r}")
-
-
-def _bool(params: dict, key: str) -> None:
-    if not isinstance(params[key], bool):
-        raise ValueError(f"gt: {key} must be true or false, not {params[key]!r}")
-
-
-def _name(params: dict, key: str, required: bool = False) -> None:
-    value = params[key]
-    if (value is None and required) or (value is not None and (not isinstance(value, str) or not value.strip())):
-        raise ValueError(f"gt: {key} must be a non-empty string, not {value!r}")
-
-
-def _check_reference(params: dict) -> None:
-    verifier = params["verifier"]
-    named = list(verifier.values()) if isinstance(verifier, dict) else [verifier]
-    wrong = [v for v in named if isinstance(v, str) and v not in CORRECTNESS_VERIFIERS]
-    if wrong:
-        raise ValueError(f"gt: verifier must be a correctness verifier ({', '.join(sorted(CORRECTNESS_VERIFIERS))}), "
-                         f"not {wrong[0]!r}: the reference counts as 1.0 only on such a scale")
-    if isinstance(verifier, dict):
-        if not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in verifier.items()):
-            raise ValueError("gt: verifier as a table maps task names to scorer names")
-        if params["verifier_version"] is not None:
-            raise ValueError("gt: verifier_version needs a single verifier (a scorer name), not a table")
-    else:
-        _name(params, "verifier")
-        _name(params, "verifier_version")
-        if params["verifier_version"] is not None and verifier is None:
-            raise ValueError("gt: verifier_version needs verifier")
-    _number(params, "correct_min")
-    _bool(params, "keep_correct")
-    _bool(params, "use_reference_answer")
-    _bool(params, "gated_rejected")
-    _positive_int(params, "max_pairs_per_prompt")
-
-
-def _check_teacher_student(params: dict, config: dict) -> None:
-    _name(params, "teacher", required=True)
-    _name(params, "student", required=True)
-    if params["teacher"] == params["student"]:
-        raise ValueError(f"gt: teacher and student must differ (both {params['teacher']!r})")
-    _positive_int(params, "pairs_per_prompt")
-    _name(params, "agree_scorer")
-    _name(params, "agree_scorer_version")
-    _number(params, "agree_min_margin")
-    _bool(params, "gated_rejected")
-    if params["agree_scorer"] is None and ("agree_min_margin" in config or "agree_scorer_version" in config):
-        raise ValueError("gt: agree_min_margin and agree_scorer_version need agree_scorer")
-
-
-@register("gt")
-def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, options: GtOptions,
           run_id: str = "") -> pl.DataFrame:
-    params = _params(config)
-    if params["mode"] == "reference":
-        picked = _reference_pairs(prompts, candidates, scores, params)
+    if options.mode == "reference":
+        picked = _reference_pairs(prompts, candidates, scores, options)
     else:
-        picked = _teacher_student_pairs(prompts, candidates, scores, params)
+        picked = _teacher_student_pairs(prompts, candidates, scores, options)
     if picked.is_empty():
         return empty_pairs()
-    return finish_pairs(picked, "gt", params, run_id)
+    return finish_pairs(picked, "gt", options_dict(options), run_id)
 
 
 def _non_empty(column: str) -> pl.Expr:
@@ -154,28 +131,28 @@ def _as_answer(reference: pl.Expr) -> pl.Expr:
     return pl.when(bare).then(fenced).otherwise(reference)
 
 
-def _reference_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
+def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
     reference_text = pl.when(_non_empty("reference_solution")).then(pl.col("reference_solution"))
     reference_field = pl.when(_non_empty("reference_solution")).then(pl.lit("reference_solution"))
-    if params["use_reference_answer"]:
+    if options.use_reference_answer:
         reference_text = reference_text.when(_non_empty("reference_answer")).then(pl.col("reference_answer"))
         reference_field = reference_field.when(_non_empty("reference_answer")).then(pl.lit("reference_answer"))
     refs = (prompts.select("prompt_id", pl.col("messages").alias("prompt"),
                            _as_answer(reference_text.otherwise(None)).alias("reference"),
                            reference_field.otherwise(None).alias("reference_field"),
-                           _verifier_expr(params["verifier"]).alias("verifier"))
+                           _verifier_expr(options.verifier).alias("verifier"))
             .filter(pl.col("reference").is_not_null()))
     pool = (candidates.filter(pl.col("text").is_not_null()).select("candidate_id", "prompt_id", "text")
             .unique("candidate_id", keep="first").join(refs, on="prompt_id"))
     verifiers = sorted(v for v in pool["verifier"].unique().to_list() if v is not None)
-    verdicts = [usable_scores(scores, candidates, name, params["verifier_version"])
+    verdicts = [usable_scores(scores, candidates, name, options.verifier_version)
                 .select("candidate_id", pl.lit(name, dtype=pl.Utf8).alias("verifier"), "score")
                 for name in verifiers]
     verdicts = pl.concat(verdicts) if verdicts else pl.DataFrame(
         schema={"candidate_id": pl.Utf8, "verifier": pl.Utf8, "score": pl.Float64})
     pool = pool.join(verdicts, on=["candidate_id", "verifier"], how="left").with_columns(
-        (pl.col("score") >= float(params["correct_min"])).fill_null(False).alias("correct"))
-    if not params["keep_correct"]:
+        (pl.col("score") >= float(options.correct_min)).fill_null(False).alias("correct"))
+    if not options.keep_correct:
         pool = pool.filter(~pl.col("correct"))
     chosen_score = pl.when(pl.col("verifier").is_not_null()).then(pl.lit(1.0)).otherwise(None)
     verdict = (pl.when(pl.col("correct")).then(pl.format("{} {} (correct, kept by keep_correct)",
@@ -192,28 +169,28 @@ def _reference_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
         .struct.json_encode().alias("details_json"),
     )
     facts = rule.candidate_facts(prompts, candidates, scores)
-    picks = rule.enforce(picks, facts, gated_rejected=params["gated_rejected"])
+    picks = rule.enforce(picks, facts, gated_rejected=options.gated_rejected)
     return (picks.sort(["prompt_id", "rejected_score", "rejected_id"])
-            .group_by("prompt_id", maintain_order=True).head(params["max_pairs_per_prompt"]))
+            .group_by("prompt_id", maintain_order=True).head(options.max_pairs_per_prompt))
 
 
 def _of_model(name: str) -> pl.Expr:
     return (pl.col("model") == name) | pl.col("model").str.starts_with(name + "@")
 
 
-def _teacher_student_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
-    teacher, student = params["teacher"], params["student"]
-    pool = (candidates.filter(pl.col("text").is_not_null() & (pl.col("sample_index") < params["pairs_per_prompt"]))
+def _teacher_student_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
+    teacher, student = options.teacher, options.student
+    pool = (candidates.filter(pl.col("text").is_not_null() & (pl.col("sample_index") < options.pairs_per_prompt))
             .select("candidate_id", "prompt_id", "model", "sample_index", "text").sort("candidate_id"))
     first_per_index = ["prompt_id", "sample_index"]
     teachers = pool.filter(_of_model(teacher)).unique(first_per_index, keep="first", maintain_order=True)
     students = pool.filter(_of_model(student)).unique(first_per_index, keep="first", maintain_order=True)
     paired = (teachers.join(students, on=first_per_index, suffix="_student")
               .filter(pl.col("text") != pl.col("text_student")))
-    agree = params["agree_scorer"]
+    agree = options.agree_scorer
     paired = paired.join(prompts.select("prompt_id", pl.col("messages").alias("prompt"), "task"), on="prompt_id")
     if agree:
-        judged = (usable_scores(scores, candidates, agree, params["agree_scorer_version"])
+        judged = (usable_scores(scores, candidates, agree, options.agree_scorer_version)
                   .select("candidate_id", "score"))
         paired = paired.with_columns(pl.lit(agree, dtype=pl.Utf8).alias("evidence"))
     else:  # the task's verifier, per prompt
@@ -244,5 +221,8 @@ def _teacher_student_pairs(prompts, candidates, scores, params) -> pl.DataFrame:
                 .struct.json_encode().alias("details_json"),
             ))
     picks = rule.enforce(picks, rule.candidate_facts(prompts, candidates, scores),
-                         gated_rejected=params["gated_rejected"])
-    return picks.filter(pl.col("margin") >= float(params["agree_min_margin"]))
+                         gated_rejected=options.gated_rejected)
+    return picks.filter(pl.col("margin") >= float(options.agree_min_margin))
+
+
+STRATEGY = Strategy("gt", GtOptions, build)

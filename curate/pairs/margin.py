@@ -56,77 +56,72 @@ use (rank scores, verifier score, draw pool size, dual margins, margin z).
 from __future__ import annotations
 
 import hashlib
-import numbers
+from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
 
-from curate.pairs import register, rule
-from curate.pairs.margin_dual import (DUAL_COMBINE, DUAL_NORMALISE, add_madpo_weight, apply_dual_margin,
-                                      check_implicit_margin, check_madpo)
+from curate.options import as_floats, option, options_dict
+from curate.pairs import rule
+from curate.pairs.margin_dual import (DualCombine, DualNormalise, ImplicitMargin, Madpo, add_madpo_weight,
+                                      apply_dual_margin)
 from curate.pairs.rows import PICK_COLUMNS, finish_pairs, usable_scores
+from curate.pairs.strategy import Strategy
 from curate.score import with_z_scores
 
-PAIRINGS = ("best_vs_worst", "best_vs_random", "all_pairs_above_margin")
-LENGTH_CONTROLS = ("none", "closest")
-DEFAULTS = {
-    "scorer": "math_verify", "min_margin": 0.0, "normalise": "none",
-    "pairing": "best_vs_worst", "seed": 0, "max_pairs_per_prompt": 8,
-    "required_verifier": None, "required_verifier_min": 1.0,
-    "implicit_margin": None, "dual_normalise": "minmax", "dual_combine": "sum", "keep_top_fraction": 1.0,
-    "madpo": None, "length_control": "none", "length_penalty": 0.0, "gated_rejected": True,
-}
-KNOWN_KEYS = frozenset(DEFAULTS) | {"scorer_version"}
+Pairing = Literal["best_vs_worst", "best_vs_random", "all_pairs_above_margin"]
 SIDES = ("candidate_id", "score", "rank", "length")  # per-candidate columns a pair carries per side
 
 
-def _number(params: dict, key: str) -> float:
-    value = params[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"margin: {key} must be a number, not {value!r}")
-    return float(value)
+@dataclass(frozen=True)
+class MarginOptions:
+    scorer: str = option("math_verify", help="the scorer whose scores rank a prompt's candidates")
+    scorer_version: str | None = option(None, help="that scorer's version; default: the newest score per candidate")
+    normalise: Literal["none", "z"] = option(
+        "none", help='"z": scores standardised per scorer, margins in standard deviations')
+    min_margin: float = option(0.0, help="smallest score difference of a pair")
+    pairing: Pairing = option("best_vs_worst", help="which pairs of a prompt: best vs worst, best vs a seeded "
+                                                    "random lower one, or every pair above min_margin")
+    seed: int = option(0, help="best_vs_random: the draw's seed")
+    max_pairs_per_prompt: int = option(8, help="all_pairs_above_margin: pairs kept per prompt, largest margins first")
+    required_verifier: str | None = option(None, help="a scorer the chosen must pass (score >= required_verifier_min)")
+    required_verifier_min: float = option(1.0, help="the chosen's least score from required_verifier")
+    implicit_margin: ImplicitMargin | None = option(
+        None, help="dual margin (Less is More): {policy, reference, beta} log-prob scorers")
+    dual_normalise: DualNormalise = option("minmax", help="dual margin: how both margins are normalised")
+    dual_combine: DualCombine = option("sum", help="dual margin: how the normalised margins combine")
+    keep_top_fraction: float = option(1.0, help="keep this top fraction of pairs by dual (or plain) margin")
+    madpo: Madpo | Literal[True] | None = option(
+        None, help="MADPO per-pair weight, {scale} (true: scale 1.0): 2 * sigmoid(-scale * z) of the margin")
+    length_control: Literal["none", "closest"] = option(
+        "none", help='"closest": the chosen closest in length to the rejected among those beating it')
+    length_penalty: float = option(0.0, help="rank by score - length_penalty * characters / 1000")
+    gated_rejected: bool = option(True, help="a candidate gated by the quality scorer may be the rejected")
 
+    def __post_init__(self) -> None:
+        as_floats(self, "min_margin", "required_verifier_min", "keep_top_fraction", "length_penalty")
+        if self.madpo is True:
+            object.__setattr__(self, "madpo", Madpo())
+        if self.max_pairs_per_prompt < 1:
+            raise ValueError("max_pairs_per_prompt must be at least 1")
+        if not 0 < self.keep_top_fraction <= 1:
+            raise ValueError(f"keep_top_fraction must be in (0, 1], not {self.keep_top_fraction}")
+        if self.length_control == "closest" and self.pairing == "all_pairs_above_margin":
+            raise ValueError("length_control 'closest' picks one chosen per rejected; "
+                             "use it with best_vs_worst or best_vs_random, not all_pairs_above_margin")
 
-def check_config(config: dict) -> dict:
-    """The full parameters (defaults filled in), or ValueError naming the offending key."""
-    for key in config:
-        if key not in KNOWN_KEYS:
-            raise ValueError(f"margin: unknown config key {key!r} (known: {', '.join(sorted(KNOWN_KEYS))})")
-    params = {**DEFAULTS, **config}
-    for key, allowed in (("normalise", ("none", "z")), ("pairing", PAIRINGS), ("length_control", LENGTH_CONTROLS),
-                         ("dual_normalise", DUAL_NORMALISE), ("dual_combine", DUAL_COMBINE)):
-        if params[key] not in allowed:
-            raise ValueError(f"margin: {key} must be one of {', '.join(map(repr, allowed))}, not {params[key]!r}")
-    for key in ("min_margin", "required_verifier_min", "keep_top_fraction", "length_penalty"):
-        params[key] = _number(params, key)
-    if not isinstance(params["gated_rejected"], bool):
-        raise ValueError(f"margin: gated_rejected must be true or false, not {params['gated_rejected']!r}")
-    for key in ("seed", "max_pairs_per_prompt"):
-        if isinstance(params[key], bool) or not isinstance(params[key], int):
-            raise ValueError(f"margin: {key} must be an integer, not {params[key]!r}")
-    if params["max_pairs_per_prompt"] < 1:
-        raise ValueError("margin: max_pairs_per_prompt must be at least 1")
-    if not 0 < params["keep_top_fraction"] <= 1:
-        raise ValueError(f"margin: keep_top_fraction must be in (0, 1], not {params['keep_top_fraction']}")
-    if params["required_verifier"] is not None and not isinstance(params["required_verifier"], str):
-        raise ValueError(f"margin: required_verifier must be a scorer name, not {params['required_verifier']!r}")
-    if params["implicit_margin"] is not None:
-        params["implicit_margin"] = check_implicit_margin(params["implicit_margin"])
-    if params["madpo"] is not None:
-        params["madpo"] = check_madpo(params["madpo"])
-    without_effect = [
-        ("seed", params["pairing"] != "best_vs_random", "pairing = 'best_vs_random'"),
-        ("max_pairs_per_prompt", params["pairing"] != "all_pairs_above_margin", "pairing = 'all_pairs_above_margin'"),
-        ("required_verifier_min", params["required_verifier"] is None, "required_verifier"),
-        ("dual_normalise", params["implicit_margin"] is None, "implicit_margin"),
-        ("dual_combine", params["implicit_margin"] is None, "implicit_margin"),
-    ]
-    for key, useless, needs in without_effect:
-        if key in config and useless:
-            raise ValueError(f"margin: {key} has no effect without {needs}")
-    if params["length_control"] == "closest" and params["pairing"] == "all_pairs_above_margin":
-        raise ValueError("margin: length_control 'closest' picks one chosen per rejected; "
-                         "use it with best_vs_worst or best_vs_random, not all_pairs_above_margin")
-    return params
+    def without_effect(self) -> list[tuple[str, str]]:
+        all_pairs = "pairing = 'all_pairs_above_margin'"
+        rules = [("seed", self.pairing != "best_vs_random", "pairing = 'best_vs_random'"),
+                 ("max_pairs_per_prompt", self.pairing != "all_pairs_above_margin", all_pairs),
+                 ("required_verifier_min", self.required_verifier is None, "required_verifier"),
+                 ("dual_normalise", self.implicit_margin is None, "implicit_margin"),
+                 ("dual_combine", self.implicit_margin is None, "implicit_margin")]
+        return [(key, f"has no effect without {needs}") for key, useless, needs in rules if useless]
+
+    def params(self) -> dict:
+        """What params_json records: every option, scorer_version only when set."""
+        return {k: v for k, v in options_dict(self).items() if k != "scorer_version" or v is not None}
 
 
 def _eligible(min_margin: float, chosen: str = "_c", rejected: str = "_r") -> pl.Expr:
@@ -190,100 +185,99 @@ def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int) -> pl.DataFram
             .filter(pl.col("pair_rank") <= cap))
 
 
-def _pick(scored: pl.DataFrame, params: dict) -> pl.DataFrame:
+def _pick(scored: pl.DataFrame, options: MarginOptions) -> pl.DataFrame:
     """Pairs as columns <side>_c / <side>_r (SIDES) and verified_c, plus per-mode evidence."""
-    min_margin, pairing = params["min_margin"], params["pairing"]
+    min_margin, pairing = options.min_margin, options.pairing
     if pairing == "all_pairs_above_margin":
-        return _all_pairs(scored, min_margin, params["max_pairs_per_prompt"])
+        return _all_pairs(scored, min_margin, options.max_pairs_per_prompt)
     best = _extreme(scored, True, "_c")
     if pairing == "best_vs_worst":
         rejected = _extreme(scored, False, "_r").drop("verified_r")
         picked = best.join(rejected, on="prompt_id").filter(_eligible(min_margin))
     else:
-        picked = _random_rejected(scored, best, min_margin, params["seed"])
-    if params["length_control"] == "closest":
+        picked = _random_rejected(scored, best, min_margin, options.seed)
+    if options.length_control == "closest":
         extra = ["pool_size"] if "pool_size" in picked.columns else []
         rejected = picked.select("prompt_id", *[f"{c}_r" for c in SIDES], *extra)
         return _closest_chosen(scored, rejected, min_margin)
     return picked.filter(pl.col("verified_c"))
 
 
-def _reason(params: dict, columns: list[str]) -> pl.Expr:
-    scorer, pairing = params["scorer"], params["pairing"]
+def _reason(options: MarginOptions, columns: list[str]) -> pl.Expr:
+    scorer, pairing = options.scorer, options.pairing
     scores = [pl.col("chosen_score").round(3).cast(pl.Utf8), pl.lit(" vs "),
               pl.col("rejected_score").round(3).cast(pl.Utf8)]
     if pairing == "best_vs_worst":
         head = [pl.lit("best vs worst")]
     elif pairing == "best_vs_random":
-        head = [pl.lit(f"best vs random (seed {params['seed']}, one of "), pl.col("pool_size").cast(pl.Utf8),
-                pl.lit(f" at least {params['min_margin']:g} below)")]
+        head = [pl.lit(f"best vs random (seed {options.seed}, one of "), pl.col("pool_size").cast(pl.Utf8),
+                pl.lit(f" at least {options.min_margin:g} below)")]
     else:
         head = [pl.lit("pair "), pl.col("pair_rank").cast(pl.Utf8), pl.lit(" of "),
-                pl.col("eligible_pairs").cast(pl.Utf8), pl.lit(f" with margin >= {params['min_margin']:g}")]
-    if params["length_control"] == "closest":
+                pl.col("eligible_pairs").cast(pl.Utf8), pl.lit(f" with margin >= {options.min_margin:g}")]
+    if options.length_control == "closest":
         head = [pl.lit("closest-length chosen ("), pl.col("chosen_length").cast(pl.Utf8), pl.lit(" vs "),
                 pl.col("rejected_length").cast(pl.Utf8), pl.lit(" chars) against the "),
                 pl.lit("worst" if pairing == "best_vs_worst" else "random rejected")]
     parts = [*head, pl.lit(f" by {scorer}: "), *scores]
-    if params["length_penalty"]:
-        parts.append(pl.lit(f"; ranked by score - {params['length_penalty']:g}*chars/1000"))
-    if params["required_verifier"] is not None:
-        parts.append(pl.lit(f"; chosen passes {params['required_verifier']} >= {params['required_verifier_min']:g}"))
+    if options.length_penalty:
+        parts.append(pl.lit(f"; ranked by score - {options.length_penalty:g}*chars/1000"))
+    if options.required_verifier is not None:
+        parts.append(pl.lit(f"; chosen passes {options.required_verifier} >= {options.required_verifier_min:g}"))
     if "combined_margin" in columns:
         parts += [pl.lit("; dual margin "), pl.col("combined_margin").round(3).cast(pl.Utf8),
-                  pl.lit(f" in the top {params['keep_top_fraction']:g}")]
-    elif params["keep_top_fraction"] < 1:
-        parts.append(pl.lit(f"; margin in the top {params['keep_top_fraction']:g}"))
+                  pl.lit(f" in the top {options.keep_top_fraction:g}")]
+    elif options.keep_top_fraction < 1:
+        parts.append(pl.lit(f"; margin in the top {options.keep_top_fraction:g}"))
     return pl.concat_str(parts).alias("reason")
 
 
-def _scored(facts: pl.DataFrame, scores: pl.DataFrame, candidates: pl.DataFrame, params: dict) -> pl.DataFrame:
+def _scored(facts: pl.DataFrame, scores: pl.DataFrame, candidates: pl.DataFrame,
+            options: MarginOptions) -> pl.DataFrame:
     """candidate_id, prompt_id, text, score, length, rank (score less the length penalty), verified,
     can_choose and can_reject (curate.pairs.rule.eligible)."""
     raw = scores
-    if params["normalise"] == "z":  # margins in standard deviations of this scorer
+    if options.normalise == "z":  # margins in standard deviations of this scorer
         scores = with_z_scores(scores).with_columns(pl.col("score_z").alias("score"))
-    scored = usable_scores(scores, candidates, params["scorer"], params.get("scorer_version")).with_columns(
+    scored = usable_scores(scores, candidates, options.scorer, options.scorer_version).with_columns(
         pl.col("text").str.len_chars().cast(pl.Int64).alias("length"))
     scored = scored.with_columns(
-        (pl.col("score") - params["length_penalty"] * pl.col("length") / 1000).alias("rank"),
+        (pl.col("score") - options.length_penalty * pl.col("length") / 1000).alias("rank"),
         pl.col("candidate_id").is_in(rule.eligible(facts, "chosen").implode()).alias("can_choose"),
-        pl.col("candidate_id").is_in(rule.eligible(facts, "rejected", params["gated_rejected"]).implode())
+        pl.col("candidate_id").is_in(rule.eligible(facts, "rejected", options.gated_rejected).implode())
         .alias("can_reject"))
-    if params["required_verifier"] is None:
+    if options.required_verifier is None:
         return scored.with_columns(pl.lit(True).alias("verified"), pl.lit(None, pl.Float64).alias("verifier_score"))
-    verifier = usable_scores(raw, candidates, params["required_verifier"]).select(
+    verifier = usable_scores(raw, candidates, options.required_verifier).select(
         "candidate_id", pl.col("score").alias("verifier_score"))
     return scored.join(verifier, on="candidate_id", how="left").with_columns(
-        (pl.col("verifier_score") >= params["required_verifier_min"]).fill_null(False).alias("verified"))
+        (pl.col("verifier_score") >= options.required_verifier_min).fill_null(False).alias("verified"))
 
 
-@register("margin")
-def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, options: MarginOptions,
           run_id: str = "") -> pl.DataFrame:
-    params = check_config(config)
-    pinned = {params["scorer"]: params["scorer_version"]} if params.get("scorer_version") else {}
+    pinned = {options.scorer: options.scorer_version} if options.scorer_version else {}
     facts = rule.candidate_facts(prompts, candidates, scores, pinned)
-    scored = _scored(facts, scores, candidates, params)
+    scored = _scored(facts, scores, candidates, options)
     texts = scored.select("candidate_id", "text")
-    picked = _pick(scored, params).rename({"candidate_id_c": "chosen_id", "candidate_id_r": "rejected_id",
+    picked = _pick(scored, options).rename({"candidate_id_c": "chosen_id", "candidate_id_r": "rejected_id",
                                            "score_c": "chosen_score", "score_r": "rejected_score",
                                            "length_c": "chosen_length", "length_r": "rejected_length"})
     picked = (picked.with_columns((pl.col("chosen_score") - pl.col("rejected_score")).alias("margin"),
-                                  pl.lit(params["scorer"]).alias("scorer"))
+                                  pl.lit(options.scorer).alias("scorer"))
               .join(texts.rename({"candidate_id": "chosen_id", "text": "chosen"}), on="chosen_id")
               .join(texts.rename({"candidate_id": "rejected_id", "text": "rejected"}), on="rejected_id"))
-    picked = rule.enforce(picked, facts, gated_rejected=params["gated_rejected"])
-    if params["required_verifier"] is not None:  # the chosen's verifier score, as evidence
+    picked = rule.enforce(picked, facts, gated_rejected=options.gated_rejected)
+    if options.required_verifier is not None:  # the chosen's verifier score, as evidence
         picked = picked.join(scored.select(pl.col("candidate_id").alias("chosen_id"),
                                            pl.col("verifier_score").alias("chosen_verifier_score")),
                              on="chosen_id", how="left")
-    picked, details = apply_dual_margin(picked, scores, candidates, params)
-    picked, weight_details = add_madpo_weight(picked, params["madpo"])
+    picked, details = apply_dual_margin(picked, scores, candidates, options)
+    picked, weight_details = add_madpo_weight(picked, options.madpo)
     details = ["chosen_length", "rejected_length", "length_ratio", *details, *weight_details]
-    if params["length_penalty"]:
+    if options.length_penalty:
         details += ["chosen_rank_score", "rejected_rank_score"]
-    if params["required_verifier"] is not None:
+    if options.required_verifier is not None:
         details.append("chosen_verifier_score")
     if "pool_size" in picked.columns:
         details.append("pool_size")
@@ -293,7 +287,10 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
                       .then(pl.col("chosen_length") / pl.col("rejected_length")).alias("length_ratio"))
         .join(prompts.select("prompt_id", pl.col("messages").alias("prompt")), on="prompt_id")
     )
-    picked = picked.with_columns(_reason(params, picked.columns),
+    picked = picked.with_columns(_reason(options, picked.columns),
                                  pl.struct(details).struct.json_encode().alias("details_json"))
     keep = [*PICK_COLUMNS, "details_json"] + (["weight"] if "weight" in picked.columns else [])
-    return finish_pairs(picked.select(keep), "margin", params, run_id)
+    return finish_pairs(picked.select(keep), "margin", options.params(), run_id)
+
+
+STRATEGY = Strategy("margin", MarginOptions, build)

@@ -21,45 +21,45 @@ MADPO weight: see the margin module docstring (2 * sigmoid(-scale * z) of the st
 from __future__ import annotations
 
 import math
-import numbers
+from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
 
 from curate import bulk_ids
+from curate.options import as_floats, option
 from curate.pairs.rows import usable_scores
 
-DUAL_NORMALISE = ("minmax", "rank")
-DUAL_COMBINE = ("sum", "product")
+DualNormalise = Literal["minmax", "rank"]
+DualCombine = Literal["sum", "product"]
 
 
-def _real(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"margin: {what} must be a finite number, not {value!r}")
-    return float(value)
+def _finite(options, *names: str) -> None:
+    for key in names:
+        if not math.isfinite(getattr(options, key)):
+            raise ValueError(f"{key} must be a finite number, not {getattr(options, key)!r}")
+    as_floats(options, *names)
 
 
-def check_implicit_margin(value) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError(f"margin: implicit_margin must be a table {{policy, reference, beta}}, not {value!r}")
-    for key in value:
-        if key not in ("policy", "reference", "beta"):
-            raise ValueError(f"margin: unknown implicit_margin key {key!r} (known: beta, policy, reference)")
-    for key in ("policy", "reference"):
-        if not isinstance(value.get(key), str) or not value[key]:
-            raise ValueError(f"margin: implicit_margin needs `{key}`, a scorer name of sequence log-probs")
-    return {"policy": value["policy"], "reference": value["reference"],
-            "beta": _real(value.get("beta", 0.1), "implicit_margin.beta")}
+@dataclass(frozen=True)
+class ImplicitMargin:
+    policy: str = option(help="scorer of sequence log-probs under the policy model")
+    reference: str = option(help="scorer of sequence log-probs under the reference model")
+    beta: float = option(0.1, help="scale of the implicit margin")
+
+    def __post_init__(self) -> None:
+        for key in ("policy", "reference"):
+            if not getattr(self, key):
+                raise ValueError(f"{key} must name a scorer of sequence log-probs")
+        _finite(self, "beta")
 
 
-def check_madpo(value) -> dict:
-    if value is True:
-        return {"scale": 1.0}
-    if not isinstance(value, dict):
-        raise ValueError(f"margin: madpo must be a table {{scale}} or true, not {value!r}")
-    for key in value:
-        if key != "scale":
-            raise ValueError(f"margin: unknown madpo key {key!r} (known: scale)")
-    return {"scale": _real(value.get("scale", 1.0), "madpo.scale")}
+@dataclass(frozen=True)
+class Madpo:
+    scale: float = option(1.0, help="weight = 2 * sigmoid(-scale * z) of the standardised margin")
+
+    def __post_init__(self) -> None:
+        _finite(self, "scale")
 
 
 def normalised(column: str, how: str) -> pl.Expr:
@@ -85,34 +85,34 @@ def keep_top(picked: pl.DataFrame, by: str, fraction: float) -> pl.DataFrame:
 
 
 def apply_dual_margin(picked: pl.DataFrame, scores: pl.DataFrame, candidates: pl.DataFrame,
-                      params: dict) -> tuple[pl.DataFrame, list[str]]:
+                      options) -> tuple[pl.DataFrame, list[str]]:
     """(pairs, detail columns added): the dual-margin filter, or the margin-only top fraction."""
-    implicit = params["implicit_margin"]
+    implicit = options.implicit_margin
     if implicit is None:
-        return keep_top(picked, "margin", params["keep_top_fraction"]), []
-    policy = usable_scores(scores, candidates, implicit["policy"]).select("candidate_id", pl.col("score").alias("pol"))
-    reference = usable_scores(scores, candidates, implicit["reference"]).select(
+        return keep_top(picked, "margin", options.keep_top_fraction), []
+    policy = usable_scores(scores, candidates, implicit.policy).select("candidate_id", pl.col("score").alias("pol"))
+    reference = usable_scores(scores, candidates, implicit.reference).select(
         "candidate_id", pl.col("score").alias("ref"))
     delta = policy.join(reference, on="candidate_id").select("candidate_id", (pl.col("pol") - pl.col("ref")).alias("d"))
     picked = (
         picked.join(delta.rename({"candidate_id": "chosen_id", "d": "delta_w"}), on="chosen_id")
         .join(delta.rename({"candidate_id": "rejected_id", "d": "delta_l"}), on="rejected_id")
-        .with_columns((implicit["beta"] * (pl.col("delta_w") - pl.col("delta_l"))).alias("implicit_margin"))
+        .with_columns((implicit.beta * (pl.col("delta_w") - pl.col("delta_l"))).alias("implicit_margin"))
         .drop("delta_w", "delta_l")
     )
     if picked.is_empty():
         return picked.with_columns(*(pl.lit(None, pl.Float64).alias(c) for c in
                                      ("external_margin_norm", "implicit_margin_norm", "combined_margin"))), []
-    how = params["dual_normalise"]
+    how = options.dual_normalise
     picked = picked.with_columns(normalised("margin", how).alias("external_margin_norm"),
                                  normalised("implicit_margin", how).alias("implicit_margin_norm"))
     a, b = pl.col("external_margin_norm"), pl.col("implicit_margin_norm")
-    picked = picked.with_columns((a + b if params["dual_combine"] == "sum" else a * b).alias("combined_margin"))
-    picked = keep_top(picked, "combined_margin", params["keep_top_fraction"])
+    picked = picked.with_columns((a + b if options.dual_combine == "sum" else a * b).alias("combined_margin"))
+    picked = keep_top(picked, "combined_margin", options.keep_top_fraction)
     return picked, ["implicit_margin", "external_margin_norm", "implicit_margin_norm", "combined_margin"]
 
 
-def add_madpo_weight(picked: pl.DataFrame, madpo: dict | None) -> tuple[pl.DataFrame, list[str]]:
+def add_madpo_weight(picked: pl.DataFrame, madpo: Madpo | None) -> tuple[pl.DataFrame, list[str]]:
     """weight = 2 * sigmoid(-scale * z), z the margin standardised over these pairs (population std)."""
     if madpo is None:
         return picked, []
@@ -120,5 +120,5 @@ def add_madpo_weight(picked: pl.DataFrame, madpo: dict | None) -> tuple[pl.DataF
     std = margin.std(ddof=0)
     z = pl.when(std > 0).then((margin - margin.mean()) / std).otherwise(pl.lit(0.0))
     picked = picked.with_columns(z.alias("margin_z"))
-    weight = 2.0 / (1.0 + (madpo["scale"] * pl.col("margin_z")).exp())
+    weight = 2.0 / (1.0 + (madpo.scale * pl.col("margin_z")).exp())
     return picked.with_columns(weight.alias("weight")), ["margin_z"]

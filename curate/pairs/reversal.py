@@ -40,45 +40,40 @@ gated_rejected (default true: a candidate gated by the quality scorer may be the
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import polars as pl
 
-from curate.pairs import register, rule
+from curate.options import non_empty, option, options_dict
+from curate.pairs import rule
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
+from curate.pairs.strategy import Strategy
 from curate.score.verify import constraints as library  # called through the module: patchable
 
-DEFAULTS = {"quality_scorer": None, "quality_scorer_version": None, "gated_rejected": True}
 SCORER = "constraints"
 REQUIREMENTS_HEADER = "Requirements (these replace any conflicting ones above):"
 
 
+@dataclass(frozen=True)
+class ReversalOptions:
+    quality_scorer: str | None = option(None, help="breaks ties between equally compliant candidates: higher first")
+    quality_scorer_version: str | None = option(None, help="quality_scorer's version")
+    gated_rejected: bool = option(True, help="a candidate gated by the quality scorer may be the rejected")
 
-def _params(config: dict) -> dict:
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"reversal: unknown config key {unknown[0]!r} (known: {sorted(DEFAULTS)})")
-    params = {**DEFAULTS, **config}
-    if not isinstance(params["gated_rejected"], bool):
-        raise ValueError(f"reversal: gated_rejected must be true or false, not {params['gated_rejected']!r}")
-    for key in ("quality_scorer", "quality_scorer_version"):
-        value = params[key]
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"reversal: {key} must be a non-empty string, not {value!r}")
-    if params["quality_scorer_version"] is not None and params["quality_scorer"] is None:
-        raise ValueError("reversal: quality_scorer_version needs quality_scorer")
-    return params
+    def __post_init__(self) -> None:
+        non_empty(self, "quality_scorer", "quality_scorer_version")
+        if self.quality_scorer_version is not None and self.quality_scorer is None:
+            raise ValueError("quality_scorer_version needs quality_scorer")
 
 
-@register("reversal")
-def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, options: ReversalOptions,
           run_id: str = "") -> pl.DataFrame:
-    params = _params(config)
     instruction = prompts.filter((pl.col("task") == "instruction") & pl.col("constraints_json").is_not_null())
     texts = (candidates.filter(pl.col("text").is_not_null())
              .join(instruction.select("prompt_id"), on="prompt_id", how="semi")
              .select("candidate_id", "prompt_id", "text").unique("candidate_id", keep="first"))
-    if params["quality_scorer"]:
-        quality = usable_scores(scores, candidates, params["quality_scorer"], params["quality_scorer_version"])
+    if options.quality_scorer:
+        quality = usable_scores(scores, candidates, options.quality_scorer, options.quality_scorer_version)
         texts = texts.join(quality.select("candidate_id", pl.col("score").alias("quality")),
                            on="candidate_id", how="left")
     else:
@@ -86,7 +81,7 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
     facts = rule.candidate_facts(prompts, candidates, scores)
     texts = texts.with_columns(
         pl.col("candidate_id").is_in(rule.eligible(facts, "chosen").implode()).alias("can_choose"),
-        pl.col("candidate_id").is_in(rule.eligible(facts, "rejected", params["gated_rejected"]).implode())
+        pl.col("candidate_id").is_in(rule.eligible(facts, "rejected", options.gated_rejected).implode())
         .alias("can_reject"))
     grouped = (texts.sort("candidate_id").group_by("prompt_id", maintain_order=True)
                .agg("candidate_id", "text", "quality", "can_choose", "can_reject"))
@@ -97,10 +92,10 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
         return empty_pairs()
     picks = pl.DataFrame(picks, schema={**PICK_SCHEMA, "chosen_verifier_on_pair_prompt": pl.Float64,
                                         "rejected_verifier_on_pair_prompt": pl.Float64})
-    picks = rule.enforce(picks, facts, gated_rejected=params["gated_rejected"])
+    picks = rule.enforce(picks, facts, gated_rejected=options.gated_rejected)
     if picks.is_empty():
         return empty_pairs()
-    return finish_pairs(picks, "reversal", params, run_id)
+    return finish_pairs(picks, "reversal", options_dict(options), run_id)
 
 
 def _load_constraints(constraints_json: str) -> list[dict] | None:
@@ -206,3 +201,6 @@ def _rewritten_messages(row: dict, rewritten: list[dict], changed: bool) -> tupl
     if not changed:
         return messages, "unchanged"
     return rewrite_instruction(messages, rewritten, row["task_fields_json"])
+
+
+STRATEGY = Strategy("reversal", ReversalOptions, build)

@@ -9,7 +9,7 @@ into chunks (`curate.pairs.chunks.chunk_spans`: spans of the document itself). d
 round: `question_chunks` chunks of at least `min_chunk_words` words, picked at random with the
 prompt id as the seed, each become a question prompt (`curate.pairs.questions`: the model
 writes a question the chunk answers; `question_samples` samples). Second round (the pipeline
-calls derive again once those are generated, DERIVE_ROUNDS): each question kept by
+calls derive again once those are generated: derive_rounds = 2): each question kept by
 `parse_question` (discards are counted by reason) gives two prompts, the parent's messages with
 the last user message replaced by `long_context_message(context, question)`: "short" with the
 chunk as the context, "long" with the whole document. The short context holds what the answer
@@ -35,29 +35,24 @@ import hashlib
 import json
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
-from curate.pairs import register, rule
+from curate.options import non_empty, option, options_dict, positive
+from curate.pairs import rule
 from curate.pairs.chunks import Chunk, chunk_spans, cosine, embedder, lexical, top_k
 from curate.pairs.chunks import chunk_text, embed, select_chunks  # noqa: F401  (public here since before)
 from curate.pairs.derive import DerivedPrompt, DerivedPrompts, derived_info, original_prompts
 from curate.pairs.questions import DEFAULT_MAX_WORDS, DISCARD_REASONS, parse_question, question_messages
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
+from curate.pairs.strategy import Strategy
 
-STRATEGY = "short_to_long"
+NAME = "short_to_long"
 TASK = "long_context"
-DERIVE_ROUNDS = 2  # questions are generated in round 1, answered in round 2
-QUESTION_MODES = ("chunk", "given", "both")
 LEXICAL_WEIGHT = 1.0  # retrieval: cosine + this x the lexical score (curate.pairs.chunks.lexical)
-DEFAULTS = {"questions": "chunk", "chunk_words": 120, "min_chunk_words": 30, "question_chunks": 2,
-            "question_samples": 2, "question_max_tokens": 48, "question_temperature": 0.7,
-            "question_max_words": DEFAULT_MAX_WORDS, "top_k": 1, "lexical_weight": LEXICAL_WEIGHT, "n": 1,
-            "max_tokens": 256,
-            "judge_scorer": None, "gated_rejected": True}
-POSITIVE_INTS = ("chunk_words", "min_chunk_words", "question_chunks", "question_samples", "question_max_tokens",
-                 "question_max_words", "top_k", "n", "max_tokens")
 PAIRING_ONLY = ("judge_scorer", "gated_rejected")  # not part of what derive makes
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -69,35 +64,38 @@ def long_context_message(context: str, question: str) -> str:
 
 
 # config ----------------------------------------------------------------------------------------
-def _params(config: dict) -> dict:
-    for key in config:
-        if key not in DEFAULTS:
-            raise ValueError(f"short_to_long: unknown config key {key!r} (known: {', '.join(sorted(DEFAULTS))})")
-    params = {**DEFAULTS, **config}
-    for key in POSITIVE_INTS:
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"short_to_long: {key} must be a positive integer, not {value!r}")
-    if params["questions"] not in QUESTION_MODES:
-        raise ValueError(f"short_to_long: questions must be one of {', '.join(QUESTION_MODES)}, "
-                         f"not {params['questions']!r}")
-    temperature = params["question_temperature"]
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
-        raise ValueError(f"short_to_long: question_temperature must be a number in [0, 2], not {temperature!r}")
-    weight = params["lexical_weight"]
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-        raise ValueError(f"short_to_long: lexical_weight must be a number >= 0, not {weight!r}")
-    judge = params["judge_scorer"]
-    if judge is not None and (not isinstance(judge, str) or not judge.strip()):
-        raise ValueError(f"short_to_long: judge_scorer must be a scorer name, not {judge!r}")
-    if not isinstance(params["gated_rejected"], bool):
-        raise ValueError(f"short_to_long: gated_rejected must be true or false, not {params['gated_rejected']!r}")
-    return params
+@dataclass(frozen=True)
+class ShortToLongOptions:
+    questions: Literal["chunk", "given", "both"] = option(
+        "chunk", help="chunk: the model writes a question per chunk; given: the row's own question, "
+                      "answered from retrieved chunks; both")
+    chunk_words: int = option(120, help="about this many words per chunk")
+    min_chunk_words: int = option(30, help="a chunk asked about has at least this many words")
+    question_chunks: int = option(2, help="chunks asked about per document (seeded by the prompt id)")
+    question_samples: int = option(2, help="questions sampled per chunk")
+    question_max_tokens: int = option(48, help="max_tokens of a question")
+    question_temperature: float = option(0.7, help="temperature of a question, in [0, 2]")
+    question_max_words: int = option(DEFAULT_MAX_WORDS, help="a longer question is discarded")
+    top_k: int = option(1, help="given questions: chunks retrieved as the short context")
+    lexical_weight: float = option(LEXICAL_WEIGHT, help="retrieval: cosine + this x the lexical score")
+    n: int = option(1, help="answers sampled per short and per long prompt")
+    max_tokens: int = option(256, help="max_tokens of an answer")
+    judge_scorer: str | None = option(None, help="a scorer that must score the short answer strictly higher")
+    gated_rejected: bool = option(True, help="a candidate gated by the quality scorer may be the rejected")
+
+    def __post_init__(self) -> None:
+        positive(self, "chunk_words", "min_chunk_words", "question_chunks", "question_samples", "question_max_tokens",
+                 "question_max_words", "top_k", "n", "max_tokens")
+        if not 0 <= self.question_temperature <= 2:
+            raise ValueError(f"question_temperature must be a number in [0, 2], not {self.question_temperature!r}")
+        if self.lexical_weight < 0:
+            raise ValueError(f"lexical_weight must be a number >= 0, not {self.lexical_weight!r}")
+        non_empty(self, "judge_scorer")
 
 
-def _identity(params: dict) -> dict:
+def _identity(options: ShortToLongOptions) -> dict:
     """The settings that decide what derive makes: a derived prompt made with others is not ours."""
-    return {k: v for k, v in sorted(params.items()) if k not in PAIRING_ONLY}
+    return {k: v for k, v in sorted(options_dict(options).items()) if k not in PAIRING_ONLY}
 
 
 # derive ----------------------------------------------------------------------------------------
@@ -127,20 +125,19 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def question_chunks(prompt_id: str, chunks: list[Chunk], params: dict) -> list[Chunk]:
+def question_chunks(prompt_id: str, chunks: list[Chunk], options: ShortToLongOptions) -> list[Chunk]:
     """The chunks to ask about: `question_chunks` of those with at least `min_chunk_words`
     words, drawn at random seeded by the prompt id (the same on every run), in document order."""
-    eligible = [c for c in chunks if c.words >= params["min_chunk_words"]]
+    eligible = [c for c in chunks if c.words >= options.min_chunk_words]
     seed = int(hashlib.sha256(prompt_id.encode()).hexdigest()[:16], 16)
-    picked = random.Random(seed).sample(eligible, min(params["question_chunks"], len(eligible)))
+    picked = random.Random(seed).sample(eligible, min(options.question_chunks, len(eligible)))
     return sorted(picked, key=lambda c: c.index)
 
 
-def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, options: ShortToLongOptions,
            *, embed: Embed | None = None) -> DerivedPrompts:
     """Question prompts from chunks; short and long answer prompts for the questions already
     generated and kept; retrieved short prompts for given questions (module docstring)."""
-    params = _params(config)
     out = DerivedPrompts()
     rows = (original_prompts(prompts).filter(pl.col("task") == TASK).sort("prompt_id")
             .select("prompt_id", "messages", "task_fields_json"))
@@ -148,40 +145,40 @@ def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame
     for prompt_id, messages, task_fields in rows.iter_rows():
         fields = _fields(task_fields)
         if fields is not None and any(m["role"] == "user" for m in messages):
-            documents[prompt_id] = (messages, *fields, chunk_spans(fields[0], params["chunk_words"]))
-    if params["questions"] in ("chunk", "both"):
-        out += _question_prompts(documents, params)
-        out += _answer_prompts(prompts, candidates, documents, params, out.counts)
-    if params["questions"] in ("given", "both"):
-        out += _retrieved_prompts(documents, params, embedder(embed))
+            documents[prompt_id] = (messages, *fields, chunk_spans(fields[0], options.chunk_words))
+    if options.questions in ("chunk", "both"):
+        out += _question_prompts(documents, options)
+        out += _answer_prompts(prompts, candidates, documents, options, out.counts)
+    if options.questions in ("given", "both"):
+        out += _retrieved_prompts(documents, options, embedder(embed))
     return out
 
 
-def _question_prompts(documents: dict, params: dict) -> list[DerivedPrompt]:
+def _question_prompts(documents: dict, options: ShortToLongOptions) -> list[DerivedPrompt]:
     derived = []
     for prompt_id, (_, context, _, chunks) in documents.items():
-        for chunk in question_chunks(prompt_id, chunks, params):
+        for chunk in question_chunks(prompt_id, chunks, options):
             derived.append(DerivedPrompt(
                 parent_prompt_id=prompt_id, messages=question_messages(chunk.text), task=TASK,
-                generation={"n": params["question_samples"], "max_tokens": params["question_max_tokens"],
-                            "temperature": params["question_temperature"]},
+                generation={"n": options.question_samples, "max_tokens": options.question_max_tokens,
+                            "temperature": options.question_temperature},
                 note={"kind": "question", **chunk.record(), "long_words": _words(context),
-                      "config": _identity(params)}))
+                      "config": _identity(options)}))
     return derived
 
 
-def _ours(prompts: pl.DataFrame, params: dict, kind: str) -> pl.DataFrame:
+def _ours(prompts: pl.DataFrame, options: ShortToLongOptions, kind: str) -> pl.DataFrame:
     """derived_info rows of this strategy, made with this config, of one kind; note parsed."""
-    info = derived_info(prompts).filter(pl.col("strategy") == STRATEGY)
-    identity = _identity(params)
+    info = derived_info(prompts).filter(pl.col("strategy") == NAME)
+    identity = _identity(options)
     keep = [json.loads(note).get("kind") == kind and json.loads(note).get("config") == identity
             for note in info["note"]]
     return info.filter(pl.Series(keep, dtype=pl.Boolean)) if keep else info
 
 
-def _answer_prompts(prompts: pl.DataFrame, candidates: pl.DataFrame, documents: dict, params: dict,
+def _answer_prompts(prompts: pl.DataFrame, candidates: pl.DataFrame, documents: dict, options: ShortToLongOptions,
                     counts: dict) -> list[DerivedPrompt]:
-    asked = _ours(prompts, params, "question")
+    asked = _ours(prompts, options, "question")
     if asked.is_empty():
         return []
     replies = (candidates.filter(pl.col("prompt_id").is_in(asked["prompt_id"].to_list()))
@@ -200,7 +197,7 @@ def _answer_prompts(prompts: pl.DataFrame, candidates: pl.DataFrame, documents: 
         chunk_text_ = context[note["chunk_start"]:note["chunk_end"]]
         seen = set()
         for candidate_id, text in by_prompt.get(question_prompt_id, []):
-            question, why = parse_question(text, chunk_text_, params["question_max_words"])
+            question, why = parse_question(text, chunk_text_, options.question_max_words)
             if question is not None and question.lower() in seen:
                 question, why = None, "duplicate"
             counts[f"questions_{why}"] = counts.get(f"questions_{why}", 0) + 1
@@ -210,18 +207,18 @@ def _answer_prompts(prompts: pl.DataFrame, candidates: pl.DataFrame, documents: 
             shared = {"question_prompt_id": question_prompt_id, "question_candidate_id": candidate_id,
                       **{k: note[k] for k in ("chunk_index", "chunk_start", "chunk_end", "chunk_sha256")},
                       "short_words": _words(chunk_text_), "long_words": _words(context),
-                      "config": _identity(params)}
+                      "config": _identity(options)}
             for kind, ctx in (("short", chunk_text_), ("long", context)):
                 derived.append(DerivedPrompt(
                     parent_prompt_id=parent, messages=_with_last_user(messages, long_context_message(ctx, question)),
                     task=TASK, fields={"context": ctx, "question": question},
-                    generation={"n": params["n"], "max_tokens": params["max_tokens"]},
+                    generation={"n": options.n, "max_tokens": options.max_tokens},
                     note={"kind": kind, **shared}))
     return derived
 
 
-def _retrieved_prompts(documents: dict, params: dict, embed_fn: Embed) -> list[DerivedPrompt]:
-    work = [(pid, doc) for pid, doc in documents.items() if len(doc[3]) > params["top_k"]]
+def _retrieved_prompts(documents: dict, options: ShortToLongOptions, embed_fn: Embed) -> list[DerivedPrompt]:
+    work = [(pid, doc) for pid, doc in documents.items() if len(doc[3]) > options.top_k]
     if not work:  # a document of top_k chunks or fewer: its short context would be the long one
         return []
     texts = [t for _, (_, _, question, chunks) in work for t in (question, *(c.text for c in chunks))]
@@ -230,29 +227,27 @@ def _retrieved_prompts(documents: dict, params: dict, embed_fn: Embed) -> list[D
     for prompt_id, (messages, context, question, chunks) in work:
         block, at = vectors[at:at + 1 + len(chunks)], at + 1 + len(chunks)
         scores = cosine(block[0], block[1:])
-        if params["lexical_weight"]:
-            scores = scores + params["lexical_weight"] * lexical(question, [c.text for c in chunks])
-        chunk_ids, similarities = top_k(scores, params["top_k"])
+        if options.lexical_weight:
+            scores = scores + options.lexical_weight * lexical(question, [c.text for c in chunks])
+        chunk_ids, similarities = top_k(scores, options.top_k)
         short = "\n\n".join(chunks[i].text for i in chunk_ids)
         derived.append(DerivedPrompt(
             parent_prompt_id=prompt_id, messages=_with_last_user(messages, long_context_message(short, question)),
             task=TASK, fields={"context": short, "question": question},
-            generation={"n": params["n"], "max_tokens": params["max_tokens"]},
+            generation={"n": options.n, "max_tokens": options.max_tokens},
             note={"kind": "retrieved", "chunk_ids": chunk_ids, "similarities": similarities,
                   "chunks": [chunks[i].record() for i in chunk_ids], "short_words": _words(short),
-                  "long_words": _words(context), "config": _identity(params)}))
+                  "long_words": _words(context), "config": _identity(options)}))
     return derived
 
 
 # build -----------------------------------------------------------------------------------------
-@register(STRATEGY)
-def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, options: ShortToLongOptions,
           run_id: str = "") -> pl.DataFrame:
-    params = _params(config)
-    picks = _pairs(prompts, candidates, scores, params)
+    picks = _pairs(prompts, candidates, scores, options)
     if picks.is_empty():
         return empty_pairs()
-    return finish_pairs(picks, STRATEGY, params, run_id)
+    return finish_pairs(picks, NAME, options_dict(options), run_id)
 
 
 def _samples(candidates: pl.DataFrame, prompt_ids: list[str], n: int) -> dict[str, dict[tuple[str, int], tuple]]:
@@ -266,15 +261,15 @@ def _samples(candidates: pl.DataFrame, prompt_ids: list[str], n: int) -> dict[st
     return out
 
 
-def _sides(prompts: pl.DataFrame, params: dict) -> list[dict]:
+def _sides(prompts: pl.DataFrame, options: ShortToLongOptions) -> list[dict]:
     """One entry per short prompt: its long side's prompt id and messages, and the evidence."""
     rows = {r["prompt_id"]: r
             for r in prompts.select("prompt_id", "messages", "task_fields_json").iter_rows(named=True)}
     longs = {json.loads(note)["question_candidate_id"]: prompt_id
-             for prompt_id, note in _ours(prompts, params, "long").select("prompt_id", "note").iter_rows()}
+             for prompt_id, note in _ours(prompts, options, "long").select("prompt_id", "note").iter_rows()}
     sides = []
     for kind in ("short", "retrieved"):
-        for short_id, parent, note in _ours(prompts, params, kind).sort("prompt_id").select(
+        for short_id, parent, note in _ours(prompts, options, kind).sort("prompt_id").select(
                 "prompt_id", "parent_prompt_id", "note").iter_rows():
             note = json.loads(note)
             long_id = longs.get(note.get("question_candidate_id")) if kind == "short" else parent
@@ -298,12 +293,12 @@ def _sides(prompts: pl.DataFrame, params: dict) -> list[dict]:
     return sides
 
 
-def _pairs(prompts, candidates, scores, params) -> pl.DataFrame:
-    sides = _sides(prompts, params)
+def _pairs(prompts, candidates, scores, options) -> pl.DataFrame:
+    sides = _sides(prompts, options)
     if not sides:
         return pl.DataFrame(schema=PICK_SCHEMA)
-    samples = _samples(candidates, sorted({s[k] for s in sides for k in ("short_id", "long_id")}), params["n"])
-    judge = params["judge_scorer"]
+    samples = _samples(candidates, sorted({s[k] for s in sides for k in ("short_id", "long_id")}), options.n)
+    judge = options.judge_scorer
     judged = (dict(usable_scores(scores, candidates, judge).select("candidate_id", "score").iter_rows())
               if judge else {})
     picks = []
@@ -336,8 +331,10 @@ def _pairs(prompts, candidates, scores, params) -> pl.DataFrame:
     # The pairing rule: never identical, never a gated chosen (a gated rejected only with
     # gated_rejected); with a judge, both sides scored ok and the short answer strictly higher.
     return rule.enforce(pl.DataFrame(picks, schema=PICK_SCHEMA), rule.candidate_facts(prompts, candidates, scores),
-                        gated_rejected=params["gated_rejected"], scored=judge is not None)
+                        gated_rejected=options.gated_rejected, scored=judge is not None)
 
 
-__all__ = ["DISCARD_REASONS", "STRATEGY", "build", "chunk_text", "derive", "embed", "long_context_message",
+STRATEGY = Strategy(NAME, ShortToLongOptions, build, derive, derive_rounds=2)  # round 1 asks, round 2 answers
+
+__all__ = ["DISCARD_REASONS", "NAME", "STRATEGY", "build", "chunk_text", "derive", "embed", "long_context_message",
            "question_chunks", "select_chunks"]

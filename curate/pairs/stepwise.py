@@ -70,22 +70,19 @@ prefer_shorter (false), min_length_ratio (1.2). An option with no effect in the 
 from __future__ import annotations
 
 import json
-import numbers
 import re
+from dataclasses import dataclass
 
 import polars as pl
 
-from curate.pairs import register, rule
+from curate.options import as_floats, non_empty, option, options_dict, positive
+from curate.pairs import rule
 from curate.pairs.derive import DerivedPrompt, derived_info, original_prompts
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
+from curate.pairs.strategy import Strategy
 from curate.score.verify.arithmetic import first_false
 
-STRATEGY = "stepwise"
-STEP_DEFAULTS = {"rollouts": 4, "max_steps": 6, "max_solutions_per_prompt": 1, "threshold": 0.0,
-                 "rollout_max_tokens": 256, "rollout_temperature": 0.8}
-RECUT_DEFAULTS = {"min_length_ratio": 1.2}
-DEFAULTS = {"scorer": "math_verify", "scorer_version": None, "prefer_shorter": False,
-            **STEP_DEFAULTS, **RECUT_DEFAULTS}
+NAME = "stepwise"
 CORRECT = 1.0  # a score at or above this is a correct answer (math_verify gives 0 or 1)
 
 # "Step 3:", "**Step 3:**", "**Step 3**:", "## Step 3:" at the start of a line.
@@ -95,40 +92,39 @@ STEP_MARKER = re.compile(r"^[ \t]*(?:[#>*_]+[ \t]*)?step[ \t]*\d+[ \t]*(?:[*_]+[
 
 
 # config ----------------------------------------------------------------------------------------
-def _params(config: dict) -> dict:
-    for key in config:
-        if key not in DEFAULTS:
-            raise ValueError(f"stepwise: unknown config key {key!r} (known: {', '.join(sorted(DEFAULTS))})")
-    params = {**DEFAULTS, **config}
-    for key in ("scorer", "scorer_version"):
-        value = params[key]
-        if (value is None and key == "scorer") or (value is not None and (not isinstance(value, str)
-                                                                          or not value.strip())):
-            raise ValueError(f"stepwise: {key} must be a non-empty string, not {value!r}")
-    for key in ("rollouts", "max_steps", "max_solutions_per_prompt", "rollout_max_tokens"):
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"stepwise: {key} must be a positive integer, not {value!r}")
-    for key in ("threshold", "rollout_temperature", "min_length_ratio"):
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"stepwise: {key} must be a number, not {value!r}")
-        params[key] = float(value)
-    if not 0.0 <= params["threshold"] < 1.0:
-        raise ValueError(f"stepwise: threshold must be in [0, 1), not {params['threshold']!r}")
-    if params["rollout_temperature"] < 0:
-        raise ValueError(f"stepwise: rollout_temperature must be >= 0, not {params['rollout_temperature']!r}")
-    if params["min_length_ratio"] < 1.0:
-        raise ValueError(f"stepwise: min_length_ratio must be >= 1, not {params['min_length_ratio']!r}")
-    if not isinstance(params["prefer_shorter"], bool):
-        raise ValueError(f"stepwise: prefer_shorter must be true or false, not {params['prefer_shorter']!r}")
-    if params["prefer_shorter"]:
-        for key in sorted(set(config) & set(STEP_DEFAULTS)):
-            raise ValueError(f"stepwise: {key} has no effect with prefer_shorter (ReCUT derives no rollouts)")
-    else:
-        for key in sorted(set(config) & set(RECUT_DEFAULTS)):
-            raise ValueError(f"stepwise: {key} has no effect without prefer_shorter = true")
-    return params
+ROLLOUT_OPTIONS = ("max_solutions_per_prompt", "max_steps", "rollout_max_tokens", "rollout_temperature", "rollouts",
+                   "threshold")
+
+
+@dataclass(frozen=True)
+class StepwiseOptions:
+    scorer: str = option("math_verify", help="the verifier that says whether a solution or a rollout is correct")
+    scorer_version: str | None = option(
+        None, help="that scorer's version; default: the newest score (pinned at build time when `scorer` is named)")
+    rollouts: int = option(4, help="continuations sampled from each prefix of a wrong solution")
+    max_steps: int = option(6, help="prefixes rolled out per solution, at most")
+    max_solutions_per_prompt: int = option(1, help="wrong solutions rolled out per prompt")
+    threshold: float = option(0.0, help="a prefix whose rollouts succeed at most this often is wrong, in [0, 1)")
+    rollout_max_tokens: int = option(256, help="max_tokens of a rollout")
+    rollout_temperature: float = option(0.8, help="temperature of a rollout")
+    prefer_shorter: bool = option(False, help="ReCUT: the shortest correct solution over the longest, no rollouts")
+    min_length_ratio: float = option(1.2, help="ReCUT: least rejected / chosen completion tokens")
+
+    def __post_init__(self) -> None:
+        non_empty(self, "scorer", "scorer_version")
+        positive(self, "rollouts", "max_steps", "max_solutions_per_prompt", "rollout_max_tokens")
+        as_floats(self, "threshold", "rollout_temperature", "min_length_ratio")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), not {self.threshold!r}")
+        if self.rollout_temperature < 0:
+            raise ValueError(f"rollout_temperature must be >= 0, not {self.rollout_temperature!r}")
+        if self.min_length_ratio < 1.0:
+            raise ValueError(f"min_length_ratio must be >= 1, not {self.min_length_ratio!r}")
+
+    def without_effect(self) -> list[tuple[str, str]]:
+        if self.prefer_shorter:
+            return [(key, "has no effect with prefer_shorter (ReCUT derives no rollouts)") for key in ROLLOUT_OPTIONS]
+        return [("min_length_ratio", "has no effect without prefer_shorter = true")]
 
 
 # steps -----------------------------------------------------------------------------------------
@@ -164,17 +160,16 @@ def _same_step(a: str, b: str) -> bool:
 
 # derive ----------------------------------------------------------------------------------------
 def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
-           config: dict) -> list[DerivedPrompt]:
+           options: StepwiseOptions) -> list[DerivedPrompt]:
     """Rollout prompts for every prefix of the wrong solutions (see the module docstring)."""
-    params = _params(config)
-    if params["prefer_shorter"]:
+    if options.prefer_shorter:
         return []
     math = (original_prompts(prompts)
             .filter((pl.col("task") == "math") & pl.col("reference_answer").is_not_null())
             .select("prompt_id", "messages", "reference_answer"))
     if math.is_empty():
         return []
-    scored = (usable_scores(scores, candidates, params["scorer"], params["scorer_version"])
+    scored = (usable_scores(scores, candidates, options.scorer, options.scorer_version)
               .join(math.select("prompt_id"), on="prompt_id", how="semi"))
     # wrong by the scorer, or right by luck: a correct final answer after a false equation
     wrong = [(prompt_id, score != 0.0, candidate_id, text)
@@ -186,41 +181,39 @@ def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame
     derived = []
     for prompt_id, _, candidate_id, text in sorted(wrong):
         steps = split_steps(text)
-        if len(steps) < 2 or taken.get(prompt_id, 0) >= params["max_solutions_per_prompt"]:
+        if len(steps) < 2 or taken.get(prompt_id, 0) >= options.max_solutions_per_prompt:
             continue
         taken[prompt_id] = taken.get(prompt_id, 0) + 1
         parent = parents[prompt_id]
         messages = [{"role": m["role"], "content": m["content"]} for m in parent["messages"]]
-        for k in range(1, min(len(steps) - 1, params["max_steps"]) + 1):
+        for k in range(1, min(len(steps) - 1, options.max_steps) + 1):
             derived.append(DerivedPrompt(
                 parent_prompt_id=prompt_id, messages=messages, task="math",
                 fields={"reference_answer": parent["reference_answer"]},
-                generation={"n": params["rollouts"], "assistant_prefix": prefix_text(steps, k),
-                            "max_tokens": params["rollout_max_tokens"],
-                            "temperature": params["rollout_temperature"]},
+                generation={"n": options.rollouts, "assistant_prefix": prefix_text(steps, k),
+                            "max_tokens": options.rollout_max_tokens,
+                            "temperature": options.rollout_temperature},
                 note={"solution_id": candidate_id, "prefix_steps": k},
             ))
     return derived
 
 
 # build -----------------------------------------------------------------------------------------
-@register(STRATEGY)
-def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, config: dict,
+def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, options: StepwiseOptions,
           run_id: str = "") -> pl.DataFrame:
-    params = _params(config)
-    versions = {params["scorer"]: params["scorer_version"]} if params["scorer_version"] else None
+    versions = {options.scorer: options.scorer_version} if options.scorer_version else None
     facts = rule.candidate_facts(prompts, candidates, scores, versions)
     choosable = set(rule.eligible(facts, "chosen").to_list())
-    if params["prefer_shorter"]:
-        picks = _recut_pairs(prompts, candidates, scores, choosable, params)
+    if options.prefer_shorter:
+        picks = _recut_pairs(prompts, candidates, scores, choosable, options)
     else:
-        picks = _step_pairs(prompts, candidates, scores, choosable, params)
+        picks = _step_pairs(prompts, candidates, scores, choosable, options)
     if not picks:
         return empty_pairs()
     picks = pl.DataFrame(picks, schema=PICK_SCHEMA)
-    if not params["prefer_shorter"]:
+    if not options.prefer_shorter:
         picks = rule.enforce(picks, facts)
-    return finish_pairs(picks, STRATEGY, params, run_id)
+    return finish_pairs(picks, NAME, options_dict(options), run_id)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -232,11 +225,11 @@ def _first_step(text: str) -> str | None:
     return steps[0] if steps and steps[0].strip() else None
 
 
-def _step_pairs(prompts, candidates, scores, choosable, params) -> list[dict]:
-    info = derived_info(prompts).filter(pl.col("strategy") == STRATEGY)
+def _step_pairs(prompts, candidates, scores, choosable, options) -> list[dict]:
+    info = derived_info(prompts).filter(pl.col("strategy") == NAME)
     if info.is_empty():
         return []
-    scored = usable_scores(scores, candidates, params["scorer"], params["scorer_version"])
+    scored = usable_scores(scores, candidates, options.scorer, options.scorer_version)
     # rollouts (and round-1 candidates) per prompt, sorted by id: (candidate_id, score, text)
     by_prompt: dict[str, list[tuple[str, float, str]]] = {}
     for candidate_id, prompt_id, text, score in (scored.sort("candidate_id")
@@ -260,7 +253,7 @@ def _step_pairs(prompts, candidates, scores, choosable, params) -> list[dict]:
         if solution_id not in texts:
             continue
         pick = _pair_for_solution(solution_id, texts[solution_id], solutions[solution_id], parents, by_prompt,
-                                  choosable, params)
+                                  choosable, options)
         if pick is not None:
             picks.append(pick)
     return picks
@@ -289,14 +282,14 @@ def _rollout_error(rates: list[float | None], threshold: float) -> int | None:
     return None
 
 
-def _pair_for_solution(solution_id, text, derived, parents, by_prompt, choosable, params) -> dict | None:
+def _pair_for_solution(solution_id, text, derived, parents, by_prompt, choosable, options) -> dict | None:
     steps = split_steps(text)
     parent = min(p for p, *_ in derived)
     found = _rates(steps, derived, parent, by_prompt)
     if found is None:
         return None
     samples, rates = found
-    threshold = params["threshold"]
+    threshold = options.threshold
     rollout_error = _rollout_error(rates, threshold)
     false_equations = [first_false(step) for step in steps]
     arithmetic_error = next((k for k, equation in enumerate(false_equations, 1) if equation is not None), None)
@@ -345,18 +338,18 @@ def _pair_for_solution(solution_id, text, derived, parents, by_prompt, choosable
         evidence.append(f"false equation {failing.text}")
     reason = (f"step-wise: step {error} of wrong solution {solution_id} is its first erroneous step "
               f"({'; '.join(evidence)}); chosen: the first step of {where} that reached the answer "
-              f"({params['scorer']}) and whose equations hold")
+              f"({options.scorer}) and whose equations hold")
     return {
         "prompt_id": parent, "prompt": messages, "chosen": chosen[1], "rejected": rejected,
-        "chosen_id": chosen[0], "rejected_id": f"{solution_id}#step{error}", "scorer": params["scorer"],
+        "chosen_id": chosen[0], "rejected_id": f"{solution_id}#step{error}", "scorer": options.scorer,
         "chosen_score": before, "rejected_score": after, "margin": before - after, "reason": reason,
         "details_json": json.dumps(details, sort_keys=True),
     }
 
 
-def _recut_pairs(prompts, candidates, scores, choosable, params) -> list[dict]:
+def _recut_pairs(prompts, candidates, scores, choosable, options) -> list[dict]:
     originals = original_prompts(prompts).select("prompt_id", "messages")
-    correct = (usable_scores(scores, candidates, params["scorer"], params["scorer_version"])
+    correct = (usable_scores(scores, candidates, options.scorer, options.scorer_version)
                .filter(pl.col("score") >= CORRECT)
                .join(candidates.select("candidate_id", "completion_tokens").unique("candidate_id", keep="first"),
                      on="candidate_id")
@@ -372,7 +365,7 @@ def _recut_pairs(prompts, candidates, scores, choosable, params) -> list[dict]:
         shortest = min(shortest_pool, key=lambda r: (r[1], r[0]))
         longest = min(rows, key=lambda r: (-r[1], r[0]))
         ratio = longest[1] / shortest[1]
-        if shortest[0] == longest[0] or ratio < params["min_length_ratio"] or shortest[2] == longest[2]:
+        if shortest[0] == longest[0] or ratio < options.min_length_ratio or shortest[2] == longest[2]:
             continue
         details = {"mode": "recut", "chosen_tokens": shortest[1], "rejected_tokens": longest[1],
                    "length_ratio": ratio, "correct": len(rows)}
@@ -380,9 +373,12 @@ def _recut_pairs(prompts, candidates, scores, choosable, params) -> list[dict]:
             "prompt_id": prompt_id, "prompt": [{"role": m["role"], "content": m["content"]}
                                                for m in messages[prompt_id]],
             "chosen": shortest[2], "rejected": longest[2], "chosen_id": shortest[0], "rejected_id": longest[0],
-            "scorer": params["scorer"], "chosen_score": 1.0, "rejected_score": 1.0, "margin": None,
-            "reason": (f"ReCUT: both correct ({params['scorer']}); the shortest correct solution "
+            "scorer": options.scorer, "chosen_score": 1.0, "rejected_score": 1.0, "margin": None,
+            "reason": (f"ReCUT: both correct ({options.scorer}); the shortest correct solution "
                        f"({shortest[1]} tokens) over the longest ({longest[1]} tokens, x{ratio:.2f})"),
             "details_json": json.dumps(details, sort_keys=True),
         })
     return picks
+
+
+STRATEGY = Strategy(NAME, StepwiseOptions, build, derive)
