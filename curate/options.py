@@ -133,8 +133,7 @@ def _checked(value: Any, hint: Any, name: str, key: str) -> Any:
     literals = [v for m in members if get_origin(m) is Literal for v in get_args(m)]
     if all(get_origin(m) is Literal for m in members if m is not type(None)):
         raise ValueError(f"{name}: {key} must be one of {', '.join(map(repr, literals))}, not {value!r}")
-    wanted = " or ".join(_describe(m) for m in members if m is not type(None))
-    raise ValueError(f"{name}: {key} must be {wanted}, not {value!r}")
+    raise ValueError(f"{name}: {key} must be {type_text(hint)}, not {value!r}")
 
 
 def _members(hint: Any) -> list:
@@ -163,6 +162,11 @@ def _matches(value: Any, hint: Any) -> bool:
         key, item = get_args(hint) or (Any, Any)
         return isinstance(value, Mapping) and all(_matches(k, key) and _matches(v, item) for k, v in value.items())
     return isinstance(value, origin or hint)
+
+
+def type_text(hint: Any) -> str:
+    """What a value of this annotation is, in words ("a number", "'none' or 'z'"); None left out."""
+    return " or ".join(_describe(m) for m in _members(hint) if m is not type(None))
 
 
 def _describe(hint: Any) -> str:

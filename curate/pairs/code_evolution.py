@@ -26,8 +26,8 @@ Both modes go through the pairing rule: a commit's sides are no generations (onl
 from before" applies); a critique pair needs ok code_tests scores on both sides, strictly higher
 for the revision, and a revision gated by the quality scorer is never chosen.
 
-Unknown keys, keys of the other mode and bad values are ValueErrors naming the key; `build` and
-`derive` check the config before anything else, so a dry run on empty tables catches them.
+Unknown keys, keys of the other mode and bad values are ValueErrors naming the key, raised when the
+config is parsed (CodeEvolutionOptions, curate.options).
 """
 
 from __future__ import annotations

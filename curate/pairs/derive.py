@@ -1,14 +1,15 @@
 """Strategies that drive generation themselves (short-to-long, step-wise, code critiques, commit
 mining) ask for it by deriving new prompts from the run's prompts, candidates and scores.
 
-A strategy module may define `derive(prompts, candidates, scores, config) -> list[DerivedPrompt]`.
+A strategy may declare `derive(prompts, candidates, scores, options) -> list[DerivedPrompt]`
+(curate.pairs.strategy.Strategy).
 The pipeline stores each derived prompt as an ordinary `prompts` row (source
 "derived:<strategy>", content-hashed like any prompt, so a second run derives and generates
 nothing new), generates its candidates with the first generator (honouring `generation`), scores
 them with the scorers that apply to its task, and then calls the strategy's `build` with the
 derived prompts included. Other strategies never see derived prompts.
 
-A strategy whose module sets DERIVE_ROUNDS = k > 1 is called again, up to k times in all, with
+A strategy declaring derive_rounds = k > 1 is called again, up to k times in all, with
 its own derived prompts of the earlier rounds (in `prompts`) and their candidates and scores:
 a prompt can then be made from what the model generated (short-to-long: a question the model
 wrote, then the answers to it). Each round returns every prompt derivable so far.

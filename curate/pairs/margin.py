@@ -1,6 +1,6 @@
 """Margin selection (docs/methods.md §1): pairs of a prompt's candidates ranked by one scorer.
 
-Config (every key optional; anything else is a ValueError naming the key):
+Options (MarginOptions; every key optional; anything else is a ValueError naming the key):
 
 - `scorer` (default "math_verify"), `scorer_version` (default: the newest row per candidate),
   `normalise` ("none" | "z": scores standardised per scorer, margins in standard deviations),
