@@ -61,7 +61,8 @@ details_json: chosen_tokens, rejected_tokens, length_ratio, correct (how many co
 the prompt has).
 
 Options (StepwiseOptions; any other key is a ValueError naming it): scorer ("math_verify"), scorer_version (default:
-the newest score per candidate; the pipeline fills it in at build time), rollouts (4), max_steps (6),
+the newest score per candidate; when the entry names `scorer`, the pipeline pins its current version
+at build time), rollouts (4), max_steps (6),
 max_solutions_per_prompt (1), threshold (0.0), rollout_max_tokens (256), rollout_temperature (0.8),
 prefer_shorter (false), min_length_ratio (1.2). An option with no effect in the chosen mode
 (min_length_ratio without prefer_shorter, a rollout option with it) is a ValueError too.
