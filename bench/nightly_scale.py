@@ -148,9 +148,9 @@ def night(data_dir: Path, prompts_count: int) -> dict:
     counts["band_table_mib"] = round(sum(f.stat().st_size for f in index_files if "pair_dedup_index" in str(f)) / 2**20, 1)
     counts["usearch_mib"] = round(sum(f.stat().st_size for f in kept_pairs.index_dir.glob("*.usearch")) / 2**20, 1)
     views = {}
-    from curate.views import VIEWS
+    from curate.views import views
 
-    for name in VIEWS:
+    for name in views():
         began = time.monotonic()
         lake.con.execute(f"SELECT count(*) FROM (SELECT * FROM {name})").fetchone()
         views[name] = round(time.monotonic() - began, 2)

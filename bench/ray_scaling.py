@@ -77,7 +77,7 @@ def fill_lake(data_dir: Path, config_path: Path, per_prompt: int) -> tuple[list[
 
     pipeline = Pipeline(load_config(config_path), data_dir)
     state = pipeline.start()
-    pipeline.ingest(state)
+    pipeline.run_step("ingest", state)
     prompts = pipeline.lake.read("prompts")
     rng = random.Random(1)
     now = datetime.now(timezone.utc)
@@ -104,9 +104,9 @@ def timed_pass(config_path: Path, data_dir: Path, prompt_ids: list[str], candida
     pipeline.shards = TaskShards(pipeline.config.runner.shards)
     state = RunState(run_id="bench", prompt_ids=prompt_ids, candidate_ids=list(candidate_ids))
     began = time.perf_counter()
-    pipeline.score(state)
+    pipeline.run_step("score", state)
     scored = time.perf_counter()
-    pipeline.pairs(state)
+    pipeline.run_step("pairs", state)
     done = time.perf_counter()
     rows = {"score_rows": set(pipeline.lake.query("SELECT score_id, score, status FROM scores").iter_rows()),
             "pair_ids": set(pipeline.lake.read("pairs")["pair_id"])}

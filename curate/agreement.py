@@ -1,6 +1,7 @@
 """Verifier agreement, defined once for the views, the dataset card and the report.
 
-A verifier (math_verify, constraints, code_tests) applies to a pair when it has an ok score for
+A verifier (a correctness verifier of curate.score.registry: math_verify, constraints, code_tests)
+applies to a pair when it has an ok score for
 both the chosen and the rejected candidate; per candidate and verifier the newest ok score counts
 (newest `created_at`, then the larger `score_id`). The pair AGREES with the verifier when the chosen
 scores strictly higher. A tie is not agreement: two wrong answers (0 vs 0) say nothing about which
@@ -11,28 +12,33 @@ from __future__ import annotations
 
 import polars as pl
 
-VERIFIERS = ("math_verify", "constraints", "code_tests")
-_VERIFIER_LIST = ", ".join(f"'{v}'" for v in VERIFIERS)
+from curate.score.registry import verifier_names
 
-# One row per (candidate_id, scorer) with its newest ok verifier score, in SQL (the views): a hash
-# aggregate (arg_max over (created_at, score_id)), five times faster than a window over the scores.
-VERIFIER_SCORES_SQL = f"""
+
+def verifier_scores_sql() -> str:
+    """One row per (candidate_id, scorer) with its newest ok verifier score, in SQL (the views): a hash
+    aggregate (arg_max over (created_at, score_id)), five times faster than a window over the scores."""
+    names = ", ".join(f"'{name}'" for name in verifier_names())
+    return f"""
     SELECT candidate_id, scorer, arg_max(score, (created_at, score_id)) AS score FROM scores
-    WHERE status = 'ok' AND score IS NOT NULL AND scorer IN ({_VERIFIER_LIST})
+    WHERE status = 'ok' AND score IS NOT NULL AND scorer IN ({names})
     GROUP BY candidate_id, scorer"""
 
-# Per pair and verifier: agree (strict), tie, disagree, in SQL. The pair is unpivoted to one row per
-# side, joined to the scores on candidate_id alone and grouped back per (pair, verifier): the only
-# join is on a candidate id, so no plan can pair the scores of unrelated candidates (a join of scores
-# to scores on the scorer, which DuckLake's planner chose with no statistics, grows with the square
-# of the score rows).
-PAIR_VERIFIER_SQL = f"""
+
+def pair_verifier_sql() -> str:
+    """Per pair and verifier: agree (strict), tie, disagree, in SQL.
+
+    The pair is unpivoted to one row per side, joined to the scores on candidate_id alone and grouped
+    back per (pair, verifier): the only join is on a candidate id, so no plan can pair the scores of
+    unrelated candidates (a join of scores to scores on the scorer, which DuckLake's planner chose with
+    no statistics, grows with the square of the score rows)."""
+    return f"""
     SELECT pair_id, strategy, verifier, c > r AS agree, c = r AS tie, c < r AS disagree
     FROM (SELECT s.pair_id, s.strategy, v.scorer AS verifier,
                  max(v.score) FILTER (WHERE s.is_chosen) AS c, max(v.score) FILTER (WHERE NOT s.is_chosen) AS r
           FROM (SELECT pair_id, strategy, chosen_id AS candidate_id, true AS is_chosen FROM pairs
                 UNION ALL SELECT pair_id, strategy, rejected_id, false FROM pairs) s
-          JOIN ({VERIFIER_SCORES_SQL}) v ON v.candidate_id = s.candidate_id
+          JOIN ({verifier_scores_sql()}) v ON v.candidate_id = s.candidate_id
           GROUP BY s.pair_id, s.strategy, v.scorer)
     WHERE c IS NOT NULL AND r IS NOT NULL"""
 
@@ -40,7 +46,7 @@ PAIR_VERIFIER_SQL = f"""
 def verifier_scores(scores: pl.DataFrame) -> pl.DataFrame:
     """candidate_id, scorer, score: the newest ok verifier score per candidate (as the SQL above)."""
     return (scores.filter((pl.col("status") == "ok") & pl.col("score").is_not_null()
-                          & pl.col("scorer").is_in(VERIFIERS))
+                          & pl.col("scorer").is_in(verifier_names()))
             .sort(["created_at", "score_id"], descending=True)
             .unique(["candidate_id", "scorer"], keep="first")
             .select("candidate_id", "scorer", "score"))

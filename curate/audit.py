@@ -396,7 +396,7 @@ def read_audits(lake) -> pl.DataFrame | None:
 
 def audit_judge(audit_config, scoring_backend: Callable):
     """The PairwiseJudge of a run config's [audit] (None without `judge`); `scoring_backend(spec)`
-    gives the model's backend (curate.pipeline.Pipeline._scoring_backend: a generator's own engine
+    gives the model's backend (curate.engines.Engines.scoring_backend: a generator's own engine
     when the judge names one)."""
     if audit_config is None or not audit_config.judge:
         return None

@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from curate import schemas
-from curate.agreement import VERIFIERS, pair_verifier_verdicts  # noqa: F401
+from curate.agreement import pair_verifier_verdicts
 
 FIGURE_SIZE = (8.0, 4.5)  # inches
 FIGURE_DPI = 100  # so every PNG is 800 x 450 pixels

@@ -13,8 +13,8 @@ from pathlib import Path
 from curate.errors import UserError
 from curate.options import UnknownKey, parse_options
 from curate.pairs.registry import PairSpec, pair_entry_dict, parse_pair_entry
+from curate.score.registry import scorer_kind
 
-SCORER_KINDS = ("math_verify", "constraints", "code_tests", "reward", "judge", "logprob")
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo" / "demo.toml"
 # Defaults that fit each task: long enough for a worked solution (truncation is recorded).
 DEFAULT_MAX_TOKENS = {"default": 1024, "math": 1024, "instruction": 768, "chat": 1024}
@@ -74,7 +74,7 @@ class SamplingConfig:
 
 @dataclass
 class ScorerConfig:
-    kind: str  # math_verify | constraints | reward | judge
+    kind: str  # a kind of curate.score.registry; each reads only some of the fields below
     model: str | None = None  # reward: a directory; judge/logprob: "generator", a generator's name,
     #                           "embedded" or a directory
     name: str | None = None
@@ -192,33 +192,7 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     sampling = _build(SamplingConfig, {**sampling_values, "max_tokens": max_tokens}, "sampling")
     if sampling.n < 1 or sampling.chunk_size < 1:
         raise UserError("config: sampling.n and sampling.chunk_size must be at least 1")
-    scorers = [_build(ScorerConfig, s, f"scorers.{i}") for i, s in enumerate(values.pop("scorers", []))]
-    for scorer in scorers:
-        if scorer.kind == "quality":
-            raise UserError("config: the quality scorer always runs, on every candidate; "
-                            "drop its [[scorers]] entry")
-        if scorer.kind not in SCORER_KINDS:
-            raise UserError(f"config: unknown scorer kind {scorer.kind!r} ({', '.join(SCORER_KINDS)})")
-        if scorer.kind in ("judge", "logprob"):
-            from curate.score.judge import ASPECTS
-
-            unknown = [a for a in scorer.aspects if a not in ASPECTS]
-            if scorer.kind == "judge" and unknown:
-                raise UserError(f"config: unknown judge aspect(s) {unknown} (known: {sorted(ASPECTS)})")
-            scorer.model = scorer.model or "generator"
-            if scorer.model == "generator" and not generators:
-                raise UserError(f"config: a {scorer.kind} scorer with model = \"generator\" needs a generator "
-                                "(this run has none): name a model")
-            named = {"generator", "embedded"} | {g.name for g in generators if g.name}
-            if scorer.model not in named and not Path(scorer.model).is_absolute():
-                scorer.model = str((base_dir / scorer.model).resolve())
-        if scorer.kind == "reward":
-            if scorer.engine not in ("vllm", "transformers"):
-                raise UserError(f"config: reward engine must be vllm or transformers, not {scorer.engine!r}")
-            if not scorer.model:
-                raise UserError("config: a reward scorer needs `model` (a model directory)")
-            if not Path(scorer.model).is_absolute():
-                scorer.model = str((base_dir / scorer.model).resolve())
+    scorers = [_scorer(entry, index, base_dir, generators) for index, entry in enumerate(values.pop("scorers", []))]
     dedup = dict(values.pop("dedup", {}))
     benchmarks = [b if b in ("humaneval", "ifeval") or Path(b).is_absolute() else str((base_dir / b).resolve())
                   for b in dedup.get("benchmarks", [])]
@@ -257,6 +231,25 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
                                 "scorers": scorers, "pairs": pairs, "lake": lake}, "run")
     config.source_file = source_file
     return config
+
+
+def _scorer(values: dict, index: int, base_dir: Path, generators: list) -> ScorerConfig:
+    """One [[scorers]] entry, checked by its kind (curate.score.registry): the keys it reads, its model."""
+    spec = _build(ScorerConfig, values, f"scorers.{index}")
+    if spec.kind == "quality":
+        raise UserError("config: the quality scorer always runs, on every candidate; drop its [[scorers]] entry")
+    try:
+        kind = scorer_kind(spec.kind)
+        useless = sorted(set(values) - {"kind"} - kind.fields)
+        if useless:
+            reads = ", ".join(sorted(kind.fields)) or "nothing but `kind`"
+            raise ValueError(f"scorers.{index}: {', '.join(useless)} has no effect on a {kind.name} scorer "
+                             f"(it reads {reads})")
+        if kind.resolve is not None:
+            kind.resolve(spec, base_dir, generators)
+    except ValueError as exc:
+        raise UserError(f"config: {exc}") from exc
+    return spec
 
 
 def _audit(values: dict, base_dir: Path, generators: list) -> AuditConfig:

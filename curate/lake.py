@@ -15,7 +15,6 @@ when it opened, for as long as it stays open. A lake whose catalog is the older 
 from __future__ import annotations
 
 import fcntl
-import importlib
 import os
 import re
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate import schemas
+from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
 
 LAKE_ALIAS = "lake"
@@ -37,20 +37,6 @@ BUSY_TIMEOUT_MS = 60_000  # how long a SQLite catalog waits for the other proces
 # Data paths DuckDB reaches through its httpfs extension; the s3 ones also get AWS credentials.
 HTTPFS_SCHEMES = ("s3", "s3a", "s3n", "gs", "gcs", "r2", "http", "https")
 S3_SCHEMES = ("s3", "s3a", "s3n")
-
-
-def extension_path(name: str) -> Path:
-    """The signed DuckDB extension `name` shipped by the `duckdb-extension-<name>` wheel (no network needed)."""
-    wheel = f"duckdb-extension-{name.replace('_', '-')}=={duckdb.__version__}"
-    try:
-        package = importlib.import_module(f"duckdb_extension_{name}")
-    except ImportError as exc:
-        raise UserError(f"the duckdb extension {name} is not installed: pip install {wheel}") from exc
-    root = Path(package.__file__).parent / "extensions"
-    found = root / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
-    if not found.exists():
-        raise UserError(f"no {name} extension for duckdb {duckdb.__version__} under {root}; install {wheel}")
-    return found
 
 
 def redact(location: str) -> str:
@@ -291,7 +277,7 @@ class Lake:
     def _create_views(self) -> None:
         """Create the analyst views; replace them all (one snapshot) when their definitions
         changed, which a marker view holding a hash of the definitions tells."""
-        from curate.views import VIEWS, views_version
+        from curate.views import views, views_version
 
         wanted = views_version()
         try:
@@ -301,7 +287,7 @@ class Lake:
         if current == wanted:
             return
         with self.transaction():
-            for name, sql in VIEWS.items():
+            for name, sql in views().items():
                 self.con.execute(f"CREATE OR REPLACE VIEW {LAKE_ALIAS}.{name} AS {sql}")
             self.con.execute(f"CREATE OR REPLACE VIEW {LAKE_ALIAS}.curate_views_version AS SELECT '{wanted}' AS version")
 
@@ -373,6 +359,24 @@ class Lake:
             self.con.unregister("_wanted_ids")
         return {r[0] for r in rows}
 
+    def rows_where_in(self, table: str, column: str, values: list[str]) -> pl.DataFrame:
+        """The rows of `table` whose `column` is one of `values` (a join, never a long IN list)."""
+        if not values:
+            return pl.from_arrow(schemas.table(table).arrow_schema().empty_table())
+        self.con.register("_ids", pl.DataFrame({"id": values}).to_arrow())
+        try:
+            return self.query(f"SELECT t.* FROM {LAKE_ALIAS}.{table} t JOIN _ids ON t.{column} = _ids.id")
+        finally:
+            self.con.unregister("_ids")
+
+    def embeddings_of(self, model: str, text_hashes: list[str]) -> dict:
+        """text_hash -> stored vector of `model`, for the hashes that have one."""
+        if not text_hashes:
+            return {}
+        rows = self.query(f"SELECT text_hash, vector FROM {LAKE_ALIAS}.embeddings WHERE model = ? "
+                          "AND text_hash IN (SELECT unnest(?::VARCHAR[]))", [model, text_hashes])
+        return dict(rows.iter_rows())
+
     def snapshot_id(self) -> int:
         return self.con.execute(f"SELECT max(snapshot_id) FROM {LAKE_ALIAS}.snapshots()").fetchone()[0]
 
@@ -414,6 +418,14 @@ class Lake:
                 rows = schemas.conform(name, rows)
                 added[name] = self._insert_new(name, rows) if rows.num_rows else 0
         return added
+
+    def mark_dead_runs_interrupted(self) -> None:
+        """A local lake has one writer, this process: a run still marked running is one that died.
+        A shared (PostgreSQL) catalog may have runs going on other machines: those stay as they are."""
+        if self.is_postgres:
+            return
+        if self.con.execute(f"SELECT count(*) FROM {LAKE_ALIAS}.runs WHERE status = 'running'").fetchone()[0]:
+            self.con.execute(f"UPDATE {LAKE_ALIAS}.runs SET status = 'interrupted' WHERE status = 'running'")
 
     def update_run(self, run_id: str, **values) -> None:
         """Runs are the one mutable table: status, finish time and counts change as a run ends."""

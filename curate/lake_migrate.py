@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
 from curate.progress import log
 
@@ -30,8 +31,6 @@ def _ident(name: str) -> str:
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
-    from curate.lake import extension_path
-
     con = duckdb.connect()
     for name in ("ducklake", "sqlite_scanner"):
         con.execute(f"LOAD '{extension_path(name)}'")

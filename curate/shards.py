@@ -22,6 +22,8 @@ import polars as pl
 import pyarrow as pa
 
 from curate.dedup import Embedder
+from curate.score import score_candidates
+from curate.score.registry import build_portable
 
 DEFAULT_SHARDS = 4
 
@@ -58,33 +60,10 @@ class InProcess:
 
 # shard work -------------------------------------------------------------------------------
 
-PORTABLE_SCORERS = ("quality", "math_verify", "constraints", "code_tests")
-
-
-def portable_scorer(kind: str):
-    """A verifier scorer built where the shard runs (no model, nothing to ship but its kind)."""
-    from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
-
-    if kind == "quality":
-        from curate.score.quality import QualityScorer
-
-        return QualityScorer()
-    if kind == "math_verify":
-        return MathAnswerScorer()
-    if kind == "constraints":
-        return ConstraintScorer()
-    if kind == "code_tests":
-        from curate.score.verify.code import CodeTestsScorer
-
-        return CodeTestsScorer()
-    raise ValueError(f"scorer {kind!r} needs a model and does not run in shards")
-
-
 def score_shard(kind: str, prompts: pl.DataFrame, candidates: pl.DataFrame, run_id: str) -> pa.Table:
-    """Scores of one shard's candidates (all unscored) by one verifier."""
-    from curate.score import score_candidates
-
-    return score_candidates(prompts, candidates, [portable_scorer(kind)], run_id)
+    """Scores of one shard's candidates (all unscored) by one scorer that needs no model, built here
+    from its kind (nothing shipped but the name)."""
+    return score_candidates(prompts, candidates, [build_portable(kind)], run_id)
 
 
 _embedder_lock = threading.Lock()

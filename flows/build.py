@@ -1,7 +1,8 @@
 """The `build` flow: one dataset, ingest → generate → score → derive → pairs (with dedup) →
 audit → export.
 
-Each step of `curate.pipeline.Pipeline` runs as a Prefect task in the flow's thread (vLLM's
+Each step of `curate.pipeline.run_steps` (the one declaration of the steps, shared with plain
+runs) runs as a Prefect task in the flow's thread (vLLM's
 in-process engine stays on one thread, the lake on one connection). Steps hand their shard work
 (curate.shards) to the flow's task runner, which the config's [runner] picks: threads or Ray
 (`build_flow`). Parameters are plain strings so the flow can be deployed and scheduled as is.
@@ -17,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from curate.config import load_config
 from curate.errors import UserError
-from curate.pipeline import Pipeline, RunState
+from curate.pipeline import Pipeline, RunState, run_steps
 from flows.runners import TaskShards, raise_if_cluster_gone, shared_prefect_api, task_runner_for
 
 
@@ -39,7 +40,7 @@ _RUNNING: dict[str, tuple[Pipeline, RunState]] = {}
 
 def run_step(step: str, run_id: str) -> None:
     pipeline, state = _RUNNING[run_id]
-    getattr(pipeline, step)(state)
+    pipeline.run_step(step, state)
 
 
 def _register(pipeline: Pipeline, state: RunState) -> None:
@@ -55,10 +56,6 @@ def _step(name: str):
                 retry_condition_fn=retry_if_transient)
 
 
-STEPS = ("ingest", "generate", "score", "derive", "pairs", "audit", "export")
-TASKS = [_step(name) for name in STEPS]
-
-
 @flow(name="build")
 def build(config_path: str, data_dir: str = "data") -> dict:
     """Run the pipeline for one config; returns the run's id and counts."""
@@ -72,8 +69,8 @@ def build(config_path: str, data_dir: str = "data") -> dict:
         raise
     _register(pipeline, state)
     try:
-        for name, step in zip(STEPS, TASKS):
-            step(name, state.run_id)
+        for step in run_steps(pipeline.config):
+            _step(step.name)(step.name, state.run_id)
         pipeline.finish(state)
     except BaseException:
         pipeline.finish(state, "failed")

@@ -10,7 +10,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import socket
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from curate.config import RunnerConfig
 from curate.errors import UserError
 from curate.progress import log
+from flows.reachable import check_reachable
 
 # Ray builds socket paths under its temp dir (session_<time>_<pid>/sockets/plasma_store): a
 # longer dir breaks the 107-byte AF_UNIX limit, so a long data dir is reached through a short link.
@@ -101,20 +101,6 @@ def contain_ray(data_dir: Path, local: bool) -> None:
                 out.write(secrets.token_hex(32))
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token))
-
-
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """A one-line error for a cluster address nobody answers at (Ray itself retries for minutes)."""
-    if address == "auto":
-        return
-    host_port = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = host_port.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"runner.address {address!r}: give host:port, ray://host:port or auto")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise UserError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc})") from exc
 
 
 def raise_if_cluster_gone() -> None:

@@ -18,7 +18,7 @@ from curate.audit import (AUDIT_VERSION, CONFIRMED, REFUTED, UNCHECKABLE, audit_
 from curate.card import CardContext
 from curate.export import ExportOptions, export_pairs
 from curate.lake import Lake
-from curate.views import VIEWS
+from curate.views import views
 from curate.score.judge import PairVerdict
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -319,7 +319,7 @@ def test_hygiene_and_score_order_alone_never_confirm(lake):
         "only-own": UNCHECKABLE, "with-verifier": CONFIRMED, "own-refutes": REFUTED}
     lake.con.register("_audits", audits.to_arrow())
     try:
-        in_sql = lake.query(VIEWS["pair_audit_verdicts"].replace("FROM pair_audits", "FROM _audits"))
+        in_sql = lake.query(views()["pair_audit_verdicts"].replace("FROM pair_audits", "FROM _audits"))
     finally:
         lake.con.unregister("_audits")
     assert dict(in_sql.select("pair_id", "verdict").iter_rows()) == dict(overall_verdicts(audits).iter_rows())

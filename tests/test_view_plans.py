@@ -13,9 +13,9 @@ import json
 import pytest
 
 from bench.synthetic_lake import fill
-from curate.agreement import VERIFIER_SCORES_SQL
+from curate.agreement import verifier_scores_sql
 from curate.lake import Lake
-from curate.views import VIEWS
+from curate.views import views
 
 ID_COLUMNS = {"pair_id", "candidate_id", "prompt_id", "chosen_id", "rejected_id", "audit_id", "score_id"}
 LINEAR_JOINS = {"HASH_JOIN", "DELIM_JOIN", "LEFT_DELIM_JOIN", "RIGHT_DELIM_JOIN"}
@@ -23,8 +23,8 @@ LINEAR_JOINS = {"HASH_JOIN", "DELIM_JOIN", "LEFT_DELIM_JOIN", "RIGHT_DELIM_JOIN"
 # The pair_verdicts view as it was before issue 15 (its plan joined scores to scores on scorer).
 FORMER_PAIR_VERDICTS = f"""
     SELECT pair_id, bool_and(c.score > r.score) AS verifier_agrees FROM pairs p
-    JOIN ({VERIFIER_SCORES_SQL}) c ON c.candidate_id = p.chosen_id
-    JOIN ({VERIFIER_SCORES_SQL}) r ON r.candidate_id = p.rejected_id AND r.scorer = c.scorer
+    JOIN ({verifier_scores_sql()}) c ON c.candidate_id = p.chosen_id
+    JOIN ({verifier_scores_sql()}) r ON r.candidate_id = p.rejected_id AND r.scorer = c.scorer
     GROUP BY pair_id"""
 
 
@@ -60,7 +60,7 @@ def test_checker_catches_the_former_quadratic_plan(lake):
     assert any("scorer" in join for join in unkeyed_joins(lake, FORMER_PAIR_VERDICTS))
 
 
-@pytest.mark.parametrize("name", sorted(VIEWS))
+@pytest.mark.parametrize("name", sorted(views()))
 def test_view_plans_join_only_on_ids(lake, name):
     assert unkeyed_joins(lake, f"SELECT * FROM {name}") == []
     assert unkeyed_joins(lake, f"SELECT count(*) FROM {name}") == []

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Protocol
 
 import polars as pl
 import pyarrow as pa
@@ -52,13 +53,26 @@ class Generation:
     error: str | None = None
 
 
+class Backend(Protocol):
+    """A generation backend (curate.engines builds them): a local vLLM engine or an OpenAI-compatible
+    server. `fingerprint` is the model's identity (part of every candidate id), `model_label` the
+    name rows carry. vLLM's backend also streams (`generate_stream`) and gives log-probs
+    (`response_logprobs`, for the log-prob scorer)."""
+
+    fingerprint: str
+    model_label: str
+
+    def generate(self, requests: list[Request]) -> list[Generation]: ...
+
+
 def _with_derived_overrides(sampling: SamplingSettings, task_fields_json: str | None
                             ) -> tuple[SamplingSettings, str]:
     """A derived prompt (curate.pairs.derive) says how it wants to be generated: n, max_tokens,
     temperature and an assistant prefix override the run's sampling settings."""
-    if not task_fields_json or '"derived"' not in task_fields_json:
+    derived = json.loads(task_fields_json).get("derived") if task_fields_json else None
+    if derived is None:
         return sampling, ""
-    wanted = json.loads(task_fields_json).get("derived", {}).get("generation", {})
+    wanted = derived.get("generation", {})
     overrides = {k: wanted[k] for k in ("n", "max_tokens", "temperature", "top_p") if k in wanted}
     return replace(sampling, **overrides), wanted.get("assistant_prefix", "")
 

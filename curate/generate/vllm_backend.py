@@ -144,6 +144,33 @@ class VLLMBackend:
                           finish_reason=completion.finish_reason or "stop",
                           cumulative_logprob=completion.cumulative_logprob)
 
+    def sequence_tokens(self, messages: list[dict], text: str) -> tuple[list[int], int]:
+        """(templated prompt + response token ids, number of prompt tokens)."""
+        tokenizer = self.llm.get_tokenizer()
+        prompt_ids = chat_token_ids(tokenizer, messages)
+        return prompt_ids + tokenizer.encode(text, add_special_tokens=False), len(prompt_ids)
+
+    def response_logprobs(self, conversations: list[tuple[list[dict], str]]
+                          ) -> list[tuple[float | None, int | None, str | None]]:
+        """Per (messages, response): (sum of the response tokens' log-probs, response tokens, None),
+        or (None, None, why) when prompt + response exceed max_model_len. One throw-away token is
+        generated per sequence; its prompt_logprobs hold the numbers."""
+        from vllm import SamplingParams
+
+        limit = self.settings.max_model_len
+        encoded = [self.sequence_tokens(messages, text) for messages, text in conversations]
+        results = [(None, None, f"{len(ids)} tokens, max_model_len is {limit}") for ids, _ in encoded]
+        fits = [i for i, (ids, _) in enumerate(encoded) if len(ids) < limit]
+        if fits:
+            params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+            outputs = self.llm.generate([{"prompt_token_ids": encoded[i][0]} for i in fits],
+                                        sampling_params=params, use_tqdm=True)
+            for index, output in zip(fits, outputs, strict=True):
+                ids, prompt_length = encoded[index]
+                total = sum(output.prompt_logprobs[p][ids[p]].logprob for p in range(prompt_length, len(ids)))
+                results[index] = (total, len(ids) - prompt_length, None)
+        return results
+
     def generate(self, requests: list[Request]) -> list[Generation]:
         """Every request's generation, in the requests' order (one engine pass over all of them)."""
         by_id = {id(r): g for r, g in self.generate_stream(requests)}

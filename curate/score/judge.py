@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from curate.generate import Request, SamplingSettings
 from curate.score import ScoreItem, ScoreResult
+from curate.score.kind import MODEL_FIELDS, ScorerKind, model_label, resolve_scoring_model
 
 TEMPLATE_VERSION = "1"
 ASPECTS = {
@@ -189,3 +190,21 @@ class PairwiseJudge:
                 winner = "tie"  # the verdict followed the position, not the content
             verdicts.append(PairVerdict(winner, first_order, second_order, [raw_first, raw_second]))
         return verdicts
+
+
+def _build_pointwise(spec, models) -> PointwiseJudge:
+    backend = models.scoring_backend(spec)
+    settings = JudgeSettings(max_tokens=spec.max_tokens, max_retries=spec.max_retries, reply_prefix=spec.reply_prefix)
+    return PointwiseJudge(backend, model_label(spec, backend), spec.aspects, settings,
+                          frozenset(spec.tasks) if spec.tasks else None)
+
+
+def _resolve(spec, base_dir, generators) -> None:
+    unknown = [a for a in spec.aspects if a not in ASPECTS]
+    if unknown:
+        raise ValueError(f"unknown judge aspect(s) {unknown} (known: {sorted(ASPECTS)})")
+    resolve_scoring_model(spec, base_dir, generators)
+
+
+KIND = ScorerKind("judge", _build_pointwise, needs_model=True, resolve=_resolve,
+                  fields=MODEL_FIELDS | {"aspects", "tasks", "max_tokens", "max_retries", "reply_prefix"})

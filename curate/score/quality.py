@@ -32,6 +32,7 @@ import re
 from collections import Counter
 
 from curate.score import ScoreItem, ScoreResult
+from curate.score.kind import ScorerKind
 
 NAME = "quality"
 VERSION = "1"
@@ -137,3 +138,6 @@ class QualityScorer:
             fired = quality_gates(item.text, item.prompt.get("finish_reason"))
             results.append(ScoreResult(0.0 if fired else 1.0, "ok", {"gates": fired}))
         return results
+
+
+KIND = ScorerKind(NAME, lambda spec, models: QualityScorer(), configurable=False)

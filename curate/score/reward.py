@@ -10,6 +10,7 @@ from pathlib import Path
 from curate.generate.vllm_backend import EngineSettings, load_engine, resolve_dtype
 from curate.models import check_model_dir, fingerprint
 from curate.score import ScoreItem, ScoreResult
+from curate.score.kind import MODEL_FIELDS, ScorerKind
 
 ENGINES = ("vllm", "transformers")
 
@@ -87,3 +88,21 @@ class RewardModelScorer:
                 detail.update(truncated=True, tokens=full_length)
             results.append(ScoreResult(value, "ok", detail))
         return results
+
+
+def _build(spec, models) -> RewardModelScorer:
+    settings = EngineSettings(spec.model, dtype=spec.dtype, max_model_len=spec.max_model_len,
+                              kv_cache_memory_bytes=spec.kv_cache_memory_bytes, runner="pooling")
+    return RewardModelScorer(settings, spec.name, engine=spec.engine)
+
+
+def _resolve(spec, base_dir: Path, generators) -> None:
+    if spec.engine not in ENGINES:
+        raise ValueError(f"reward engine must be vllm or transformers, not {spec.engine!r}")
+    if not spec.model:
+        raise ValueError("a reward scorer needs `model` (a model directory)")
+    if not Path(spec.model).is_absolute():
+        spec.model = str((base_dir / spec.model).resolve())
+
+
+KIND = ScorerKind("reward", _build, fields=MODEL_FIELDS | {"engine"}, needs_model=True, resolve=_resolve)

@@ -7,6 +7,7 @@ import json
 from tqdm.auto import tqdm
 
 from curate.score import ScoreItem, ScoreResult
+from curate.score.kind import ScorerKind
 from curate.score.verify.constraints import evaluate_all
 from curate.score.math_answer import DEFAULT_TIMEOUT_S, MathVerifier, extract_final_answer
 
@@ -74,3 +75,7 @@ class ConstraintScorer:
                       "blank": not item.text.strip(), "constraints": verdicts}
             results.append(ScoreResult(sum(followed) / len(followed), "ok", detail))
         return results
+
+
+MATH_KIND = ScorerKind("math_verify", lambda spec, models: MathAnswerScorer(), verifies="math")
+CONSTRAINTS_KIND = ScorerKind("constraints", lambda spec, models: ConstraintScorer(), verifies="instruction")

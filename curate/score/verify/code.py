@@ -87,6 +87,7 @@ from pathlib import Path
 
 from curate.errors import UserError
 from curate.score import ScoreItem, ScoreResult
+from curate.score.kind import ScorerKind
 
 MiB = 1024 * 1024
 UID_BASE = int(os.environ.get("CURATE_SANDBOX_UID_BASE", "61000"))
@@ -737,3 +738,6 @@ class CodeTestsScorer:
 
 __all__ = ["CodeTestsScorer", "SandboxLimits", "SandboxResult", "extract_code", "isolation",
            "plan_tests", "run_tests", "SANDBOX_UIDS"]
+
+
+KIND = ScorerKind("code_tests", lambda spec, models: CodeTestsScorer(), verifies="code")

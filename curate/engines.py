@@ -1,0 +1,91 @@
+"""The composition root: every model a run uses is built here, once, behind a `Backend`.
+
+Generators ([[generators]]), the models of judge and log-prob scorers (a generator's own engine
+when they name one, so no second copy is loaded), the configured scorers (built by their kind,
+curate.score.registry) and the audit's pairwise judge. Nothing loads before it is first asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from curate.audit import audit_judge
+from curate.config import GeneratorConfig, RunConfig
+from curate.generate import Backend, SamplingSettings
+from curate.generate.openai_backend import OpenAIBackend
+from curate.generate.vllm_backend import EngineSettings, VLLMBackend
+from curate.models import EMBEDDED_NAME, embedded_model_dir
+from curate.score.registry import scorer_kind
+
+
+class Engines:
+    def __init__(self, config: RunConfig, data_dir: Path):
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self._backends: dict[int, Backend] = {}
+        self._scorers: list | None = None
+
+    def model_path(self, model: str) -> Path:
+        models_dir = Path(os.environ.get("CURATE_MODELS_DIR") or self.data_dir / "models")
+        return embedded_model_dir(models_dir) if model == "embedded" else Path(model)
+
+    def generator_backend(self, generator: GeneratorConfig) -> Backend:
+        """The backend of one [[generators]] entry (one engine per entry and process)."""
+        key = id(generator)
+        if key not in self._backends:
+            self._backends[key] = self._new_generator_backend(generator)
+        return self._backends[key]
+
+    def _new_generator_backend(self, generator: GeneratorConfig) -> Backend:
+        if generator.backend == "openai":
+            return OpenAIBackend(generator.base_url, generator.model, api_key_env=generator.api_key_env,
+                                 label=generator.name, max_concurrency=generator.max_concurrency,
+                                 max_retries=generator.max_retries)
+        label = generator.name or (EMBEDDED_NAME if generator.model == "embedded" else None)
+        settings = EngineSettings(
+            str(self.model_path(generator.model)), dtype=generator.dtype,
+            max_model_len=generator.max_model_len, kv_cache_memory_bytes=generator.kv_cache_memory_bytes,
+            gpu_memory_utilization=generator.gpu_memory_utilization,
+            tensor_parallel_size=generator.tensor_parallel_size, data_parallel_size=generator.data_parallel_size,
+            enable_prefix_caching=generator.enable_prefix_caching)
+        return VLLMBackend(settings, label)
+
+    @property
+    def backend(self) -> Backend:
+        """The first generator's backend."""
+        return self.generator_backend(self.config.generators[0])
+
+    def scoring_backend(self, spec) -> Backend:
+        """A judge's or log-prob scorer's model (`spec.model`): a generator (its engine, no second
+        copy in memory), the embedded model, or a directory."""
+        if spec.model == "generator":
+            return self.backend
+        for generator in self.config.generators:
+            if generator.name and generator.name == spec.model:
+                return self.generator_backend(generator)
+        return VLLMBackend(EngineSettings(str(self.model_path(spec.model)), dtype=spec.dtype,
+                                          max_model_len=spec.max_model_len,
+                                          kv_cache_memory_bytes=spec.kv_cache_memory_bytes))
+
+    def scorers(self) -> list:
+        """(kind name, scorer) of every [[scorers]] entry, built once per run."""
+        if self._scorers is None:
+            self._scorers = [(spec.kind, scorer_kind(spec.kind).build(spec, self)) for spec in self.config.scorers]
+        return self._scorers
+
+    def scorer_versions(self) -> dict[str, str]:
+        return {scorer.name: scorer.version for _, scorer in self.scorers()}
+
+    def audit_judge(self):
+        """The [audit] pairwise judge, or None."""
+        return audit_judge(self.config.audit, self.scoring_backend)
+
+    def sampling_for_task(self, task: str, generator: GeneratorConfig | None = None) -> SamplingSettings:
+        """[sampling] for one task, with the generator's own n, temperature and top_p where it sets them."""
+        shared = self.config.sampling
+        g = generator or self.config.generators[0]
+        pick = lambda own, common: common if own is None else own  # noqa: E731
+        return SamplingSettings(n=pick(g.n, shared.n), temperature=pick(g.temperature, shared.temperature),
+                                top_p=pick(g.top_p, shared.top_p), max_tokens=shared.max_tokens_for(task),
+                                seed=shared.seed)

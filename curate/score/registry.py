@@ -1,0 +1,57 @@
+"""The scorer kinds a run can name: one registration line per kind (see curate/score/kind.py).
+
+A new kind is one module with its `KIND` and one line in `_BUILT_IN` (or `register_scorer(KIND)` at
+run time, for a plugin or a test). An unknown kind is an error, never a default.
+"""
+
+from __future__ import annotations
+
+from curate.score import judge, logprob, quality, reward, verifiers
+from curate.score.kind import ScorerKind
+from curate.score.verify import code
+
+_BUILT_IN = (
+    quality.KIND,
+    verifiers.MATH_KIND,
+    verifiers.CONSTRAINTS_KIND,
+    code.KIND,
+    reward.KIND,
+    judge.KIND,
+    logprob.KIND,
+)
+SCORER_KINDS: dict[str, ScorerKind] = {kind.name: kind for kind in _BUILT_IN}
+
+
+def register_scorer(kind: ScorerKind) -> ScorerKind:
+    """Add a kind (replacing one of the same name); returns it."""
+    SCORER_KINDS[kind.name] = kind
+    return kind
+
+
+def scorer_kind(name: str) -> ScorerKind:
+    if name not in SCORER_KINDS:
+        known = ", ".join(k.name for k in SCORER_KINDS.values() if k.configurable)
+        raise ValueError(f"unknown scorer kind {name!r} ({known})")
+    return SCORER_KINDS[name]
+
+
+def configurable_kinds() -> list[str]:
+    return [kind.name for kind in SCORER_KINDS.values() if kind.configurable]
+
+
+def task_verifiers() -> dict[str, str]:
+    """task -> the name of the kind that verifies its answers (math: math_verify, ...)."""
+    return {kind.verifies: kind.name for kind in SCORER_KINDS.values() if kind.verifies}
+
+
+def verifier_names() -> tuple[str, ...]:
+    """The correctness verifiers, in registration order."""
+    return tuple(kind.name for kind in SCORER_KINDS.values() if kind.verifies)
+
+
+def build_portable(name: str):
+    """A kind that needs no model, built where a shard runs (nothing shipped but its name)."""
+    kind = scorer_kind(name)
+    if kind.needs_model:
+        raise ValueError(f"scorer {name!r} needs a model and does not run in shards")
+    return kind.build(None, None)

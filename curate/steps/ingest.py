@@ -1,0 +1,97 @@
+"""Ingest: every [[inputs]] entry read in batches into prompts, rejects and imported candidates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import polars as pl
+
+from curate import ids, schemas
+from curate.dedup import decontaminate_prompts
+from curate.errors import UserError, describe_os_error, one_line
+from curate.imported import INGEST_BATCH_ROWS, imported_of
+from curate.ingest import Ingested, ingest_batches, read_rows
+from curate.progress import log, warn
+from curate.sources import builtin_rows
+from curate.steps.state import RunContext, RunState
+
+
+def ingest(context: RunContext, state: RunState) -> None:
+    began = time.monotonic()
+    generating: set[str] = set()  # prompts of inputs that generate (a prompt may come from both kinds)
+    for spec in context.config.inputs:
+        read: dict[str, set | int] = {"prompts": set(), "new": 0, "rejects": 0, "candidates": 0}
+        for part in _read_input(spec, state.run_id):
+            _commit(context, part, state, read)
+        (generating if spec.generate else state.no_generation).update(read["prompts"])
+        prompts, rejects = len(read["prompts"]), read["rejects"]
+        if not prompts + rejects:
+            warn(f"{spec.label}: the input holds no rows")
+        imported = f", {read['candidates']} completions imported" if read["candidates"] else ""
+        log(f"ingest {spec.label}: {prompts} prompts ({read['new']} new){imported}, {rejects} rejected"
+            f"{_remark(prompts, rejects)}" + ("" if spec.generate else " (generate = false)"))
+    state.no_generation -= generating
+    state.prompt_ids = sorted(set(state.prompt_ids))
+    state.candidate_ids = sorted(set(state.candidate_ids))
+    if not state.prompt_ids:
+        log("ingest: no valid prompts in any input; the run goes on with nothing to generate")
+        warn(f"no prompts: every input failed or was empty ({state.counts.get('rejects_read', 0)} rejected); "
+             "the run goes on with zeros. See: curate query \"select location, reason from rejects\"")
+    state.took("ingest", time.monotonic() - began)
+
+
+def _remark(prompts: int, rejects: int) -> str:
+    if prompts + rejects == 0:
+        return " (the input holds no rows)"
+    if prompts == 0:
+        return " (every row failed: see `curate query \"select location, reason from rejects\"`)"
+    return ""
+
+
+def _commit(context: RunContext, part: Ingested, state: RunState, read: dict) -> None:
+    """One batch of an input: prompts (decontaminated when benchmarks are configured), rejects,
+    and the candidates and ratings it imports, in one commit."""
+    prompts, drops = part.prompts, None
+    if context.dedup.benchmarks:
+        kept, drops = decontaminate_prompts(pl.from_arrow(prompts), context.benchmark_texts(), context.dedup,
+                                            state.run_id)
+        prompts = kept.to_arrow()
+        state.add("prompts_contaminated", drops.height)
+    prompt_ids = prompts.column("prompt_id").to_pylist()
+    candidates, scores = imported_of(part, prompt_ids)
+    added = context.lake.commit({"prompts": prompts, "rejects": part.rejects, "candidates": candidates,
+                                 "scores": scores, **({"dedup_drops": drops.to_arrow()} if drops is not None else {})})
+    state.prompt_ids.extend(prompt_ids)
+    state.candidate_ids.extend(candidates.column("candidate_id").to_pylist())
+    read["prompts"].update(prompt_ids)
+    read["new"] += added["prompts"]
+    read["rejects"] += part.rejects.num_rows
+    read["candidates"] += candidates.num_rows
+    for key, count in (("prompts_read", prompts.num_rows), ("prompts_new", added["prompts"]),
+                       ("rejects_read", part.rejects.num_rows), ("rejects_new", added["rejects"])):
+        state.add(key, count)
+    for key, count in (("candidates_imported", candidates.num_rows),
+                       ("candidates_imported_new", added["candidates"]), ("scores_imported_new", added["scores"])):
+        if count:  # runs that import nothing keep their counts as they were
+            state.add(key, count)
+
+
+def _read_input(spec, run_id: str) -> Iterator[Ingested]:
+    """Batches of one [[inputs]] entry. An input that cannot be read at all is one reject
+    naming the input and why, and a warning; the other inputs go on."""
+    source = spec.source or (spec.path.stem if spec.path is not None else spec.builtin)
+    try:
+        rows = read_rows(spec.path) if spec.path is not None else builtin_rows(spec.builtin, spec.limit)
+        yield from ingest_batches(rows, source, run_id, columns=spec.columns, batch_rows=INGEST_BATCH_ROWS,
+                                  input_name=str(spec.path) if spec.path is not None else f"builtin:{spec.builtin}")
+        return
+    except (UserError, OSError, UnicodeError) as exc:
+        reason = f"input not read: {one_line(exc if isinstance(exc, UserError) else describe_os_error(exc))}"
+    warn(f"{spec.label}: {reason}")
+    reject = {"reject_id": ids.content_hash("reject", source, str(spec.path or spec.builtin), reason),
+              "source": source, "location": str(spec.path or f"builtin:{spec.builtin}"), "raw": "",
+              "reason": reason, "stage": "ingest", "run_id": run_id, "created_at": datetime.now(timezone.utc)}
+    yield Ingested(schemas.conform("prompts", []), schemas.conform("rejects", [reject]),
+                   schemas.conform("candidates", []), schemas.conform("scores", []))

@@ -1,0 +1,80 @@
+"""The run's bookends and its last steps: start (a runs row), audit, export, finish."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import curate
+from curate.audit import audit_lake
+from curate.card import CardContext
+from curate.config import config_as_dict
+from curate.export import ExportOptions
+from curate.export_stream import export_lake
+from curate.progress import log
+from curate.steps.state import RunContext, RunState
+
+
+def code_version() -> str:
+    root = Path(curate.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        sha = ""
+    return f"curate {curate.__version__}" + (f" ({sha})" if sha else "")
+
+
+def start(context: RunContext) -> RunState:
+    context.lake.mark_dead_runs_interrupted()
+    state = RunState(run_id=uuid.uuid4().hex[:16])
+    context.lake.commit({"runs": [{
+        "run_id": state.run_id, "started_at": datetime.now(timezone.utc), "finished_at": None,
+        "status": "running", "config_json": json.dumps(config_as_dict(context.config)),
+        "code_version": code_version(), "counts_json": None,
+    }]})
+    log(f"run {state.run_id} ({context.config.name}) started; lake at {context.lake.location}")
+    return state
+
+
+def audit(context: RunContext, state: RunState) -> None:
+    """Re-check every pair not audited yet (curate.audit); refuted pairs stay out of exports."""
+    began = time.monotonic()
+    result = audit_lake(context.lake, state.run_id, judge=context.engines.audit_judge(), only_unaudited=True)
+    state.audit = {row["strategy"]: row for row in result["summary"].to_dicts()}
+    state.add("pairs_audited", result["audited"])
+    refuted = sum(row["refuted"] for row in state.audit.values())
+    log(f"audit: {result['audited']} pairs checked, {result['rows_new']} verdicts new; {refuted} pairs refuted")
+    state.took("audit", time.monotonic() - began)
+
+
+def export(context: RunContext, state: RunState) -> None:
+    if not context.config.export_path:
+        return
+    began = time.monotonic()
+    out = Path(context.config.export_path)
+    out = out if out.is_absolute() else context.data_dir / out
+    # Everything this run writes to the lake is in: the run is finished before its card is
+    # written, so the card names a finished run and the snapshot it read (finish() runs again
+    # after the export with the final counts, or marks the run failed).
+    finish(context, state)
+    snapshot = context.lake.snapshot_id()
+    # streamed from the lake in batches; the card reads the scores of the exported pairs only
+    card = CardContext(runs=context.lake.read("runs"), as_of=snapshot, source=context.lake.location)
+    written = export_lake(context.lake, out, ExportOptions(), card_context=card)  # a DatasetDict + README card
+    state.export_path = str(out)
+    state.add("pairs_exported", written["total"])
+    state.add("pairs_refuted_left_out", written["refuted_left_out"])
+    log(f"export: {written['total']} pairs to {out} ({written['refuted_left_out']} refuted left out)")
+    state.took("export", time.monotonic() - began)
+
+
+def finish(context: RunContext, state: RunState, status: str = "completed") -> None:
+    context.lake.update_run(state.run_id, status=status, finished_at=datetime.now(timezone.utc),
+                            counts_json=json.dumps({**state.counts, "pairs_by_strategy": state.pairs_by_strategy,
+                                                    "pairs_refused_by_strategy": state.refused_by_strategy,
+                                                    "seconds": {k: round(v, 2) for k, v in state.timings.items()}}))
