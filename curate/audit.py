@@ -36,7 +36,13 @@ import polars as pl
 import pyarrow as pa
 
 from curate import ids, schemas
+from curate.config import ScorerConfig
 from curate.errors import UserError
+from curate.score import ScoreItem
+from curate.score.judge import JudgeSettings, PairwiseJudge
+from curate.score.registry import build_portable, task_verifiers
+from curate.score.verify import constraints as library
+from curate.score.verify.arithmetic import equations
 
 AUDIT_VERSION = "1"
 CONFIRMED, REFUTED, UNCHECKABLE = "confirmed", "refuted", "uncheckable"
@@ -44,7 +50,6 @@ VERDICTS = (CONFIRMED, REFUTED, UNCHECKABLE)
 CHECKS = ("hygiene", "score_order", "verifier", "reversal", "arithmetic", "judge")
 INDEPENDENT_CHECKS = ("verifier", "reversal", "arithmetic", "judge")  # only these can confirm a pair
 QUALITY_SCORER = "quality"
-VERIFIER_OF_TASK = {"math": "math_verify", "instruction": "constraints", "code": "code_tests"}
 GROUND_TRUTH_STRATEGIES = ("gt",)
 
 
@@ -158,26 +163,12 @@ def check_score_order(pair: dict, lookup: ScoreLookup) -> Verdict:
     return _order("score_order", sides["chosen"]["score"], sides["rejected"]["score"], pair, True, detail)
 
 
-def _verifier_scorer(kind: str):
-    from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
-
-    if kind == "math_verify":
-        return MathAnswerScorer()
-    if kind == "constraints":
-        return ConstraintScorer()
-    from curate.score.verify.code import CodeTestsScorer
-
-    return CodeTestsScorer()
-
-
 def rerun_verifiers(pairs: list[dict], prompts: dict[str, dict]) -> dict[tuple[str, str], tuple]:
     """(prompt_id, text) -> (score or None, status, detail) from the task's verifier, run once per text."""
-    from curate.score import ScoreItem
-
     wanted: dict[str, dict[tuple[str, str], ScoreItem]] = {}
     for pair in pairs:
         prompt = prompts.get(pair["prompt_id"])
-        kind = VERIFIER_OF_TASK.get(prompt["task"]) if prompt else None
+        kind = task_verifiers().get(prompt["task"]) if prompt else None
         if kind is None or not _verifiable(pair, prompt):
             continue
         for text in (pair["chosen"], pair["rejected"]):
@@ -188,7 +179,7 @@ def rerun_verifiers(pairs: list[dict], prompts: dict[str, dict]) -> dict[tuple[s
     results: dict[tuple[str, str], tuple] = {}
     for kind, items in wanted.items():
         try:
-            scored = _verifier_scorer(kind).score(list(items.values()))
+            scored = build_portable(kind).score(list(items.values()))
         except UserError as exc:  # e.g. no sandbox here: uncheckable, never unsandboxed
             scored = [None] * len(items)
             failure = str(exc)
@@ -205,13 +196,13 @@ def _verifiable(pair: dict, prompt: dict) -> str | None:
         return None
     if prompt["task"] == "instruction" and not prompt.get("constraints_json"):
         return None
-    return VERIFIER_OF_TASK.get(prompt["task"])
+    return task_verifiers().get(prompt["task"])
 
 
 def check_verifier(pair: dict, prompt: dict | None, verified: dict) -> Verdict:
     if prompt is None:
         return Verdict("verifier", UNCHECKABLE, {"reason": "the pair's prompt is not in the lake"})
-    kind = VERIFIER_OF_TASK.get(prompt["task"])
+    kind = task_verifiers().get(prompt["task"])
     if kind is None:
         return Verdict("verifier", UNCHECKABLE, {"reason": f"no verifier for task {prompt['task']}"})
     if not _verifiable(pair, prompt):
@@ -231,8 +222,6 @@ def check_verifier(pair: dict, prompt: dict | None, verified: dict) -> Verdict:
 
 
 def check_reversal(pair: dict) -> Verdict:
-    from curate.score.verify import constraints as library
-
     rewritten = _details(pair).get("rewritten_constraints")
     if not isinstance(rewritten, list) or not rewritten or library.constraint_errors(rewritten):
         return Verdict("reversal", UNCHECKABLE, {"reason": "no valid rewritten constraints in details_json"})
@@ -251,8 +240,6 @@ def check_reversal(pair: dict) -> Verdict:
 def false_equations(text: str) -> list[str]:
     """The `a op b = c` links a text states that do not hold (step-wise's sympy checker,
     curate.score.verify.arithmetic; what it cannot judge is left out, never called false)."""
-    from curate.score.verify.arithmetic import equations
-
     return [equation.text for equation in equations(text or "") if not equation.holds]
 
 
@@ -400,9 +387,6 @@ def audit_judge(audit_config, scoring_backend: Callable):
     when the judge names one)."""
     if audit_config is None or not audit_config.judge:
         return None
-    from curate.config import ScorerConfig
-    from curate.score.judge import JudgeSettings, PairwiseJudge
-
     backend = scoring_backend(ScorerConfig(kind="judge", model=audit_config.judge))
     settings = JudgeSettings(max_tokens=audit_config.judge_max_tokens, max_retries=audit_config.judge_max_retries,
                              reply_prefix=audit_config.judge_reply_prefix)

@@ -24,6 +24,8 @@ import polars as pl
 
 from curate import schemas
 from curate.agreement import pair_verifier_verdicts
+from curate.ids import content_hash
+from curate.pairs.rows import side_models
 
 FIGURE_SIZE = (8.0, 4.5)  # inches
 FIGURE_DPI = 100  # so every PNG is 800 x 450 pixels
@@ -129,8 +131,6 @@ def margin_summary(pairs: pl.DataFrame) -> pl.DataFrame:
 def model_counts(pairs: pl.DataFrame, candidates: pl.DataFrame | None) -> pl.DataFrame:
     """Per model: how many chosen and rejected responses it wrote (curate.pairs.rows.side_models:
     candidates' models, and what references, mined commits and step-wise steps are)."""
-    from curate.pairs.rows import side_models
-
     schema = {"model": pl.String, "chosen": pl.UInt32, "rejected": pl.UInt32}
     if candidates is None:
         return pl.DataFrame(schema=schema)
@@ -146,8 +146,6 @@ def model_counts(pairs: pl.DataFrame, candidates: pl.DataFrame | None) -> pl.Dat
 
 
 def config_hash(config_json: str) -> str:
-    from curate.ids import content_hash
-
     try:
         return content_hash(json.loads(config_json))[:12]
     except (TypeError, ValueError):

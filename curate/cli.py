@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import uuid
 from pathlib import Path
 from typing import Optional
 
+import click
+import duckdb
+import polars as pl
 import typer
 from rich.table import Table
 
+from curate import schemas
+from curate.audit import audit_lake, audit_summary, read_audits
+from curate.card import CardContext
+from curate.config import DEMO_CONFIG, load_config
+from curate.env import apply_offline_env
 from curate.errors import UserError, describe_os_error, unexpected_error_line
-from curate.progress import console, print_error
+from curate.export import ExportOptions, runs_between
+from curate.export import push_to_hub as push
+from curate.export_stream import export_lake
+from curate.generate.vllm_backend import EngineSettings, VLLMBackend
+from curate.lake import open_lake
+from curate.leftovers import mark_run, stop_leftovers
+from curate.models import check_config_models, embedded_model_dir
+from curate.pipeline import Pipeline
+from curate.progress import (
+    console,
+    print_error,
+    quiet_user_errors_in_prefect_logs,
+    summary_table,
+)
+from curate.query_output import FORMATS, print_frame, result_table
+from curate.read_only_sql import duckdb_error_line, lock_down, read_only_statements
+from curate.report import read_lake_frames, write_report
+from curate.score.judge import JudgeSettings, PairwiseJudge
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build preference datasets: prompts in, (prompt, chosen, rejected) pairs out.")
@@ -25,8 +52,6 @@ def _data_dir(value: Optional[Path]) -> Path:
 
 
 def _print_frame(frame) -> None:
-    from curate.query_output import result_table
-
     console.print(result_table(frame))
 
 
@@ -37,11 +62,6 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
         no_prefect: bool = typer.Option(False, "--no-prefect", help="Run the steps without Prefect"),
         runner: Optional[str] = typer.Option(None, "--runner", help="threads or ray: overrides the config's [runner] kind")):
     """Run the build pipeline for CONFIG (or --demo)."""
-    from curate.config import DEMO_CONFIG, load_config
-    from curate.env import apply_offline_env
-    from curate.models import check_config_models
-    from curate.progress import summary_table
-
     if demo == (config is not None):
         raise UserError("give a CONFIG file or --demo (one of them)")
     if no_prefect and runner is not None:
@@ -52,13 +72,10 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
     apply_offline_env(directory)
     _own_the_data_dir(directory)
     if no_prefect:
-        from curate.pipeline import Pipeline
-
         pipeline = Pipeline(load_config(config_path), directory)
         state = pipeline.run_all()
         pipeline.close()
     else:
-        from curate.progress import quiet_user_errors_in_prefect_logs
         from flows.build import run_build
 
         quiet_user_errors_in_prefect_logs()
@@ -70,10 +87,6 @@ def _own_the_data_dir(directory: Path) -> None:
     """Stop what an earlier, killed run of this data dir left running, mark this run's processes,
     and let SIGTERM end the run as Ctrl-C does: through its cleanup (the run is marked failed
     and Prefect's ephemeral server stopped), not at once."""
-    import signal
-
-    from curate.leftovers import mark_run, stop_leftovers
-
     stop_leftovers(directory)
     mark_run(directory)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -85,8 +98,6 @@ AsOf = typer.Option(None, "--as-of", help="Read the lake as it was at the end of
 def _open_lake(data_dir: Optional[Path], as_of: Optional[str]):
     """The lake read-only (at a past snapshot with --as-of); $CURATE_LAKE_CATALOG and
     $CURATE_LAKE_DATA_PATH point it at a PostgreSQL catalog and object storage."""
-    from curate.lake import open_lake
-
     directory = _data_dir(data_dir)
     if as_of is None:
         lake = open_lake(directory, read_only=True)
@@ -104,12 +115,6 @@ def query(sql: str = typer.Argument(..., help="SQL over the lake's tables and vi
           format: str = typer.Option("table", "--format", "-f", help="table | csv | json | jsonl"),
           data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Run a read-only SQL query on the lake and print the result (of its last statement)."""
-    import duckdb
-    import polars as pl
-
-    from curate.query_output import FORMATS, print_frame
-    from curate.read_only_sql import duckdb_error_line, lock_down, read_only_statements
-
     if format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     with _open_lake(data_dir, as_of) as lake:
@@ -129,9 +134,6 @@ def query(sql: str = typer.Argument(..., help="SQL over the lake's tables and vi
 @app.command()
 def stats(data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Row counts per table and pairs per strategy."""
-    from curate import schemas
-    from curate.audit import audit_summary, read_audits
-
     with _open_lake(data_dir, as_of) as lake:
         present = lake.table_names()  # a lake from an older curate lacks the newer tables
         counts = {name: lake.count(name) if name in present else 0 for name in schemas.TABLES}
@@ -155,9 +157,6 @@ def serve(config: Path = typer.Argument(..., help="Run config (TOML) of the nigh
           name: str = typer.Option("nightly", help="Deployment name"),
           data_dir: Optional[Path] = DataDir):
     """Serve the build flow as a scheduled Prefect deployment (needs PREFECT_API_URL: see README)."""
-    from curate.config import load_config
-    from curate.env import apply_offline_env
-
     load_config(config)
     directory = _data_dir(data_dir)
     apply_offline_env(directory)
@@ -186,11 +185,6 @@ def export(out: Path = typer.Argument(..., help="Output directory"),
            push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also push to this Hub repo id"),
            data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Export kept pairs with a dataset card (README.md with plots) for a trainer."""
-    from curate.card import CardContext
-    from curate.export import ExportOptions, runs_between
-    from curate.export import push_to_hub as push
-    from curate.export_stream import export_lake
-
     with _open_lake(data_dir, as_of) as lake:  # streamed: the pairs are read in batches
         runs = lake.read("runs")
         context = CardContext(runs=runs, as_of=lake.snapshot_read, source=lake.location)
@@ -216,17 +210,8 @@ def audit(data_dir: Optional[Path] = DataDir,
                                               "directory (none by default)"),
           judge_max_tokens: int = typer.Option(16, "--judge-max-tokens", help="The judge's reply length")):
     """Re-check every pair with evidence its strategy did not use; verdicts go to pair_audits."""
-    import uuid
-
-    from curate.audit import audit_lake
-    from curate.lake import open_lake
-
     judge_model = None
     if judge is not None:
-        from curate.generate.vllm_backend import EngineSettings, VLLMBackend
-        from curate.models import embedded_model_dir
-        from curate.score.judge import JudgeSettings, PairwiseJudge
-
         directory = _data_dir(data_dir)
         path = (embedded_model_dir(Path(os.environ.get("CURATE_MODELS_DIR") or directory / "models"))
                 if judge == "embedded" else Path(judge))
@@ -245,8 +230,6 @@ def audit(data_dir: Optional[Path] = DataDir,
 def report(out: Path = typer.Argument(Path("report.html"), help="HTML file to write"),
            data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Write an HTML report of the whole lake: counts, margins, lengths, agreement, scores, rejects."""
-    from curate.report import read_lake_frames, write_report
-
     with _open_lake(data_dir, as_of) as lake:
         frames = read_lake_frames(lake)
         snapshot = lake.snapshot_read
@@ -267,7 +250,6 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
 
         if isinstance(exc, click.ClickException):
             exc.show()

@@ -1,5 +1,10 @@
 """Errors a user can cause and fix; the CLI prints them as one line, without a traceback."""
 
+from __future__ import annotations
+
+import tempfile
+import traceback
+
 
 class UserError(Exception):
     """A bad file, config or environment, with what to do about it in the message."""
@@ -28,9 +33,6 @@ _HINTS = {
 def unexpected_error_line(exc: BaseException) -> str:
     """An exception nobody anticipated, as one line: its type and message, a hint where one is
     known, and a file holding the traceback (CURATE_TRACEBACK=1 prints it instead)."""
-    import tempfile
-    import traceback
-
     message = one_line(str(exc)) or "(no message)"
     hint = next((text for key, text in _HINTS.items() if key in message), None)
     try:

@@ -1,12 +1,7 @@
 """Export: kept pairs as a training set, in the format a trainer reads.
 
-`export_dataset(pairs, out_dir)` is the original export: one `datasets.Dataset` in TRL's
-conversational preference format. `prompt` is the chat list, `chosen`/`rejected` are
-one-message assistant lists, so TRL's DPOTrainer applies the model's own chat template (no
-doubled BOS/EOS from pre-rendered text). Lineage columns ride along: every row says which
-strategy, scorer and run made it.
-
-`export_pairs(pairs, out_dir, options)` is the general one: filters (`select_pairs`), a stable
+`export_pairs(pairs, out_dir, options)` writes a frame of pairs (curate.export_stream.export_lake
+streams them from the lake, as `curate run` and `curate export` do): filters (`select_pairs`), a stable
 train/test split by a hash of `pair_id`, four styles and three on-disk formats, and optionally a
 dataset card (`curate.card`). It takes the pairs frame as it is; reading the lake stays with
 the caller:
@@ -19,7 +14,8 @@ the caller:
 Styles (`ExportOptions.style`); every style also carries `LINEAGE_COLUMNS`:
 
 - `trl_conversational` (default): `prompt` list of {role, content}, `chosen` and `rejected`
-  one-message assistant lists. TRL's "conversational" preference format.
+  one-message assistant lists. TRL's "conversational" preference format: DPOTrainer applies the
+  model's own chat template (no doubled BOS/EOS from pre-rendered text).
 - `trl_standard`: `prompt`, `chosen`, `rejected` plain strings, TRL's "standard" format. The
   prompt is the user message's text when the prompt is a single user message, otherwise its
   messages as "role: content" blocks joined by a blank line. No chat template and no separator is
@@ -66,8 +62,11 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate import schemas
+from curate.audit import audit_summary
+from curate.card import write_dataset_card
 
 LINEAGE_COLUMNS = ["pair_id", "prompt_id", "strategy", "params_json", "scorer", "chosen_score",
                    "rejected_score", "margin", "weight", "details_json", "reason", "chosen_id", "rejected_id",
@@ -84,37 +83,6 @@ _SHAREGPT_ROLES = {"user": "human", "assistant": "gpt", "tool": "observation"}
 # Files and folders an export writes; a new export into the same directory removes them first.
 _EXPORT_FILES = ("dataset_dict.json", "dataset_info.json", "state.json", "README.md", "margins.png",
                  "lengths.png", *(f"{s}.{e}" for s in SPLITS for e in ("jsonl", "parquet")))
-
-
-# ----------------------------------------------------------------------------------------------
-# the original export (kept as it was: other code calls it)
-
-
-def to_trl_conversational(pairs: pl.DataFrame) -> pl.DataFrame:
-    def as_assistant(column: str) -> pl.Expr:
-        return pl.concat_list(
-            pl.struct(pl.lit("assistant").alias("role"),
-                      (pl.col("assistant_prefix") + pl.col(column)).alias("content"))
-        ).alias(column)
-
-    return split_assistant_prefix(pairs).sort("pair_id").select(
-        pl.col("prompt"), as_assistant("chosen"), as_assistant("rejected"), *LINEAGE_COLUMNS
-    )
-
-
-def export_dataset(pairs: pl.DataFrame, out_dir: Path):
-    """Write the pairs with `save_to_disk`; returns the datasets.Dataset."""
-    import datasets
-
-    table = to_trl_conversational(pairs).to_arrow()
-    if table.num_rows == 0:  # datasets needs one (empty) chunk per column, polars gives none
-        table = pa.Table.from_pylist([], schema=table.schema)
-    dataset = datasets.Dataset(table)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # An empty dataset saved with the default sharding cannot be loaded back; one shard can.
-    dataset.save_to_disk(str(out_dir), num_shards=1 if len(dataset) == 0 else None)
-    return dataset
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,7 +280,7 @@ def _clear_previous_export(out_dir: Path) -> None:
     """Remove what an earlier export wrote here (only its own files), so nothing stale is read."""
     for name in _EXPORT_FILES:
         (out_dir / name).unlink(missing_ok=True)
-    for stale in out_dir.glob("data-*.arrow"):  # an export_dataset() Dataset saved at the root
+    for stale in out_dir.glob("data-*.arrow"):  # a single Dataset saved at the root by an old version
         stale.unlink()
     for split in SPLITS:
         folder = out_dir / split
@@ -325,7 +293,6 @@ def _write_split(table: pa.Table, out_dir: Path, split: str, fmt: str) -> Path:
         path = out_dir / f"{split}.jsonl"
         pl.from_arrow(table).write_ndjson(path) if table.num_rows else path.write_text("")
         return path
-    import pyarrow.parquet as pq
 
     path = out_dir / f"{split}.parquet"
     pq.write_table(table, path, compression="zstd")
@@ -357,8 +324,6 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
     audit = None
     refuted_left_out = 0
     if "audit_verdict" in selected.columns:
-        from curate.audit import audit_summary
-
         audit = audit_summary(selected, None)
         refuted = pl.col("audit_verdict").fill_null("") == "refuted"
         refuted_left_out = 0 if options.keep_refuted else selected.filter(refuted).height
@@ -403,8 +368,6 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
 
     card = None
     if card_context is not None:
-        from curate.card import write_dataset_card
-
         data_files = {split: _hub_data_path(out_dir, split, options.format) for split in splits}
         card = write_dataset_card(selected, card_context.scores, card_context.runs, out_dir,
                                   context=card_context, options=options, data_files=data_files, name=name,

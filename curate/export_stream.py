@@ -14,14 +14,24 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from curate.export import (ExportOptions, _clear_previous_export, _hub_data_path, select_pairs, style_schema,
-                           to_style)
+from curate.audit import audit_summary
+from curate.card import write_dataset_card
+from curate.export import (
+    ExportOptions,
+    _clear_previous_export,
+    _hub_data_path,
+    select_pairs,
+    style_schema,
+    to_style,
+)
 
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 # what the card reads of each exported pair besides the texts' lengths (kept for every pair)
@@ -57,8 +67,6 @@ class _SplitWriter:
         self.schema = style_schema(options.style)
         self.format, self.rows = options.format, 0
         if options.format == "parquet":
-            import pyarrow.parquet as pq
-
             self.path = out_dir / f"{split}.parquet"
             self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
         elif options.format == "jsonl":
@@ -120,8 +128,6 @@ def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None,
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    from curate.audit import audit_summary
-
     every = pl.concat(lineage) if lineage else None
     if every is None:
         every = select_pairs(lake.query("SELECT * FROM pairs LIMIT 0").with_columns(
@@ -135,8 +141,6 @@ def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None,
     dataset_info = _write_dataset_info(out_dir, name, files) if options.style == "llamafactory" else None
     card = None
     if card_context is not None:
-        from curate.card import write_dataset_card
-
         context = _card_context(lake, card_context, kept)
         data_files = {split: _hub_data_path(out_dir, split, options.format) for split in splits}
         card = write_dataset_card(kept, context.scores, context.runs, out_dir, context=context, options=options,
@@ -180,8 +184,6 @@ def _write_dataset_info(out_dir: Path, name: str, files: dict[str, Path]) -> Pat
 def _card_context(lake, given, kept: pl.DataFrame):
     """The card's context, with the scores and candidates of the exported pairs' sides read from
     the lake where the caller left them out."""
-    from dataclasses import replace
-
     if given.scores is not None and given.candidates is not None:
         return given
     ids = pa.table({"candidate_id": pl.concat([kept["chosen_id"], kept["rejected_id"]]).unique().to_arrow()})

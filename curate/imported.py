@@ -31,6 +31,9 @@ import json
 import re
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from curate import ids
 from curate.readers import RowError, value_problem
 
@@ -354,9 +357,6 @@ def is_imported(sampling_json: str | None) -> bool:
 def imported_of(part, prompt_ids: list[str]):
     """(candidates, scores) of an ingested batch whose prompt is among `prompt_ids` (decontamination
     may have dropped some)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     kept = pa.array(prompt_ids, pa.string())
     return tuple(table.filter(pc.is_in(table.column("prompt_id"), value_set=kept))
                  for table in (part.candidates, part.scores))

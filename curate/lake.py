@@ -27,6 +27,8 @@ import pyarrow as pa
 from curate import schemas
 from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
+from curate.lake_migrate import migrate_to_sqlite
+from curate.views import views, views_version
 
 LAKE_ALIAS = "lake"
 POSTGRES = "postgres:"
@@ -170,8 +172,6 @@ class Lake:
         self._writer_lock = _take_writer_lock(catalog_file, self.location)
         legacy = self.root / LEGACY_CATALOG_FILE
         if default and legacy.exists():
-            from curate.lake_migrate import migrate_to_sqlite
-
             if not catalog_file.exists():
                 migrate_to_sqlite(legacy, catalog_file)
             legacy.rename(legacy.with_name(legacy.name + ".migrated"))
@@ -277,8 +277,6 @@ class Lake:
     def _create_views(self) -> None:
         """Create the analyst views; replace them all (one snapshot) when their definitions
         changed, which a marker view holding a hash of the definitions tells."""
-        from curate.views import views, views_version
-
         wanted = views_version()
         try:
             current = self.con.execute(f"SELECT version FROM {LAKE_ALIAS}.curate_views_version").fetchone()[0]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate.errors import UserError
 
@@ -153,8 +154,6 @@ def _no_constant(name: str):
 
 def _parquet_batches(path: Path) -> Iterator[pa.RecordBatch]:
     """The file's rows in record batches, read as they are needed: memory holds one batch, not the file."""
-    import pyarrow.parquet as pq
-
     try:
         batches = pq.ParquetFile(path).iter_batches(batch_size=1024)
         while True:

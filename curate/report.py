@@ -15,12 +15,24 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
 from curate import schemas
 from curate.audit import audit_summary
-from curate.card import (AGREEMENT_HEADERS, AGREEMENT_TEXT, empty_frame, length_figure, lineage, margin_figure, margin_summary, model_counts,
-                         save_figure, score_figure, verifier_agreement)
+from curate.card import (
+    AGREEMENT_HEADERS,
+    AGREEMENT_TEXT,
+    empty_frame,
+    length_figure,
+    lineage,
+    margin_figure,
+    margin_summary,
+    model_counts,
+    save_figure,
+    score_figure,
+    verifier_agreement,
+)
 
 # Columns not needed by the report (large texts and vectors) are left out when reading the lake.
 _SKIP_COLUMNS = {"candidates": {"text"}, "embeddings": {"vector"}}
@@ -48,8 +60,6 @@ SECTIONS = [("tables", "Tables"), ("pairs", "Pairs"), ("margins", "Margins"), ("
 
 def read_lake_frames(lake, as_of: int | None = None, tables=schemas.DATA_TABLES) -> dict[str, pl.DataFrame]:
     """The lake's tables as frames (at snapshot `as_of` when given); a table missing there is empty."""
-    import duckdb
-
     frames = {}
     for name in tables:
         declared = schemas.table(name).arrow_schema()

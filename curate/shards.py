@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from curate.dedup import Embedder
+from curate.dedup import Embedder, default_embedder
 from curate.score import score_candidates
 from curate.score.registry import build_portable
 
@@ -71,8 +71,6 @@ _embedder_lock = threading.Lock()
 
 def embed_shard(texts: list[str], batch_size: int) -> np.ndarray:
     """Unit vectors of normalised texts with this process's MiniLM (loaded once per process)."""
-    from curate.dedup import default_embedder
-
     with _embedder_lock:  # one load, even when shards run in threads
         embedder = default_embedder(batch_size)
         embedder.model  # noqa: B018 (loads it)

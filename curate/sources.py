@@ -12,23 +12,20 @@ from collections.abc import Callable
 
 from curate.errors import UserError
 from curate.ingest import RawRow
+from curate.score.verify.constraints import load_ifeval_prompts
+from curate.score.verify.humaneval import load_humaneval
+from curate.stdlib_docs import load_stdlib_docs
 
 
 def _ifeval() -> list[dict]:
-    from curate.score.verify.constraints import load_ifeval_prompts
-
     return load_ifeval_prompts()
 
 
 def _humaneval() -> list[dict]:
-    from curate.score.verify.humaneval import load_humaneval
-
     return load_humaneval()
 
 
 def _stdlib_docs() -> list[dict]:
-    from curate.stdlib_docs import load_stdlib_docs
-
     return load_stdlib_docs(limit=10)
 
 

@@ -15,12 +15,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import task
-from prefect.futures import wait
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from curate.config import RunnerConfig
 from curate.errors import UserError
+from curate.leftovers import alive
 from curate.progress import log
 from flows.reachable import check_reachable
 
@@ -68,8 +69,6 @@ def prune_ray_sessions(sessions_dir: Path, keep: int = RAY_SESSIONS_KEPT) -> lis
     """Remove Ray's session folders under `sessions_dir` (session_<time>_<pid>, one per Ray
     start) but the newest `keep`; one whose starting process is alive, or that session_latest
     names, stays whatever its age."""
-    from curate.leftovers import alive
-
     sessions = sorted(p for p in sessions_dir.glob("session_*") if p.is_dir() and not p.is_symlink())
     latest = sessions_dir / "session_latest"
     current = latest.resolve() if latest.is_symlink() else None
@@ -118,7 +117,11 @@ def shared_prefect_api(task_runner):
     """Ray workers are other processes that hydrate this one's Prefect settings: without an API
     address each would start a Prefect server of its own, on the same database. Give them this
     process's ephemeral server (a set PREFECT_API_URL is used as it is), and no fallback."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        temporary_settings,
+    )
 
     if not any(kind.__name__ == "RayTaskRunner" for kind in type(task_runner).__mro__) or PREFECT_API_URL.value():
         yield

@@ -1,4 +1,5 @@
-"""Export: kept pairs as a Hugging Face dataset in TRL's conversational preference format."""
+"""Export: kept pairs as a Hugging Face dataset in TRL's conversational preference format (the
+default of export_pairs)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import polars as pl
 import pytest
 
 from curate import schemas
-from curate.export import LINEAGE_COLUMNS, export_dataset, to_trl_conversational
+from curate.export import LINEAGE_COLUMNS, export_pairs, to_style
 from curate.lake import Lake
 
 NOW = datetime(2024, 10, 11, tzinfo=timezone.utc)
@@ -34,17 +35,17 @@ def pairs():
 
 def test_export_writes_loadable_dataset(tmp_path, pairs):
     out = tmp_path / "exports" / "dpo"
-    returned = export_dataset(pairs, out)
-    loaded = datasets.load_from_disk(str(out))
+    written = export_pairs(pairs, out)
+    loaded = datasets.load_from_disk(str(out))["train"]
     assert isinstance(loaded, datasets.Dataset)
-    assert loaded.num_rows == 2 == returned.num_rows
+    assert loaded.num_rows == 2 == written["total"]
     assert loaded.column_names == ["prompt", "chosen", "rejected", *LINEAGE_COLUMNS]
 
 
 def test_export_conversational_format(tmp_path, pairs):
     out = tmp_path / "dpo"
-    export_dataset(pairs, out)
-    rows = datasets.load_from_disk(str(out)).to_list()
+    export_pairs(pairs, out)
+    rows = datasets.load_from_disk(str(out))["train"].to_list()
     # sorted by pair id
     assert [r["pair_id"] for r in rows] == ["a1", "b2"]
     second = rows[1]
@@ -59,8 +60,8 @@ def test_export_conversational_format(tmp_path, pairs):
 
 def test_export_lineage_columns(tmp_path, pairs):
     out = tmp_path / "dpo"
-    export_dataset(pairs, out)
-    rows = {r["pair_id"]: r for r in datasets.load_from_disk(str(out)).to_list()}
+    export_pairs(pairs, out)
+    rows = {r["pair_id"]: r for r in datasets.load_from_disk(str(out))["train"].to_list()}
     row = rows["a1"]
     assert row["prompt_id"] == "prompt-a1"
     assert row["strategy"] == "margin"
@@ -75,26 +76,27 @@ def test_export_lineage_columns(tmp_path, pairs):
 
 def test_features_are_lists_of_role_content_structs(tmp_path, pairs):
     out = tmp_path / "dpo"
-    export_dataset(pairs, out)
-    features = datasets.load_from_disk(str(out)).features
+    export_pairs(pairs, out)
+    features = datasets.load_from_disk(str(out))["train"].features
     for column in ("prompt", "chosen", "rejected"):
         inner = features[column].feature
         assert set(inner) == {"role", "content"}, column
 
 
-def test_to_trl_conversational_in_memory(pairs):
-    frame = to_trl_conversational(pairs)
-    assert frame.columns == ["prompt", "chosen", "rejected", *LINEAGE_COLUMNS]
-    assert frame["chosen"].to_list()[0] == [{"role": "assistant", "content": "Paris."}]
-    assert all(len(c) == 1 for c in frame["rejected"].to_list())
+def test_trl_conversational_in_memory(pairs):
+    table = to_style(pairs.sort("pair_id"), "trl_conversational")
+    assert table.column_names == ["prompt", "chosen", "rejected", *LINEAGE_COLUMNS]
+    assert table.column("chosen").to_pylist()[0] == [{"role": "assistant", "content": "Paris."}]
+    assert all(len(c) == 1 for c in table.column("rejected").to_pylist())
 
 
 def test_export_from_lake_round_trip(tmp_path, pairs):
     with Lake(tmp_path / "lake") as lake:
         lake.commit({"pairs": pairs.to_arrow()})
         stored = lake.read("pairs")
-    export_dataset(stored, tmp_path / "out")
-    rows = datasets.load_from_disk(str(tmp_path / "out")).to_list()
+    export_lake_pairs = export_pairs(stored, tmp_path / "out")
+    assert export_lake_pairs["total"] == 2
+    rows = datasets.load_from_disk(str(tmp_path / "out"))["train"].to_list()
     assert [r["pair_id"] for r in rows] == ["a1", "b2"]
     assert rows[1]["prompt"] == PROMPT
     assert rows[1]["chosen"] == [{"role": "assistant", "content": "The answer is 4."}]
@@ -102,20 +104,14 @@ def test_export_from_lake_round_trip(tmp_path, pairs):
 
 def test_export_overwrites_previous_export(tmp_path, pairs):
     out = tmp_path / "dpo"
-    export_dataset(pairs, out)
-    export_dataset(pairs.filter(pl.col("pair_id") == "a1"), out)
-    loaded = datasets.load_from_disk(str(out))
+    export_pairs(pairs, out)
+    export_pairs(pairs.filter(pl.col("pair_id") == "a1"), out)
+    loaded = datasets.load_from_disk(str(out))["train"]
     assert list(loaded["pair_id"]) == ["a1"]
 
 
 def test_export_of_no_pairs_is_an_empty_dataset(tmp_path):
-    import datasets
-    import polars as pl
-
-    from curate import schemas
-    from curate.export import export_dataset
-
     empty = pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
-    export_dataset(empty, tmp_path / "empty")
-    loaded = datasets.load_from_disk(str(tmp_path / "empty"))
+    export_pairs(empty, tmp_path / "empty")
+    loaded = datasets.load_from_disk(str(tmp_path / "empty"))["train"]
     assert len(loaded) == 0 and {"prompt", "chosen", "rejected"} <= set(loaded.column_names)

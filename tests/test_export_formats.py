@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate import schemas
-from curate.export import (LINEAGE_COLUMNS, ExportOptions, export_dataset, export_pairs, render_prompt_text,
+from curate.export import (LINEAGE_COLUMNS, ExportOptions, export_pairs, render_prompt_text,
                            runs_between, select_pairs, split_bucket, split_of, style_schema, to_style)
 from curate.lake import Lake
 
@@ -283,9 +283,10 @@ def test_a_new_export_leaves_nothing_stale(tmp_path, pairs):
     export_pairs(pairs, out, ExportOptions(format="parquet"))
     assert not (out / "test.jsonl").exists() and not (out / "train.jsonl").exists()
     assert (out / "train.parquet").exists()
-    # over an old single-Dataset export: load_from_disk must now see the DatasetDict
+    # over a single Dataset saved at the root (older versions exported that): load_from_disk must
+    # now see the DatasetDict
     old = tmp_path / "old"
-    export_dataset(pairs, old)
+    datasets.Dataset.from_dict({"pair_id": ["p1"]}).save_to_disk(str(old))
     export_pairs(pairs.filter(pl.col("pair_id") == "p2"), old, ExportOptions())
     loaded = datasets.load_from_disk(str(old))
     assert isinstance(loaded, datasets.DatasetDict) and loaded["train"]["pair_id"] == ["p2"]
@@ -301,11 +302,3 @@ def test_as_of_snapshot_recipe(tmp_path, pairs):
         now = lake.read("pairs")
     assert export_pairs(then, tmp_path / "then", ExportOptions(format="jsonl"))["total"] == 2
     assert export_pairs(now, tmp_path / "now", ExportOptions(format="jsonl"))["total"] == 4
-
-
-def test_default_export_matches_the_original_export(tmp_path, pairs):
-    export_dataset(pairs, tmp_path / "old")
-    export_pairs(pairs, tmp_path / "new")
-    old = datasets.load_from_disk(str(tmp_path / "old")).to_list()
-    new = datasets.load_from_disk(str(tmp_path / "new"))["train"].to_list()
-    assert old == new

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import datasets
 import pytest
 
-from curate.export import ExportOptions, export_dataset, export_pairs, to_style
+from curate.export import ExportOptions, export_pairs, to_style
 from tests.test_stepwise_pairs import QUESTION, bad, build, good, scripted
 
 PREFIX = "Step 1: 2 + 3 = 5\nStep 2: 5 * 4 = 20\n"
@@ -121,5 +121,6 @@ def test_every_export_path_moves_the_prefix(pairs, tmp_path):
     standard = to_style(pairs, "trl_standard").to_pylist()[0]
     assert (standard["prompt"], standard["chosen"], standard["rejected"]) == (
         QUESTION[0]["content"] + PREFIX, CHOSEN, REJECTED)
-    original = export_dataset(pairs, tmp_path / "original")[0]
+    export_pairs(pairs, tmp_path / "original")
+    original = datasets.load_from_disk(str(tmp_path / "original"))["train"][0]
     assert original["prompt"] == QUESTION and original["rejected"][0]["content"] == PREFIX + REJECTED

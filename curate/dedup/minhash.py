@@ -13,6 +13,8 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+from rensa import RMinHash, RMinHashLSH
+
 from curate.dedup.config import DedupConfig
 
 _WORD = re.compile(r"\w+")
@@ -44,8 +46,6 @@ def minhash_duplicates(items: Sequence[str | Sequence[str]], n_kept: int = 0,
     later item is dropped when an earlier, still kept item has an estimated Jaccard of at least
     `config.minhash_threshold` in every part; it points at the most similar one (then the earliest).
     """
-    from rensa import RMinHash, RMinHashLSH
-
     config = config or DedupConfig()
     rows = _items(items)
     if len(rows) <= n_kept:

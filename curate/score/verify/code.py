@@ -85,6 +85,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from curate.errors import UserError
 from curate.score import ScoreItem, ScoreResult
 from curate.score.kind import ScorerKind
@@ -709,8 +711,6 @@ class CodeTestsScorer:
         self.workers = workers
 
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
-        from tqdm.auto import tqdm
-
         if not items:
             return []
         isolation()  # a UserError here, once, rather than one per item
