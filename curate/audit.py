@@ -60,20 +60,21 @@ class Verdict:
     detail: dict
 
 
-def _details(pair: dict) -> dict:
+def _json_object(pair: dict, column: str) -> dict:
+    """The pair's JSON column as a dict ({} when missing or not an object)."""
     try:
-        details = json.loads(pair.get("details_json") or "{}")
+        value = json.loads(pair.get(column) or "{}")
     except (TypeError, ValueError):
         return {}
-    return details if isinstance(details, dict) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def _details(pair: dict) -> dict:
+    return _json_object(pair, "details_json")
 
 
 def _params(pair: dict) -> dict:
-    try:
-        params = json.loads(pair.get("params_json") or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return params if isinstance(params, dict) else {}
+    return _json_object(pair, "params_json")
 
 
 def _tie_by_design(pair: dict) -> bool:

@@ -219,14 +219,19 @@ def _panels(figure, names: list[str]):
     return [(name, figure.add_subplot(rows, columns, index + 1)) for index, name in enumerate(names)]
 
 
-def margin_figure(pairs: pl.DataFrame, title: str = "Margin (chosen score − rejected score) per strategy"):
-    """One histogram per strategy (each on its own x range: scorers' scales differ)."""
+def _figure_per_group(title: str, groups: list[str], nothing: str):
+    """A titled figure and its (group, axes) panels; with no groups, the figure says `nothing`."""
     figure = _figure()
     figure.suptitle(title, fontsize=11)
-    strategies = sorted(set(pairs["strategy"].to_list()))
-    if not strategies:
-        return _empty(figure, "no pairs")
-    for strategy, axes in _panels(figure, strategies):
+    if not groups:
+        return _empty(figure, nothing), []
+    return figure, _panels(figure, groups)
+
+
+def margin_figure(pairs: pl.DataFrame, title: str = "Margin (chosen score − rejected score) per strategy"):
+    """One histogram per strategy (each on its own x range: scorers' scales differ)."""
+    figure, panels = _figure_per_group(title, sorted(set(pairs["strategy"].to_list())), "no pairs")
+    for strategy, axes in panels:
         margins = pairs.filter(pl.col("strategy") == strategy)["margin"]
         values = [v for v in margins.to_list() if v is not None and math.isfinite(v)]
         missing = margins.len() - len(values)
@@ -280,12 +285,8 @@ def length_figure(pairs: pl.DataFrame, title: str = "Response lengths (character
 
 def score_figure(scores: pl.DataFrame, title: str = "Scores per scorer (status ok)"):
     """One histogram per scorer over its ok scores (for the lake report)."""
-    figure = _figure()
-    figure.suptitle(title, fontsize=11)
-    scorers = sorted(set(scores["scorer"].to_list()))
-    if not scorers:
-        return _empty(figure, "no scores")
-    for scorer, axes in _panels(figure, scorers):
+    figure, panels = _figure_per_group(title, sorted(set(scores["scorer"].to_list())), "no scores")
+    for scorer, axes in panels:
         rows_of = scores.filter(pl.col("scorer") == scorer)
         values = [v for v in rows_of.filter(pl.col("status") == "ok")["score"].to_list()
                   if v is not None and math.isfinite(v)]
