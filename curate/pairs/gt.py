@@ -36,10 +36,9 @@ import polars as pl
 from curate.options import non_empty, option, options_dict, positive
 from curate.pairs import rule
 from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
-from curate.pairs.rule import REFERENCE_ID, TASK_VERIFIERS
+from curate.pairs.rule import REFERENCE_ID
 from curate.pairs.strategy import Strategy
-
-CORRECTNESS_VERIFIERS = frozenset(TASK_VERIFIERS.values())
+from curate.score.registry import task_verifiers, verifier_names
 
 REFERENCE, TEACHER_STUDENT = ("reference",), ("teacher_student",)
 
@@ -75,9 +74,9 @@ class GtOptions:
     def _check_reference(self) -> None:
         verifier = self.verifier
         named = list(verifier.values()) if isinstance(verifier, dict) else [verifier]
-        wrong = [v for v in named if isinstance(v, str) and v not in CORRECTNESS_VERIFIERS]
+        wrong = [v for v in named if isinstance(v, str) and v not in verifier_names()]
         if wrong:
-            raise ValueError(f"verifier must be a correctness verifier ({', '.join(sorted(CORRECTNESS_VERIFIERS))}), "
+            raise ValueError(f"verifier must be a correctness verifier ({', '.join(sorted(verifier_names()))}), "
                              f"not {wrong[0]!r}: the reference counts as 1.0 only on such a scale")
         if isinstance(verifier, dict) and self.verifier_version is not None:
             raise ValueError("verifier_version needs a single verifier (a scorer name), not a table")
@@ -119,7 +118,7 @@ def _non_empty(column: str) -> pl.Expr:
 def _verifier_expr(verifier) -> pl.Expr:
     if isinstance(verifier, str):
         return pl.lit(verifier, dtype=pl.Utf8)
-    table = TASK_VERIFIERS if verifier is None else verifier
+    table = task_verifiers() if verifier is None else verifier
     return pl.col("task").replace_strict(table, default=None, return_dtype=pl.Utf8)
 
 
@@ -196,8 +195,8 @@ def _teacher_student_pairs(prompts, candidates, scores, options) -> pl.DataFrame
     else:  # the task's verifier, per prompt
         judged = pl.concat([usable_scores(scores, candidates, name).select(
             "candidate_id", pl.lit(name, dtype=pl.Utf8).alias("evidence"), "score")
-            for name in sorted(CORRECTNESS_VERIFIERS)])
-        paired = paired.with_columns(pl.col("task").replace_strict(TASK_VERIFIERS, default=None,
+            for name in sorted(verifier_names())])
+        paired = paired.with_columns(pl.col("task").replace_strict(task_verifiers(), default=None,
                                                                    return_dtype=pl.Utf8).alias("evidence"))
     keys = ["candidate_id", "evidence"] if not agree else ["candidate_id"]
     judged = judged.select(*keys, "score")

@@ -30,9 +30,10 @@ from collections import Counter
 
 import polars as pl
 
-from curate.score.quality import NAME as QUALITY, quality_gates
+from curate.score.quality import NAME as QUALITY
+from curate.score.quality import quality_gates
+from curate.score.registry import task_verifiers, verifier_names
 
-TASK_VERIFIERS = {"math": "math_verify", "code": "code_tests", "instruction": "constraints"}
 REFERENCE_ID = "reference"  # gt's chosen_id for a prompt's reference solution: verifier score 1.0
 REASONS = {
     "identical": "chosen and rejected are the same candidate or text",
@@ -97,11 +98,11 @@ def candidate_facts(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.
         pool = pool.with_columns(pl.lit(None, pl.Boolean).alias("_computed"))
     pool = pool.with_columns(pl.coalesce("stored_gated", "_computed").alias("gated")).drop("_computed")
     verdicts = [_latest(scores, name, versions.get(name)).with_columns(pl.lit(name).alias("verifier"))
-                for name in sorted(set(TASK_VERIFIERS.values()))]
+                for name in sorted(verifier_names())]
     verdicts = pl.concat(verdicts).join(candidates.select("candidate_id", "prompt_id").unique("candidate_id"),
                                         on="candidate_id")
     present = verdicts.select("prompt_id", "verifier").unique()
-    pool = pool.with_columns(pl.col("task").replace_strict(TASK_VERIFIERS, default=None,
+    pool = pool.with_columns(pl.col("task").replace_strict(task_verifiers(), default=None,
                                                            return_dtype=pl.Utf8).alias("verifier"))
     pool = (pool.join(present.with_columns(pl.lit(True).alias("_present")), on=["prompt_id", "verifier"], how="left")
             .with_columns(pl.when(pl.col("_present")).then(pl.col("verifier")).alias("verifier"))

@@ -41,12 +41,32 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from curate.ingest import long_context_message
 from curate.options import non_empty, option, options_dict, positive
 from curate.pairs import rule
-from curate.pairs.chunks import Chunk, chunk_spans, cosine, embedder, lexical, top_k
-from curate.pairs.chunks import chunk_text, embed, select_chunks  # noqa: F401  (public here since before)
-from curate.pairs.derive import DerivedPrompt, DerivedPrompts, derived_info, original_prompts
-from curate.pairs.questions import DEFAULT_MAX_WORDS, DISCARD_REASONS, parse_question, question_messages
+from curate.pairs.chunks import (  # noqa: F401  (public here since before)
+    Chunk,
+    chunk_spans,
+    chunk_text,
+    cosine,
+    embed,
+    embedder,
+    lexical,
+    select_chunks,
+    top_k,
+)
+from curate.pairs.derive import (
+    DerivedPrompt,
+    DerivedPrompts,
+    derived_info,
+    original_prompts,
+)
+from curate.pairs.questions import (
+    DEFAULT_MAX_WORDS,
+    DISCARD_REASONS,
+    parse_question,
+    question_messages,
+)
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
 from curate.pairs.strategy import Strategy
 
@@ -56,11 +76,6 @@ LEXICAL_WEIGHT = 1.0  # retrieval: cosine + this x the lexical score (curate.pai
 PAIRING_ONLY = ("judge_scorer", "gated_rejected")  # not part of what derive makes
 
 Embed = Callable[[list[str]], np.ndarray]
-
-
-def long_context_message(context: str, question: str) -> str:
-    """The user message of a long_context prompt given only a context and a question."""
-    return f"{context}\n\n{question}"
 
 
 # config ----------------------------------------------------------------------------------------
