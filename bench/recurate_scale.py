@@ -1,15 +1,14 @@
-"""Re-curation at scale: imported candidates streamed from Parquet, prompt batch by prompt batch,
-through ingest, a verifier scorer, margin pairs, exact + MinHash dedup and export.
+"""Re-curation at scale: `curate run` (the pipeline's steps, without Prefect) over imported
+candidates from Parquet: ingest, a verifier scorer, margin pairs with exact + MinHash dedup, the
+audit and the export.
 
 The input is synthetic and UltraFeedback-shaped: per prompt an instruction with one checkable
 constraint (`punctuation:no_comma`) and 4 completions of 20-40 random words from a 5,000-word
-vocabulary (half of them with a comma) with an `overall_score`. Each batch of `--batch-rows` input
-rows (prompts) is ingested (imported candidates and ratings committed), scored (the quality gates
-and the `constraints` verifier), paired (margin on `constraints`: best vs worst under the pairing
-rule) and deduplicated (exact across the whole lake by dedup key, MinHash within the batch)
-before the next batch is read; the export at the end writes every stored pair. Each size runs in
-a fresh process, so its peak resident set size is its own; a sampler thread records the peak RSS
-during each stage.
+vocabulary (half of them with a comma) with an `overall_score`. Ingest reads and commits the input
+in batches; the score and pairs steps work `--batch-rows` prompts at a time ([runner]
+batch_prompts), so what they hold follows the batch, not the input; dedup and the audit see the
+run's pairs, the export streams them from the lake. Each size runs in a fresh process, so its peak
+resident set size is its own; a sampler thread records the peak RSS during each step.
 
     .venv/bin/python bench/recurate_scale.py [--candidates 100000,1000000] [--batch-rows 10000]
         [--workdir /tmp/recurate-scale]
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PER_PROMPT = 4
-STAGES = ("ingest", "score", "pairs", "dedup", "export")
+STAGES = ("ingest", "generate", "score", "pairs", "audit", "export")  # the run's steps (pairs includes dedup)
 
 
 def write_input(path: Path, prompts: int, seed: int = 0, chunk: int = 10_000) -> None:
@@ -103,63 +102,53 @@ class RssSampler:
         self._thread.join()
 
 
-def run_one(path: Path, data_dir: Path, batch_rows: int) -> dict:
-    import polars as pl
+CONFIG = """
+name = "recurate-scale"
+generators = []
+export_path = "export"
+[[inputs]]
+path = "{input}"
+columns = {{ prompt = "instruction" }}
+[[scorers]]
+kind = "constraints"
+[[pairs]]
+strategy = "margin"
+scorer = "constraints"
+[dedup]
+semantic = false
+[runner]
+batch_prompts = {batch}
+"""
 
-    from curate.dedup import DedupConfig, dedup_pairs
-    from curate.export import ExportOptions, export_pairs
-    from curate.ingest import ingest_batches, read_rows
-    from curate.lake import open_lake
-    from curate.pairs import rule
-    from curate.pairs.registry import build_pairs
-    from curate.score import score_candidates
-    from curate.score.quality import QualityScorer
-    from curate.score.verifiers import ConstraintScorer
+
+def run_one(path: Path, data_dir: Path, batch_rows: int) -> dict:
+    """One `curate run` of the config above (Pipeline.run_all, no Prefect), each step measured."""
+    from curate.config import load_config
+    from curate.pipeline import Pipeline
 
     sampler = RssSampler()
     began = time.monotonic()
-    lake = open_lake(data_dir)
-    run_id = "scale"
-    scorers = [QualityScorer(), ConstraintScorer()]
-    dedup = DedupConfig.from_mapping({"semantic": False})
-    counts = {"candidates": 0, "scores": 0, "pairs": 0, "dropped": 0, "batches": 0}
-    batches = iter(ingest_batches(read_rows(path), path.stem, run_id, columns={"prompt": "instruction"},
-                                  batch_rows=batch_rows, input_name=str(path)))
-    while True:
-        with sampler.measure("ingest"):
-            part = next(batches, None)
-            if part is None:
-                break
-            added = lake.commit({"prompts": part.prompts, "rejects": part.rejects, "candidates": part.candidates,
-                                 "scores": part.scores})
-            counts["candidates"] += added["candidates"]
-            counts["batches"] += 1
-        with sampler.measure("score"):
-            prompts, candidates = pl.from_arrow(part.prompts), pl.from_arrow(part.candidates)
-            scores = score_candidates(prompts, candidates, scorers, run_id)
-            counts["scores"] += lake.commit({"scores": scores})["scores"]
-        with sampler.measure("pairs"):
-            every_score = pl.concat([pl.from_arrow(part.scores), pl.from_arrow(scores)])
-            with rule.counting():
-                pairs = build_pairs("margin", prompts, candidates, every_score, {"scorer": "constraints"}, run_id)
-        with sampler.measure("dedup"):
-            stored = lake.existing_ids("pairs", pairs["pair_id"].to_list())
-            fresh = pairs.filter(~pl.col("pair_id").is_in(list(stored)))
-            seen = lake.existing_ids("pairs", fresh["dedup_key"].to_list(), column="dedup_key")
-            kept, drops = dedup_pairs(fresh.filter(~pl.col("dedup_key").is_in(list(seen))), None, dedup,
-                                      run_id=run_id)
-            counts["pairs"] += lake.commit({"pairs": kept.to_arrow(), "dedup_drops": drops.to_arrow()})["pairs"]
-            counts["dropped"] += drops.height + len(seen)
-        del part, prompts, candidates, scores, every_score, pairs, fresh, kept, drops
-    with sampler.measure("export"):
-        written = export_pairs(lake.read("pairs"), data_dir / "export", ExportOptions())
-        counts["exported"] = written["total"]
-    lake.close()
+    config_path = data_dir.parent / "run.toml"
+    config_path.write_text(CONFIG.format(input=path, batch=batch_rows))
+    pipeline = Pipeline(load_config(config_path), data_dir)
+    run_step = pipeline.run_step
+
+    def measured(name: str, state) -> None:
+        with sampler.measure(name):
+            run_step(name, state)
+
+    pipeline.run_step = measured
+    state = pipeline.run_all()
+    pipeline.close()
     sampler.stop()
-    return {"seconds": {stage: round(sampler.seconds.get(stage, 0.0), 1) for stage in STAGES},
-            "peak_rss_mib": {stage: round(sampler.peaks.get(stage, 0.0)) for stage in STAGES},
+    counts = state.counts
+    return {"seconds": {step: round(sampler.seconds.get(step, 0.0), 1) for step in STAGES},
+            "peak_rss_mib": {step: round(sampler.peaks.get(step, 0.0)) for step in STAGES},
             "total_seconds": round(time.monotonic() - began, 1),
-            "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **counts}
+            "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "batches": -(-len(state.prompt_ids) // batch_rows), "candidates": counts.get("candidates_imported_new", 0),
+            "scores": counts.get("scores_new", 0), "pairs": counts.get("pairs_new", 0),
+            "dropped": counts.get("pairs_duplicates_dropped", 0), "exported": counts.get("pairs_exported", 0)}
 
 
 def main() -> None:

@@ -110,6 +110,8 @@ class RunnerConfig:
     workers: int | None = None  # threads: pool size; local ray: CPUs (None: all)
     shards: int = 4  # shard tasks per stage; the same count gives the same rows on any runner
     dashboard: bool = False  # local ray: start Ray's dashboard
+    # prompts per batch of the score and pairs steps: a step holds one batch's candidates and scores
+    batch_prompts: int = 10_000
 
 
 @dataclass
@@ -267,15 +269,15 @@ def _audit(values: dict, base_dir: Path, generators: list) -> AuditConfig:
 def _runner(values: dict) -> RunnerConfig:
     runner = _build(RunnerConfig, values, "runner")
     types = {"kind": (str,), "address": (str, type(None)), "workers": (int, type(None)), "shards": (int,),
-             "dashboard": (bool,)}
+             "dashboard": (bool,), "batch_prompts": (int,)}
     for name, allowed in types.items():
         value = getattr(runner, name)
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise UserError(f"config: runner.{name} has the wrong type ({value!r})")
     if runner.kind not in ("threads", "ray"):
         raise UserError(f"config: runner.kind must be threads or ray, not {runner.kind!r}")
-    if runner.shards < 1 or (runner.workers is not None and runner.workers < 1):
-        raise UserError("config: runner.shards and runner.workers must be at least 1")
+    if runner.shards < 1 or runner.batch_prompts < 1 or (runner.workers is not None and runner.workers < 1):
+        raise UserError("config: runner.shards, runner.batch_prompts and runner.workers must be at least 1")
     if runner.address is not None and runner.kind != "ray":
         raise UserError("config: runner.address is for kind = \"ray\"")
     return runner

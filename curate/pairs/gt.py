@@ -224,4 +224,4 @@ def _teacher_student_pairs(prompts, candidates, scores, options) -> pl.DataFrame
     return picks.filter(pl.col("margin") >= float(options.agree_min_margin))
 
 
-STRATEGY = Strategy("gt", GtOptions, build)
+STRATEGY = Strategy("gt", GtOptions, build, per_prompt=lambda options: True)

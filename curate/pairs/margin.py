@@ -293,4 +293,10 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
     return finish_pairs(picked.select(keep), "margin", options.params(), run_id)
 
 
-STRATEGY = Strategy("margin", MarginOptions, build)
+def _per_prompt(options: MarginOptions) -> bool:
+    """No option that looks across prompts: z-scores, dual margins, MADPO weights, a top fraction."""
+    return (options.normalise == "none" and options.implicit_margin is None and options.madpo is None
+            and options.keep_top_fraction == 1)
+
+
+STRATEGY = Strategy("margin", MarginOptions, build, per_prompt=_per_prompt)

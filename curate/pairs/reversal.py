@@ -203,4 +203,4 @@ def _rewritten_messages(row: dict, rewritten: list[dict], changed: bool) -> tupl
     return rewrite_instruction(messages, rewritten, row["task_fields_json"])
 
 
-STRATEGY = Strategy("reversal", ReversalOptions, build)
+STRATEGY = Strategy("reversal", ReversalOptions, build, per_prompt=lambda options: True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -20,3 +21,8 @@ class Strategy:
     build: Callable  # (prompts, candidates, scores, options, run_id) -> pairs frame
     derive: Callable | None = None  # (prompts, candidates, scores, options) -> derived prompts
     derive_rounds: int = 1
+    # True when, under these options, one prompt's pairs need no other prompt's rows: the pairs step
+    # may then build them prompt batch by prompt batch. Options that look across prompts (margins
+    # standardised over the run, a top fraction) and strategies whose derived prompts point at
+    # parents need the whole run at once.
+    per_prompt: Callable[[Any], bool] = lambda options: False

@@ -11,8 +11,8 @@ import time
 
 import pyarrow as pa
 
-from curate.pairs.registry import PairSpec, strategy_named
 from curate.pairs.derive import derived_prompt_rows, original_prompts
+from curate.pairs.registry import PairSpec, strategy_named
 from curate.progress import log
 from curate.steps.generate import generate_for
 from curate.steps.score import score

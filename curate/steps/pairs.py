@@ -10,9 +10,9 @@ from curate import schemas
 from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
 from curate.dedup import dedup_pairs
 from curate.dedup.lake_index import KeptPairs
-from curate.pairs.registry import run_options, strategy_named
 from curate.pairs import rule as pair_rule
 from curate.pairs.derive import original_prompts
+from curate.pairs.registry import run_options, strategy_named
 from curate.progress import log
 from curate.shards import ShardedEmbedder
 from curate.steps.score import count_gates
@@ -40,24 +40,42 @@ def pairs(context: RunContext, state: RunState) -> None:
 
 
 def _build(context: RunContext, state: RunState) -> pl.DataFrame:
-    """Every strategy's pairs, each on the configured scorer's current version, refusals counted."""
-    prompts, candidates = context.run_prompts_and_candidates(state)
-    scores = context.lake.rows_where_in("scores", "candidate_id", state.candidate_ids)
-    count_gates(state, scores)
+    """Every strategy's pairs, each on the configured scorer's current version, refusals counted.
+
+    Strategies whose options keep each prompt's pairs to that prompt's rows build prompt batch by
+    prompt batch; the others see the whole run at once. The result is in [[pairs]] order."""
     versions = context.engines.scorer_versions()
-    built = []
-    for spec in context.config.pairs:
-        strategy = strategy_named(spec.strategy)
-        options = run_options(spec, versions)  # a named scorer: pair on its current version
-        seen = prompts if strategy.derive else original_prompts(prompts)
-        with pair_rule.counting() as refused:
-            built.append(strategy.build(seen, candidates, scores, options, state.run_id))
-        for reason, count in refused.items():
-            state.add(f"pairs_refused_{reason}", count)
-            by_reason = state.refused_by_strategy.setdefault(spec.strategy, {})
-            by_reason[reason] = by_reason.get(reason, 0) + count
-    built = [b for b in built if not b.is_empty()]
-    return pl.concat(built) if built else pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
+    entries = [(spec, strategy_named(spec.strategy), run_options(spec, versions)) for spec in context.config.pairs]
+    built: list[list[pl.DataFrame]] = [[] for _ in entries]
+    state.add("quality_checked", 0)
+    state.add("quality_gated", 0)
+    for prompts, candidates in context.prompt_batches(state):
+        scores = context.lake.rows_where_in("scores", "candidate_id", candidates["candidate_id"].to_list())
+        count_gates(state, scores)
+        for index, (spec, strategy, options) in enumerate(entries):
+            if strategy.per_prompt(options):
+                built[index].append(_build_one(spec, strategy, options, prompts, candidates, scores, state))
+    if any(not strategy.per_prompt(options) for _, strategy, options in entries):
+        prompts, candidates = context.run_prompts_and_candidates(state)
+        scores = context.lake.rows_where_in("scores", "candidate_id", state.candidate_ids)
+        for index, (spec, strategy, options) in enumerate(entries):
+            if not strategy.per_prompt(options):
+                built[index].append(_build_one(spec, strategy, options, prompts, candidates, scores, state))
+    frames = [frame for frames in built for frame in frames if not frame.is_empty()]
+    return pl.concat(frames) if frames else pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
+
+
+def _build_one(spec, strategy, options, prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
+               state: RunState) -> pl.DataFrame:
+    """One [[pairs]] entry over some prompts (derived ones only for the strategy that made them)."""
+    seen = prompts if strategy.derive else original_prompts(prompts)
+    with pair_rule.counting() as refused:
+        pairs = strategy.build(seen, candidates, scores, options, state.run_id)
+    for reason, count in refused.items():
+        state.add(f"pairs_refused_{reason}", count)
+        by_reason = state.refused_by_strategy.setdefault(spec.strategy, {})
+        by_reason[reason] = by_reason.get(reason, 0) + count
+    return pairs
 
 
 def _dedup_and_commit(context: RunContext, fresh: pl.DataFrame, state: RunState

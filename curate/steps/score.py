@@ -19,20 +19,27 @@ from curate.steps.state import RunContext, RunState
 
 
 def score(context: RunContext, state: RunState, timing: str = "score") -> None:
-    """The quality gates first (always: no model, no config), then the configured scorers."""
+    """The quality gates first (always: no model, no config), then the configured scorers, prompt
+    batch by prompt batch, each scorer's rows of a batch in one commit."""
     began = time.monotonic()
-    prompts, candidates = context.run_prompts_and_candidates(state)
-    for kind, scorer in [(QUALITY, build_portable(QUALITY)), *context.engines.scorers()]:
-        scores = _scores_of(context, kind, scorer, prompts, candidates, state.run_id)
-        added = context.lake.commit({"scores": scores})["scores"]
-        state.add("scores_new", added)
-        statuses = Counter(scores.column("status").to_pylist())
-        for status, count in statuses.items():
+    plan = [(QUALITY, build_portable(QUALITY)), *context.engines.scorers()]
+    added, statuses = Counter(), {scorer.name: Counter() for _, scorer in plan}
+    batches = context.batch_count(state)
+    for number, (prompts, candidates) in enumerate(context.prompt_batches(state), start=1):
+        for kind, scorer in plan:
+            scores = _scores_of(context, kind, scorer, prompts, candidates, state.run_id)
+            added[scorer.name] += context.lake.commit({"scores": scores})["scores"]
+            statuses[scorer.name].update(scores.column("status").to_pylist())
+        if batches > 1:
+            log(f"score: batch {number}/{batches} ({prompts.height} prompts, {candidates.height} candidates) done")
+    for _, scorer in plan:
+        state.add("scores_new", added[scorer.name])
+        for status, count in statuses[scorer.name].items():
             if status != "ok":  # unparsed verdicts, errors: excluded from pairs, but counted
                 state.add(f"scores_{status}", count)
-        detail = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items()))
-        if scores.num_rows:
-            log(f"score {scorer.name}: {added} new scores" + (f" ({detail})" if detail else ""))
+        detail = ", ".join(f"{count} {status}" for status, count in sorted(statuses[scorer.name].items()))
+        if detail:
+            log(f"score {scorer.name}: {added[scorer.name]} new scores ({detail})")
     state.took(timing, time.monotonic() - began)
 
 
@@ -48,13 +55,13 @@ def _scores_of(context: RunContext, kind: str, scorer, prompts: pl.DataFrame, ca
 
 
 def count_gates(state: RunState, scores: pl.DataFrame) -> None:
-    """Of the run's candidates: quality_checked, quality_gated (a gate stopped them) and
+    """Of a batch of the run's candidates (the counts add up over batches): quality_checked, quality_gated (a gate stopped them) and
     quality_gate_<gate> (candidates each gate flagged), from their newest quality rows."""
     rows = (scores.filter((pl.col("scorer") == QUALITY) & (pl.col("status") == "ok"))
             .sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first"))
-    state.counts["quality_checked"] = rows.height
+    state.add("quality_checked", rows.height)
     gated = rows.filter(pl.col("score") <= 0)
-    state.counts["quality_gated"] = gated.height
+    state.add("quality_gated", gated.height)
     for detail in gated["detail_json"].to_list():
         for gate in {g["gate"] for g in json.loads(detail or "{}").get("gates", [])}:
             state.add(f"quality_gate_{gate}", 1)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import polars as pl
 
 from curate.config import RunConfig
 from curate.dedup import DedupConfig, load_benchmark_texts
@@ -50,6 +53,23 @@ class RunContext:
             self._benchmarks = load_benchmark_texts(self.dedup.benchmarks)
         return self._benchmarks
 
-    def run_prompts_and_candidates(self, state: RunState):
+    def run_prompts_and_candidates(self, state: RunState) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The whole run's prompts and candidates (derive needs them all: a strategy's derived
+        prompts point at their parents)."""
         return (self.lake.rows_where_in("prompts", "prompt_id", state.prompt_ids),
                 self.lake.rows_where_in("candidates", "candidate_id", state.candidate_ids))
+
+    def prompt_batches(self, state: RunState) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """The run's prompts and their candidates of this run, `[runner] batch_prompts` prompts at
+        a time (a prompt's candidates stay together): what a step holds at once follows the batch
+        size, not the run's."""
+        ours = pl.Series(state.candidate_ids, dtype=pl.Utf8)
+        size = self.config.runner.batch_prompts
+        for start in range(0, len(state.prompt_ids), size):
+            batch = state.prompt_ids[start:start + size]
+            candidates = self.lake.rows_where_in("candidates", "prompt_id", batch)
+            yield (self.lake.rows_where_in("prompts", "prompt_id", batch),
+                   candidates.filter(pl.col("candidate_id").is_in(ours.implode())))
+
+    def batch_count(self, state: RunState) -> int:
+        return -(-len(state.prompt_ids) // self.config.runner.batch_prompts)
