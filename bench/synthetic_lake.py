@@ -1,7 +1,8 @@
 """A synthetic lake of realistic shape, written straight into DuckLake with SQL (no LLM, no Python rows).
 
 `n_pairs` pairs over n_pairs / 2 prompts (2 pairs each), 4 candidates per prompt, and per candidate a
-`quality` and a `math_verify` score (4 * n_pairs score rows), one `verifier` audit per pair. Ids are
+`quality` and a `math_verify` score (4 * n_pairs score rows), one `verifier` audit per pair, the
+pairs' facts as Lake.commit writes them (curate.pair_facts). Ids are
 32 hex digits like the real ones; texts are a few sentences. 10,000 pairs take a second or two.
 
     .venv/bin/python bench/synthetic_lake.py DIR --pairs 10000
@@ -16,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from curate.pair_facts import facts_sql, parts_sql  # noqa: E402
 
 WORDS = "the of and to in is that it was for on are as with his they at be this from have or by one had".split()
 TS = "TIMESTAMPTZ '2026-11-01 00:00:00+00'"
@@ -32,6 +35,8 @@ def fill(lake, n_pairs: int, run_id: str = "synthetic", offset: int = 0) -> None
     """Append n_pairs pairs (and their prompts, candidates, scores, audits) in one snapshot."""
     n_prompts = max(1, n_pairs // 2)
     con = lake.con
+    new_pairs = f"(SELECT * FROM lake.pairs WHERE run_id = '{run_id}')"
+    facts = f"(SELECT * FROM lake.pair_facts WHERE run_id = '{run_id}')"
     with lake.transaction():
         con.execute(f"""INSERT INTO lake.runs (run_id, started_at, finished_at, status, config_json)
             SELECT '{run_id}', {TS}, {TS}, 'completed', '{{}}'
@@ -63,6 +68,9 @@ def fill(lake, n_pairs: int, run_id: str = "synthetic", offset: int = 0) -> None
                    md5('c' || i || '-' || k), md5('c' || i || '-' || (k + 2)), 'math_verify', 1.0, 0.0, 1.0,
                    'synthetic', md5('key' || i || '-' || k), '{run_id}', {TS}
             FROM range({offset}, {offset + n_prompts}) t(i), range(2) u(k)""")
+        # what the views read, as Lake.commit writes it with pairs (curate.pair_facts)
+        con.execute(f"INSERT INTO lake.pair_facts BY NAME {facts_sql(new_pairs, 'lake.prompts', 'lake.scores')}")
+        con.execute(f"INSERT INTO lake.pair_stats_parts BY NAME {parts_sql(facts)}")
         con.execute(f"""INSERT INTO lake.pair_audits (audit_id, pair_id, check_name, verdict, audit_version,
                                 run_id, created_at)
             SELECT md5('audit' || i || '-' || k), md5('pair' || i || '-' || k), 'verifier', 'confirmed', '1',

@@ -15,17 +15,20 @@ import polars as pl
 from curate.score.registry import verifier_names
 
 
-def verifier_scores_sql() -> str:
-    """One row per (candidate_id, scorer) with its newest ok verifier score, in SQL (the views): a hash
-    aggregate (arg_max over (created_at, score_id)), five times faster than a window over the scores."""
+def verifier_scores_sql(scores: str = "scores", of_pairs: str | None = None) -> str:
+    """One row per (candidate_id, scorer) with its newest ok verifier score, in SQL: a hash
+    aggregate (arg_max over (created_at, score_id)), five times faster than a window over the scores.
+    With `of_pairs` (a relation of pairs), only the candidates of those pairs."""
     names = ", ".join(f"'{name}'" for name in verifier_names())
+    only = (f" AND candidate_id IN (SELECT chosen_id FROM {of_pairs} UNION ALL SELECT rejected_id FROM {of_pairs})"
+            if of_pairs else "")
     return f"""
-    SELECT candidate_id, scorer, arg_max(score, (created_at, score_id)) AS score FROM scores
-    WHERE status = 'ok' AND score IS NOT NULL AND scorer IN ({names})
+    SELECT candidate_id, scorer, arg_max(score, (created_at, score_id)) AS score FROM {scores}
+    WHERE status = 'ok' AND score IS NOT NULL AND scorer IN ({names}){only}
     GROUP BY candidate_id, scorer"""
 
 
-def pair_verifier_sql() -> str:
+def pair_verifier_sql(pairs: str = "pairs", scores: str = "scores", only_their_scores: bool = False) -> str:
     """Per pair and verifier: agree (strict), tie, disagree, in SQL.
 
     The pair is unpivoted to one row per side, joined to the scores on candidate_id alone and grouped
@@ -36,9 +39,9 @@ def pair_verifier_sql() -> str:
     SELECT pair_id, strategy, verifier, c > r AS agree, c = r AS tie, c < r AS disagree
     FROM (SELECT s.pair_id, s.strategy, v.scorer AS verifier,
                  max(v.score) FILTER (WHERE s.is_chosen) AS c, max(v.score) FILTER (WHERE NOT s.is_chosen) AS r
-          FROM (SELECT pair_id, strategy, chosen_id AS candidate_id, true AS is_chosen FROM pairs
-                UNION ALL SELECT pair_id, strategy, rejected_id, false FROM pairs) s
-          JOIN ({verifier_scores_sql()}) v ON v.candidate_id = s.candidate_id
+          FROM (SELECT pair_id, strategy, chosen_id AS candidate_id, true AS is_chosen FROM {pairs}
+                UNION ALL SELECT pair_id, strategy, rejected_id, false FROM {pairs}) s
+          JOIN ({verifier_scores_sql(scores, pairs if only_their_scores else None)}) v ON v.candidate_id = s.candidate_id
           GROUP BY s.pair_id, s.strategy, v.scorer)
     WHERE c IS NOT NULL AND r IS NOT NULL"""
 
@@ -53,7 +56,7 @@ def verifier_scores(scores: pl.DataFrame) -> pl.DataFrame:
 
 
 def pair_verifier_verdicts(pairs: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFrame:
-    """pair_id, strategy, verifier, agree, tie, disagree (as PAIR_VERIFIER_SQL)."""
+    """pair_id, strategy, verifier, agree, tie, disagree (as pair_verifier_sql)."""
     schema = {"pair_id": pl.String, "strategy": pl.String, "verifier": pl.String, "agree": pl.Boolean,
               "tie": pl.Boolean, "disagree": pl.Boolean}
     if scores is None or scores.is_empty() or pairs.is_empty():

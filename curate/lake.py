@@ -28,6 +28,7 @@ from curate import schemas
 from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
 from curate.lake_migrate import migrate_to_sqlite
+from curate.pair_facts import backfill_sql, facts_sql, parts_sql
 from curate.views import views, views_version
 
 LAKE_ALIAS = "lake"
@@ -272,6 +273,9 @@ class Lake:
             self.con.execute(f"CALL {LAKE_ALIAS}.set_option('parquet_compression', 'zstd')")
         for name in missing:
             self.con.execute(schemas.table(name).create_sql(f"{LAKE_ALIAS}.{name}"))
+        if "pair_facts" in missing and "pairs" in existing:  # a lake from before them: fill them once
+            for statement in backfill_sql(LAKE_ALIAS):
+                self.con.execute(statement)
         self.con.execute("COMMIT")
 
     def _create_views(self) -> None:
@@ -406,15 +410,55 @@ class Lake:
         finally:
             self.con.unregister("_incoming")
 
+    def _insert_new_pairs(self, conformed: pa.Table) -> pa.Table:
+        """Insert the pairs not stored yet; returns them (their facts follow, curate.pair_facts)."""
+        self.con.register("_incoming", conformed)
+        try:
+            new = self.con.execute(
+                "SELECT * FROM (SELECT DISTINCT ON (pair_id) * FROM _incoming ORDER BY pair_id) i WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {LAKE_ALIAS}.pairs t WHERE t.pair_id = i.pair_id)").to_arrow_table()
+        finally:
+            self.con.unregister("_incoming")
+        if new.num_rows:
+            self.con.register("_new_pairs", new)
+            try:
+                self.con.execute(f"INSERT INTO {LAKE_ALIAS}.pairs BY NAME SELECT * FROM _new_pairs")
+            finally:
+                self.con.unregister("_new_pairs")
+        return new
+
+    def _insert_pair_facts(self, pairs: pa.Table) -> None:
+        """pair_facts and pair_stats_parts rows of new pairs, from the prompts and scores stored now."""
+        self.con.register("_new_pairs", pairs)
+        try:
+            facts = self.con.execute(facts_sql("_new_pairs", f"{LAKE_ALIAS}.prompts", f"{LAKE_ALIAS}.scores")
+                                     ).to_arrow_table()
+        finally:
+            self.con.unregister("_new_pairs")
+        self.con.register("_new_facts", facts)
+        try:
+            self.con.execute(f"INSERT INTO {LAKE_ALIAS}.pair_facts BY NAME SELECT * FROM _new_facts")
+            self.con.execute(f"INSERT INTO {LAKE_ALIAS}.pair_stats_parts BY NAME {parts_sql('_new_facts')}")
+        finally:
+            self.con.unregister("_new_facts")
+
     def commit(self, tables: dict[str, pa.Table | list[dict]]) -> dict[str, int]:
-        """Append rows to several tables in one snapshot; returns rows added per table."""
+        """Append rows to several tables in one snapshot; returns rows added per table. New pairs
+        get their pair_facts and pair_stats_parts rows in the same snapshot, after every table of
+        the call is in (so from the prompts and scores committed with them too)."""
         if self.read_only:
             raise UserError("the lake is open read-only")
-        added = {}
+        added, new_pairs = {}, None
         with self.transaction():
             for name, rows in tables.items():
                 rows = schemas.conform(name, rows)
-                added[name] = self._insert_new(name, rows) if rows.num_rows else 0
+                if name == "pairs" and rows.num_rows:
+                    new_pairs = self._insert_new_pairs(rows)
+                    added[name] = new_pairs.num_rows
+                else:
+                    added[name] = self._insert_new(name, rows) if rows.num_rows else 0
+            if new_pairs is not None and new_pairs.num_rows:
+                self._insert_pair_facts(new_pairs)
         return added
 
     def mark_dead_runs_interrupted(self) -> None:
