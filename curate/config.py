@@ -131,7 +131,7 @@ class RunConfig:
     scorers: list[ScorerConfig] = field(default_factory=list)
     pairs: list[PairSpec] = field(default_factory=list)
     export_path: str | None = None  # relative to the data dir unless absolute
-    dedup: dict = field(default_factory=dict)  # curate.dedup.DedupConfig fields; benchmarks decontaminate
+    dedup: DedupConfig = field(default_factory=DedupConfig)  # [dedup]; its benchmarks decontaminate prompts
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     lake: LakeConfig = field(default_factory=LakeConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
@@ -202,10 +202,9 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     if benchmarks:
         dedup["benchmarks"] = benchmarks
     try:
-        DedupConfig.from_mapping(dedup)
+        values["dedup"] = DedupConfig.from_mapping(dedup)
     except ValueError as exc:
         raise UserError(f"config: {exc}") from exc
-    values["dedup"] = dedup
     values["runner"] = _runner(values.pop("runner", {}))
     values["audit"] = _audit(values.pop("audit", {}), base_dir, generators)
     pairs = []

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from curate.config import RunConfig
-from curate.dedup import DedupConfig
 from curate.engines import Engines
 from curate.lake import open_lake
 from curate.shards import InProcess, Shards
@@ -59,7 +58,7 @@ class Pipeline:
         # Shard work runs here, one shard after the other, unless the flow hands the steps its
         # task runner (flows/build.py sets `shards`).
         self.context = RunContext(config, self.data_dir, self.lake, Engines(config, self.data_dir),
-                                  InProcess(config.runner.shards), DedupConfig.from_mapping(config.dedup))
+                                  InProcess(config.runner.shards), config.dedup)
         self.steps = {step.name: step for step in run_steps(config)}
 
     @property
