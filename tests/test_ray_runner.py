@@ -6,6 +6,7 @@ pair and dedup drop must match, and so must the scores. Ray must stay inside the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from curate.lake import Lake
-from tests.helpers import write_config, write_prompts
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +41,53 @@ def _rows(data: Path) -> dict:
         }
 
 
-def test_ray_runner_gives_the_thread_runners_rows(tmp_path, tiny_generator, tiny_reward):
-    prompts = write_prompts(tmp_path / "prompts.jsonl")
-    config = write_config(tmp_path / "run.toml", prompts, tiny_generator, tiny_reward, n=4, export=None)
-    # All pairs of each prompt, and a threshold that random tiny-model texts reach: dedup has work
-    # (its embeddings are sharded too).
-    config.write_text(config.read_text() + '\n[[pairs]]\nstrategy = "margin"\nscorer = "reward:tiny"\n'
-                      'pairing = "all_pairs_above_margin"\n\n[runner]\nworkers = 2\nshards = 3\n\n'
-                      '[dedup]\nminhash = false\nsemantic_threshold = 0.1\n')
+# Imported completions (no generation: the runner's work is the shards, not the engine), rated so
+# that all-pairs margins and the verifiers both have work; near-duplicate texts for dedup.
+ROWS = [
+    {"prompt": "What is 6 * 7?", "task": "math", "reference_answer": "42", "completions": [
+        {"text": "6 * 7 = 42. The answer is 42.", "rating": 9}, {"text": "6 * 7 = 36. The answer is 36.", "rating": 4},
+        {"text": "Six sevens make 42, so the answer is 42.", "rating": 8}, {"text": "The answer is 13.", "rating": 2}]},
+    {"prompt": "What is 9 + 10?", "task": "math", "reference_answer": "19", "completions": [
+        {"text": "9 + 10 = 19. The answer is 19.", "rating": 8}, {"text": "9 + 10 = 21. The answer is 21.", "rating": 5},
+        {"text": "Nine plus ten is 19. The answer is 19.", "rating": 7}]},
+    {"prompt": "Describe the sea in fewer than 10 words.", "task": "instruction",
+     "constraints": [{"type": "length_constraints:number_words", "kwargs": {"relation": "less than", "num_words": 10}}],
+     "completions": [{"text": "Vast, blue and restless.", "rating": 9},
+                     {"text": "The sea is a vast body of salty water that covers most of the planet.", "rating": 3},
+                     {"text": "Blue, vast, restless water.", "rating": 8}]},
+    {"prompt": "Say hello to a friend.", "task": "chat", "completions": [
+        {"text": "Hello, my friend! How have you been?", "rating": 9}, {"text": "Hi.", "rating": 4},
+        {"text": "Hello there, friend! How have you been lately?", "rating": 8}]},
+]
+
+
+def test_ray_runner_gives_the_thread_runners_rows(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+    config = tmp_path / "run.toml"
+    config.write_text(f"""
+name = "ray-test"
+generators = []
+[[inputs]]
+path = "{prompts}"
+[[scorers]]
+kind = "math_verify"
+[[scorers]]
+kind = "constraints"
+[[pairs]]
+strategy = "margin"
+scorer = "math_verify"
+[[pairs]]
+strategy = "margin"
+scorer = "imported:rating"
+pairing = "all_pairs_above_margin"
+[runner]
+workers = 2
+shards = 3
+[dedup]
+minhash = false
+semantic_threshold = 0.5
+""")
     home = tmp_path / "home"
     home.mkdir()
 
