@@ -6,7 +6,12 @@ same JSON text is built with Polars string expressions and hashed with polars-ha
 `normalise_text` (NFKC, whitespace runs to one space, strip, casefold) is vectorised for ASCII
 texts, where NFKC changes nothing and casefold is lower case; every other distinct text goes through
 the per-row function itself, so Unicode's corners (NBSP, ß, final sigma, full-width forms) match it
-by construction.
+by construction. The costly string rewrites (whitespace runs, JSON escapes) run only on the rows
+that contain what they rewrite.
+
+A dedup key hashes three JSON strings: the prompt's text and the two normalised sides. A strategy
+that pairs each candidate many times computes them once per prompt (`prompt_keys`) and once per
+candidate (`text_keys`) and hands them to `dedup_keys_of`.
 """
 
 from __future__ import annotations
@@ -20,23 +25,49 @@ from curate.ids import normalise_text
 
 # Python's str.isspace in ASCII: what re's \s and str.strip() treat as whitespace.
 _ASCII_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f ]+"
+_SPACE_BUT_BLANK = r"(?-u)[\t\n\x0b\x0c\r\x1c-\x1f]"
+# the control characters in classes of 8: a regex finds a class of a few bytes by a fast scan
+_CONTROLS = [rf"(?-u)[\x{start:02x}-\x{start + 7:02x}]" for start in range(0, 0x20, 8)]
 _JSON_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x08": "\\b", "\x0c": "\\f"}
+
+
+def _where(column: pl.Series, mask: pl.Series, change) -> pl.Series:
+    """`column` with `change` applied to the rows where `mask` holds (run on those rows only)."""
+    rows = mask.fill_null(False).arg_true()
+    if rows.is_empty():
+        return column
+    return column.clone().scatter(rows, change(column.gather(rows)))
+
+
+def _has_control(column: pl.Series) -> pl.Series:
+    found = column.str.contains(_CONTROLS[0])
+    for pattern in _CONTROLS[1:]:
+        found = found | column.str.contains(pattern)
+    return found
+
+
+def _escaped(column: pl.Series) -> pl.Series:
+    escaped = column.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    if _has_control(escaped).any():
+        for code in range(0x20):
+            char = chr(code)
+            escaped = escaped.str.replace_all(char, _JSON_ESCAPES.get(char, f"\\u{code:04x}"), literal=True)
+    return escaped
 
 
 def json_string(column: pl.Series) -> pl.Series:
     """Each string as json.dumps(s, ensure_ascii=False) writes it, quotes included."""
-    escaped = column.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
-    if escaped.str.contains(r"[\x00-\x1f]").any():
-        for code in range(0x20):
-            char = chr(code)
-            escaped = escaped.str.replace_all(char, _JSON_ESCAPES.get(char, f"\\u{code:04x}"), literal=True)
-    return '"' + escaped + '"'
+    needs = column.str.contains_any(["\\", '"']) | _has_control(column)
+    quoted = pl.concat_str([pl.lit('"'), pl.lit(_where(column, needs, _escaped)), pl.lit('"')])
+    return pl.select(quoted).to_series().alias(column.name)
 
 
 def normalised(column: pl.Series) -> pl.Series:
     """`normalise_text` of every string (nulls stay null)."""
-    fast = column.str.replace_all(_ASCII_SPACE, " ").str.strip_chars(" ").str.to_lowercase()
-    other = column.str.contains(r"[^\x00-\x7f]").fill_null(False)
+    spaced = column.str.contains(_SPACE_BUT_BLANK) | column.str.contains("  ", literal=True)
+    fast = _where(column, spaced, lambda rows: rows.str.replace_all(_ASCII_SPACE, " "))
+    fast = fast.str.strip_chars(" ").str.to_lowercase()
+    other = (column.str.len_bytes() != column.str.len_chars()).fill_null(False)  # not ASCII
     if not other.any():
         return fast
     distinct = column.filter(other).unique()
@@ -49,9 +80,11 @@ def _sha(payload: pl.Series) -> pl.Series:
     return pl.DataFrame({"p": payload}).select(plh.col("p").chash.sha2_256().str.slice(0, 32))["p"]
 
 
-def _json_list(*items: pl.Series | str) -> pl.Series:
-    """The JSON text of a list of strings, per row: constants are Python strings."""
-    parts = [json.dumps(i, ensure_ascii=False) if isinstance(i, str) else json_string(i) for i in items]
+def _json_list(*items: pl.Series | str, quoted: bool = False) -> pl.Series:
+    """The JSON text of a list of strings, per row: constants are Python strings; `quoted`: the
+    series are JSON strings already."""
+    parts = [json.dumps(i, ensure_ascii=False) if isinstance(i, str) else i if quoted else json_string(i)
+             for i in items]
     frame = pl.DataFrame({f"c{k}": p for k, p in enumerate(parts) if not isinstance(p, str)})
     exprs = [pl.lit(p) if isinstance(p, str) else pl.col(f"c{k}") for k, p in enumerate(parts)]
     separated = [e for k, expr in enumerate(exprs) for e in ((pl.lit(","),) if k else ()) + (expr,)]
@@ -60,11 +93,21 @@ def _json_list(*items: pl.Series | str) -> pl.Series:
 
 def pair_ids(strategy: str, chosen_id: pl.Series, rejected_id: pl.Series, prompt_id: pl.Series) -> pl.Series:
     """`ids.pair_id(strategy, chosen_id, rejected_id, prompt_id)` per row."""
-    return _sha(_json_list("pair", strategy, chosen_id, rejected_id, prompt_id)).alias("pair_id")
+    return pair_ids_of(strategy, json_string(chosen_id), json_string(rejected_id), json_string(prompt_id))
+
+
+def pair_ids_of(strategy: str, chosen_id: pl.Series, rejected_id: pl.Series, prompt_id: pl.Series) -> pl.Series:
+    """Pair ids from the ids as JSON strings (`json_string`, computed once per candidate and prompt
+    by a strategy that pairs each many times)."""
+    return _sha(_json_list("pair", strategy, chosen_id, rejected_id, prompt_id, quoted=True)).alias("pair_id")
 
 
 def prompt_texts(prompt: pl.Series) -> pl.Series:
     """Per chat prompt, one `role: normalised content` line per message (as `pair_dedup_key`)."""
+    if prompt.null_count() == 0 and (prompt.list.len() == 1).all():  # one message each: no regrouping
+        message = prompt.list.first()
+        if message.null_count() == 0:
+            return (message.struct.field("role") + ": " + normalised(message.struct.field("content"))).fill_null("")
     rows = pl.DataFrame({"prompt": prompt}).with_row_index("_row")
     messages = rows.explode("prompt").filter(pl.col("prompt").is_not_null())
     lines = messages.select(
@@ -74,7 +117,21 @@ def prompt_texts(prompt: pl.Series) -> pl.Series:
     return rows.select("_row").join(joined, on="_row", how="left")["line"].fill_null("")
 
 
+def prompt_keys(prompt: pl.Series) -> pl.Series:
+    """The prompt's part of its pairs' dedup keys (a JSON string), per chat prompt."""
+    return json_string(prompt_texts(prompt))
+
+
+def text_keys(text: pl.Series) -> pl.Series:
+    """A side's part of its pairs' dedup keys (the normalised text as a JSON string), per text."""
+    return json_string(normalised(text))
+
+
+def dedup_keys_of(prompt_key: pl.Series, chosen_key: pl.Series, rejected_key: pl.Series) -> pl.Series:
+    """Dedup keys from the parts `prompt_keys` and `text_keys` made."""
+    return _sha(_json_list("pair-exact", prompt_key, chosen_key, rejected_key, quoted=True)).alias("dedup_key")
+
+
 def dedup_keys(prompt: pl.Series, chosen: pl.Series, rejected: pl.Series) -> pl.Series:
     """`pair_dedup_key(prompt, chosen, rejected)` per row."""
-    return _sha(_json_list("pair-exact", prompt_texts(prompt), normalised(chosen),
-                           normalised(rejected))).alias("dedup_key")
+    return dedup_keys_of(prompt_keys(prompt), text_keys(chosen), text_keys(rejected))

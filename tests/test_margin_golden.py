@@ -20,6 +20,7 @@ import pytest
 from curate import schemas
 from curate.pairs import rule
 from curate.pairs.registry import build_pairs
+from curate.score.registry import task_verifiers
 
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)
 TASKS = ("math", "code", "instruction", "chat")  # chat: no verifier
@@ -70,7 +71,7 @@ def varied(prompts_count: int = 2000, per_prompt: int = 8, seed: int = 7):
                 score(cid, pid, "quality", 0.0 if q < 0.08 else 1.0)
             elif q < 0.93:
                 score(cid, pid, "quality", None, status="error")
-            verifier = rule.TASK_VERIFIERS.get(task)
+            verifier = task_verifiers().get(task)
             v = rng.random()
             if verifier and p % 7 != 0 and v < 0.93:  # some prompts without their verifier
                 score(cid, pid, verifier, None if v < 0.05 else float(v > 0.4),
@@ -115,16 +116,24 @@ CONFIGS = {
     "all_pairs_dual": {"scorer": "reward", "pairing": "all_pairs_above_margin", "keep_top_fraction": 0.5,
                        "implicit_margin": {"policy": "policy_lp", "reference": "reference_lp"}},
     "verifier_scorer": {"scorer": "math_verify", "pairing": "all_pairs_above_margin"},
+    "all_pairs_many": {"scorer": "reward", "pairing": "all_pairs_above_margin", "max_pairs_per_prompt": 40},
 }
+# on the data with a candidate row and a prompt row twice (the general ways, not the fast paths)
+TWICE = ("best_vs_worst", "best_vs_random_closest", "all_pairs_many", "best_vs_worst_required")
 
-# recorded on main (92ee6b2) before the rewrite: sha256 of the pairs frame, then of the refusals
+# Recorded on main (92ee6b2) before the rewrite: sha256 of the pairs frame, then of the refusals.
+# MADPO's mean and std of the margins were summed in the order Polars' hash joins left the pairs
+# in, so their last bits followed that order; they are now summed in margin order, and its weight
+# and margin_z are compared to 12 decimals.
 GOLDEN: dict[str, tuple[str, str]] = {
     "all_pairs": ("c9aa29ccd3494e39c9bf94ef9183797453c25be3cf2bbc5b1f3083cc3dcc1236",
                    "7d7dc1034b3982785fa8b2f4bb26fda491505a70baf12f98d61fb69c2a163a29"),
-    "all_pairs_capped": ("ddb317550652e4cb32b5f930bca23e8b1e6620419aec7122b3204c82fa1837a8",
+    "all_pairs_capped": ("0d6c24da069c9828f9719468d70a61a9212f05e426a049b2e11d4239c4c37266",
                           "f124e7a87086983c6564648c01c0625ac99aae5936aa7639ccc6f9294cff1cd4"),
     "all_pairs_dual": ("1ac2b9755a86379058381d104e5c3ed7c0abac7d4063f7922456a6fb48acfd1a",
                         "7d7dc1034b3982785fa8b2f4bb26fda491505a70baf12f98d61fb69c2a163a29"),
+    "all_pairs_many": ("dc97889c7f3d61244b4f7ee2b05ba4d41f870b8d9bb72d5eba11927b440bcb4c",
+                        "74a9e7f5a06864016e7c8ddf158bdeb398ef49821b15369ef39212a918deaee8"),
     "all_pairs_required": ("e05f65dda8582da70ee8c6a5f98da61016d5e365c5c6baef44514f14ed4e620a",
                             "29647a89d71484908f739ccea185c5c4821006be8b1c0cd5b46fb2c0285ea8ea"),
     "best_vs_random": ("136220a505d26df82959b2b3d8668ffcdb75cda35380339e5942fad6fa6b221d",
@@ -145,7 +154,7 @@ GOLDEN: dict[str, tuple[str, str]] = {
                                  "2018997aec7768c517ca4955720f66d122786aab5ab4e9728a2b13d836bf2da4"),
     "best_vs_worst_margin": ("3513e952b9f0df524d1e3bdc967a35604604995bb75f0ad1191a5b0186a1f18f",
                               "341f19e71690c8177adfdb3e45eefbde5ba64ab59395dcbcc8d7d61d71bf08b3"),
-    "best_vs_worst_penalty": ("e221ee14c5f741c68fb5fcb79770c6343a78badda4bede45ba052f654dec7636",
+    "best_vs_worst_penalty": ("525830e56f81960ad36c2c64f833a294f4ec20de3744b6d1a1959ea6b3086a5b",
                                "ca3e9b0ee23636f02f0572947ebe541ad1521a2f7e85a15fd67a7712b63334dd"),
     "best_vs_worst_pinned": ("8b8a561259bc7f9289093352f8d76a08f52be3f9f09a5b01ff3b3eeb0b0c0378",
                               "10ddc26f74fc6940130057f0135049e99b8c1e4947e96ee613c4b9d0c7a969a0"),
@@ -153,15 +162,29 @@ GOLDEN: dict[str, tuple[str, str]] = {
                                 "956f7b5045850b393ec3aeca33f5698e4017c2aaffc26fd2951955064c410f12"),
     "best_vs_worst_top": ("4e284b4a520e5d5b9d5bdb3870b8014b751847f735aed123f08d57d9db5ea117",
                            "2018997aec7768c517ca4955720f66d122786aab5ab4e9728a2b13d836bf2da4"),
-    "best_vs_worst_z_madpo": ("8089ac52a6ca8d41c0553cbccd042f538c864c66b155e1b587658bd09a008721",
+    "best_vs_worst_z_madpo": ("53e286501542d244da9c65a96c6f672cc0411abb7ba99ffd2b2ff0eb5d1190db",
                                "2018997aec7768c517ca4955720f66d122786aab5ab4e9728a2b13d836bf2da4"),
     "verifier_scorer": ("84b2fb94403d9f921af52031ad8337c18639a075b0c79ed033d14e1b053e5dc2",
                          "0f42b19d2d94ef1c912e33e41083f584f7236d9d1a5847e613dc9f0b2fffe2b7"),
+}
+GOLDEN_TWICE: dict[str, tuple[str, str]] = {
+    "best_vs_worst": ("11909e9ff7442c3447d252db17e6aec7b3a5e867db3af8811ce32292bf8c45ed",
+                       "16aa2f42166dead5964807573266c7a955bdca1a9ffcba9d33e4c0f7675581d0"),
+    "best_vs_random_closest": ("34c3d10e2f8211899d2aa78889630dbbdf5e212a4bd801f256ab2f04b068676c",
+                                "df47b842d46748c9bbc54b6b70a75771d8bd4fae0cd1beae36e36b13e4438726"),
+    "all_pairs_many": ("645a1ca1193f9b5cc96ec0d26494538e143223f8059368d3348dcd2756aa2635",
+                        "c3db82a5c93f5a38b1331f2b08718605a3efb8df7b61542a49b157a381fd9c81"),
+    "best_vs_worst_required": ("70fff8f056b5053460ae8f7c89773477f1e6ee27303240c22bb4edaf19a4b0d5",
+                                "956f7b5045850b393ec3aeca33f5698e4017c2aaffc26fd2951955064c410f12"),
 }
 
 
 def fingerprint(pairs: pl.DataFrame) -> str:
     body = pairs.drop("created_at")
+    if body["weight"].is_not_null().any():  # MADPO: z and weight to 12 decimals (see below)
+        body = body.with_columns(pl.col("weight").round(12), pl.Series("details_json", [
+            json.dumps({k: round(v, 12) if k == "margin_z" else v for k, v in json.loads(d).items()})
+            for d in body["details_json"]]))
     digest = hashlib.sha256(json.dumps([[c, str(t)] for c, t in body.schema.items()]).encode())
     for row in body.iter_rows():
         digest.update(json.dumps(row, ensure_ascii=False, default=repr).encode())
@@ -171,6 +194,12 @@ def fingerprint(pairs: pl.DataFrame) -> str:
 @pytest.fixture(scope="module")
 def data():
     return varied()
+
+
+@pytest.fixture(scope="module")
+def data_twice(data):
+    prompts, candidates, scores = data
+    return (pl.concat([prompts, prompts.slice(5, 1)]), pl.concat([candidates, candidates.slice(40, 3)]), scores)
 
 
 def built(data, config: dict) -> tuple[pl.DataFrame, dict]:
@@ -184,3 +213,11 @@ def test_margin_pairs_equal_recorded(data, name):
     pairs, refused = built(data, CONFIGS[name])
     assert pairs.height > 0
     assert (fingerprint(pairs), hashlib.sha256(json.dumps(refused).encode()).hexdigest()) == GOLDEN[name], refused
+
+
+@pytest.mark.parametrize("name", TWICE)
+def test_margin_pairs_with_rows_twice_equal_recorded(data_twice, name):
+    pairs, refused = built(data_twice, CONFIGS[name])
+    assert pairs.height > 0
+    assert ((fingerprint(pairs), hashlib.sha256(json.dumps(refused).encode()).hexdigest())
+            == GOLDEN_TWICE[name]), refused

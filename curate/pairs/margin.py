@@ -55,22 +55,24 @@ use (rank scores, verifier score, draw pool size, dual margins, margin z).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
 import polars as pl
+import polars_hash as plh
 
+from curate import bulk_ids
 from curate.options import as_floats, option, options_dict
 from curate.pairs import rule
 from curate.pairs.margin_dual import (DualCombine, DualNormalise, ImplicitMargin, Madpo, add_madpo_weight,
                                       apply_dual_margin)
-from curate.pairs.rows import PICK_COLUMNS, finish_pairs, usable_scores
+from curate.pairs.rows import ID_PARTS, KEY_PARTS, PICK_COLUMNS, finish_pairs, ok_scores, usable_scores
 from curate.pairs.strategy import Strategy
 from curate.score import with_z_scores
 
 Pairing = Literal["best_vs_worst", "best_vs_random", "all_pairs_above_margin"]
-SIDES = ("candidate_id", "score", "rank", "length")  # per-candidate columns a pair carries per side
+SIDES = ("candidate_id", "score", "rank", "length", "_i")  # per-candidate columns a pair carries per side
+# (_i: the candidate's row in the scored frame, where the rest of its columns are fetched from)
 
 
 @dataclass(frozen=True)
@@ -124,34 +126,45 @@ class MarginOptions:
         return {k: v for k, v in options_dict(self).items() if k != "scorer_version" or v is not None}
 
 
-def _eligible(min_margin: float, chosen: str = "_c", rejected: str = "_r") -> pl.Expr:
+def _eligible(min_margin: float, chosen: str = "_c", rejected: str = "_r", ids: str = "candidate_id") -> pl.Expr:
     """chosen may be paired against rejected: raw margin >= min_margin and > 0 (ties never pair),
-    strictly higher rank score, different candidates."""
+    strictly higher rank score, different candidates (`ids`: a column equal where the ids are)."""
     margin = pl.col(f"score{chosen}") - pl.col(f"score{rejected}")
     return ((margin >= min_margin) & (margin > 0) & (pl.col(f"rank{chosen}") > pl.col(f"rank{rejected}"))
-            & (pl.col(f"candidate_id{chosen}") != pl.col(f"candidate_id{rejected}")))
+            & (pl.col(f"{ids}{chosen}") != pl.col(f"{ids}{rejected}")))
 
 
 def _side(frame: pl.DataFrame, suffix: str, extra: tuple[str, ...] = ()) -> pl.DataFrame:
     return frame.select("prompt_id", *[pl.col(c).alias(f"{c}{suffix}") for c in (*SIDES, *extra)])
 
 
-def _extreme(scored: pl.DataFrame, best: bool, suffix: str) -> pl.DataFrame:
-    """Per prompt, the candidate ranking highest (best) among those that may be chosen, or lowest
-    among those that may be rejected (curate.pairs.rule); ties: smallest candidate id."""
+def _extremes(scored: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per prompt, the candidate ranking highest among those that may be chosen, and the one ranking
+    lowest among those that may be rejected (curate.pairs.rule); ties: smallest candidate id."""
+    if scored["rank"].is_nan().any():  # NaN sorts above every number: the general way
+        return _extreme(scored, True), _extreme(scored, False)
+    choose, reject, rank = pl.col("can_choose"), pl.col("can_reject"), pl.col("rank")
+    ends = scored.with_columns(rank.filter(choose).max().over("prompt_id").alias("_top"),
+                               rank.filter(reject).min().over("prompt_id").alias("_bottom"))
+    best = ends.filter(choose & (rank == pl.col("_top")))
+    worst = ends.filter(reject & (rank == pl.col("_bottom")))
+    return tuple(ties.filter(pl.col("candidate_id") == pl.col("candidate_id").min().over("prompt_id"))
+                 for ties in (best, worst))
+
+
+def _extreme(scored: pl.DataFrame, best: bool) -> pl.DataFrame:
     pool = scored.filter(pl.col("can_choose" if best else "can_reject"))
-    # sort the (prompt, rank, id) keys only, within each prompt, and fetch the rows of the winners
     winners = pool.group_by("prompt_id").agg(
         pl.col("candidate_id").sort_by(["rank", "candidate_id"], descending=[best, False]).first())
-    picked = pool.join(winners.select("candidate_id"), on="candidate_id", how="semi").sort("prompt_id")
-    return _side(picked, suffix, ("verified",))
+    return pool.join(winners.select("candidate_id"), on="candidate_id", how="semi")
 
 
 def _draw_key(prompt_ids: pl.Series, seed: int) -> pl.Series:
-    """A stable per-prompt draw: sha256 of "prompt_id:seed" (one hash per prompt, not per candidate)."""
-    return prompt_ids.map_elements(
-        lambda pid: int.from_bytes(hashlib.sha256(f"{pid}:{seed}".encode()).digest()[:8], "big") >> 1,
-        return_dtype=pl.Int64)
+    """A stable per-prompt draw: the first 8 bytes of sha256("prompt_id:seed"), big-endian, >> 1
+    (one hash per prompt, not per candidate)."""
+    payload = pl.select(pl.concat_str([pl.lit(prompt_ids), pl.lit(f":{seed}")]).alias("p"))
+    digest = payload.select(plh.col("p").chash.sha2_256())["p"]
+    return (digest.str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64) // 2).cast(pl.Int64)
 
 
 def _random_rejected(scored: pl.DataFrame, best: pl.DataFrame, min_margin: float, seed: int) -> pl.DataFrame:
@@ -175,14 +188,29 @@ def _closest_chosen(scored: pl.DataFrame, rejected: pl.DataFrame, min_margin: fl
 
 
 def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int) -> pl.DataFrame:
-    chosen = _side(scored.filter(pl.col("verified") & pl.col("can_choose")), "_c", ("verified",))
-    pairs = (chosen.join(_side(scored.filter(pl.col("can_reject")), "_r"), on="prompt_id")
-             .filter(_eligible(min_margin))
+    # Prompts (_g) and candidate ids (_k) as integers in (prompt_id, candidate_id) order: the pairs
+    # are formed, filtered and ranked on numbers, and their strings fetched once at the end.
+    numbered = (scored.select("prompt_id", "candidate_id", "_i", "score", "rank", "verified", "can_choose", "can_reject")
+                .sort("prompt_id", "candidate_id")
+                .with_columns(pl.col("prompt_id").rle_id().alias("_g"), pl.col("candidate_id").rle_id().alias("_k")))
+
+    def side(pool: pl.Expr, suffix: str) -> pl.DataFrame:
+        return numbered.filter(pool).select("_g", *[pl.col(c).alias(f"{c}{suffix}") for c in ("_k", "_i", "score", "rank")])
+
+    pairs = (side(pl.col("verified") & pl.col("can_choose"), "_c").join(side(pl.col("can_reject"), "_r"), on="_g")
+             .filter(_eligible(min_margin, ids="_k"))
              .with_columns((pl.col("score_c") - pl.col("score_r")).alias("margin"))
-             .sort(["prompt_id", "margin", "candidate_id_c", "candidate_id_r"], descending=[False, True, False, False]))
-    return (pairs.with_columns(pl.len().over("prompt_id").alias("eligible_pairs"),
-                               (pl.int_range(pl.len()).over("prompt_id") + 1).alias("pair_rank"))
-            .filter(pl.col("pair_rank") <= cap))
+             .sort(["_g", "margin", "_k_c", "_k_r"], descending=[False, True, False, False]))
+    pairs = (pairs.with_columns(pl.len().over("_g").alias("eligible_pairs"),
+                                (pl.int_range(pl.len()).over("_g") + 1).alias("pair_rank"))
+             .filter(pl.col("pair_rank") <= cap))
+    chosen, rejected = pairs["_i_c"], pairs["_i_r"]
+    return pairs.select(
+        scored["prompt_id"].gather(chosen).alias("prompt_id"),
+        scored["candidate_id"].gather(chosen).alias("candidate_id_c"), "score_c", "rank_c",
+        scored["length"].gather(chosen).alias("length_c"), "_i_c", pl.lit(True).alias("verified_c"),
+        scored["candidate_id"].gather(rejected).alias("candidate_id_r"), "score_r", "rank_r",
+        scored["length"].gather(rejected).alias("length_r"), "_i_r", "margin", "eligible_pairs", "pair_rank")
 
 
 def _pick(scored: pl.DataFrame, options: MarginOptions) -> pl.DataFrame:
@@ -190,9 +218,10 @@ def _pick(scored: pl.DataFrame, options: MarginOptions) -> pl.DataFrame:
     min_margin, pairing = options.min_margin, options.pairing
     if pairing == "all_pairs_above_margin":
         return _all_pairs(scored, min_margin, options.max_pairs_per_prompt)
-    best = _extreme(scored, True, "_c")
+    best, worst = _extremes(scored)
+    best = _side(best.sort("prompt_id"), "_c", ("verified",))
     if pairing == "best_vs_worst":
-        rejected = _extreme(scored, False, "_r").drop("verified_r")
+        rejected = _side(worst.sort("prompt_id"), "_r")
         picked = best.join(rejected, on="prompt_id").filter(_eligible(min_margin))
     else:
         picked = _random_rejected(scored, best, min_margin, options.seed)
@@ -234,44 +263,98 @@ def _reason(options: MarginOptions, columns: list[str]) -> pl.Expr:
 
 def _scored(facts: pl.DataFrame, scores: pl.DataFrame, candidates: pl.DataFrame,
             options: MarginOptions) -> pl.DataFrame:
-    """candidate_id, prompt_id, text, score, length, rank (score less the length penalty), verified,
-    can_choose and can_reject (curate.pairs.rule.eligible)."""
+    """_i (the row number), candidate_id, prompt_id, text, score, length, rank (score less the
+    length penalty), the candidate's facts (rule.SIDE_FACTS as fact_<name>), can_choose and
+    can_reject (curate.pairs.rule.eligible), verified and verifier_score (the required verifier's)."""
     raw = scores
     if options.normalise == "z":  # margins in standard deviations of this scorer
         scores = with_z_scores(scores).with_columns(pl.col("score_z").alias("score"))
-    scored = usable_scores(scores, candidates, options.scorer, options.scorer_version).with_columns(
-        pl.col("text").str.len_chars().cast(pl.Int64).alias("length"))
-    scored = scored.with_columns(
-        (pl.col("score") - options.length_penalty * pl.col("length") / 1000).alias("rank"),
-        pl.col("candidate_id").is_in(rule.eligible(facts, "chosen").implode()).alias("can_choose"),
-        pl.col("candidate_id").is_in(rule.eligible(facts, "rejected", options.gated_rejected).implode())
-        .alias("can_reject"))
+    if "text" in facts.columns:  # the facts are the candidates with text, one row each: usable_scores' rows
+        scored = facts.select(
+            "candidate_id", "prompt_id", "text", *[pl.col(f).alias(f"fact_{f}") for f in rule.SIDE_FACTS],
+            rule.may_stand("chosen").alias("can_choose"),
+            rule.may_stand("rejected", options.gated_rejected).alias("can_reject"),
+        ).join(ok_scores(scores, options.scorer, options.scorer_version), on="candidate_id")
+    else:  # a candidate or prompt twice: the general way (rule.enforce joins the facts to the picks)
+        scored = usable_scores(scores, candidates, options.scorer, options.scorer_version).with_columns(
+            pl.col("candidate_id").is_in(rule.eligible(facts, "chosen").implode()).alias("can_choose"),
+            pl.col("candidate_id").is_in(rule.eligible(facts, "rejected", options.gated_rejected).implode())
+            .alias("can_reject"))
+    scored = scored.with_columns(pl.col("text").str.len_chars().cast(pl.Int64).alias("length"))
+    scored = scored.with_columns((pl.col("score") - options.length_penalty * pl.col("length") / 1000).alias("rank"))
     if options.required_verifier is None:
-        return scored.with_columns(pl.lit(True).alias("verified"), pl.lit(None, pl.Float64).alias("verifier_score"))
-    verifier = usable_scores(raw, candidates, options.required_verifier).select(
-        "candidate_id", pl.col("score").alias("verifier_score"))
-    return scored.join(verifier, on="candidate_id", how="left").with_columns(
-        (pl.col("verifier_score") >= options.required_verifier_min).fill_null(False).alias("verified"))
+        scored = scored.with_columns(pl.lit(True).alias("verified"), pl.lit(None, pl.Float64).alias("verifier_score"))
+    else:
+        verifier = usable_scores(raw, candidates, options.required_verifier).select(
+            "candidate_id", pl.col("score").alias("verifier_score"))
+        scored = scored.join(verifier, on="candidate_id", how="left", maintain_order="left").with_columns(
+            (pl.col("verifier_score") >= options.required_verifier_min).fill_null(False).alias("verified"))
+    return scored.with_row_index("_i")
+
+
+def _fetch(picked: pl.DataFrame, scored: pl.DataFrame, columns: dict[str, str], side: str) -> list[pl.Series]:
+    """The scored frame's columns (name -> output name) at the picks' `side` rows (_i_c or _i_r)."""
+    rows = picked[f"_i{side}"]
+    return [scored[column].gather(rows).alias(name) for column, name in columns.items()]
+
+
+def _with_key_parts(picked: pl.DataFrame, scored: pl.DataFrame, prompts: pl.DataFrame) -> pl.DataFrame:
+    """The parts of the pair ids and dedup keys (rows.ID_PARTS, KEY_PARTS): once per candidate and
+    per prompt where the picks outnumber them, else per pick."""
+    if picked.height * 2 <= scored.height or prompts["prompt_id"].n_unique() < prompts.height:
+        return picked.with_columns(bulk_ids.prompt_keys(picked["prompt"]).alias("prompt_key"),
+                                   bulk_ids.text_keys(picked["chosen"]).alias("chosen_key"),
+                                   bulk_ids.text_keys(picked["rejected"]).alias("rejected_key"))
+    texts, ids = bulk_ids.text_keys(scored["text"]), bulk_ids.json_string(scored["candidate_id"])
+    per_prompt = prompts.select("prompt_id", bulk_ids.prompt_keys(prompts["messages"]).alias("prompt_key"),
+                                bulk_ids.json_string(prompts["prompt_id"]).alias("prompt_id_json"))
+    chosen, rejected = picked["_i_c"], picked["_i_r"]
+    return picked.join(per_prompt, on="prompt_id", how="left", maintain_order="left").with_columns(
+        texts.gather(chosen).alias("chosen_key"), texts.gather(rejected).alias("rejected_key"),
+        ids.gather(chosen).alias("chosen_id_json"), ids.gather(rejected).alias("rejected_id_json"))
+
+
+def _checked(picked: pl.DataFrame, scored: pl.DataFrame, options: MarginOptions) -> pl.DataFrame:
+    """The picks with their texts (and the chosen's verifier score), less what the pairing rule
+    refuses; each side's facts fetched from its scored row."""
+    carried = {f"fact_{fact}": fact for fact in rule.SIDE_FACTS}
+    picked = picked.with_columns(
+        *_fetch(picked, scored, {"text": "chosen", **{c: f"{f}__c" for c, f in carried.items()}}, "_c"),
+        *_fetch(picked, scored, {"text": "rejected", **{c: f"{f}__r" for c, f in carried.items()}}, "_r"))
+    picked = rule.enforce(picked, None, gated_rejected=options.gated_rejected)
+    picked = picked.drop([f"{f}__{s}" for f in carried.values() for s in "cr"])
+    if options.required_verifier is not None:  # the chosen's verifier score, as evidence
+        picked = picked.with_columns(_fetch(picked, scored, {"verifier_score": "chosen_verifier_score"}, "_c"))
+    return picked
+
+
+def _checked_by_joins(picked: pl.DataFrame, scored: pl.DataFrame, facts: pl.DataFrame,
+                      options: MarginOptions) -> pl.DataFrame:
+    """As _checked, where a candidate id or prompt id is in the input twice: every side joined by
+    id, each of its rows making a row (as the strategy always did)."""
+    texts = scored.select("candidate_id", "text")
+    picked = (picked.join(texts.rename({"candidate_id": "chosen_id", "text": "chosen"}), on="chosen_id")
+              .join(texts.rename({"candidate_id": "rejected_id", "text": "rejected"}), on="rejected_id"))
+    picked = rule.enforce(picked, facts, gated_rejected=options.gated_rejected)
+    if options.required_verifier is not None:
+        picked = picked.join(scored.select(pl.col("candidate_id").alias("chosen_id"),
+                                           pl.col("verifier_score").alias("chosen_verifier_score")),
+                             on="chosen_id", how="left")
+    return picked
 
 
 def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame, options: MarginOptions,
           run_id: str = "") -> pl.DataFrame:
     pinned = {options.scorer: options.scorer_version} if options.scorer_version else {}
-    facts = rule.candidate_facts(prompts, candidates, scores, pinned)
+    facts = rule.candidate_facts(prompts, candidates, scores, pinned, with_text=True)
     scored = _scored(facts, scores, candidates, options)
-    texts = scored.select("candidate_id", "text")
     picked = _pick(scored, options).rename({"candidate_id_c": "chosen_id", "candidate_id_r": "rejected_id",
                                            "score_c": "chosen_score", "score_r": "rejected_score",
                                            "length_c": "chosen_length", "length_r": "rejected_length"})
-    picked = (picked.with_columns((pl.col("chosen_score") - pl.col("rejected_score")).alias("margin"),
-                                  pl.lit(options.scorer).alias("scorer"))
-              .join(texts.rename({"candidate_id": "chosen_id", "text": "chosen"}), on="chosen_id")
-              .join(texts.rename({"candidate_id": "rejected_id", "text": "rejected"}), on="rejected_id"))
-    picked = rule.enforce(picked, facts, gated_rejected=options.gated_rejected)
-    if options.required_verifier is not None:  # the chosen's verifier score, as evidence
-        picked = picked.join(scored.select(pl.col("candidate_id").alias("chosen_id"),
-                                           pl.col("verifier_score").alias("chosen_verifier_score")),
-                             on="chosen_id", how="left")
+    picked = picked.with_columns((pl.col("chosen_score") - pl.col("rejected_score")).alias("margin"),
+                                 pl.lit(options.scorer).alias("scorer"))
+    picked = (_checked(picked, scored, options) if "fact_gated" in scored.columns
+              else _checked_by_joins(picked, scored, facts, options))
     picked, details = apply_dual_margin(picked, scores, candidates, options)
     picked, weight_details = add_madpo_weight(picked, options.madpo)
     details = ["chosen_length", "rejected_length", "length_ratio", *details, *weight_details]
@@ -289,7 +372,9 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
     )
     picked = picked.with_columns(_reason(options, picked.columns),
                                  pl.struct(details).struct.json_encode().alias("details_json"))
-    keep = [*PICK_COLUMNS, "details_json"] + (["weight"] if "weight" in picked.columns else [])
+    picked = _with_key_parts(picked, scored, prompts)
+    keep = [*PICK_COLUMNS, "details_json", *KEY_PARTS, *[c for c in ID_PARTS if c in picked.columns]]
+    keep += ["weight"] if "weight" in picked.columns else []
     return finish_pairs(picked.select(keep), "margin", options.params(), run_id)
 
 

@@ -117,8 +117,9 @@ def add_madpo_weight(picked: pl.DataFrame, madpo: Madpo | None) -> tuple[pl.Data
     if madpo is None:
         return picked, []
     margin = pl.col("margin")
-    std = margin.std(ddof=0)
-    z = pl.when(std > 0).then((margin - margin.mean()) / std).otherwise(pl.lit(0.0))
+    ordered = margin.sort()  # sums in margin order: the same bits whatever order the pairs come in
+    std = ordered.std(ddof=0)
+    z = pl.when(std > 0).then((margin - ordered.mean()) / std).otherwise(pl.lit(0.0))
     picked = picked.with_columns(z.alias("margin_z"))
     weight = 2.0 / (1.0 + (madpo.scale * pl.col("margin_z")).exp())
     return picked.with_columns(weight.alias("weight")), ["margin_z"]

@@ -23,6 +23,24 @@ PICK_SCHEMA = {
 }
 
 
+def newest(rows: pl.DataFrame) -> pl.DataFrame:
+    """The newest of `rows` (one scorer's) per candidate: latest created_at, then largest score_id.
+    Rows already one per candidate are returned as they are."""
+    if rows["candidate_id"].n_unique() == rows.height:
+        return rows
+    return rows.sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first")
+
+
+def ok_scores(scores: pl.DataFrame, scorer: str, version: str | None = None) -> pl.DataFrame:
+    """candidate_id, score: the newest row of `scorer` (of `version`, when given) per candidate,
+    where it is ok and has a score."""
+    rows = scores.filter(pl.col("scorer") == scorer)
+    if version is not None:
+        rows = rows.filter(pl.col("scorer_version") == version)
+    return newest(rows).filter((pl.col("status") == "ok") & pl.col("score").is_not_null()).select(
+        "candidate_id", "score")
+
+
 def usable_scores(scores: pl.DataFrame, candidates: pl.DataFrame, scorer: str,
                   version: str | None = None) -> pl.DataFrame:
     """One ok score per candidate with text: candidate_id, prompt_id, text, score.
@@ -30,38 +48,43 @@ def usable_scores(scores: pl.DataFrame, candidates: pl.DataFrame, scorer: str,
     With several versions of the scorer stored and none named, the newest row counts, so a
     candidate can never stand for two different scores (and be paired with itself).
     """
-    chosen_scorer = scores.filter(pl.col("scorer") == scorer)
-    if version is not None:
-        chosen_scorer = chosen_scorer.filter(pl.col("scorer_version") == version)
-    latest = chosen_scorer.sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first")
-    return (
-        latest.filter((pl.col("status") == "ok") & pl.col("score").is_not_null())
-        .select("candidate_id", "score")
-        .join(candidates.filter(pl.col("text").is_not_null()).select("candidate_id", "prompt_id", "text"),
-              on="candidate_id")
-    )
+    return ok_scores(scores, scorer, version).join(
+        candidates.filter(pl.col("text").is_not_null()).select("candidate_id", "prompt_id", "text"),
+        on="candidate_id")
 
 
 def empty_pairs() -> pl.DataFrame:
     return pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
 
 
-def content_keys(strategy: str) -> list[pl.Expr]:
+KEY_PARTS = ("prompt_key", "chosen_key", "rejected_key")  # dedup-key parts a strategy may hand over
+ID_PARTS = ("chosen_id_json", "rejected_id_json", "prompt_id_json")  # and pair-id parts
+
+
+def _from_parts(parts: tuple[str, ...], combine) -> pl.Expr:
+    return pl.struct(*parts).map_batches(lambda s: combine(*(s.struct.field(c) for c in parts)), return_dtype=pl.Utf8)
+
+
+def content_keys(strategy: str, columns: list[str] | tuple[str, ...] = ()) -> list[pl.Expr]:
     """pair_id and dedup_key, hashed over whole columns (curate.bulk_ids): equal to the per-row
-    ids.pair_id and pair_dedup_key, so ids stay stable across versions."""
-    return [
-        pl.struct("chosen_id", "rejected_id", "prompt_id").map_batches(
-            lambda s: bulk_ids.pair_ids(strategy, s.struct.field("chosen_id"), s.struct.field("rejected_id"),
-                                        s.struct.field("prompt_id")), return_dtype=pl.Utf8).alias("pair_id"),
-        pl.struct("prompt", "chosen", "rejected").map_batches(
-            lambda s: bulk_ids.dedup_keys(s.struct.field("prompt"), s.struct.field("chosen"),
-                                          s.struct.field("rejected")), return_dtype=pl.Utf8).alias("dedup_key"),
-    ]
+    ids.pair_id and pair_dedup_key, so ids stay stable across versions. Where `columns` (the
+    picks') hold the parts a strategy computed once per candidate and prompt, they are used:
+    KEY_PARTS (bulk_ids.prompt_keys and text_keys of prompt, chosen and rejected), ID_PARTS
+    (bulk_ids.json_string of chosen_id, rejected_id and prompt_id)."""
+    if set(ID_PARTS) <= set(columns):
+        pair_id = _from_parts(ID_PARTS, lambda *ids: bulk_ids.pair_ids_of(strategy, *ids))
+    else:
+        pair_id = _from_parts(("chosen_id", "rejected_id", "prompt_id"), lambda *ids: bulk_ids.pair_ids(strategy, *ids))
+    if set(KEY_PARTS) <= set(columns):
+        dedup = _from_parts(KEY_PARTS, bulk_ids.dedup_keys_of)
+    else:
+        dedup = _from_parts(("prompt", "chosen", "rejected"), bulk_ids.dedup_keys)
+    return [pair_id.alias("pair_id"), dedup.alias("dedup_key")]
 
 
 def finish_pairs(picked: pl.DataFrame, strategy: str, params: dict, run_id: str,
                  keys: list[pl.Expr] | None = None) -> pl.DataFrame:
-    """Pair rows from picks (PICK_COLUMNS, optionally weight and details_json). `keys`
+    """Pair rows from picks (PICK_COLUMNS, optionally weight, details_json, KEY_PARTS and ID_PARTS). `keys`
     replaces the pair_id/dedup_key expressions (benchmarks measure their cost that way)."""
     if picked.is_empty():
         return empty_pairs()
@@ -69,13 +92,24 @@ def finish_pairs(picked: pl.DataFrame, strategy: str, params: dict, run_id: str,
         if column not in picked.columns:
             picked = picked.with_columns(pl.lit(None, dtype=dtype).alias(column))
     keyed = picked.with_columns(
-        *(keys if keys is not None else content_keys(strategy)),
+        *(keys if keys is not None else content_keys(strategy, picked.columns)),
         pl.lit(strategy).alias("strategy"),
         pl.lit(json.dumps(params, sort_keys=True, default=str)).alias("params_json"),
         pl.lit(run_id).alias("run_id"),
         pl.lit(datetime.now(timezone.utc)).alias("created_at"),
     )
-    return pl.from_arrow(schemas.conform("pairs", keyed.sort("prompt_id", "pair_id").to_arrow()))
+    return _conformed(keyed.sort("prompt_id", "pair_id"))
+
+
+def _conformed(pairs: pl.DataFrame) -> pl.DataFrame:
+    """`pairs` as schemas.conform makes them; a frame with the table's types already and no null
+    where the table forbids one is only narrowed to the table's columns (no trip through Arrow)."""
+    schema = schemas.table("pairs").arrow_schema()
+    frame = pairs.select(schema.names)
+    if frame.schema == empty_pairs().schema and not any(
+            frame[field.name].null_count() for field in schema if not field.nullable):
+        return frame
+    return pl.from_arrow(schemas.conform("pairs", pairs.to_arrow()))
 
 
 def side_models(pairs: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:

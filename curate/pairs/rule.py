@@ -30,6 +30,7 @@ from collections import Counter
 
 import polars as pl
 
+from curate.pairs.rows import newest
 from curate.score.quality import NAME as QUALITY
 from curate.score.quality import quality_gates
 from curate.score.registry import task_verifiers, verifier_names
@@ -72,71 +73,106 @@ def _latest(scores: pl.DataFrame, scorer: str, version: str | None = None) -> pl
     rows = scores.filter(pl.col("scorer") == scorer)
     if version is not None:
         rows = rows.filter(pl.col("scorer_version") == version)
-    return (rows
-            .sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first")
-            .select("candidate_id", "status", "score"))
+    return newest(rows).select("candidate_id", "status", "score")
+
+
+def _gated(pool: pl.DataFrame, scores: pl.DataFrame) -> pl.Series:
+    """Per row of `pool` (candidate_id, text, finish_reason; one row per candidate): gated by its
+    stored quality row, or, without one, by the quality gates run here."""
+    quality = _latest(scores, QUALITY).filter(pl.col("status") == "ok").select(
+        "candidate_id", (pl.col("score") <= 0).alias("gated"))
+    gated = pool.select("candidate_id").join(quality, on="candidate_id", how="left", maintain_order="left")["gated"]
+    unknown = gated.is_null()
+    if unknown.any():  # no quality row: run the gates here
+        texts = pool.filter(unknown).select("text", "finish_reason").iter_rows()
+        computed = pl.Series([bool(quality_gates(text, finish)) for text, finish in texts], dtype=pl.Boolean)
+        gated = gated.clone().scatter(unknown.arg_true(), computed)
+    return gated
 
 
 def candidate_facts(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
-                    versions: dict[str, str] | None = None) -> pl.DataFrame:
+                    versions: dict[str, str] | None = None, with_text: bool = False) -> pl.DataFrame:
     """Per candidate with text: candidate_id, prompt_id, gated (bool), verifier (the task's, when it
     scored a candidate of this prompt, else null), verifier_ok (bool), verifier_score. A verifier
-    counts with its newest row per candidate, or with the version `versions` names for it."""
+    counts with its newest row per candidate, or with the version `versions` names for it.
+    `with_text`: also `text`, where the facts are exactly the candidates with text (no candidate
+    id and no prompt id twice in the input); otherwise the column is left out."""
     versions = versions or {}
-    pool = (candidates.filter(pl.col("text").is_not_null()).unique("candidate_id", keep="first")
-            .select("candidate_id", "prompt_id", "text", "finish_reason")
-            .join(prompts.select("prompt_id", "task"), on="prompt_id", how="left"))
-    quality = _latest(scores, QUALITY).filter(pl.col("status") == "ok").select(
-        "candidate_id", (pl.col("score") <= 0).alias("stored_gated"))
-    pool = pool.join(quality, on="candidate_id", how="left")
-    unknown = pool.filter(pl.col("stored_gated").is_null())  # no quality row: run the gates here
-    if unknown.height:
-        computed = [bool(quality_gates(text, finish)) for text, finish in unknown.select("text", "finish_reason").iter_rows()]
-        pool = pool.join(unknown.select("candidate_id", pl.Series("_computed", computed, dtype=pl.Boolean)),
-                         on="candidate_id", how="left", maintain_order="left")
+    unique = candidates["candidate_id"].n_unique() == candidates.height
+    pool = candidates.filter(pl.col("text").is_not_null()) if candidates["text"].null_count() else candidates
+    if not unique:
+        pool = pool.unique("candidate_id", keep="first")
+    pool = pool.select("candidate_id", "prompt_id", "text", "finish_reason")
+    facts = pool.select("candidate_id", "prompt_id", _gated(pool, scores).alias("gated"))
+    one_per_prompt = prompts["prompt_id"].n_unique() == prompts.height
+    verdicts = pl.concat([_latest(scores, name, versions.get(name)).with_columns(pl.lit(name).alias("verifier"))
+                          for name in sorted(verifier_names())])
+    if verdicts.is_empty() and one_per_prompt:  # no verifier scored anything: every candidate is without one
+        facts = facts.with_columns(pl.lit(None, pl.Utf8).alias("verifier"), pl.lit(False).alias("verifier_ok"),
+                                   pl.lit(None, scores.schema["score"]).alias("verifier_score"))
     else:
-        pool = pool.with_columns(pl.lit(None, pl.Boolean).alias("_computed"))
-    pool = pool.with_columns(pl.coalesce("stored_gated", "_computed").alias("gated")).drop("_computed")
-    verdicts = [_latest(scores, name, versions.get(name)).with_columns(pl.lit(name).alias("verifier"))
-                for name in sorted(verifier_names())]
-    verdicts = pl.concat(verdicts).join(candidates.select("candidate_id", "prompt_id").unique("candidate_id"),
-                                        on="candidate_id")
-    present = verdicts.select("prompt_id", "verifier").unique()
-    pool = pool.with_columns(pl.col("task").replace_strict(task_verifiers(), default=None,
-                                                           return_dtype=pl.Utf8).alias("verifier"))
-    pool = (pool.join(present.with_columns(pl.lit(True).alias("_present")), on=["prompt_id", "verifier"], how="left")
-            .with_columns(pl.when(pl.col("_present")).then(pl.col("verifier")).alias("verifier"))
-            .join(verdicts.select("candidate_id", "verifier", pl.col("status").alias("_status"),
-                                  pl.col("score").alias("verifier_score")),
-                  on=["candidate_id", "verifier"], how="left"))
+        facts = _with_verifiers(facts, prompts, candidates if unique else candidates.unique("candidate_id"),
+                                verdicts)
+    if with_text and unique and one_per_prompt:  # every join above kept the pool's rows in order
+        facts = facts.with_columns(pool["text"])
+    return facts
+
+
+def _with_verifiers(facts: pl.DataFrame, prompts: pl.DataFrame, owners: pl.DataFrame,
+                    verdicts: pl.DataFrame) -> pl.DataFrame:
+    """candidate_facts' verifier, verifier_ok and verifier_score from the verifiers' newest rows
+    (`verdicts`: candidate_id, status, score, verifier) and the candidates (`owners`, one row each)."""
+    verdicts = verdicts.join(owners.select("candidate_id", "prompt_id"), on="candidate_id")
+    present = verdicts.select("prompt_id", "verifier").unique().with_columns(pl.lit(True).alias("_present"))
+    facts = (facts.join(prompts.select("prompt_id", "task"), on="prompt_id", how="left", maintain_order="left")
+             .with_columns(pl.col("task").replace_strict(task_verifiers(), default=None, return_dtype=pl.Utf8)
+                           .alias("verifier")))
+    facts = (facts.join(present, on=["prompt_id", "verifier"], how="left", maintain_order="left")
+             .with_columns(pl.when(pl.col("_present")).then(pl.col("verifier")).alias("verifier"))
+             .join(verdicts.select("candidate_id", "verifier", pl.col("status").alias("_status"),
+                                   pl.col("score").alias("verifier_score")),
+                   on=["candidate_id", "verifier"], how="left", maintain_order="left"))
     ok = (pl.col("_status") == "ok") & pl.col("verifier_score").is_not_null()
-    return pool.select("candidate_id", "prompt_id", "gated", "verifier", ok.fill_null(False).alias("verifier_ok"),
-                       pl.when(ok).then(pl.col("verifier_score")).alias("verifier_score"))
+    return facts.select("candidate_id", "prompt_id", "gated", "verifier", ok.fill_null(False).alias("verifier_ok"),
+                        pl.when(ok).then(pl.col("verifier_score")).alias("verifier_score"))
+
+
+def may_stand(side: str, gated_rejected: bool = True) -> pl.Expr:
+    """Over candidate_facts' columns: the candidate may stand as `side` ("chosen" or "rejected")
+    at all (see `eligible`)."""
+    keep = pl.col("verifier").is_null() | pl.col("verifier_ok")
+    if side == "chosen" or not gated_rejected:
+        keep = keep & ~pl.col("gated")
+    return keep
 
 
 def eligible(facts: pl.DataFrame, side: str, gated_rejected: bool = True) -> pl.Series:
     """The candidate ids that may stand as `side` ("chosen" or "rejected") at all: not gated (a
     rejected only with gated_rejected false), and verifier-scored ok where the task has one."""
-    keep = pl.col("verifier").is_null() | pl.col("verifier_ok")
-    if side == "chosen" or not gated_rejected:
-        keep = keep & ~pl.col("gated")
-    return facts.filter(keep)["candidate_id"]
+    return facts.filter(may_stand(side, gated_rejected))["candidate_id"]
 
 
-def enforce(picks: pl.DataFrame, facts: pl.DataFrame, *, gated_rejected: bool = True,
+SIDE_FACTS = ("gated", "verifier", "verifier_ok", "verifier_score")
+
+
+def enforce(picks: pl.DataFrame, facts: pl.DataFrame | None, *, gated_rejected: bool = True,
             scored: bool = True) -> pl.DataFrame:
     """`picks` (chosen_id, rejected_id, chosen, rejected, chosen_score, rejected_score, ...) less
-    every pick that breaks the rule; each refusal is counted under its first failing reason.
-    A strategy that re-ran the task's verifier on the pair's own prompt (reversal rewrites it)
-    passes those results as chosen_/rejected_verifier_on_pair_prompt; the stored verifier
-    rows must still be ok."""
+    every pick that breaks the rule, in their order; each refusal is counted under its first
+    failing reason. A strategy that re-ran the task's verifier on the pair's own prompt (reversal
+    rewrites it) passes those results as chosen_/rejected_verifier_on_pair_prompt; the stored
+    verifier rows must still be ok. A strategy that carries each side's facts (SIDE_FACTS as
+    <fact>__c and <fact>__r, null for a side that is no candidate) passes facts=None."""
     if picks.is_empty():
         return picks
-    side = facts.select("candidate_id", "gated", "verifier", "verifier_ok", "verifier_score")
-    checked = (picks.with_row_index("_row")
-               .join(side.rename(lambda c: f"{c}__c"), left_on="chosen_id", right_on="candidate_id__c", how="left")
-               .join(side.rename(lambda c: f"{c}__r"), left_on="rejected_id", right_on="candidate_id__r",
-                     how="left"))
+    checked = picks = picks.with_row_index("_row")
+    if facts is not None:
+        side = facts.select("candidate_id", *SIDE_FACTS)
+        checked = (picks
+                   .join(side.rename(lambda c: f"{c}__c"), left_on="chosen_id", right_on="candidate_id__c",
+                         how="left", maintain_order="left")
+                   .join(side.rename(lambda c: f"{c}__r"), left_on="rejected_id", right_on="candidate_id__r",
+                         how="left", maintain_order="left"))
     chosen_generation = pl.col("gated__c").is_not_null()
     rejected_generation = pl.col("gated__r").is_not_null()
     chosen_verifier = (pl.when(pl.col("chosen_id") == REFERENCE_ID).then(pl.lit(1.0))
@@ -162,11 +198,13 @@ def enforce(picks: pl.DataFrame, facts: pl.DataFrame, *, gated_rejected: bool = 
     reason = pl.lit(None, dtype=pl.Utf8)
     for name, broken in reversed(checks):
         reason = pl.when(broken.fill_null(True)).then(pl.lit(name)).otherwise(reason)
-    checked = checked.with_columns(reason.alias("_refused"))
-    for name, count in checked.filter(pl.col("_refused").is_not_null()).group_by("_refused").len().iter_rows():
+    refused = checked.select(reason.alias("_refused"))["_refused"]
+    for name, count in refused.drop_nulls().value_counts().iter_rows():
         _record(name, count)
-    kept_rows = checked.filter(pl.col("_refused").is_null())["_row"]
-    return picks.with_row_index("_row").filter(pl.col("_row").is_in(kept_rows.implode())).drop("_row")
+    if checked.height == picks.height:  # one row per pick: its order
+        return picks.filter(refused.is_null()).drop("_row")
+    kept = checked.filter(refused.is_null())["_row"]  # facts holding a candidate twice: any row passing
+    return picks.filter(pl.col("_row").is_in(kept.implode())).drop("_row")
 
 
 def refuse(reason: str, count: int = 1) -> None:
