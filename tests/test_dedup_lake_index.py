@@ -10,6 +10,7 @@ import pytest
 
 from curate import schemas
 from curate.dedup import DedupConfig, dedup_pairs
+from curate.dedup import lake_index
 from curate.dedup.lake_index import KeptPairs, band_keys, union_signatures
 from curate.dedup.minhash import minhash_duplicates
 from curate.dedup.pairs import pair_texts
@@ -112,3 +113,28 @@ def test_band_keys_find_every_pair_rensas_lsh_finds():
         assert np.intersect1d(keys[i], keys[j]).size > 0
     texts_of_pair = pair_texts([{"role": "user", "content": "A  B"}], "C", "D")
     assert band_keys(union_signatures([texts_of_pair], config), config).shape == (1, config.bands)
+
+
+def test_segments_fill_up_and_the_search_keeps_to_the_window(lake, monkeypatch):
+    """Nights go into the newest segment until it is full; only the newest segments holding the
+    window's pairs are searched, so an older paraphrase is no semantic candidate past the window."""
+    monkeypatch.setattr(lake_index, "SEGMENT_VECTORS", 30)
+    rng = random.Random(7)
+    first = _night_one(rng, 20)  # a, z and 20 others: 22 pairs
+    embedder = lake_embedder(lake)
+    kept, _ = dedup_pairs(_frame(first), None, DedupConfig(), embed=embedder, run_id="n1")
+    _commit(lake, kept, embedder)
+    later = [pair(f"m{i:03d}", _sentence(rng), _sentence(rng, 20), _sentence(rng, 20)) for i in range(20)]
+    _commit(lake, _frame(later[:5]), lake_embedder(lake))   # fits in the first segment (27 <= 30)
+    _commit(lake, _frame(later[5:]), lake_embedder(lake))   # does not: a second segment
+    index = KeptPairs(lake, DedupConfig(), embed=lake_embedder(lake), model="fake")
+    segments = sorted(index.index_dir.glob("*.usearch"))
+    assert [lake_index.KeptPairs._size(s) for s in segments] == [27, 15] and index.indexed() == 42
+    paraphrase = _frame([pair("g", "Name the capital city of France?", "Paris.", "Lyon.")])  # of z, in segment 0
+    everything = KeptPairs(lake, DedupConfig(semantic_window=0), embed=lake_embedder(lake), model="fake")
+    assert "z" in set(everything.candidates(paraphrase)["pair_id"])
+    recent = KeptPairs(lake, DedupConfig(semantic_window=10), embed=lake_embedder(lake), model="fake")
+    assert recent._searched_files() == segments[1:]
+    assert "z" not in set(recent.candidates(paraphrase)["pair_id"])
+    assert KeptPairs(lake, DedupConfig(semantic_window=16), embed=lake_embedder(lake),
+                     model="fake")._searched_files() == segments

@@ -44,6 +44,8 @@ class DedupConfig:
     semantic_threshold: float = option(0.9, help="semantic: least cosine similarity of a paraphrase, in (0, 1]")
     semantic_cluster_size: int = option(500, help="semantic: k-means k = ceil(n / this), the mean cluster size")
     semantic_probes: int = option(2, help="semantic: every item belongs to its this-many nearest clusters")
+    semantic_window: int = option(
+        1_000_000, help="semantic: across runs, compare with the newest this-many kept pairs of the lake (0: all)")
     embed_batch_size: int = option(64, help="semantic: texts embedded per batch")
     contamination_ngram: int = option(13, help="contamination: n-gram words for long benchmark items")
     contamination_min_ngram: int = option(3, help="contamination: shortest n-gram, for short items")
@@ -66,6 +68,8 @@ class DedupConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.semantic_window, int) or isinstance(self.semantic_window, bool) or self.semantic_window < 0:
+            raise ValueError(f"semantic_window must be a non-negative integer, got {self.semantic_window!r}")
         if self.num_perm % self.bands:
             raise ValueError(f"bands ({self.bands}) must divide num_perm ({self.num_perm})")
         if self.contamination_min_ngram > self.contamination_ngram:

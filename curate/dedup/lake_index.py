@@ -11,9 +11,11 @@ decision, so the decisions are the ones the whole `pairs` table would give:
   to the lake (`<lake>/index/semantic-<model>/NNNNNN.usearch`). The joined product is the mean of
   the part cosines, never below their minimum, so every pair that could pass the threshold is a
   neighbour. HNSW is approximate, as the k-means probes it replaces.
-The index is segmented: each save writes the new vectors as one more segment file, and searches
-read every segment memory-mapped, so a night holds in memory only its own vectors, never the
-lake's. Embeddings stay cached by text in `embeddings`. A segment is written after the lake commit
+The index is segmented: each save adds the new vectors to the newest segment file while it holds
+under SEGMENT_VECTORS, else starts a new one. A search maps one segment at a time, and only the
+newest segments that hold the newest `semantic_window` kept pairs (DedupConfig; 0: all), so a
+night's time and memory for the semantic probe do not grow with the lake past that window; exact
+and MinHash candidates come from the whole lake. Embeddings stay cached by text in `embeddings`. A segment is written after the lake commit
 that records its keys; vectors that missed their commit's segment (a crash) are re-indexed from the
 lake on the next sync, and pairs kept before the index existed are indexed once, in batches.
 """
@@ -38,6 +40,10 @@ from curate.dedup.pairs import pair_texts
 
 TABLE = "pair_dedup_index"
 BATCH = 50_000
+# Vectors per segment file: the nights' vectors go into the newest segment until it holds this many.
+# A search maps one segment at a time, so this bounds the index's share of a night's memory
+# (a 384-dim model's joined vectors take 2.3 KB each in f16: about 1.1 GiB per full segment).
+SEGMENT_VECTORS = 500_000
 _M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
@@ -93,8 +99,7 @@ class KeptPairs:
         self.model = model or getattr(embed, "model_name", None) or "embed"
         self.params = minhash_params_id(config)
         self.index_dir = Path(index_dir or Path(lake.root) / "index") / f"semantic-{_slug(self.model)}"
-        self._segments = None  # the saved segments, memory-mapped
-        self._new = None  # vectors added since the last save: the next segment
+        self._new: list[tuple[np.ndarray, np.ndarray]] = []  # added since the last save: (keys, vectors)
         self._pending: tuple[np.ndarray, np.ndarray] | None = None
 
     # the semantic index ---------------------------------------------------------------
@@ -106,52 +111,79 @@ class KeptPairs:
         joined = np.hstack([vectors[[where[t[p]] for t in texts]] for p in range(3)])
         return joined / np.float32(np.sqrt(3.0))
 
-    def segments(self) -> list:
-        if self._segments is None:
-            from usearch.index import Index
+    def _segment_files(self) -> list[Path]:
+        return sorted(self.index_dir.glob("*.usearch")) if self.index_dir.exists() else []
 
-            files = sorted(self.index_dir.glob("*.usearch")) if self.index_dir.exists() else []
-            self._segments = [Index.restore(str(f), view=True) for f in files]
-        return self._segments
+    @staticmethod
+    def _view(path: Path):
+        """A segment memory-mapped: its pages count in this process's memory only while it is open."""
+        from usearch.index import Index
+
+        return Index.restore(str(path), view=True)
+
+    @staticmethod
+    def _size(path: Path) -> int:
+        from usearch.index import Index
+
+        return Index.metadata(str(path))["count_present"]
 
     def indexed(self) -> int:
         """Vectors in the saved segments."""
-        return sum(len(segment) for segment in self.segments())
+        return sum(self._size(f) for f in self._segment_files())
+
+    def _searched_files(self) -> list[Path]:
+        """The newest segments that hold the newest `semantic_window` kept pairs (all when 0)."""
+        files, window = self._segment_files(), self.config.semantic_window
+        if not window:
+            return files
+        chosen, held = [], 0
+        for path in reversed(files):
+            if held >= window:
+                break
+            chosen.append(path)
+            held += self._size(path)
+        return chosen[::-1]
 
     def _contains(self, keys: np.ndarray) -> np.ndarray:
         found = np.zeros(len(keys), dtype=bool)
-        for segment in [*self.segments(), *([self._new] if self._new is not None else [])]:
+        for path in self._segment_files():
+            segment = self._view(path)
             if len(segment):
                 found |= np.asarray(segment.contains(keys), dtype=bool).reshape(-1)
+            del segment
+        for added, _ in self._new:
+            found |= np.isin(keys, added)
         return found
 
     def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        from usearch.index import Index
-
         if not len(keys):
             return
         fresh = ~self._contains(keys)
-        if not fresh.any():
-            return
-        if self._new is None:
-            self._new = Index(ndim=vectors.shape[1], metric="ip", dtype="f16")
-        self._new.add(keys[fresh], vectors[fresh])
+        if fresh.any():
+            self._new.append((keys[fresh], vectors[fresh]))
 
     def _flush(self) -> None:
-        """Write the vectors added since the last save as one more segment."""
-        if self._new is None or not len(self._new):
+        """Write the vectors added since the last save: into the newest segment while it stays
+        under SEGMENT_VECTORS (so segments stay few and a search stays one per segment), else as
+        a new segment. Either way the file appears whole under its name (rename)."""
+        if not self._new:
             return
         from usearch.index import Index
 
+        keys = np.concatenate([k for k, _ in self._new])
+        vectors = np.vstack([v for _, v in self._new])
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        files = sorted(self.index_dir.glob("*.usearch"))
-        number = int(files[-1].stem) + 1 if files else 0
-        path = self.index_dir / f"{number:06d}.usearch"
+        files = self._segment_files()
+        if files and self._size(files[-1]) + len(keys) <= SEGMENT_VECTORS:
+            path, segment = files[-1], Index.restore(str(files[-1]))
+        else:
+            path = self.index_dir / f"{(int(files[-1].stem) + 1 if files else 0):06d}.usearch"
+            segment = Index(ndim=vectors.shape[1], metric="ip", dtype="f16")
+        segment.add(keys, vectors)
         partial = path.with_name(path.name + ".partial")
-        self._new.save(str(partial))
+        segment.save(str(partial))
         partial.replace(path)
-        self._new = None
-        self.segments().append(Index.restore(str(path), view=True))
+        self._new = []
 
     # keeping the index in step with the lake -------------------------------------------
 
@@ -217,7 +249,7 @@ class KeptPairs:
             probes.append(f"SELECT DISTINCT pair_id FROM (SELECT pair_id, unnest(band_keys) AS band_key FROM {TABLE} "
                           f"WHERE minhash_params = '{self.params}') JOIN _fresh_bands USING (band_key)")
         near = pa.table({"vector_key": pa.array([], pa.int64())})
-        if self.config.semantic and self.embed is not None and self.indexed():
+        if self.config.semantic and self.embed is not None and self._segment_files():
             near = pa.table({"vector_key": self._neighbours(self._vectors(texts))})
             probes.append(f"SELECT pair_id FROM {TABLE} JOIN _fresh_near USING (vector_key)")
         if not probes:
@@ -232,9 +264,11 @@ class KeptPairs:
                 con.unregister(name)
 
     def _neighbours(self, vectors: np.ndarray, k: int = 16) -> np.ndarray:
-        """Keys of indexed pairs with an inner product >= the threshold with some row of `vectors`."""
+        """Keys of indexed pairs within the window with an inner product >= the threshold with some
+        row of `vectors`; one segment mapped at a time."""
         found = []
-        for segment in self.segments():
+        for path in self._searched_files():
+            segment = self._view(path)
             todo, size, k_here = np.arange(len(vectors)), len(segment), k
             while len(todo) and size:
                 k_here = min(k_here, size)
@@ -246,6 +280,7 @@ class KeptPairs:
                 if k_here >= size:
                     break
                 todo, k_here = todo[close.all(axis=1)], k_here * 4  # every neighbour was close: look further
+            del segment
         return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, np.int64)
 
     def index_rows(self, kept: pl.DataFrame) -> pa.Table:
