@@ -54,33 +54,68 @@ hash_embed.model_name = "bench-hash"
 
 
 def build_lake(root: Path, pairs: int) -> None:
-    """The synthetic lake, its pair_dedup_index rows and the usearch index of its pairs."""
+    """The synthetic lake (its pair_facts included), its pair_dedup_index rows and the usearch
+    segments of its pairs.
+
+    Segments are written as the index writes them (SEGMENT_VECTORS vectors each). The newest
+    segments holding the default semantic window (the only ones a night searches) get a random
+    unit vector per pair; older segments, never searched, are links to the first of those, so that
+    the segments hold as many vectors as the lake has pairs (as `sync` checks) without building an
+    HNSW graph over vectors nobody reads (a graph takes about 4 minutes per 500,000 vectors here)."""
+    import os
+
     import numpy as np
     from usearch.index import Index
 
     from bench.synthetic_lake import fill
     from curate.dedup import DedupConfig
-    from curate.dedup.lake_index import KeptPairs
+    from curate.dedup.lake_index import SEGMENT_VECTORS, KeptPairs
     from curate.lake import Lake
 
     with Lake(root) as lake:
-        for offset in range(0, pairs, 1_000_000):  # a million pairs per snapshot
-            fill(lake, min(1_000_000, pairs - offset), run_id=f"history-{offset}", offset=offset // 2)
         kept = KeptPairs(lake, DedupConfig(), embed=hash_embed)
-        lake.con.execute(f"""INSERT INTO lake.pair_dedup_index
-            SELECT pair_id, '{kept.params}', list_transform(range(64), b -> (hash(pair_id, b) >> 1)::BIGINT),
-                   'bench-hash', (hash(pair_id) >> 1)::BIGINT, created_at FROM lake.pairs""")
-        keys = lake.query("SELECT vector_key FROM pair_dedup_index")["vector_key"].to_numpy().astype(np.uint64)
-        # lighter HNSW settings than the library's for the history only: building it is setup, not
-        # the night, and the default settings take over an hour for a million vectors here
-        index = Index(ndim=3 * DIM, metric="ip", dtype="f16", connectivity=8, expansion_add=16)
-        rng = np.random.default_rng(0)
-        for start in range(0, len(keys), 100_000):
-            chunk = keys[start:start + 100_000]
-            vectors = rng.standard_normal((len(chunk), 3 * DIM)).astype(np.float32)
-            index.add(chunk, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+        for offset in range(0, pairs, 1_000_000):  # a million pairs per snapshot
+            run_id = f"history-{offset}"
+            fill(lake, min(1_000_000, pairs - offset), run_id=run_id, offset=offset // 2)
+            lake.con.execute(f"""INSERT INTO lake.pair_dedup_index
+                SELECT pair_id, '{kept.params}', list_transform(range(64), b -> (hash(pair_id, b) >> 1)::BIGINT),
+                       'bench-hash', (hash(pair_id) >> 1)::BIGINT, created_at FROM lake.pairs WHERE run_id = '{run_id}'""")
+        sizes = [SEGMENT_VECTORS] * (pairs // SEGMENT_VECTORS) + ([pairs % SEGMENT_VECTORS] if pairs % SEGMENT_VECTORS else [])
+        searched = 1
+        while searched < len(sizes) and sum(sizes[-searched:]) < DedupConfig().semantic_window:
+            searched += 1
+        built, linked = sizes[-searched:], len(sizes) - searched
+        assert not linked or built[0] == SEGMENT_VECTORS, "older segments are links to a full one"
+        keys = lake.query(f"SELECT vector_key FROM pair_dedup_index ORDER BY pair_id "
+                          f"LIMIT {sum(built)}")["vector_key"].to_numpy().astype(np.uint64)
         kept.index_dir.mkdir(parents=True, exist_ok=True)
-        index.save(str(kept.index_dir / "000000.usearch"))  # the history as the first segment
+        rng = np.random.default_rng(0)
+        real, start = [], 0
+        for number, size in enumerate(built, start=linked):
+            # lighter HNSW settings than the library's for the history only: building it is setup,
+            # not the night, and the default settings take over an hour for a million vectors here
+            index = Index(ndim=3 * DIM, metric="ip", dtype="f16", connectivity=8, expansion_add=16)
+            for part in np.array_split(keys[start:start + size], max(1, size // 100_000)):
+                vectors = rng.standard_normal((len(part), 3 * DIM)).astype(np.float32)
+                index.add(part, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+            start += size
+            real.append(kept.index_dir / f"{number:06d}.usearch")
+            index.save(str(real[-1]))
+        for number in range(linked):  # never searched: links to one real segment
+            os.link(real[0], kept.index_dir / f"{number:06d}.usearch")
+        assert kept.indexed() == lake.count("pairs")
+
+
+def link_copy(source: Path, target: Path) -> None:
+    """A copy of a built lake for one night: the catalog copied, data and index files hard-linked
+    (both are written once and replaced, never changed in place)."""
+    import os
+
+    for folder, _, files in os.walk(source):
+        into = target / Path(folder).relative_to(source)
+        into.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            (shutil.copy2 if name.startswith("catalog") else os.link)(Path(folder) / name, into / name)
 
 
 def night(data_dir: Path, prompts_count: int) -> dict:
@@ -97,6 +132,7 @@ def night(data_dir: Path, prompts_count: int) -> dict:
     from curate.score import score_candidates
     from curate.score.quality import QualityScorer
     from curate.score.verifiers import MathAnswerScorer
+    from curate.views import views
 
     sampler, run_id = RssSampler(), "tonight"
     lake = Lake(data_dir / "lake")
@@ -146,17 +182,20 @@ def night(data_dir: Path, prompts_count: int) -> dict:
     sampler.stop()
     index_files = sorted((data_dir / "lake" / "files").rglob("*.parquet"))
     counts["band_table_mib"] = round(sum(f.stat().st_size for f in index_files if "pair_dedup_index" in str(f)) / 2**20, 1)
-    counts["usearch_mib"] = round(sum(f.stat().st_size for f in kept_pairs.index_dir.glob("*.usearch")) / 2**20, 1)
-    views = {}
-    from curate.views import views
-
-    for name in views():
+    segments = kept_pairs._segment_files()
+    counts["usearch_mib"] = round(sum(f.stat().st_size for f in segments) / 2**20, 1)
+    counts["usearch_searched_mib"] = round(sum(f.stat().st_size for f in kept_pairs._searched_files()) / 2**20, 1)
+    counts["usearch_segments"] = len(segments)
+    counts["facts_mib"] = round(sum(f.stat().st_size for f in index_files
+                                    if "pair_facts" in str(f) or "pair_stats_parts" in str(f)) / 2**20, 1)
+    view_seconds = {}
+    for name in views():  # every row fetched (as Arrow), as a reader would
         began = time.monotonic()
-        lake.con.execute(f"SELECT count(*) FROM (SELECT * FROM {name})").fetchone()
-        views[name] = round(time.monotonic() - began, 2)
+        lake.con.execute(f"SELECT * FROM {name}").to_arrow_table()
+        view_seconds[name] = round(time.monotonic() - began, 2)
     lake.close()
     return {"seconds": {s: round(sampler.seconds.get(s, 0.0), 1) for s in STAGES},
-            "peak_rss_mib": {s: round(sampler.peaks.get(s, 0.0)) for s in STAGES}, "views": views, **counts}
+            "peak_rss_mib": {s: round(sampler.peaks.get(s, 0.0)) for s in STAGES}, "views": view_seconds, **counts}
 
 
 def main() -> None:
@@ -180,7 +219,7 @@ def main() -> None:
             print(f"{size:,} pairs: lake built in {time.monotonic() - began:.0f} s", flush=True)
         work = args.workdir / f"night-{size}"
         shutil.rmtree(work, ignore_errors=True)
-        shutil.copytree(built / "lake", work / "lake")
+        link_copy(built / "lake", work / "lake")
         with sqlite3.connect(work / "lake" / "catalog.sqlite") as catalog:  # the copy's own files
             catalog.execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'",
                             [f"{(work / 'lake' / 'files').resolve()}/"])
@@ -196,8 +235,9 @@ def main() -> None:
               f"{result['pairs_new']:,} new, {result['exported']:,} exported", flush=True)
         for stage in STAGES:
             print(f"  {stage:10s} {result['seconds'][stage]:8.1f} s   peak RSS {result['peak_rss_mib'][stage]:6d} MiB")
-        print(f"  dedup index on disk: pair_dedup_index {result['band_table_mib']} MiB, "
-              f"usearch {result['usearch_mib']} MiB")
+        print(f"  dedup index on disk: pair_dedup_index {result['band_table_mib']} MiB, usearch "
+              f"{result['usearch_mib']} MiB in {result['usearch_segments']} segments ({result['usearch_searched_mib']} "
+              f"MiB searched); pair_facts + pair_stats_parts {result['facts_mib']} MiB")
         print("  views: " + ", ".join(f"{name} {s:.2f} s" for name, s in result["views"].items()), flush=True)
         shutil.rmtree(work, ignore_errors=True)
     if len(results) > 1:
