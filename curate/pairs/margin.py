@@ -270,11 +270,11 @@ def _scored(facts: pl.DataFrame, scores: pl.DataFrame, candidates: pl.DataFrame,
     if options.normalise == "z":  # margins in standard deviations of this scorer
         scores = with_z_scores(scores).with_columns(pl.col("score_z").alias("score"))
     if "text" in facts.columns:  # the facts are the candidates with text, one row each: usable_scores' rows
-        scored = facts.select(
+        scored = _joined_scores(facts.select(
             "candidate_id", "prompt_id", "text", *[pl.col(f).alias(f"fact_{f}") for f in rule.SIDE_FACTS],
             rule.may_stand("chosen").alias("can_choose"),
             rule.may_stand("rejected", options.gated_rejected).alias("can_reject"),
-        ).join(ok_scores(scores, options.scorer, options.scorer_version), on="candidate_id")
+        ), scores, options)
     else:  # a candidate or prompt twice: the general way (rule.enforce joins the facts to the picks)
         scored = usable_scores(scores, candidates, options.scorer, options.scorer_version).with_columns(
             pl.col("candidate_id").is_in(rule.eligible(facts, "chosen").implode()).alias("can_choose"),
@@ -290,6 +290,24 @@ def _scored(facts: pl.DataFrame, scores: pl.DataFrame, candidates: pl.DataFrame,
         scored = scored.join(verifier, on="candidate_id", how="left", maintain_order="left").with_columns(
             (pl.col("verifier_score") >= options.required_verifier_min).fill_null(False).alias("verified"))
     return scored.with_row_index("_i")
+
+
+def _joined_scores(sides: pl.DataFrame, scores: pl.DataFrame, options: MarginOptions) -> pl.DataFrame:
+    """`sides` (one row per candidate) with the scorer's ok score (rows.ok_scores), in their order;
+    prompt_id marked sorted where it is (Polars then groups by slices)."""
+    rows = scores.filter(pl.col("scorer") == options.scorer)
+    if options.scorer_version is not None:
+        rows = rows.filter(pl.col("scorer_version") == options.scorer_version)
+    try:  # one row per candidate: the newest is the only one
+        scored = sides.join(rows.select("candidate_id", "status", "score"), on="candidate_id",
+                            maintain_order="left", validate="1:1")
+        scored = scored.filter((pl.col("status") == "ok") & pl.col("score").is_not_null()).drop("status")
+    except pl.exceptions.ComputeError:
+        scored = sides.join(ok_scores(scores, options.scorer, options.scorer_version), on="candidate_id",
+                            maintain_order="left")
+    if scored["prompt_id"].is_sorted():
+        scored = scored.with_columns(pl.col("prompt_id").set_sorted())
+    return scored
 
 
 def _fetch(picked: pl.DataFrame, scored: pl.DataFrame, columns: dict[str, str], side: str) -> list[pl.Series]:

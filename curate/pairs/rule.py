@@ -76,12 +76,10 @@ def _latest(scores: pl.DataFrame, scorer: str, version: str | None = None) -> pl
     return newest(rows).select("candidate_id", "status", "score")
 
 
-def _gated(pool: pl.DataFrame, scores: pl.DataFrame) -> pl.Series:
-    """Per row of `pool` (candidate_id, text, finish_reason; one row per candidate): gated by its
-    stored quality row, or, without one, by the quality gates run here."""
-    quality = _latest(scores, QUALITY).filter(pl.col("status") == "ok").select(
-        "candidate_id", (pl.col("score") <= 0).alias("gated"))
-    gated = pool.select("candidate_id").join(quality, on="candidate_id", how="left", maintain_order="left")["gated"]
+def _gated(pool: pl.DataFrame, stored: pl.DataFrame) -> pl.Series:
+    """Per row of `pool` (candidate_id, text, finish_reason): gated by its stored quality row
+    (`stored`: status and score, row for row), or, without an ok one, by the quality gates run here."""
+    gated = stored.select(pl.when(pl.col("status") == "ok").then(pl.col("score") <= 0).alias("gated"))["gated"]
     unknown = gated.is_null()
     if unknown.any():  # no quality row: run the gates here
         texts = pool.filter(unknown).select("text", "finish_reason").iter_rows()
@@ -90,20 +88,34 @@ def _gated(pool: pl.DataFrame, scores: pl.DataFrame) -> pl.Series:
     return gated
 
 
+def _quality_rows(pool: pl.DataFrame, scores: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(pool, its quality rows row for row: status, score): the pool one row per candidate, each with
+    the newest quality row. A join that checks both sides hold each candidate once answers the common
+    case; otherwise the pool and the rows are made so first."""
+    rows = scores.filter(pl.col("scorer") == QUALITY)
+    try:
+        stored = pool.select("candidate_id").join(rows.select("candidate_id", "status", "score"), on="candidate_id",
+                                                  how="left", maintain_order="left", validate="1:1")
+        return pool, stored
+    except pl.exceptions.ComputeError:  # a candidate twice, or two quality rows of one candidate
+        if pool["candidate_id"].n_unique() < pool.height:
+            pool = pool.unique("candidate_id", keep="first")
+        stored = pool.select("candidate_id").join(newest(rows).select("candidate_id", "status", "score"),
+                                                  on="candidate_id", how="left", maintain_order="left")
+        return pool, stored
+
+
 def candidate_facts(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
                     versions: dict[str, str] | None = None, with_text: bool = False) -> pl.DataFrame:
     """Per candidate with text: candidate_id, prompt_id, gated (bool), verifier (the task's, when it
     scored a candidate of this prompt, else null), verifier_ok (bool), verifier_score. A verifier
     counts with its newest row per candidate, or with the version `versions` names for it.
     `with_text`: also `text`, where the facts are exactly the candidates with text (no candidate
-    id and no prompt id twice in the input); otherwise the column is left out."""
+    id and no prompt id twice among them); otherwise the column is left out."""
     versions = versions or {}
-    unique = candidates["candidate_id"].n_unique() == candidates.height
-    pool = candidates.filter(pl.col("text").is_not_null()) if candidates["text"].null_count() else candidates
-    if not unique:
-        pool = pool.unique("candidate_id", keep="first")
-    pool = pool.select("candidate_id", "prompt_id", "text", "finish_reason")
-    facts = pool.select("candidate_id", "prompt_id", _gated(pool, scores).alias("gated"))
+    with_texts = candidates.filter(pl.col("text").is_not_null()) if candidates["text"].null_count() else candidates
+    pool, stored = _quality_rows(with_texts.select("candidate_id", "prompt_id", "text", "finish_reason"), scores)
+    facts = pool.select("candidate_id", "prompt_id", _gated(pool, stored).alias("gated"))
     one_per_prompt = prompts["prompt_id"].n_unique() == prompts.height
     verdicts = pl.concat([_latest(scores, name, versions.get(name)).with_columns(pl.lit(name).alias("verifier"))
                           for name in sorted(verifier_names())])
@@ -111,9 +123,8 @@ def candidate_facts(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.
         facts = facts.with_columns(pl.lit(None, pl.Utf8).alias("verifier"), pl.lit(False).alias("verifier_ok"),
                                    pl.lit(None, scores.schema["score"]).alias("verifier_score"))
     else:
-        facts = _with_verifiers(facts, prompts, candidates if unique else candidates.unique("candidate_id"),
-                                verdicts)
-    if with_text and unique and one_per_prompt:  # every join above kept the pool's rows in order
+        facts = _with_verifiers(facts, prompts, candidates, verdicts)
+    if with_text and pool.height == with_texts.height and one_per_prompt:  # the joins kept the pool's rows in order
         facts = facts.with_columns(pool["text"])
     return facts
 
@@ -121,8 +132,12 @@ def candidate_facts(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.
 def _with_verifiers(facts: pl.DataFrame, prompts: pl.DataFrame, owners: pl.DataFrame,
                     verdicts: pl.DataFrame) -> pl.DataFrame:
     """candidate_facts' verifier, verifier_ok and verifier_score from the verifiers' newest rows
-    (`verdicts`: candidate_id, status, score, verifier) and the candidates (`owners`, one row each)."""
-    verdicts = verdicts.join(owners.select("candidate_id", "prompt_id"), on="candidate_id")
+    (`verdicts`: candidate_id, status, score, verifier) and the candidates (`owners`)."""
+    owners = owners.select("candidate_id", "prompt_id")
+    try:
+        verdicts = verdicts.join(owners, on="candidate_id", validate="m:1")
+    except pl.exceptions.ComputeError:  # a candidate twice: any of its rows names the prompt
+        verdicts = verdicts.join(owners.unique("candidate_id"), on="candidate_id")
     present = verdicts.select("prompt_id", "verifier").unique().with_columns(pl.lit(True).alias("_present"))
     facts = (facts.join(prompts.select("prompt_id", "task"), on="prompt_id", how="left", maintain_order="left")
              .with_columns(pl.col("task").replace_strict(task_verifiers(), default=None, return_dtype=pl.Utf8)
