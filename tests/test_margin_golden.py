@@ -120,6 +120,8 @@ CONFIGS = {
 }
 # on the data with a candidate row and a prompt row twice (the general ways, not the fast paths)
 TWICE = ("best_vs_worst", "best_vs_random_closest", "all_pairs_many", "best_vs_worst_required")
+# on the data with NaN scores (NaN sorts above every number: the general ways again)
+NAN = ("best_vs_worst", "best_vs_random", "all_pairs_many", "best_vs_worst_penalty")
 
 # Recorded on main (92ee6b2) before the rewrite: sha256 of the pairs frame, then of the refusals.
 # MADPO's mean and std of the margins were summed in the order Polars' hash joins left the pairs
@@ -167,6 +169,16 @@ GOLDEN: dict[str, tuple[str, str]] = {
     "verifier_scorer": ("84b2fb94403d9f921af52031ad8337c18639a075b0c79ed033d14e1b053e5dc2",
                          "0f42b19d2d94ef1c912e33e41083f584f7236d9d1a5847e613dc9f0b2fffe2b7"),
 }
+GOLDEN_NAN: dict[str, tuple[str, str]] = {
+    "best_vs_worst": ("44c5dd1f72799419791dc916ac26c40657dac50d5907a5570dd5b5a1ba18ea0d",
+                       "2353067192865864130fe31dfc8912824f67b85c20c5a1ca53a7852c1ed5c98e"),
+    "best_vs_random": ("58adaac9b7b0d70d6030649856ec08e70f71e9cae2f049ed7a1853a85a4cff18",
+                        "f965b560d778106fb38233d697f6ec3f6c5699c2add00f03bfbf5e47881cbd44"),
+    "all_pairs_many": ("c9a7eee7b61f1378f9b2da5296d9d72fbc9fcc66769a330f2182213683379b00",
+                        "f59955ae95bf303986422ac4d7d1acecc98553d1781a68e524d7ad7955edd900"),
+    "best_vs_worst_penalty": ("3672aba111bc34aa83f942648977c446d0c0f851c296a348e62862b90eab6e52",
+                               "322c8ca7cf492432781b12ce46d4f80ade55bd46b74321733b0045f9d1ad7d8a"),
+}
 GOLDEN_TWICE: dict[str, tuple[str, str]] = {
     "best_vs_worst": ("11909e9ff7442c3447d252db17e6aec7b3a5e867db3af8811ce32292bf8c45ed",
                        "16aa2f42166dead5964807573266c7a955bdca1a9ffcba9d33e4c0f7675581d0"),
@@ -213,6 +225,21 @@ def test_margin_pairs_equal_recorded(data, name):
     pairs, refused = built(data, CONFIGS[name])
     assert pairs.height > 0
     assert (fingerprint(pairs), hashlib.sha256(json.dumps(refused).encode()).hexdigest()) == GOLDEN[name], refused
+
+
+@pytest.fixture(scope="module")
+def data_nan(data):
+    prompts, candidates, scores = data
+    nan = (pl.col("scorer") == "reward") & (pl.col("score_id").str.slice(4, 1) == "a")
+    return prompts, candidates, scores.with_columns(pl.when(nan).then(float("nan")).otherwise("score").alias("score"))
+
+
+@pytest.mark.parametrize("name", NAN)
+def test_margin_pairs_with_nan_scores_equal_recorded(data_nan, name):
+    pairs, refused = built(data_nan, CONFIGS[name])
+    assert pairs.height > 0
+    assert ((fingerprint(pairs), hashlib.sha256(json.dumps(refused).encode()).hexdigest())
+            == GOLDEN_NAN[name]), refused
 
 
 @pytest.mark.parametrize("name", TWICE)

@@ -187,37 +187,50 @@ def _closest_chosen(scored: pl.DataFrame, rejected: pl.DataFrame, min_margin: fl
             .group_by("prompt_id", maintain_order=True).first().drop("length_gap"))
 
 
-def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int) -> pl.DataFrame:
-    # Prompts (_g) and candidate ids (_k) as integers in (prompt_id, candidate_id) order: the pairs
-    # are formed, filtered and ranked on numbers, and their strings fetched once at the end.
+def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int, penalty: float) -> pl.DataFrame:
+    # The candidates numbered (_n) in (prompt_id, candidate_id) order, their prompts (_g) too: the
+    # pairs are formed (a merge join on sorted _g), filtered and ranked on numbers, and their
+    # strings fetched once at the end. _k is equal where the candidate id is (a candidate twice).
     numbered = (scored.select("prompt_id", "candidate_id", "_i", "score", "rank", "verified", "can_choose", "can_reject")
-                .sort("prompt_id", "candidate_id")
-                .with_columns(pl.col("prompt_id").rle_id().alias("_g"), pl.col("candidate_id").rle_id().alias("_k")))
+                .sort("prompt_id", "candidate_id").with_row_index("_n")
+                .with_columns(pl.col("prompt_id").rle_id().set_sorted().alias("_g")))
+    twice = numbered["candidate_id"].n_unique() < numbered.height
+    numbered = numbered.with_columns((pl.col("candidate_id").rle_id() if twice else pl.col("_n")).alias("_k"))
+    columns = ["_n", "score", *(["_k"] if twice else []), *(["rank"] if penalty else [])]
 
     def side(pool: pl.Expr, suffix: str) -> pl.DataFrame:
-        return numbered.filter(pool).select("_g", *[pl.col(c).alias(f"{c}{suffix}") for c in ("_k", "_i", "score", "rank")])
+        return numbered.filter(pool).select("_g", *[pl.col(c).alias(f"{c}{suffix}") for c in columns])
 
-    pairs = (side(pl.col("verified") & pl.col("can_choose"), "_c").join(side(pl.col("can_reject"), "_r"), on="_g")
-             .filter(_eligible(min_margin, ids="_k"))
-             .with_columns((pl.col("score_c") - pl.col("score_r")).alias("margin"))
-             .sort(["_g", "margin", "_k_c", "_k_r"], descending=[False, True, False, False]))
-    pairs = (pairs.with_columns(pl.len().over("_g").alias("eligible_pairs"),
-                                (pl.int_range(pl.len()).over("_g") + 1).alias("pair_rank"))
+    pairs = (side(pl.col("verified") & pl.col("can_choose"), "_c")
+             .join(side(pl.col("can_reject"), "_r"), on="_g", maintain_order="left_right"))
+    if not penalty:  # rank is the score: a positive margin is a higher rank
+        pairs = pairs.with_columns(pl.col("score_c").alias("rank_c"), pl.col("score_r").alias("rank_r"))
+    pairs = (pairs.filter(_eligible(min_margin, ids="_k" if twice else "_n"))
+             .with_columns((pl.col("score_c") - pl.col("score_r")).alias("margin")))
+    if twice or pairs["margin"].is_nan().any():  # NaN sorts above every number: the general way
+        ids = "_k" if twice else "_n"
+        pairs = pairs.sort(["_g", "margin", f"{ids}_c", f"{ids}_r"], descending=[False, True, False, False])
+        pair_rank = pl.int_range(pl.len()).over("_g") + 1
+    else:  # in (_g, chosen, rejected) order already: the ordinal rank breaks ties by candidate ids
+        pair_rank = pl.col("margin").rank("ordinal", descending=True).over("_g").cast(pl.Int64)
+    pairs = (pairs.with_columns(pl.len().over("_g").alias("eligible_pairs"), pair_rank.alias("pair_rank"))
              .filter(pl.col("pair_rank") <= cap))
-    chosen, rejected = pairs["_i_c"], pairs["_i_r"]
+    rows = {side: numbered["_i"].gather(pairs[f"_n{side}"]) for side in ("_c", "_r")}
     return pairs.select(
-        scored["prompt_id"].gather(chosen).alias("prompt_id"),
-        scored["candidate_id"].gather(chosen).alias("candidate_id_c"), "score_c", "rank_c",
-        scored["length"].gather(chosen).alias("length_c"), "_i_c", pl.lit(True).alias("verified_c"),
-        scored["candidate_id"].gather(rejected).alias("candidate_id_r"), "score_r", "rank_r",
-        scored["length"].gather(rejected).alias("length_r"), "_i_r", "margin", "eligible_pairs", "pair_rank")
+        scored["prompt_id"].gather(rows["_c"]).alias("prompt_id"),
+        scored["candidate_id"].gather(rows["_c"]).alias("candidate_id_c"), "score_c",
+        scored["rank"].gather(rows["_c"]).alias("rank_c"), scored["length"].gather(rows["_c"]).alias("length_c"),
+        rows["_c"].alias("_i_c"), pl.lit(True).alias("verified_c"),
+        scored["candidate_id"].gather(rows["_r"]).alias("candidate_id_r"), "score_r",
+        scored["rank"].gather(rows["_r"]).alias("rank_r"), scored["length"].gather(rows["_r"]).alias("length_r"),
+        rows["_r"].alias("_i_r"), "margin", "eligible_pairs", "pair_rank")
 
 
 def _pick(scored: pl.DataFrame, options: MarginOptions) -> pl.DataFrame:
     """Pairs as columns <side>_c / <side>_r (SIDES) and verified_c, plus per-mode evidence."""
     min_margin, pairing = options.min_margin, options.pairing
     if pairing == "all_pairs_above_margin":
-        return _all_pairs(scored, min_margin, options.max_pairs_per_prompt)
+        return _all_pairs(scored, min_margin, options.max_pairs_per_prompt, options.length_penalty)
     best, worst = _extremes(scored)
     best = _side(best.sort("prompt_id"), "_c", ("verified",))
     if pairing == "best_vs_worst":
