@@ -187,7 +187,8 @@ def _closest_chosen(scored: pl.DataFrame, rejected: pl.DataFrame, min_margin: fl
             .group_by("prompt_id", maintain_order=True).first().drop("length_gap"))
 
 
-def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int, penalty: float) -> pl.DataFrame:
+def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int, penalty: float,
+               prompts: pl.DataFrame) -> pl.DataFrame:
     # The candidates numbered (_n) in (prompt_id, candidate_id) order, their prompts (_g) too: the
     # pairs are formed (a merge join on sorted _g), filtered and ranked on numbers, and their
     # strings fetched once at the end. _k is equal where the candidate id is (a candidate twice).
@@ -216,6 +217,11 @@ def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int, penalty: float
     pairs = (pairs.with_columns(pl.len().over("_g").alias("eligible_pairs"), pair_rank.alias("pair_rank"))
              .filter(pl.col("pair_rank") <= cap))
     rows = {side: numbered["_i"].gather(pairs[f"_n{side}"]) for side in ("_c", "_r")}
+    if prompts["prompt_id"].n_unique() == prompts.height:  # each pair's prompt row (_p), fetched per prompt
+        group_rows = (numbered.filter(pl.col("_g").is_first_distinct()).select("prompt_id")
+                      .join(prompts.select("prompt_id").with_row_index("_p"), on="prompt_id", how="left",
+                            maintain_order="left"))["_p"]
+        pairs = pairs.with_columns(group_rows.gather(pairs["_g"]).alias("_p"))
     return pairs.select(
         scored["prompt_id"].gather(rows["_c"]).alias("prompt_id"),
         scored["candidate_id"].gather(rows["_c"]).alias("candidate_id_c"), "score_c",
@@ -223,14 +229,14 @@ def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int, penalty: float
         rows["_c"].alias("_i_c"), pl.lit(True).alias("verified_c"),
         scored["candidate_id"].gather(rows["_r"]).alias("candidate_id_r"), "score_r",
         scored["rank"].gather(rows["_r"]).alias("rank_r"), scored["length"].gather(rows["_r"]).alias("length_r"),
-        rows["_r"].alias("_i_r"), "margin", "eligible_pairs", "pair_rank")
+        rows["_r"].alias("_i_r"), "margin", "eligible_pairs", "pair_rank", *(["_p"] if "_p" in pairs.columns else []))
 
 
-def _pick(scored: pl.DataFrame, options: MarginOptions) -> pl.DataFrame:
+def _pick(scored: pl.DataFrame, options: MarginOptions, prompts: pl.DataFrame) -> pl.DataFrame:
     """Pairs as columns <side>_c / <side>_r (SIDES) and verified_c, plus per-mode evidence."""
     min_margin, pairing = options.min_margin, options.pairing
     if pairing == "all_pairs_above_margin":
-        return _all_pairs(scored, min_margin, options.max_pairs_per_prompt, options.length_penalty)
+        return _all_pairs(scored, min_margin, options.max_pairs_per_prompt, options.length_penalty, prompts)
     best, worst = _extremes(scored)
     best = _side(best.sort("prompt_id"), "_c", ("verified",))
     if pairing == "best_vs_worst":
@@ -329,6 +335,15 @@ def _fetch(picked: pl.DataFrame, scored: pl.DataFrame, columns: dict[str, str], 
     return [scored[column].gather(rows).alias(name) for column, name in columns.items()]
 
 
+def _with_prompt(picked: pl.DataFrame, prompts: pl.DataFrame) -> pl.DataFrame:
+    """The picks with their prompt's messages (`prompt`), those without a prompt row dropped: fetched
+    by the prompt's row where the picks carry it (_p), else joined."""
+    if "_p" not in picked.columns:
+        return picked.join(prompts.select("prompt_id", pl.col("messages").alias("prompt")), on="prompt_id")
+    picked = picked.filter(pl.col("_p").is_not_null())
+    return picked.with_columns(prompts["messages"].gather(picked["_p"]).alias("prompt"))
+
+
 def _with_key_parts(picked: pl.DataFrame, scored: pl.DataFrame, prompts: pl.DataFrame) -> pl.DataFrame:
     """The parts of the pair ids and dedup keys (rows.ID_PARTS, KEY_PARTS): once per candidate and
     per prompt where the picks outnumber them, else per pick."""
@@ -340,7 +355,11 @@ def _with_key_parts(picked: pl.DataFrame, scored: pl.DataFrame, prompts: pl.Data
     per_prompt = prompts.select("prompt_id", bulk_ids.prompt_keys(prompts["messages"]).alias("prompt_key"),
                                 bulk_ids.json_string(prompts["prompt_id"]).alias("prompt_id_json"))
     chosen, rejected = picked["_i_c"], picked["_i_r"]
-    return picked.join(per_prompt, on="prompt_id", how="left", maintain_order="left").with_columns(
+    if "_p" in picked.columns:
+        picked = picked.with_columns(per_prompt[column].gather(picked["_p"]) for column in ("prompt_key", "prompt_id_json"))
+    else:
+        picked = picked.join(per_prompt, on="prompt_id", how="left", maintain_order="left")
+    return picked.with_columns(
         texts.gather(chosen).alias("chosen_key"), texts.gather(rejected).alias("rejected_key"),
         ids.gather(chosen).alias("chosen_id_json"), ids.gather(rejected).alias("rejected_id_json"))
 
@@ -379,7 +398,7 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
     pinned = {options.scorer: options.scorer_version} if options.scorer_version else {}
     facts = rule.candidate_facts(prompts, candidates, scores, pinned, with_text=True)
     scored = _scored(facts, scores, candidates, options)
-    picked = _pick(scored, options).rename({"candidate_id_c": "chosen_id", "candidate_id_r": "rejected_id",
+    picked = _pick(scored, options, prompts).rename({"candidate_id_c": "chosen_id", "candidate_id_r": "rejected_id",
                                            "score_c": "chosen_score", "score_r": "rejected_score",
                                            "length_c": "chosen_length", "length_r": "rejected_length"})
     picked = picked.with_columns((pl.col("chosen_score") - pl.col("rejected_score")).alias("margin"),
@@ -399,8 +418,8 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
         picked.rename({"rank_c": "chosen_rank_score", "rank_r": "rejected_rank_score"})
         .with_columns(pl.when(pl.col("rejected_length") > 0)
                       .then(pl.col("chosen_length") / pl.col("rejected_length")).alias("length_ratio"))
-        .join(prompts.select("prompt_id", pl.col("messages").alias("prompt")), on="prompt_id")
     )
+    picked = _with_prompt(picked, prompts)
     picked = picked.with_columns(_reason(options, picked.columns),
                                  pl.struct(details).struct.json_encode().alias("details_json"))
     picked = _with_key_parts(picked, scored, prompts)
