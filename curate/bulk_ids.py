@@ -142,6 +142,24 @@ def dedup_keys_of(prompt_key: pl.Series, chosen_key: pl.Series, rejected_key: pl
     return _sha(_json_list("pair-exact", prompt_key, chosen_key, rejected_key, quoted=True)).alias("dedup_key")
 
 
+def _hashed_list(head: tuple[str, ...], columns: list[str]) -> pl.Expr:
+    """sha256 (32 hex digits) of the JSON list of the constants `head` and the JSON-string columns."""
+    items = [pl.lit(json.dumps(c, ensure_ascii=False)) for c in head] + [pl.col(c) for c in columns]
+    separated = [e for k, item in enumerate(items) for e in ((pl.lit(","),) if k else ()) + (item,)]
+    return pl.concat_str([pl.lit("["), *separated, pl.lit("]")]).chash.sha2_256().str.slice(0, 32)
+
+
+def pair_ids_and_dedup_keys(strategy: str, id_parts: list[pl.Series],
+                            key_parts: list[pl.Series]) -> tuple[pl.Series, pl.Series]:
+    """(pair_ids_of(strategy, *id_parts), dedup_keys_of(*key_parts)) in one pass: the two hashes
+    run side by side on Polars' threads."""
+    frame = pl.DataFrame({**{f"i{k}": s for k, s in enumerate(id_parts)},
+                          **{f"k{k}": s for k, s in enumerate(key_parts)}})
+    both = frame.select(_hashed_list(("pair", strategy), ["i0", "i1", "i2"]).alias("pair_id"),
+                        _hashed_list(("pair-exact",), ["k0", "k1", "k2"]).alias("dedup_key"))
+    return both["pair_id"], both["dedup_key"]
+
+
 def dedup_keys(prompt: pl.Series, chosen: pl.Series, rejected: pl.Series) -> pl.Series:
     """`pair_dedup_key(prompt, chosen, rejected)` per row."""
     return dedup_keys_of(prompt_keys(prompt), text_keys(chosen), text_keys(rejected))

@@ -61,43 +61,40 @@ KEY_PARTS = ("prompt_key", "chosen_key", "rejected_key")  # dedup-key parts a st
 ID_PARTS = ("chosen_id_json", "rejected_id_json", "prompt_id_json")  # and pair-id parts
 
 
-def _from_parts(parts: tuple[str, ...], combine) -> pl.Expr:
-    return pl.struct(*parts).map_batches(lambda s: combine(*(s.struct.field(c) for c in parts)), return_dtype=pl.Utf8)
-
-
-def content_keys(strategy: str, columns: list[str] | tuple[str, ...] = ()) -> list[pl.Expr]:
-    """pair_id and dedup_key, hashed over whole columns (curate.bulk_ids): equal to the per-row
-    ids.pair_id and pair_dedup_key, so ids stay stable across versions. Where `columns` (the
-    picks') hold the parts a strategy computed once per candidate and prompt, they are used:
-    KEY_PARTS (bulk_ids.prompt_keys and text_keys of prompt, chosen and rejected), ID_PARTS
+def content_keys(picked: pl.DataFrame, strategy: str) -> tuple[pl.Series, pl.Series]:
+    """pair_id and dedup_key per pick, hashed over whole columns (curate.bulk_ids): equal to the
+    per-row ids.pair_id and pair_dedup_key, so ids stay stable across versions. Where the picks
+    hold the parts a strategy computed once per candidate and prompt, they are used: KEY_PARTS
+    (bulk_ids.prompt_keys and text_keys of prompt, chosen and rejected), ID_PARTS
     (bulk_ids.json_string of chosen_id, rejected_id and prompt_id)."""
-    if set(ID_PARTS) <= set(columns):
-        pair_id = _from_parts(ID_PARTS, lambda *ids: bulk_ids.pair_ids_of(strategy, *ids))
+    if set(ID_PARTS) <= set(picked.columns):
+        ids = [picked[c] for c in ID_PARTS]
     else:
-        pair_id = _from_parts(("chosen_id", "rejected_id", "prompt_id"), lambda *ids: bulk_ids.pair_ids(strategy, *ids))
-    if set(KEY_PARTS) <= set(columns):
-        dedup = _from_parts(KEY_PARTS, bulk_ids.dedup_keys_of)
+        ids = [bulk_ids.json_string(picked[c]) for c in ("chosen_id", "rejected_id", "prompt_id")]
+    if set(KEY_PARTS) <= set(picked.columns):
+        keys = [picked[c] for c in KEY_PARTS]
     else:
-        dedup = _from_parts(("prompt", "chosen", "rejected"), bulk_ids.dedup_keys)
-    return [pair_id.alias("pair_id"), dedup.alias("dedup_key")]
+        keys = [bulk_ids.prompt_keys(picked["prompt"]), bulk_ids.text_keys(picked["chosen"]),
+                bulk_ids.text_keys(picked["rejected"])]
+    return bulk_ids.pair_ids_and_dedup_keys(strategy, ids, keys)
 
 
-def finish_pairs(picked: pl.DataFrame, strategy: str, params: dict, run_id: str,
-                 keys: list[pl.Expr] | None = None) -> pl.DataFrame:
-    """Pair rows from picks (PICK_COLUMNS, optionally weight, details_json, KEY_PARTS and ID_PARTS). `keys`
-    replaces the pair_id/dedup_key expressions (benchmarks measure their cost that way)."""
+def finish_pairs(picked: pl.DataFrame, strategy: str, params: dict, run_id: str) -> pl.DataFrame:
+    """Pair rows from picks (PICK_COLUMNS, optionally weight, details_json, KEY_PARTS and ID_PARTS)."""
     if picked.is_empty():
         return empty_pairs()
     for column, dtype in OPTIONAL_PICK_COLUMNS.items():
         if column not in picked.columns:
             picked = picked.with_columns(pl.lit(None, dtype=dtype).alias(column))
     keyed = picked.with_columns(
-        *(keys if keys is not None else content_keys(strategy, picked.columns)),
+        *content_keys(picked, strategy),
         pl.lit(strategy).alias("strategy"),
         pl.lit(json.dumps(params, sort_keys=True, default=str)).alias("params_json"),
         pl.lit(run_id).alias("run_id"),
         pl.lit(datetime.now(timezone.utc)).alias("created_at"),
     )
+    if keyed["prompt_id"].is_sorted():  # (as all pairs come) numbers order the prompts faster
+        return _conformed(keyed.sort(pl.col("prompt_id").rle_id(), "pair_id"))
     return _conformed(keyed.sort("prompt_id", "pair_id"))
 
 
