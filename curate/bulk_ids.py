@@ -74,10 +74,10 @@ def json_string(column: pl.Series) -> pl.Series:
 
 def normalised(column: pl.Series) -> pl.Series:
     """`normalise_text` of every string (nulls stay null)."""
-    spaced = column.str.contains(_SPACE_BUT_BLANK) | column.str.contains("  ", literal=True)
-    fast = _where(column, spaced, lambda rows: rows.str.replace_all(_ASCII_SPACE, " "))
-    fast = fast.str.strip_chars(" ").str.to_lowercase()
     other = (column.str.len_bytes() != column.str.len_chars()).fill_null(False)  # not ASCII
+    lower = column.str.to_lowercase()  # first: a copy in one buffer, which the scans below read faster
+    spaced = lower.str.contains(_SPACE_BUT_BLANK) | lower.str.contains("  ", literal=True)
+    fast = _where(lower, spaced, lambda rows: rows.str.replace_all(_ASCII_SPACE, " ")).str.strip_chars(" ")
     if not other.any():
         return fast
     distinct = column.filter(other).unique()

@@ -195,7 +195,8 @@ def _all_pairs(scored: pl.DataFrame, min_margin: float, cap: int, penalty: float
     numbered = (scored.select("prompt_id", "candidate_id", "_i", "score", "rank", "verified", "can_choose", "can_reject")
                 .sort("prompt_id", "candidate_id").with_row_index("_n")
                 .with_columns(pl.col("prompt_id").rle_id().set_sorted().alias("_g")))
-    twice = numbered["candidate_id"].n_unique() < numbered.height
+    # the facts-joined scores hold each candidate once; others are counted
+    twice = "fact_gated" not in scored.columns and numbered["candidate_id"].n_unique() < numbered.height
     numbered = numbered.with_columns((pl.col("candidate_id").rle_id() if twice else pl.col("_n")).alias("_k"))
     columns = ["_n", "score", *(["_k"] if twice else []), *(["rank"] if penalty else [])]
 
