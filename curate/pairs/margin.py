@@ -238,6 +238,8 @@ def _pick(scored: pl.DataFrame, options: MarginOptions, prompts: pl.DataFrame) -
     min_margin, pairing = options.min_margin, options.pairing
     if pairing == "all_pairs_above_margin":
         return _all_pairs(scored, min_margin, options.max_pairs_per_prompt, options.length_penalty, prompts)
+    # what the selection reads (the texts and facts stay behind, fetched for the picks by _i)
+    scored = scored.select("prompt_id", *SIDES, "verified", "can_choose", "can_reject")
     best, worst = _extremes(scored)
     best = _side(best.sort("prompt_id"), "_c", ("verified",))
     if pairing == "best_vs_worst":
@@ -318,10 +320,11 @@ def _joined_scores(sides: pl.DataFrame, scores: pl.DataFrame, options: MarginOpt
     rows = scores.filter(pl.col("scorer") == options.scorer)
     if options.scorer_version is not None:
         rows = rows.filter(pl.col("scorer_version") == options.scorer_version)
-    try:  # one row per candidate: the newest is the only one
-        scored = sides.join(rows.select("candidate_id", "status", "score"), on="candidate_id",
-                            maintain_order="left", validate="1:1")
-        scored = scored.filter((pl.col("status") == "ok") & pl.col("score").is_not_null()).drop("status")
+    try:  # one row per candidate: the newest is the only one (joined on the ids alone, row for row)
+        found = sides.select("candidate_id").join(rows.select("candidate_id", "status", "score"), on="candidate_id",
+                                                  how="left", maintain_order="left", validate="1:1")
+        usable = found.select(((pl.col("status") == "ok") & pl.col("score").is_not_null()).fill_null(False))
+        scored = sides.with_columns(found["score"]).filter(usable.to_series())
     except pl.exceptions.ComputeError:
         scored = sides.join(ok_scores(scores, options.scorer, options.scorer_version), on="candidate_id",
                             maintain_order="left")
