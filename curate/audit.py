@@ -348,31 +348,25 @@ def audit_summary(pairs: pl.DataFrame, audits: pl.DataFrame | None) -> pl.DataFr
         .sort("strategy"))
 
 
+AUDIT_CHUNK_PAIRS = 5_000  # pairs read, checked and committed at a time
+
+
 def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False) -> dict:
     """Audit the lake's pairs (only those with no row of this audit version, when asked) and
-    commit the rows; returns {"audited", "rows_new", "summary"} (summary over every pair)."""
-    pairs = lake.read("pairs")
-    if only_unaudited and pairs.height:
-        done = lake.query("SELECT DISTINCT pair_id FROM pair_audits WHERE audit_version = ?", [AUDIT_VERSION])
-        pairs = pairs.filter(~pl.col("pair_id").is_in(done["pair_id"].implode()))
-    prompt_ids = pairs["prompt_id"].unique().to_list()
-    candidate_ids = sorted(set(pairs["chosen_id"].to_list()) | set(pairs["rejected_id"].to_list()))
-    prompts = _where_in(lake, "prompts", "prompt_id", prompt_ids)
-    scores = _where_in(lake, "scores", "candidate_id", candidate_ids)
-    table = audit_pairs(pairs, prompts, scores, run_id, judge)
-    added = lake.commit({"pair_audits": table})["pair_audits"]
-    summary = audit_summary(lake.read("pairs"), lake.read("pair_audits"))
-    return {"audited": pairs.height, "rows_new": added, "summary": summary}
-
-
-def _where_in(lake, table: str, column: str, values: list[str]) -> pl.DataFrame:
-    if not values:
-        return pl.from_arrow(schemas.table(table).arrow_schema().empty_table())
-    lake.con.register("_audit_ids", pa.table({"id": pa.array(values, pa.string())}))
-    try:
-        return lake.query(f"SELECT t.* FROM {table} t JOIN _audit_ids ON t.{column} = _audit_ids.id")
-    finally:
-        lake.con.unregister("_audit_ids")
+    commit the rows, AUDIT_CHUNK_PAIRS pairs at a time; returns {"audited", "rows_new", "summary"}
+    (summary: the pair_audit_summary view, over every pair)."""
+    todo = lake.query("SELECT pair_id FROM pairs" + (
+        " ANTI JOIN (SELECT DISTINCT pair_id FROM pair_audits WHERE audit_version = ?) USING (pair_id)"
+        if only_unaudited else "") + " ORDER BY pair_id", [AUDIT_VERSION] if only_unaudited else [])["pair_id"]
+    added = 0
+    for start in range(0, todo.len(), AUDIT_CHUNK_PAIRS):
+        pairs = lake.rows_where_in("pairs", "pair_id", todo.slice(start, AUDIT_CHUNK_PAIRS).to_list())
+        candidate_ids = sorted(set(pairs["chosen_id"].to_list()) | set(pairs["rejected_id"].to_list()))
+        prompts = lake.rows_where_in("prompts", "prompt_id", pairs["prompt_id"].unique().to_list())
+        scores = lake.rows_where_in("scores", "candidate_id", candidate_ids)
+        added += lake.commit({"pair_audits": audit_pairs(pairs, prompts, scores, run_id, judge)})["pair_audits"]
+    summary = lake.query("SELECT * FROM pair_audit_summary ORDER BY strategy")
+    return {"audited": todo.len(), "rows_new": added, "summary": summary}
 
 
 def read_audits(lake) -> pl.DataFrame | None:

@@ -1,8 +1,16 @@
-"""Pairs: every [[pairs]] strategy over the run's rows, then dedup against the lake, in one commit."""
+"""Pairs: every [[pairs]] strategy over the run's rows, deduplicated against the lake and committed
+a batch of prompts at a time.
+
+Entries whose options keep each prompt's pairs to that prompt's rows build batch by batch; the
+others see the whole run at once and are built first. Each batch's pairs are deduplicated against
+everything kept before them (earlier runs and earlier batches: the kept pair stays) and committed
+with their drops, index rows and embeddings, so the step holds one batch's pairs at a time.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import polars as pl
 
@@ -21,47 +29,53 @@ from curate.steps.state import RunContext, RunState
 
 def pairs(context: RunContext, state: RunState) -> None:
     began = time.monotonic()
-    built = _build(context, state)
-    # Two [[pairs]] entries of one strategy may pick the same pair (e.g. margin by an imported
-    # rating and by the verifier): one pair_id, one pair (the first entry's).
-    built = built.unique("pair_id", keep="first", maintain_order=True)
-    # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.
-    stored = context.lake.existing_ids("pairs", built["pair_id"].to_list())
-    fresh = built.filter(~pl.col("pair_id").is_in(list(stored)))
-    kept, dropped, added = _dedup_and_commit(context, fresh, state)
-    state.add("pairs_built", built.height)
+    embedder = ShardedEmbedder(context.shards, lookup=lambda hashes: context.lake.embeddings_of(EMBEDDING_MODEL, hashes),
+                               batch_size=context.dedup.embed_batch_size)
+    # only the kept pairs that can collide with a batch's are read (curate.dedup.lake_index)
+    index = KeptPairs(context.lake, context.dedup, embed=embedder, model=EMBEDDING_MODEL)
+    built = stored = dropped = added = 0
+    for batch in _built_batches(context, state):
+        # Two [[pairs]] entries of one strategy may pick the same pair (e.g. margin by an imported
+        # rating and by the verifier): one pair_id, one pair (the first entry's).
+        batch = batch.unique("pair_id", keep="first", maintain_order=True)
+        # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.
+        known = context.lake.existing_ids("pairs", batch["pair_id"].to_list())
+        fresh = batch.filter(~pl.col("pair_id").is_in(list(known)))
+        kept, batch_dropped, batch_added = _dedup_and_commit(context, index, embedder, fresh, state)
+        built, stored, dropped, added = (built + batch.height, stored + len(known), dropped + batch_dropped,
+                                         added + batch_added)
+        for strategy, count in kept.group_by("strategy").len().iter_rows():
+            state.pairs_by_strategy[strategy] = state.pairs_by_strategy.get(strategy, 0) + count
+    state.add("pairs_built", built)
     state.add("pairs_new", added)
     state.add("pairs_duplicates_dropped", dropped)
-    for strategy, count in kept.group_by("strategy").len().iter_rows():
-        state.pairs_by_strategy[strategy] = state.pairs_by_strategy.get(strategy, 0) + count
-    log(f"pairs: {built.height} built, {len(stored)} already stored, {dropped} dropped by dedup, "
-        f"{added} new")
+    log(f"pairs: {built} built, {stored} already stored, {dropped} dropped by dedup, {added} new")
     state.took("pairs", time.monotonic() - began)
 
 
-def _build(context: RunContext, state: RunState) -> pl.DataFrame:
-    """Every strategy's pairs, each on the configured scorer's current version, refusals counted.
-
-    Strategies whose options keep each prompt's pairs to that prompt's rows build prompt batch by
-    prompt batch; the others see the whole run at once. The result is in [[pairs]] order."""
+def _built_batches(context: RunContext, state: RunState) -> Iterator[pl.DataFrame]:
+    """The pairs of every entry, each on the configured scorer's current version, refusals counted:
+    first those of the entries that see the whole run, then batch by batch those of the others, each
+    frame in [[pairs]] order."""
     versions = context.engines.scorer_versions()
     entries = [(spec, strategy_named(spec.strategy), run_options(spec, versions)) for spec in context.config.pairs]
-    built: list[list[pl.DataFrame]] = [[] for _ in entries]
+    whole = [entry for entry in entries if not entry[1].per_prompt(entry[2])]
+    if whole:
+        prompts, candidates = context.run_prompts_and_candidates(state)
+        scores = context.lake.rows_where_in("scores", "candidate_id", state.candidate_ids)
+        yield _concat([_build_one(*entry, prompts, candidates, scores, state) for entry in whole])
+        del prompts, candidates, scores
     state.add("quality_checked", 0)
     state.add("quality_gated", 0)
     for prompts, candidates in context.prompt_batches(state):
         scores = context.lake.rows_where_in("scores", "candidate_id", candidates["candidate_id"].to_list())
         count_gates(state, scores)
-        for index, (spec, strategy, options) in enumerate(entries):
-            if strategy.per_prompt(options):
-                built[index].append(_build_one(spec, strategy, options, prompts, candidates, scores, state))
-    if any(not strategy.per_prompt(options) for _, strategy, options in entries):
-        prompts, candidates = context.run_prompts_and_candidates(state)
-        scores = context.lake.rows_where_in("scores", "candidate_id", state.candidate_ids)
-        for index, (spec, strategy, options) in enumerate(entries):
-            if not strategy.per_prompt(options):
-                built[index].append(_build_one(spec, strategy, options, prompts, candidates, scores, state))
-    frames = [frame for frames in built for frame in frames if not frame.is_empty()]
+        yield _concat([_build_one(*entry, prompts, candidates, scores, state)
+                       for entry in entries if entry[1].per_prompt(entry[2])])
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [frame for frame in frames if not frame.is_empty()]
     return pl.concat(frames) if frames else pl.from_arrow(schemas.table("pairs").arrow_schema().empty_table())
 
 
@@ -78,25 +92,18 @@ def _build_one(spec, strategy, options, prompts: pl.DataFrame, candidates: pl.Da
     return pairs
 
 
-def _dedup_and_commit(context: RunContext, fresh: pl.DataFrame, state: RunState
-                      ) -> tuple[pl.DataFrame, int, int]:
-    """The fresh pairs that no kept pair (of this run or the lake) duplicates, committed with the
-    drops, the index rows and new embeddings; returns (kept, how many were dropped, pairs added)."""
-    embedder = ShardedEmbedder(context.shards, lookup=lambda hashes: context.lake.embeddings_of(EMBEDDING_MODEL, hashes),
-                               batch_size=context.dedup.embed_batch_size)
-    # only the kept pairs that can collide with these are read (curate.dedup.lake_index)
-    index = KeptPairs(context.lake, context.dedup, embed=embedder, model=EMBEDDING_MODEL)
-    if fresh.height:
-        index.sync()
-    kept, drops = (dedup_pairs(fresh, index.candidates(fresh), context.dedup, embed=embedder, run_id=state.run_id)
-                   if fresh.height else (fresh, None))
-    tables = {"pairs": kept.to_arrow()}
-    if drops is not None:
-        tables.update(dedup_drops=drops.to_arrow(), pair_dedup_index=index.index_rows(kept),
-                      embeddings=embedder.take_new_rows())
-    added = context.lake.commit(tables)["pairs"]
+def _dedup_and_commit(context: RunContext, index: KeptPairs, embedder: ShardedEmbedder, fresh: pl.DataFrame,
+                      state: RunState) -> tuple[pl.DataFrame, int, int]:
+    """The fresh pairs that no kept pair duplicates, committed with the drops, the index rows and
+    new embeddings; returns (kept, how many were dropped, pairs added)."""
+    if fresh.is_empty():
+        return fresh, 0, 0
+    index.sync()
+    kept, drops = dedup_pairs(fresh, index.candidates(fresh), context.dedup, embed=embedder, run_id=state.run_id)
+    added = context.lake.commit({"pairs": kept.to_arrow(), "dedup_drops": drops.to_arrow(),
+                                 "pair_dedup_index": index.index_rows(kept),
+                                 "embeddings": embedder.take_new_rows()})["pairs"]
     index.save()
-    dropped = drops.height if drops is not None else 0
-    for reason, count in (drops.group_by("reason").len().iter_rows() if dropped else []):
+    for reason, count in drops.group_by("reason").len().iter_rows():
         state.add(f"pairs_dropped_{reason}", count)
-    return kept, dropped, added
+    return kept, drops.height, added
