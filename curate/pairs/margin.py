@@ -66,7 +66,7 @@ from curate.options import as_floats, option, options_dict
 from curate.pairs import rule
 from curate.pairs.margin_dual import (DualCombine, DualNormalise, ImplicitMargin, Madpo, add_madpo_weight,
                                       apply_dual_margin)
-from curate.pairs.rows import ID_PARTS, KEY_PARTS, PICK_COLUMNS, finish_pairs, ok_scores, usable_scores
+from curate.pairs.rows import ID_PARTS, KEY_PARTS, PICK_COLUMNS, finish_pairs, ok_scores, row_for_row, usable_scores
 from curate.pairs.strategy import Strategy
 from curate.score import with_z_scores
 
@@ -320,12 +320,11 @@ def _joined_scores(sides: pl.DataFrame, scores: pl.DataFrame, options: MarginOpt
     rows = scores.filter(pl.col("scorer") == options.scorer)
     if options.scorer_version is not None:
         rows = rows.filter(pl.col("scorer_version") == options.scorer_version)
-    try:  # one row per candidate: the newest is the only one (joined on the ids alone, row for row)
-        found = sides.select("candidate_id").join(rows.select("candidate_id", "status", "score"), on="candidate_id",
-                                                  how="left", maintain_order="left", validate="1:1")
+    found = row_for_row(sides["candidate_id"], rows, ["status", "score"])
+    if found is not None:  # one row per candidate: the newest is the only one
         usable = found.select(((pl.col("status") == "ok") & pl.col("score").is_not_null()).fill_null(False))
         scored = sides.with_columns(found["score"]).filter(usable.to_series())
-    except pl.exceptions.ComputeError:
+    else:
         scored = sides.join(ok_scores(scores, options.scorer, options.scorer_version), on="candidate_id",
                             maintain_order="left")
     if scored["prompt_id"].is_sorted():

@@ -31,6 +31,24 @@ def newest(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first")
 
 
+def row_for_row(ids: pl.Series, rows: pl.DataFrame, columns: list[str]) -> pl.DataFrame | None:
+    """`rows`' columns for each of `ids`, row for row (nulls where an id has no row): a left join on
+    candidate_id, made on 64-bit hashes of the ids (faster than on the strings) and every match
+    checked against the ids themselves. None where `ids` or `rows` hold an id (or a hash) twice."""
+    right = rows.select(pl.col("candidate_id").hash().alias("_h"), "candidate_id", *columns)
+    try:
+        found = pl.DataFrame({"_h": ids.hash()}).join(right, on="_h", how="left", maintain_order="left",
+                                                      validate="1:1")
+        if (found["candidate_id"] == ids).fill_null(True).all():
+            return found.select(columns)
+        found = pl.DataFrame({"candidate_id": ids}).join(  # two ids share a hash: the strings themselves
+            rows.select("candidate_id", *columns), on="candidate_id", how="left", maintain_order="left",
+            validate="1:1")
+        return found.select(columns)
+    except pl.exceptions.ComputeError:
+        return None
+
+
 def ok_scores(scores: pl.DataFrame, scorer: str, version: str | None = None) -> pl.DataFrame:
     """candidate_id, score: the newest row of `scorer` (of `version`, when given) per candidate,
     where it is ok and has a score."""

@@ -30,7 +30,7 @@ from collections import Counter
 
 import polars as pl
 
-from curate.pairs.rows import newest
+from curate.pairs.rows import newest, row_for_row
 from curate.score.quality import NAME as QUALITY
 from curate.score.quality import quality_gates
 from curate.score.registry import task_verifiers, verifier_names
@@ -93,16 +93,14 @@ def _quality_rows(pool: pl.DataFrame, scores: pl.DataFrame) -> tuple[pl.DataFram
     the newest quality row. A join that checks both sides hold each candidate once answers the common
     case; otherwise the pool and the rows are made so first."""
     rows = scores.filter(pl.col("scorer") == QUALITY)
-    try:
-        stored = pool.select("candidate_id").join(rows.select("candidate_id", "status", "score"), on="candidate_id",
-                                                  how="left", maintain_order="left", validate="1:1")
+    stored = row_for_row(pool["candidate_id"], rows, ["status", "score"])
+    if stored is not None:
         return pool, stored
-    except pl.exceptions.ComputeError:  # a candidate twice, or two quality rows of one candidate
-        if pool["candidate_id"].n_unique() < pool.height:
-            pool = pool.unique("candidate_id", keep="first")
-        stored = pool.select("candidate_id").join(newest(rows).select("candidate_id", "status", "score"),
-                                                  on="candidate_id", how="left", maintain_order="left")
-        return pool, stored
+    if pool["candidate_id"].n_unique() < pool.height:  # a candidate twice, or two quality rows of one
+        pool = pool.unique("candidate_id", keep="first")
+    stored = pool.select("candidate_id").join(newest(rows).select("candidate_id", "status", "score"),
+                                              on="candidate_id", how="left", maintain_order="left")
+    return pool, stored
 
 
 def candidate_facts(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
