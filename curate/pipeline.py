@@ -69,10 +69,6 @@ class Pipeline:
     def shards(self, shards: Shards) -> None:
         self.context.shards = shards
 
-    @property
-    def engines(self) -> Engines:
-        return self.context.engines
-
     def start(self) -> RunState:
         return start(self.context)
 

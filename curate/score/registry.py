@@ -30,8 +30,7 @@ def register_scorer(kind: ScorerKind) -> ScorerKind:
 
 def scorer_kind(name: str) -> ScorerKind:
     if name not in SCORER_KINDS:
-        known = ", ".join(k.name for k in SCORER_KINDS.values() if k.configurable)
-        raise ValueError(f"unknown scorer kind {name!r} ({known})")
+        raise ValueError(f"unknown scorer kind {name!r} ({', '.join(configurable_kinds())})")
     return SCORER_KINDS[name]
 
 
