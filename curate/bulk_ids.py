@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 import polars_hash as plh
+import pyarrow as pa
 
 from curate.ids import normalise_text
 
@@ -59,11 +61,32 @@ def _quoted(column: pl.Series) -> pl.Series:
     return pl.select(pl.concat_str([pl.lit('"'), pl.lit(column), pl.lit('"')])).to_series().alias(column.name)
 
 
+def _bytes(column: pl.Series) -> np.ndarray:
+    """The bytes of the column's strings in one array (for a sliced column, maybe with bytes of
+    strings outside it: a test on them can find too much, never miss)."""
+    array = column.to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if not pa.types.is_large_string(array.type):
+        array = array.cast(pa.large_string())
+    data = array.buffers()[2]
+    return np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, dtype=np.uint8)
+
+
+def _needs_no_escape(column: pl.Series) -> bool:
+    """No string of the column holds a control character, a quote or a backslash: one scan of
+    all its bytes, the common case for ids and most texts."""
+    data = _bytes(column)
+    return not ((data < 0x20) | (data == 0x22) | (data == 0x5C)).any()
+
+
 def json_string(column: pl.Series) -> pl.Series:
     """Each string as json.dumps(s, ensure_ascii=False) writes it, quotes included. The quoting
     comes first: it copies the strings into one buffer, where the scans for what needs escaping
     run faster than over strings gathered from many places."""
     quoted = _quoted(column)
+    if _needs_no_escape(column):
+        return quoted
     needs = ((quoted.str.count_matches('"', literal=True) > 2) | quoted.str.contains("\\", literal=True)
              | _has_control(quoted)).fill_null(False)
     if not needs.any():
@@ -74,10 +97,13 @@ def json_string(column: pl.Series) -> pl.Series:
 
 def normalised(column: pl.Series) -> pl.Series:
     """`normalise_text` of every string (nulls stay null)."""
-    other = (column.str.len_bytes() != column.str.len_chars()).fill_null(False)  # not ASCII
+    ascii_only = not (_bytes(column) >= 0x80).any()
     lower = column.str.to_lowercase()  # first: a copy in one buffer, which the scans below read faster
     spaced = lower.str.contains(_SPACE_BUT_BLANK) | lower.str.contains("  ", literal=True)
     fast = _where(lower, spaced, lambda rows: rows.str.replace_all(_ASCII_SPACE, " ")).str.strip_chars(" ")
+    if ascii_only:
+        return fast
+    other = (column.str.len_bytes() != column.str.len_chars()).fill_null(False)  # not ASCII
     if not other.any():
         return fast
     distinct = column.filter(other).unique()

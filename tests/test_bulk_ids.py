@@ -91,3 +91,16 @@ def test_finish_pairs_ids_equal_per_row_ids():
         reason=pl.lit("test"))
     pairs = finish_pairs(picked, "margin", {}, "r1")
     assert (pairs["pair_id"].to_list(), pairs["dedup_key"].to_list()) == _per_row(pairs, "margin")
+
+
+@pytest.mark.parametrize("start", [0, 1, 2])
+def test_json_string_and_normalised_on_slices_and_gathers(start):
+    """The byte scans read a column's whole buffer: a slice or gather of plain rows out of a column
+    with awkward ones (and the reverse) still gets exactly the per-row result."""
+    import json
+
+    column = pl.Series("t", ["plain", 'a "quote"', "also plain", "Straße", "x\ty", "last plain"] * 3)
+    for part in (column.slice(start, 1), column.slice(start, 4), column.gather([start, 2, 5]),
+                 column.gather([1, 3, 4]), column.slice(start).filter(column.slice(start).str.contains("plain"))):
+        assert bulk_ids.json_string(part).to_list() == [json.dumps(t, ensure_ascii=False) for t in part]
+        assert bulk_ids.normalised(part).to_list() == [normalise_text(t) for t in part]
