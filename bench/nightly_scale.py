@@ -7,8 +7,9 @@ band keys and vectors: embedding millions of pairs for real would take days here
 built once under --workdir and copied for each night. The night, in a fresh process: `--prompts`
 math prompts x 8 candidates committed (no LLM: "The answer is N." texts), scored (quality gates and
 math_verify), paired (margin, best vs worst and all pairs above the margin), deduplicated against
-the lake (exact, MinHash, semantic; curate.dedup.lake_index) and exported (this run's pairs,
-curate.export_stream). The night's embedder is a bag-of-words hash (no model) with the real
+the lake (exact, MinHash, semantic; curate.dedup.lake_index), audited as `curate run` audits
+(curate.audit.audit_run: the run's pairs, math_verify re-run on their texts) and exported (this
+run's pairs, curate.export_stream). The night's embedder is a bag-of-words hash (no model) with the real
 embedder's shape. Prints time and peak RSS per stage, the index sizes on disk, and every view's
 time on each lake after its night.
 
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.recurate_scale import RssSampler  # noqa: E402
 
-STAGES = ("candidates", "score", "pairs", "dedup", "export")
+STAGES = ("candidates", "score", "pairs", "dedup", "audit", "export")
 PER_PROMPT = 8
 DIM = 384
 
@@ -123,6 +124,7 @@ def night(data_dir: Path, prompts_count: int) -> dict:
 
     from bench.synthetic_lake import TS  # noqa: F401  (same lake shape)
     from curate.dedup import DedupConfig, dedup_pairs
+    from curate.audit import audit_run
     from curate.dedup.lake_index import KeptPairs
     from curate.export import ExportOptions
     from curate.export_stream import export_lake
@@ -139,6 +141,8 @@ def night(data_dir: Path, prompts_count: int) -> dict:
     counts = {}
     with sampler.measure("candidates"):
         lake.con.execute("BEGIN")
+        lake.con.execute(f"""INSERT INTO lake.runs (run_id, started_at, status, config_json)
+            VALUES ('{run_id}', now(), 'running', '{{}}')""")
         lake.con.execute(f"""INSERT INTO lake.prompts (prompt_id, source, task, messages, reference_answer, run_id, created_at)
             SELECT md5('night-p' || i), 'night', 'math',
                    [{{'role': 'user', 'content': 'Tonight ' || i || ': what is ' || i || ' plus ' || (i % 7) || '?'}}],
@@ -176,6 +180,10 @@ def night(data_dir: Path, prompts_count: int) -> dict:
                                            "pair_dedup_index": kept_pairs.index_rows(kept)})["pairs"]
         kept_pairs.save()
         counts["dropped"] = drops.height
+    with sampler.measure("audit"):
+        audited = audit_run(lake, run_id)
+        counts["audited"] = audited["audited"]
+        counts["audit_refuted"] = sum(row["refuted"] for row in audited["summary"].to_dicts())
     with sampler.measure("export"):
         written = export_lake(lake, data_dir / "export", ExportOptions(format="parquet", runs=[run_id]))
         counts["exported"] = written["total"]
@@ -187,7 +195,8 @@ def night(data_dir: Path, prompts_count: int) -> dict:
     counts["usearch_searched_mib"] = round(sum(f.stat().st_size for f in kept_pairs._searched_files()) / 2**20, 1)
     counts["usearch_segments"] = len(segments)
     counts["facts_mib"] = round(sum(f.stat().st_size for f in index_files
-                                    if "pair_facts" in str(f) or "pair_stats_parts" in str(f)) / 2**20, 1)
+                                    if any(t in str(f) for t in ("pair_facts", "pair_stats_parts", "pair_audit_facts")))
+                             / 2**20, 1)
     view_seconds = {}
     for name in views():  # every row fetched (as Arrow), as a reader would
         began = time.monotonic()
@@ -232,12 +241,13 @@ def main() -> None:
         print(f"\nlake of {size:,} pairs, night of {args.prompts:,} prompts x {PER_PROMPT}: {total:.1f} s; "
               f"{result['candidates']:,} candidates, {result['scores']:,} scores, {result['pairs_built']:,} pairs built, "
               f"{result['kept_pairs_read']:,} kept pairs read for dedup, {result['dropped']:,} dropped, "
-              f"{result['pairs_new']:,} new, {result['exported']:,} exported", flush=True)
+              f"{result['pairs_new']:,} new, {result['audited']:,} audited ({result['audit_refuted']:,} refuted in the "
+              f"lake), {result['exported']:,} exported", flush=True)
         for stage in STAGES:
             print(f"  {stage:10s} {result['seconds'][stage]:8.1f} s   peak RSS {result['peak_rss_mib'][stage]:6d} MiB")
         print(f"  dedup index on disk: pair_dedup_index {result['band_table_mib']} MiB, usearch "
               f"{result['usearch_mib']} MiB in {result['usearch_segments']} segments ({result['usearch_searched_mib']} "
-              f"MiB searched); pair_facts + pair_stats_parts {result['facts_mib']} MiB")
+              f"MiB searched); pair_facts + pair_stats_parts + pair_audit_facts {result['facts_mib']} MiB")
         print("  views: " + ", ".join(f"{name} {s:.2f} s" for name, s in result["views"].items()), flush=True)
         shutil.rmtree(work, ignore_errors=True)
     if len(results) > 1:

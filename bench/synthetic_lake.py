@@ -1,8 +1,9 @@
 """A synthetic lake of realistic shape, written straight into DuckLake with SQL (no LLM, no Python rows).
 
 `n_pairs` pairs over n_pairs / 2 prompts (2 pairs each), 4 candidates per prompt, and per candidate a
-`quality` and a `math_verify` score (4 * n_pairs score rows), one `verifier` audit per pair, the
-pairs' facts as Lake.commit writes them (curate.pair_facts). Ids are
+`quality` and a `math_verify` score (4 * n_pairs score rows), three audit rows per pair (hygiene,
+score_order, verifier, as the audit writes for a math pair), the pairs' and the audits' facts as
+Lake.commit writes them (curate.pair_facts, curate.audit_facts). Ids are
 32 hex digits like the real ones; texts are a few sentences. 10,000 pairs take a second or two.
 
     .venv/bin/python bench/synthetic_lake.py DIR --pairs 10000
@@ -18,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from curate import audit_facts  # noqa: E402
 from curate.pair_facts import facts_sql, parts_sql  # noqa: E402
 
 WORDS = "the of and to in is that it was for on are as with his they at be this from have or by one had".split()
@@ -73,9 +75,13 @@ def fill(lake, n_pairs: int, run_id: str = "synthetic", offset: int = 0) -> None
         con.execute(f"INSERT INTO lake.pair_stats_parts BY NAME {parts_sql(facts)}")
         con.execute(f"""INSERT INTO lake.pair_audits (audit_id, pair_id, check_name, verdict, audit_version,
                                 run_id, created_at)
-            SELECT md5('audit' || i || '-' || k), md5('pair' || i || '-' || k), 'verifier', 'confirmed', '1',
+            SELECT md5('audit' || i || '-' || k || check_name), md5('pair' || i || '-' || k), check_name,
+                   CASE WHEN check_name = 'hygiene' AND i % 10 = 0 THEN 'uncheckable' ELSE 'confirmed' END, '1',
                    '{run_id}', {TS}
-            FROM range({offset}, {offset + n_prompts}) t(i), range(2) u(k)""")
+            FROM range({offset}, {offset + n_prompts}) t(i), range(2) u(k),
+                 (VALUES ('hygiene'), ('score_order'), ('verifier')) c(check_name)""")
+        audits = f"(SELECT * FROM lake.pair_audits WHERE run_id = '{run_id}')"
+        con.execute(f"INSERT INTO lake.pair_audit_facts BY NAME {audit_facts.facts_sql(audits, 'lake.pair_facts')}")
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate import ids, schemas
+from curate.audit_facts import INDEPENDENT_CHECKS  # only these can confirm a pair
 from curate.config import ScorerConfig
 from curate.errors import UserError
 from curate.score import ScoreItem
@@ -48,7 +49,6 @@ AUDIT_VERSION = "1"
 CONFIRMED, REFUTED, UNCHECKABLE = "confirmed", "refuted", "uncheckable"
 VERDICTS = (CONFIRMED, REFUTED, UNCHECKABLE)
 CHECKS = ("hygiene", "score_order", "verifier", "reversal", "arithmetic", "judge")
-INDEPENDENT_CHECKS = ("verifier", "reversal", "arithmetic", "judge")  # only these can confirm a pair
 QUALITY_SCORER = "quality"
 GROUND_TRUTH_STRATEGIES = ("gt",)
 
@@ -358,6 +358,21 @@ def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False) -> d
     todo = lake.query("SELECT pair_id FROM pairs" + (
         " ANTI JOIN (SELECT DISTINCT pair_id FROM pair_audits WHERE audit_version = ?) USING (pair_id)"
         if only_unaudited else "") + " ORDER BY pair_id", [AUDIT_VERSION] if only_unaudited else [])["pair_id"]
+    return _audit(lake, todo, run_id, judge)
+
+
+def audit_run(lake, run_id: str, judge=None) -> dict:
+    """A run's audit: the pairs of this run and of runs that stopped before their end (interrupted or
+    failed: their pairs stay theirs when a later run finds them stored) that have no audit yet. It
+    reads no other pair, so it costs the same whatever the lake holds; `curate audit` re-audits the
+    whole lake (after a new audit version, or for pairs committed outside a run)."""
+    todo = lake.query("""SELECT pair_id FROM (SELECT pair_id FROM pairs WHERE run_id IN
+                             (SELECT run_id FROM runs WHERE run_id = ? OR status IN ('interrupted', 'failed')))
+                         ANTI JOIN pair_audit_facts USING (pair_id) ORDER BY pair_id""", [run_id])["pair_id"]
+    return _audit(lake, todo, run_id, judge)
+
+
+def _audit(lake, todo: pl.Series, run_id: str, judge) -> dict:
     added = 0
     for start in range(0, todo.len(), AUDIT_CHUNK_PAIRS):
         pairs = lake.rows_where_in("pairs", "pair_id", todo.slice(start, AUDIT_CHUNK_PAIRS).to_list())

@@ -28,6 +28,7 @@ from curate import schemas
 from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
 from curate.lake_migrate import migrate_to_sqlite
+from curate import audit_facts
 from curate.pair_facts import backfill_sql, facts_sql, parts_sql
 from curate.views import views, views_version
 
@@ -276,6 +277,8 @@ class Lake:
         if "pair_facts" in missing and "pairs" in existing:  # a lake from before them: fill them once
             for statement in backfill_sql(LAKE_ALIAS):
                 self.con.execute(statement)
+        if audit_facts.TABLE in missing and "pair_audits" in existing:
+            self.con.execute(audit_facts.backfill_sql(LAKE_ALIAS))
         self.con.execute("COMMIT")
 
     def _create_views(self) -> None:
@@ -410,21 +413,23 @@ class Lake:
         finally:
             self.con.unregister("_incoming")
 
-    def _insert_new_pairs(self, conformed: pa.Table) -> pa.Table:
-        """Insert the pairs not stored yet; returns them (their facts follow, curate.pair_facts)."""
+    def _insert_new_rows(self, table: str, conformed: pa.Table) -> pa.Table:
+        """Insert the rows whose key is not stored yet; returns them (pairs and audit rows have
+        facts that follow: curate.pair_facts, curate.audit_facts)."""
+        key = schemas.table(table).key
         self.con.register("_incoming", conformed)
         try:
             new = self.con.execute(
-                "SELECT * FROM (SELECT DISTINCT ON (pair_id) * FROM _incoming ORDER BY pair_id) i WHERE NOT EXISTS "
-                f"(SELECT 1 FROM {LAKE_ALIAS}.pairs t WHERE t.pair_id = i.pair_id)").to_arrow_table()
+                f"SELECT * FROM (SELECT DISTINCT ON ({key}) * FROM _incoming ORDER BY {key}) i WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {LAKE_ALIAS}.{table} t WHERE t.{key} = i.{key})").to_arrow_table()
         finally:
             self.con.unregister("_incoming")
         if new.num_rows:
-            self.con.register("_new_pairs", new)
+            self.con.register("_new_rows", new)
             try:
-                self.con.execute(f"INSERT INTO {LAKE_ALIAS}.pairs BY NAME SELECT * FROM _new_pairs")
+                self.con.execute(f"INSERT INTO {LAKE_ALIAS}.{table} BY NAME SELECT * FROM _new_rows")
             finally:
-                self.con.unregister("_new_pairs")
+                self.con.unregister("_new_rows")
         return new
 
     def _insert_pair_facts(self, pairs: pa.Table) -> None:
@@ -442,23 +447,36 @@ class Lake:
         finally:
             self.con.unregister("_new_facts")
 
+    def _refresh_audit_facts(self, audits: pa.Table) -> None:
+        """pair_audit_facts of the pairs these new audit rows are about (curate.audit_facts)."""
+        delete, insert_first, insert_again = audit_facts.refresh_sql(LAKE_ALIAS, "_new_audits")
+        self.con.register("_new_audits", audits)
+        try:
+            deleted = self.con.execute(delete).fetchone()[0]
+            self.con.execute(insert_again if deleted else insert_first)
+        finally:
+            self.con.unregister("_new_audits")
+
     def commit(self, tables: dict[str, pa.Table | list[dict]]) -> dict[str, int]:
         """Append rows to several tables in one snapshot; returns rows added per table. New pairs
         get their pair_facts and pair_stats_parts rows in the same snapshot, after every table of
-        the call is in (so from the prompts and scores committed with them too)."""
+        the call is in (so from the prompts and scores committed with them too); the pairs of new
+        audit rows get their pair_audit_facts rewritten, after that."""
         if self.read_only:
             raise UserError("the lake is open read-only")
-        added, new_pairs = {}, None
+        added, new = {}, {}
         with self.transaction():
             for name, rows in tables.items():
                 rows = schemas.conform(name, rows)
-                if name == "pairs" and rows.num_rows:
-                    new_pairs = self._insert_new_pairs(rows)
-                    added[name] = new_pairs.num_rows
+                if name in ("pairs", "pair_audits") and rows.num_rows:
+                    new[name] = self._insert_new_rows(name, rows)
+                    added[name] = new[name].num_rows
                 else:
                     added[name] = self._insert_new(name, rows) if rows.num_rows else 0
-            if new_pairs is not None and new_pairs.num_rows:
-                self._insert_pair_facts(new_pairs)
+            if added.get("pairs"):
+                self._insert_pair_facts(new["pairs"])
+            if added.get("pair_audits"):
+                self._refresh_audit_facts(new["pair_audits"])
         return added
 
     def mark_dead_runs_interrupted(self) -> None:

@@ -14,9 +14,9 @@ import pyarrow as pa
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 TABLES = ("runs", "prompts", "candidates", "scores", "pairs", "rejects", "dedup_drops", "embeddings",
-          "pair_audits", "pair_dedup_index", "pair_facts", "pair_stats_parts")
+          "pair_audits", "pair_dedup_index", "pair_facts", "pair_stats_parts", "pair_audit_facts")
 # Bookkeeping derived from the other tables (dedup's index, what the views read): no report reads it whole.
-INDEX_TABLES = ("pair_dedup_index", "pair_facts", "pair_stats_parts")
+INDEX_TABLES = ("pair_dedup_index", "pair_facts", "pair_stats_parts", "pair_audit_facts")
 DATA_TABLES = tuple(t for t in TABLES if t not in INDEX_TABLES)
 
 _SCALARS = {

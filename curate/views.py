@@ -6,14 +6,12 @@ import hashlib
 
 # Runs whose pair_stats group has several parts (commits): their figures are recomputed.
 _SPLIT_RUNS = "SELECT run_id FROM pair_stats_parts GROUP BY strategy, source, run_id HAVING count(*) > 1"
-# Per (pair, check) its latest audit row's verdict: a hash aggregate, not a window over every row.
-_LATEST_AUDITS = """SELECT pair_id, check_name, arg_max(verdict, (created_at, audit_id)) AS verdict
-        FROM pair_audits GROUP BY pair_id, check_name"""
 
 
 def views() -> dict[str, str]:
     """Each view's SQL. Pair figures come from pair_facts and pair_stats_parts (curate.pair_facts),
-    written with the pairs; scores, audits, rejects and drops are read live."""
+    written with the pairs, audit figures from pair_audit_facts (curate.audit_facts), written with
+    the audit rows; scores, rejects and drops are read live."""
     return {
         # Per pair as of its build (curate.pair_facts): verifier_agrees is curate.agreement's
         # definition over the scores the lake held when the pair was committed.
@@ -42,23 +40,22 @@ def views() -> dict[str, str]:
         SELECT scorer, scorer_version, status, count(*) AS scores, avg(score) AS mean,
                stddev_samp(score) AS std, min(score) AS min, median(score) AS median, max(score) AS max
         FROM scores GROUP BY ALL""",
-        # The pair audit (curate.audit): each pair's verdict over its latest row per check, and per strategy.
-        "pair_audit_verdicts": f"""
-        SELECT pair_id, CASE WHEN bool_or(verdict = 'refuted') THEN 'refuted'
-                             WHEN bool_or(verdict = 'confirmed' AND check_name IN
-                                          ('verifier', 'reversal', 'arithmetic', 'judge')) THEN 'confirmed'
-                             ELSE 'uncheckable' END AS verdict,
-               count(*) AS checks
-        FROM ({_LATEST_AUDITS}) GROUP BY pair_id""",
+        # The pair audit (curate.audit): each pair's verdict over its latest row per check, as
+        # pair_audit_facts holds it (curate.audit_facts), and per strategy.
+        "pair_audit_verdicts": """
+        SELECT pair_id, verdict, checks FROM pair_audit_facts""",
         "pair_audit_summary": """
-        SELECT p.strategy, count(*) AS pairs, count(*) FILTER (WHERE v.verdict = 'confirmed') AS confirmed,
-               count(*) FILTER (WHERE v.verdict = 'refuted') AS refuted,
-               count(*) FILTER (WHERE v.verdict = 'uncheckable') AS uncheckable,
-               count(*) FILTER (WHERE v.verdict IS NULL) AS unaudited
-        FROM pair_facts p LEFT JOIN pair_audit_verdicts v USING (pair_id) GROUP BY p.strategy""",
-        "pair_audit_checks": f"""
-        SELECT p.strategy, a.check_name, a.verdict, count(*) AS pairs
-        FROM ({_LATEST_AUDITS}) a JOIN pair_facts p USING (pair_id) GROUP BY ALL""",
+        SELECT s.strategy, s.pairs, coalesce(a.confirmed, 0) AS confirmed, coalesce(a.refuted, 0) AS refuted,
+               coalesce(a.uncheckable, 0) AS uncheckable, s.pairs - coalesce(a.audited, 0) AS unaudited
+        FROM (SELECT strategy, count(*) AS pairs FROM pair_facts GROUP BY strategy) s
+        LEFT JOIN (SELECT strategy, count(*) AS audited, count(*) FILTER (WHERE verdict = 'confirmed') AS confirmed,
+                          count(*) FILTER (WHERE verdict = 'refuted') AS refuted,
+                          count(*) FILTER (WHERE verdict = 'uncheckable') AS uncheckable
+                   FROM pair_audit_facts WHERE strategy IS NOT NULL GROUP BY strategy) a USING (strategy)""",
+        "pair_audit_checks": """
+        SELECT strategy, c.check_name, c.verdict, count(*) AS pairs
+        FROM (SELECT strategy, unnest(check_verdicts) AS c FROM pair_audit_facts WHERE strategy IS NOT NULL)
+        GROUP BY ALL""",
         "rejects_by_reason": """
         SELECT source, stage, reason, count(*) AS rejects FROM rejects GROUP BY ALL""",
         "dedup_drops_by_reason": """

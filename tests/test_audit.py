@@ -11,14 +11,13 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import ids, schemas
-from curate.audit import (AUDIT_VERSION, CONFIRMED, REFUTED, UNCHECKABLE, audit_lake, audit_summary,
+from curate import audit_facts, ids, schemas
+from curate.audit import (AUDIT_VERSION, CONFIRMED, REFUTED, UNCHECKABLE, audit_lake, audit_run, audit_summary,
                           check_arithmetic, false_equations, judge_verdict, overall_verdicts, read_audits,
                           with_verdicts)
 from curate.card import CardContext
 from curate.export import ExportOptions, export_pairs
 from curate.lake import Lake
-from curate.views import views
 from curate.score.judge import PairVerdict
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -234,6 +233,28 @@ def test_new_evidence_overrides_the_old_verdict(lake):
     assert latest == CONFIRMED
 
 
+def test_a_run_audits_its_own_pairs_and_those_of_runs_that_stopped_early(tmp_path):
+    """audit_run reads no pair of a completed run: a night's audit does not grow with the lake."""
+    def runs_row(run_id, status):
+        return {"run_id": run_id, "started_at": NOW, "status": status, "config_json": "{}", "code_version": "x"}
+
+    def of_run(pair, run_id):
+        return {**pair, "run_id": run_id}
+
+    with Lake(tmp_path / "lake") as lake:
+        lake.commit({"prompts": PROMPTS, "candidates": [_candidate(c) for c in TEXTS], "scores": SCORES,
+                     "runs": [runs_row("done", "completed"), runs_row("killed", "interrupted"),
+                              runs_row("tonight", "running")],
+                     "pairs": [of_run(PAIRS[0], "done"), of_run(PAIRS[1], "killed"), of_run(PAIRS[2], "tonight"),
+                               of_run(PAIRS[5], "tonight")]})
+        result = audit_run(lake, "tonight")
+        assert result["audited"] == 3
+        assert set(lake.read("pair_audits")["pair_id"]) == {"math-tie", "math-stale", "code-ok"}
+        assert {r["strategy"]: r["unaudited"] for r in result["summary"].to_dicts()} == {"gt": 0, "margin": 1}
+        assert audit_run(lake, "tonight")["audited"] == 0  # a resumed run: nothing audited twice
+        assert audit_lake(lake, "audit-all", only_unaudited=True)["audited"] == 1  # `curate audit` gets the rest
+
+
 # ----------------------------------------------------------------------------------------------
 # a lake from before the audit, --as-of, the card
 
@@ -248,6 +269,7 @@ def _old_lake(root):
         for view in ("pair_audit_summary", "pair_audit_checks", "pair_audit_verdicts"):
             lake.con.execute(f"DROP VIEW lake.{view}")
         lake.con.execute("DROP TABLE lake.pair_audits")
+        lake.con.execute("DROP TABLE lake.pair_audit_facts")
         lake.con.execute("CREATE OR REPLACE VIEW lake.curate_views_version AS SELECT 'old' AS version")
 
 
@@ -308,7 +330,7 @@ def test_card_names_the_snapshot_read_and_every_model(tmp_path, lake):
 
 def test_hygiene_and_score_order_alone_never_confirm(lake):
     """They re-read the strategy's own evidence: a pair passing only them is uncheckable, in Python
-    and in the view alike."""
+    and in the SQL of the view's table alike."""
     rows = [("only-own", "hygiene", CONFIRMED), ("only-own", "score_order", CONFIRMED),
             ("with-verifier", "hygiene", CONFIRMED), ("with-verifier", "verifier", CONFIRMED),
             ("own-refutes", "score_order", REFUTED), ("own-refutes", "verifier", CONFIRMED)]
@@ -319,7 +341,7 @@ def test_hygiene_and_score_order_alone_never_confirm(lake):
         "only-own": UNCHECKABLE, "with-verifier": CONFIRMED, "own-refutes": REFUTED}
     lake.con.register("_audits", audits.to_arrow())
     try:
-        in_sql = lake.query(views()["pair_audit_verdicts"].replace("FROM pair_audits", "FROM _audits"))
+        in_sql = lake.query(audit_facts.facts_sql("_audits"))  # what pair_audit_verdicts reads
     finally:
         lake.con.unregister("_audits")
     assert dict(in_sql.select("pair_id", "verdict").iter_rows()) == dict(overall_verdicts(audits).iter_rows())

@@ -120,9 +120,10 @@ def lake(tmp_path):
     with Lake(tmp_path / "lake") as lake:
         lake.commit(_night(rng, "r1", 40, 0))
         second = _night(rng, "r2", 40, 40)
-        pairs = second.pop("pairs")  # the pairs come in a later commit than their scores
+        # the pairs come in a later commit than their scores; audits follow their pairs, as the audit does
+        later = {name: second.pop(name) for name in ("pairs", "pair_audits")}
         lake.commit(second)
-        lake.commit({"pairs": pairs})
+        lake.commit(later)
         yield lake
 
 
@@ -135,10 +136,12 @@ def test_views_over_facts_equal_the_former_definitions(lake):
 def test_a_run_committed_in_several_parts_is_recomputed(lake):
     rng = random.Random(3)
     night = _night(rng, "r3", 30, 80)
-    pairs = night.pop("pairs")
+    pairs, audits = night.pop("pairs"), night.pop("pair_audits")
     lake.commit(night)
     lake.commit({"pairs": pairs[:40]})
     lake.commit({"pairs": pairs[40:]})
+    lake.commit({"pair_audits": audits[:30]})
+    lake.commit({"pair_audits": audits[30:]})
     assert lake.query("SELECT count(*) AS n FROM pair_stats_parts WHERE run_id = 'r3'")["n"][0] == 8
     assert_views_equal_former(lake)
 
@@ -149,6 +152,25 @@ def test_pairs_committed_again_add_no_facts(lake):
     assert lake.commit({"pairs": again.to_arrow()}) == {"pairs": 0}
     assert lake.count("pair_stats_parts") == parts and lake.count("pair_facts") == 240
     assert_views_equal_former(lake)
+
+
+def test_audit_rows_for_audited_pairs_rewrite_their_facts(lake):
+    """A later audit row for a pair replaces the pair's facts row, over all its rows (the older
+    checks' latest rows included); the same rows committed again change nothing."""
+    pair_id = lake.query("SELECT pair_id FROM pair_audit_facts WHERE checks >= 2 ORDER BY pair_id LIMIT 1")["pair_id"][0]
+    check = lake.query(f"SELECT check_name FROM pair_audits WHERE pair_id = '{pair_id}' LIMIT 1")["check_name"][0]
+    newer = {"audit_id": f"{pair_id}-later", "pair_id": pair_id, "check_name": check, "verdict": "refuted",
+             "audit_version": "2", "run_id": "r9", "created_at": NOW + timedelta(days=1)}
+    facts = lake.count("pair_audit_facts")
+    assert lake.commit({"pair_audits": [newer]}) == {"pair_audits": 1}
+    assert lake.count("pair_audit_facts") == facts
+    row = lake.query(f"SELECT * FROM pair_audit_facts WHERE pair_id = '{pair_id}'").row(0, named=True)
+    assert row["verdict"] == "refuted" and row["checks"] >= 2
+    assert {"check_name": check, "verdict": "refuted"} in row["check_verdicts"]
+    assert_views_equal_former(lake)
+    assert lake.commit({"pair_audits": [newer]}) == {"pair_audits": 0}
+    assert lake.count("pair_audit_facts") == facts
+    assert lake.query(f"SELECT * FROM pair_audit_facts WHERE pair_id = '{pair_id}'").row(0, named=True) == row
 
 
 def test_verdicts_are_as_of_the_build(lake):
@@ -169,10 +191,12 @@ def test_a_lake_from_before_the_facts_gets_them_on_open(lake):
     root = lake.root
     former = {name: _rows(lake, sql) for name, sql in FORMER.items()}
     with lake.transaction():  # the lake as an older curate left it
-        for table in ("pair_facts", "pair_stats_parts"):
+        for table in ("pair_facts", "pair_stats_parts", "pair_audit_facts"):
             lake.con.execute(f"DROP TABLE lake.{table}")
     lake.close()
     with Lake(root) as reopened:
         assert reopened.count("pair_facts") == 240
+        assert reopened.count("pair_audit_facts") == reopened.query(
+            "SELECT count(DISTINCT pair_id) AS n FROM pair_audits")["n"][0] > 0
         assert {name: _rows(reopened, sql) for name, sql in FORMER.items()} == former
         assert_views_equal_former(reopened)

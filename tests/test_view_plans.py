@@ -21,6 +21,7 @@ ID_COLUMNS = {"pair_id", "candidate_id", "prompt_id", "chosen_id", "rejected_id"
 LINEAR_JOINS = {"HASH_JOIN", "DELIM_JOIN", "LEFT_DELIM_JOIN", "RIGHT_DELIM_JOIN"}
 # A hash join that only filters its left side (IN, NOT IN, EXISTS) never yields more rows than it reads.
 FILTER_JOIN_TYPES = {"SEMI", "ANTI", "MARK"}
+GROUP_BYS = {"HASH_GROUP_BY", "PERFECT_HASH_GROUP_BY"}
 
 # The pair_verdicts view as it was before issue 15 (its plan joined scores to scores on scorer).
 FORMER_PAIR_VERDICTS = f"""
@@ -37,9 +38,21 @@ def _joins(node):
         yield from _joins(child)
 
 
+def _one_row_per_key(join) -> bool:
+    """Both inputs grouped by one column, joined on one equality (of those columns): each side has
+    a row per key, so the join yields at most one row per key."""
+    conditions = join.get("extra_info", {}).get("Conditions", "")
+    children = join.get("children", [])
+    def grouped_once(node):
+        groups = node.get("extra_info", {}).get("Groups", "")
+        return node["name"] in GROUP_BYS and (len(groups) == 1 if isinstance(groups, list) else "\n" not in groups)
+    return (isinstance(conditions, str) and "\n" not in conditions and " = " in conditions
+            and len(children) == 2 and all(grouped_once(child) for child in children))
+
+
 def unkeyed_joins(lake: Lake, sql: str) -> list[str]:
     """The joins in `sql`'s plan that are not an equality on a row identity (an id column), other
-    than hash joins that only filter."""
+    than hash joins that only filter and joins of two inputs grouped by the join key."""
     plan = json.loads(lake.con.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1])
     bad = []
     for root in plan:
@@ -47,6 +60,8 @@ def unkeyed_joins(lake: Lake, sql: str) -> list[str]:
             conditions = join.get("extra_info", {}).get("Conditions", "")
             conditions = conditions if isinstance(conditions, list) else conditions.splitlines()
             if join["name"] in LINEAR_JOINS and join.get("extra_info", {}).get("Join Type") in FILTER_JOIN_TYPES:
+                continue
+            if join["name"] in LINEAR_JOINS and _one_row_per_key(join):
                 continue
             keyed = any(all(side.strip() in ID_COLUMNS for side in c.split(" = ")) for c in conditions if " = " in c)
             if join["name"] not in LINEAR_JOINS or not keyed:
@@ -63,6 +78,14 @@ def lake(tmp_path_factory):
 
 def test_checker_catches_the_former_quadratic_plan(lake):
     assert any("scorer" in join for join in unkeyed_joins(lake, FORMER_PAIR_VERDICTS))
+
+
+def test_checker_takes_a_join_of_groups_only_when_both_sides_are_grouped_by_the_key(lake):
+    def grouped(table):
+        return f"(SELECT strategy, count(*) AS n FROM {table} GROUP BY strategy)"
+    assert unkeyed_joins(lake, f"SELECT * FROM {grouped('pair_facts')} a JOIN {grouped('pair_audit_facts')} b "
+                               "USING (strategy)") == []
+    assert unkeyed_joins(lake, f"SELECT * FROM {grouped('pair_facts')} a JOIN pair_audit_facts b USING (strategy)") != []
 
 
 @pytest.mark.parametrize("name", sorted(views()))

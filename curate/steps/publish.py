@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import curate
-from curate.audit import audit_lake
+from curate.audit import audit_run
 from curate.card import CardContext
 from curate.config import config_as_dict
 from curate.export import ExportOptions
@@ -42,9 +42,10 @@ def start(context: RunContext) -> RunState:
 
 
 def audit(context: RunContext, state: RunState) -> None:
-    """Re-check every pair not audited yet (curate.audit); refuted pairs stay out of exports."""
+    """Re-check the run's pairs (and those of runs that stopped early) not audited yet
+    (curate.audit.audit_run); refuted pairs stay out of exports."""
     began = time.monotonic()
-    result = audit_lake(context.lake, state.run_id, judge=context.engines.audit_judge(), only_unaudited=True)
+    result = audit_run(context.lake, state.run_id, judge=context.engines.audit_judge())
     state.audit = {row["strategy"]: row for row in result["summary"].to_dicts()}
     state.add("pairs_audited", result["audited"])
     refuted = sum(row["refuted"] for row in state.audit.values())

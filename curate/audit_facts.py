@@ -1,0 +1,53 @@
+"""What the audit views read per pair, rewritten whenever audit rows for the pair are committed.
+
+`pair_audit_facts` holds one row per audited pair: its verdict over its latest `pair_audits` row
+per check (curate.audit's rule: a refuting check refutes, an independent check confirms, else
+uncheckable), each check's latest verdict and the pair's strategy. `Lake.commit` keeps it current
+in the snapshot that adds audit rows: the pairs' old rows are deleted and recomputed from all their
+audit rows. Pairs audited for the first time (every pair of a nightly run) need no read of older
+audit rows, so a night's audit costs the same whatever the lake holds. The views then count these
+rows instead of grouping every audit row (curate.views).
+
+A lake made before this table gets it, filled from every audit row, on its first writer open.
+"""
+
+from __future__ import annotations
+
+TABLE = "pair_audit_facts"
+# Only these can confirm a pair: hygiene and score_order re-read the strategy's own evidence.
+INDEPENDENT_CHECKS = ("verifier", "reversal", "arithmetic", "judge")
+
+
+def facts_sql(audits: str, pair_facts: str = "pair_facts") -> str:
+    """pair_audit_facts rows of every pair in relation `audits` (pair_audits' columns): it must hold
+    all of those pairs' audit rows. Strategies come from `pair_facts`, read for those pairs only."""
+    independent = ", ".join(f"'{check}'" for check in INDEPENDENT_CHECKS)
+    return f"""
+    SELECT l.pair_id, any_value(f.strategy) AS strategy,
+           CASE WHEN bool_or(l.verdict = 'refuted') THEN 'refuted'
+                WHEN bool_or(l.verdict = 'confirmed' AND l.check_name IN ({independent})) THEN 'confirmed'
+                ELSE 'uncheckable' END AS verdict,
+           count(*) AS checks,
+           list({{'check_name': l.check_name, 'verdict': l.verdict}} ORDER BY l.check_name) AS check_verdicts,
+           max(l.at) AS audited_at
+    FROM (SELECT pair_id, check_name, arg_max(verdict, (created_at, audit_id)) AS verdict, max(created_at) AS at
+          FROM {audits} GROUP BY pair_id, check_name) l
+    LEFT JOIN (SELECT pair_id, strategy FROM {pair_facts}
+               WHERE pair_id IN (SELECT pair_id FROM {audits})) f ON f.pair_id = l.pair_id
+    GROUP BY l.pair_id"""
+
+
+def refresh_sql(lake: str, new_audits: str) -> tuple[str, str, str]:
+    """(delete, insert-if-none-deleted, insert-if-some-deleted): the statements that bring the facts
+    of the pairs in `new_audits` (audit rows just inserted into `lake`.pair_audits) up to date. When
+    the delete removed no row, those pairs had no audit before and `new_audits` holds all their rows."""
+    delete = f"DELETE FROM {lake}.{TABLE} WHERE pair_id IN (SELECT pair_id FROM {new_audits})"
+    insert = f"INSERT INTO {lake}.{TABLE} BY NAME "
+    every_row = f"(SELECT * FROM {lake}.pair_audits WHERE pair_id IN (SELECT pair_id FROM {new_audits}))"
+    return (delete, insert + facts_sql(new_audits, f"{lake}.pair_facts"),
+            insert + facts_sql(every_row, f"{lake}.pair_facts"))
+
+
+def backfill_sql(lake: str) -> str:
+    """The statement that fills the table from every audit row of a lake made before it."""
+    return f"INSERT INTO {lake}.{TABLE} BY NAME {facts_sql(f'{lake}.pair_audits', f'{lake}.pair_facts')}"
