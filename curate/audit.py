@@ -354,11 +354,13 @@ AUDIT_CHUNK_PAIRS = 5_000  # pairs read, checked and committed at a time
 def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False) -> dict:
     """Audit the lake's pairs (only those with no row of this audit version, when asked) and
     commit the rows, AUDIT_CHUNK_PAIRS pairs at a time; returns {"audited", "rows_new", "summary"}
-    (summary: the pair_audit_summary view, over every pair)."""
+    (summary: the pair_audit_summary view, over every pair). Most pairs have audit rows already, so
+    pair_audit_facts is rebuilt once at the end rather than rewritten chunk by chunk: until then
+    (and if the call is stopped, until the next one ends) the views show the verdicts before it."""
     todo = lake.query("SELECT pair_id FROM pairs" + (
         " ANTI JOIN (SELECT DISTINCT pair_id FROM pair_audits WHERE audit_version = ?) USING (pair_id)"
         if only_unaudited else "") + " ORDER BY pair_id", [AUDIT_VERSION] if only_unaudited else [])["pair_id"]
-    return _audit(lake, todo, run_id, judge)
+    return _audit(lake, todo, run_id, judge, whole_lake=True)
 
 
 def audit_run(lake, run_id: str, judge=None) -> dict:
@@ -372,14 +374,17 @@ def audit_run(lake, run_id: str, judge=None) -> dict:
     return _audit(lake, todo, run_id, judge)
 
 
-def _audit(lake, todo: pl.Series, run_id: str, judge) -> dict:
+def _audit(lake, todo: pl.Series, run_id: str, judge, whole_lake: bool = False) -> dict:
     added = 0
     for start in range(0, todo.len(), AUDIT_CHUNK_PAIRS):
         pairs = lake.rows_where_in("pairs", "pair_id", todo.slice(start, AUDIT_CHUNK_PAIRS).to_list())
         candidate_ids = sorted(set(pairs["chosen_id"].to_list()) | set(pairs["rejected_id"].to_list()))
         prompts = lake.rows_where_in("prompts", "prompt_id", pairs["prompt_id"].unique().to_list())
         scores = lake.rows_where_in("scores", "candidate_id", candidate_ids)
-        added += lake.commit({"pair_audits": audit_pairs(pairs, prompts, scores, run_id, judge)})["pair_audits"]
+        rows = audit_pairs(pairs, prompts, scores, run_id, judge)
+        added += lake.commit({"pair_audits": rows}, audit_facts_now=not whole_lake)["pair_audits"]
+    if whole_lake and added:
+        lake.rebuild_audit_facts()
     summary = lake.query("SELECT * FROM pair_audit_summary ORDER BY strategy")
     return {"audited": todo.len(), "rows_new": added, "summary": summary}
 

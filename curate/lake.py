@@ -457,11 +457,20 @@ class Lake:
         finally:
             self.con.unregister("_new_audits")
 
-    def commit(self, tables: dict[str, pa.Table | list[dict]]) -> dict[str, int]:
+    def rebuild_audit_facts(self) -> None:
+        """pair_audit_facts recomputed from every audit row, in one snapshot: after a whole-lake
+        re-audit, which commits its rows without rewriting facts chunk by chunk (each chunk's
+        delete would touch every file of the table)."""
+        with self.transaction():
+            self.con.execute(f"DELETE FROM {LAKE_ALIAS}.{audit_facts.TABLE}")
+            self.con.execute(audit_facts.backfill_sql(LAKE_ALIAS))
+
+    def commit(self, tables: dict[str, pa.Table | list[dict]], audit_facts_now: bool = True) -> dict[str, int]:
         """Append rows to several tables in one snapshot; returns rows added per table. New pairs
         get their pair_facts and pair_stats_parts rows in the same snapshot, after every table of
         the call is in (so from the prompts and scores committed with them too); the pairs of new
-        audit rows get their pair_audit_facts rewritten, after that."""
+        audit rows get their pair_audit_facts rewritten, after that (unless `audit_facts_now` is
+        false: the caller then calls rebuild_audit_facts)"""
         if self.read_only:
             raise UserError("the lake is open read-only")
         added, new = {}, {}
@@ -475,7 +484,7 @@ class Lake:
                     added[name] = self._insert_new(name, rows) if rows.num_rows else 0
             if added.get("pairs"):
                 self._insert_pair_facts(new["pairs"])
-            if added.get("pair_audits"):
+            if added.get("pair_audits") and audit_facts_now:
                 self._refresh_audit_facts(new["pair_audits"])
         return added
 
