@@ -29,7 +29,7 @@ from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
 from curate.lake_migrate import migrate_to_sqlite
 from curate import audit_facts
-from curate.pair_facts import backfill_sql, facts_sql, parts_sql
+from curate.pair_facts import SPLIT_RUNS, backfill_sql, facts_sql, merge_sql, parts_sql
 from curate.views import views, views_version
 
 LAKE_ALIAS = "lake"
@@ -456,6 +456,17 @@ class Lake:
             self.con.execute(insert_again if deleted else insert_first)
         finally:
             self.con.unregister("_new_audits")
+
+    def merge_pair_stats_parts(self) -> list[str]:
+        """Give every run whose pairs came in several commits one pair_stats part per group (from
+        its pair_facts, read for those runs only), so that pair_stats adds parts instead of
+        recomputing those runs on every read; returns the runs merged."""
+        runs = sorted(self.query(SPLIT_RUNS.format(parts=f"{LAKE_ALIAS}.pair_stats_parts"))["run_id"].unique())
+        if runs:
+            with self.transaction():
+                for statement in merge_sql(LAKE_ALIAS, runs):
+                    self.con.execute(statement)
+        return runs
 
     def rebuild_audit_facts(self) -> None:
         """pair_audit_facts recomputed from every audit row, in one snapshot: after a whole-lake

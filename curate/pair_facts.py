@@ -5,7 +5,8 @@ characters and its verifier verdict (curate.agreement) over the scores in the la
 so "as of the build": a verifier score added later does not change it. Everything else there is
 fixed with the pair. `pair_stats_parts`: per commit and (strategy, source, run) the pair_stats
 figures of the pairs that commit added; counts and sums add up across parts, and a run with a
-group split over several parts (a resumed run) gets its percentiles recomputed from pair_facts.
+group split over several parts (a resumed run) gets its percentiles recomputed from pair_facts,
+until the pairs step of a run merges every split run's parts into one per group (`merge_sql`).
 
 `Lake.commit` writes both for every pair it adds, in the same snapshot, whoever commits the pairs.
 A lake made before these tables gets them, filled for every stored pair, on its first writer open
@@ -45,6 +46,18 @@ def parts_sql(facts: str) -> str:
            count(verifier_agrees) AS verified_pairs, count(*) FILTER (WHERE verifier_agrees) AS agreeing_pairs,
            now() AS created_at
     FROM {facts} GROUP BY strategy, source, run_id"""
+
+
+SPLIT_RUNS = "SELECT run_id FROM {parts} GROUP BY strategy, source, run_id HAVING count(*) > 1"
+
+
+def merge_sql(lake: str, runs: list[str]) -> list[str]:
+    """Statements that replace the parts of `runs` with one part per group, from their pair_facts
+    (a run whose pairs came in several commits: batches, a resumed run)."""
+    listed = ", ".join("'" + run.replace("'", "''") + "'" for run in runs)
+    return [f"DELETE FROM {lake}.pair_stats_parts WHERE run_id IN ({listed})",
+            f"INSERT INTO {lake}.pair_stats_parts BY NAME "
+            f"{parts_sql(f'(SELECT * FROM {lake}.pair_facts WHERE run_id IN ({listed}))')}"]
 
 
 def backfill_sql(lake: str) -> list[str]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-# Runs whose pair_stats group has several parts (commits): their figures are recomputed.
-_SPLIT_RUNS = "SELECT run_id FROM pair_stats_parts GROUP BY strategy, source, run_id HAVING count(*) > 1"
+from curate.pair_facts import SPLIT_RUNS
+
+# Runs whose pair_stats group has several parts (commits) not merged yet: their figures are recomputed.
+_SPLIT_RUNS = SPLIT_RUNS.format(parts="pair_stats_parts")
 
 
 def views() -> dict[str, str]:

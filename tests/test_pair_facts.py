@@ -144,6 +144,12 @@ def test_a_run_committed_in_several_parts_is_recomputed(lake):
     lake.commit({"pair_audits": audits[30:]})
     assert lake.query("SELECT count(*) AS n FROM pair_stats_parts WHERE run_id = 'r3'")["n"][0] == 8
     assert_views_equal_former(lake)
+    parts_of_others = _rows(lake, "SELECT * EXCLUDE (part_id) FROM pair_stats_parts WHERE run_id <> 'r3'")
+    assert lake.merge_pair_stats_parts() == ["r3"]  # what the pairs step does at its end
+    assert lake.query("SELECT count(*) AS n FROM pair_stats_parts WHERE run_id = 'r3'")["n"][0] == 4
+    assert _rows(lake, "SELECT * EXCLUDE (part_id) FROM pair_stats_parts WHERE run_id <> 'r3'") == parts_of_others
+    assert_views_equal_former(lake)
+    assert lake.merge_pair_stats_parts() == []
 
 
 def test_pairs_committed_again_add_no_facts(lake):

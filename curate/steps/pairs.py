@@ -46,6 +46,7 @@ def pairs(context: RunContext, state: RunState) -> None:
                                          added + batch_added)
         for strategy, count in kept.group_by("strategy").len().iter_rows():
             state.pairs_by_strategy[strategy] = state.pairs_by_strategy.get(strategy, 0) + count
+    context.lake.merge_pair_stats_parts()  # one pair_stats part per group again (curate.pair_facts)
     state.add("pairs_built", built)
     state.add("pairs_new", added)
     state.add("pairs_duplicates_dropped", dropped)
