@@ -19,7 +19,7 @@ from curate.ingest import validate_row
 from curate.pairs import short_to_long
 from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
 from curate.pairs.chunks import chunk_spans, chunk_text, select_chunks
-from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
+from curate.pairs.derive import derived_prompt_rows
 from curate.pairs.questions import key_terms, parse_question, question_messages
 from curate.pairs.short_to_long import long_context_message
 from curate.stdlib_docs import load_stdlib_docs, render, trim_words

@@ -239,7 +239,7 @@ class KeptPairs:
         if fresh.is_empty():
             return self.lake.query("SELECT * FROM pairs LIMIT 0")
         if self.config.exact:
-            probes.append(f"SELECT pair_id FROM pairs WHERE dedup_key IN (SELECT dedup_key FROM _fresh_keys)")
+            probes.append("SELECT pair_id FROM pairs WHERE dedup_key IN (SELECT dedup_key FROM _fresh_keys)")
         texts = None
         if self.config.minhash or self.config.semantic:
             texts = [pair_texts(*row) for row in fresh.select("prompt", "chosen", "rejected").iter_rows()]
