@@ -348,7 +348,7 @@ def audit_summary(pairs: pl.DataFrame, audits: pl.DataFrame | None) -> pl.DataFr
         .sort("strategy"))
 
 
-AUDIT_CHUNK_PAIRS = 5_000  # pairs read, checked and committed at a time
+AUDIT_CHUNK_PAIRS = 20_000  # pairs read, checked and committed at a time (each chunk reads prompts and scores)
 
 
 def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False) -> dict:
@@ -368,16 +368,19 @@ def audit_run(lake, run_id: str, judge=None) -> dict:
     failed: their pairs stay theirs when a later run finds them stored) that have no audit yet. It
     reads no other pair, so it costs the same whatever the lake holds; `curate audit` re-audits the
     whole lake (after a new audit version, or for pairs committed outside a run)."""
-    todo = lake.query("""SELECT pair_id FROM (SELECT pair_id FROM pairs WHERE run_id IN
-                             (SELECT run_id FROM runs WHERE run_id = ? OR status IN ('interrupted', 'failed')))
-                         ANTI JOIN pair_audit_facts USING (pair_id) ORDER BY pair_id""", [run_id])["pair_id"]
-    return _audit(lake, todo, run_id, judge)
+    runs = sorted(set(lake.query("SELECT run_id FROM runs WHERE run_id = ? OR status IN ('interrupted', 'failed')",
+                                 [run_id])["run_id"]) | {run_id})
+    # the runs as constants: the scan of pairs skips the files of every other run
+    todo = lake.query(f"""SELECT pair_id FROM (SELECT pair_id FROM pairs WHERE run_id IN ({', '.join('?' * len(runs))}))
+                          ANTI JOIN pair_audit_facts USING (pair_id) ORDER BY pair_id""", runs)["pair_id"]
+    return _audit(lake, todo, run_id, judge, runs=runs)
 
 
-def _audit(lake, todo: pl.Series, run_id: str, judge, whole_lake: bool = False) -> dict:
+def _audit(lake, todo: pl.Series, run_id: str, judge, whole_lake: bool = False,
+           runs: list[str] | None = None) -> dict:
     added = 0
     for start in range(0, todo.len(), AUDIT_CHUNK_PAIRS):
-        pairs = lake.rows_where_in("pairs", "pair_id", todo.slice(start, AUDIT_CHUNK_PAIRS).to_list())
+        pairs = lake.rows_where_in("pairs", "pair_id", todo.slice(start, AUDIT_CHUNK_PAIRS).to_list(), runs=runs)
         candidate_ids = sorted(set(pairs["chosen_id"].to_list()) | set(pairs["rejected_id"].to_list()))
         prompts = lake.rows_where_in("prompts", "prompt_id", pairs["prompt_id"].unique().to_list())
         scores = lake.rows_where_in("scores", "candidate_id", candidate_ids)

@@ -364,10 +364,33 @@ class Lake:
             self.con.unregister("_wanted_ids")
         return {r[0] for r in rows}
 
-    def rows_where_in(self, table: str, column: str, values: list[str]) -> pl.DataFrame:
-        """The rows of `table` whose `column` is one of `values` (a join, never a long IN list)."""
-        if not values:
-            return pl.from_arrow(schemas.table(table).arrow_schema().empty_table())
+    def rows_where_in(self, table: str, column: str, values: list[str], runs: list[str] | None = None) -> pl.DataFrame:
+        """The rows of `table` whose `column` is one of `values` (a join, never a long IN list).
+
+        A join reads every column of every row it scans before it matches, texts included, so
+        the rows are read in two passes: the runs that wrote them, from two narrow columns, then
+        the rows from those runs' files alone (the runs as constants let DuckLake skip every other
+        file by its statistics). `runs`, when the caller knows them, skips the first pass."""
+        declared = schemas.table(table)
+        empty = pl.from_arrow(declared.arrow_schema().empty_table())
+        if not values or runs == []:
+            return empty
+        if "run_id" not in declared.column_names:
+            return self._rows_joined(table, column, values)
+        self.con.register("_ids", pl.DataFrame({"id": values}).to_arrow())
+        try:
+            if runs is None:
+                runs = self.query(f"SELECT DISTINCT t.run_id FROM {LAKE_ALIAS}.{table} t "
+                                  f"JOIN _ids ON t.{column} = _ids.id")["run_id"].to_list()
+                if not runs:
+                    return empty
+            in_runs = ", ".join("?" * len(runs))
+            return self.query(f"SELECT t.* FROM {LAKE_ALIAS}.{table} t JOIN _ids ON t.{column} = _ids.id "
+                              f"WHERE t.run_id IN ({in_runs})", list(runs))
+        finally:
+            self.con.unregister("_ids")
+
+    def _rows_joined(self, table: str, column: str, values: list[str]) -> pl.DataFrame:
         self.con.register("_ids", pl.DataFrame({"id": values}).to_arrow())
         try:
             return self.query(f"SELECT t.* FROM {LAKE_ALIAS}.{table} t JOIN _ids ON t.{column} = _ids.id")

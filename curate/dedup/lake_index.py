@@ -258,10 +258,11 @@ class KeptPairs:
         con.register("_fresh_bands", bands)
         con.register("_fresh_near", near)
         try:
-            return self.lake.query(f"SELECT * FROM pairs WHERE pair_id IN ({' UNION '.join(probes)})")
+            ids = self.lake.query(' UNION '.join(probes))["pair_id"].to_list()
         finally:
             for name in ("_fresh_keys", "_fresh_bands", "_fresh_near"):
                 con.unregister(name)
+        return self.lake.rows_where_in("pairs", "pair_id", ids)  # the rows of those pairs' runs only
 
     def _neighbours(self, vectors: np.ndarray, k: int = 16) -> np.ndarray:
         """Keys of indexed pairs within the window with an inner product >= the threshold with some
