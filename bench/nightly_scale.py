@@ -173,8 +173,9 @@ def night(data_dir: Path, prompts_count: int) -> dict:
         fresh = built.filter(~pl.col("pair_id").is_in(list(stored))).unique("pair_id")
         kept_pairs = KeptPairs(lake, config, embed=hash_embed)
         kept_pairs.sync()
-        probed = kept_pairs.candidates(fresh)
-        kept, drops = dedup_pairs(fresh, probed, config, embed=hash_embed, run_id=run_id)
+        probed = kept_pairs.candidates(fresh, semantic=False)
+        kept, drops = dedup_pairs(fresh, probed, config, embed=hash_embed, run_id=run_id,
+                                  semantic_kept=kept_pairs.semantic_candidates)
         counts["kept_pairs_read"] = probed.height
         counts["pairs_new"] = lake.commit({"pairs": kept.to_arrow(), "dedup_drops": drops.to_arrow(),
                                            "pair_dedup_index": kept_pairs.index_rows(kept)})["pairs"]

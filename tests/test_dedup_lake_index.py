@@ -73,6 +73,11 @@ def test_probed_kept_pairs_give_the_whole_lakes_decisions(lake):
     by_lake = dedup_pairs(new, lake.read("pairs"), DedupConfig(), embed=lake_embedder(lake), run_id="n2")
     assert by_probe[0]["pair_id"].to_list() == by_lake[0]["pair_id"].to_list()
     assert by_probe[1].drop("created_at").sort("item_id").rows() == by_lake[1].drop("created_at").sort("item_id").rows()
+    # as the pairs step probes: semantic neighbours only for the pairs that pass exact and MinHash
+    in_two = dedup_pairs(new, index.candidates(new, semantic=False), DedupConfig(), embed=embedder, run_id="n2",
+                         semantic_kept=index.semantic_candidates)
+    assert in_two[0]["pair_id"].to_list() == by_lake[0]["pair_id"].to_list()
+    assert in_two[1].drop("created_at").sort("item_id").rows() == by_lake[1].drop("created_at").sort("item_id").rows()
     reasons = dict(by_probe[1].select("item_id", "reason").rows())
     assert reasons["d"] == "exact" and reasons["f"] == "minhash" and "h" not in reasons
     assert len(list(index.index_dir.glob("*.usearch"))) == 1 and index.indexed() == kept.height

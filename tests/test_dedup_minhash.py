@@ -115,3 +115,57 @@ def test_pairs_are_near_duplicates_only_when_every_part_is():
     row = drops.row(0, named=True)
     assert (row["item_id"], row["kept_id"], row["reason"]) == ("edited", "best", "minhash")
     assert 0.5 <= row["similarity"] < 1.0
+
+
+def _one_candidate_at_a_time(items, n_kept, config):
+    """minhash_duplicates as it was before its candidates were compared as arrays: RMinHash.jaccard
+    per candidate and part."""
+    from rensa import RMinHash, RMinHashLSH
+
+    rows = [(item,) if isinstance(item, str) else tuple(item) for item in items]
+    n_parts = len(rows[0])
+    hashes = [[RMinHash.from_token_sets([shingles(r[p], config.shingle_size, f"{p}|" if n_parts > 1 else "")],
+                                        config.num_perm, config.minhash_seed)[0] for r in rows] for p in range(n_parts)]
+    union = RMinHash.from_token_sets(
+        [[s for p in range(n_parts) for s in shingles(r[p], config.shingle_size, f"{p}|" if n_parts > 1 else "")]
+         for r in rows], config.num_perm, config.minhash_seed) if n_parts > 1 else hashes[0]
+    lsh = RMinHashLSH(config.minhash_threshold, config.num_perm, config.bands)
+    if n_kept:
+        lsh.insert_many(union[:n_kept], 0)
+    found = []
+    for i in range(n_kept, len(rows)):
+        best, best_sim, best_parts = -1, -1.0, []
+        for j in sorted(lsh.query(union[i])):
+            sims = [hashes[p][i].jaccard(hashes[p][j]) for p in range(n_parts)]
+            if min(sims) >= config.minhash_threshold and min(sims) > best_sim:
+                best, best_sim, best_parts = j, min(sims), sims
+        if best >= 0:
+            found.append((i, best, best_sim, best_parts))
+        else:
+            lsh.insert(i, union[i])
+    return found
+
+
+@pytest.mark.parametrize("n_kept", [0, 7])
+def test_decisions_equal_one_candidate_at_a_time_on_real_text(n_kept):
+    """Real sentences (this package's docstrings), each in several edited copies, as single texts
+    and as pairs sharing prompts: the same drops, partners and similarities as the per-candidate loop."""
+    import curate.dedup.lake_index
+    import curate.dedup.minhash
+
+    rng = random.Random(4)
+    sentences = [s.strip() for module in (curate.dedup.minhash, curate.dedup.lake_index)
+                 for s in module.__doc__.replace("\n", " ").split(". ") if len(s.split()) > 8]
+    texts = []
+    for sentence in sentences:
+        words_of = sentence.split()
+        for _ in range(4):
+            edited = list(words_of)
+            for _ in range(rng.randint(0, 2)):
+                edited[rng.randrange(len(edited))] = rng.choice(edited)
+            texts.append(" ".join(edited))
+    config = DedupConfig()
+    assert minhash_duplicates(texts, n_kept, config) == _one_candidate_at_a_time(texts, n_kept, config)
+    triples = [(sentences[k // 4], texts[k], texts[k // 4 * 4 + (k + 1) % 4]) for k in range(len(texts))]
+    got = minhash_duplicates(triples, n_kept, config)
+    assert got == _one_candidate_at_a_time(triples, n_kept, config) and len(got) > 5

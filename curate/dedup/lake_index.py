@@ -233,23 +233,31 @@ class KeptPairs:
 
     # what dedup reads and writes ----------------------------------------------------------
 
-    def candidates(self, fresh: pl.DataFrame) -> pl.DataFrame:
-        """The kept pairs (all `pairs` columns) that can collide with `fresh` at some stage."""
+    def semantic_candidates(self, fresh: pl.DataFrame) -> pl.DataFrame:
+        """The kept pairs that the semantic stage can find close to `fresh`: dedup_pairs'
+        `semantic_kept`, called with only the new pairs that passed exact and MinHash."""
+        return self.candidates(fresh, exact_and_minhash=False)
+
+    def candidates(self, fresh: pl.DataFrame, semantic: bool = True, exact_and_minhash: bool = True) -> pl.DataFrame:
+        """The kept pairs (all `pairs` columns) that can collide with `fresh` at some stage (with
+        `semantic` false: at the exact and MinHash stages; `exact_and_minhash` false: at the semantic one)."""
         con, probes = self.lake.con, []
         if fresh.is_empty():
             return self.lake.query("SELECT * FROM pairs LIMIT 0")
-        if self.config.exact:
+        exact, minhash = self.config.exact and exact_and_minhash, self.config.minhash and exact_and_minhash
+        semantic = self.config.semantic and semantic
+        if exact:
             probes.append("SELECT pair_id FROM pairs WHERE dedup_key IN (SELECT dedup_key FROM _fresh_keys)")
         texts = None
-        if self.config.minhash or self.config.semantic:
+        if minhash or semantic:
             texts = [pair_texts(*row) for row in fresh.select("prompt", "chosen", "rejected").iter_rows()]
         bands = pa.table({"band_key": pa.array([], pa.int64())})
-        if self.config.minhash:
+        if minhash:
             bands = pa.table({"band_key": np.unique(band_keys(union_signatures(texts, self.config), self.config))})
             probes.append(f"SELECT DISTINCT pair_id FROM (SELECT pair_id, unnest(band_keys) AS band_key FROM {TABLE} "
                           f"WHERE minhash_params = '{self.params}') JOIN _fresh_bands USING (band_key)")
         near = pa.table({"vector_key": pa.array([], pa.int64())})
-        if self.config.semantic and self.embed is not None and self._segment_files():
+        if semantic and self.embed is not None and self._segment_files():
             near = pa.table({"vector_key": self._neighbours(self._vectors(texts))})
             probes.append(f"SELECT pair_id FROM {TABLE} JOIN _fresh_near USING (vector_key)")
         if not probes:

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
 from curate.dedup.config import DedupConfig
@@ -76,17 +77,21 @@ def minhash_duplicates(items: Sequence[str | Sequence[str]], n_kept: int = 0,
     if n_kept:
         lsh.insert_many(union[:n_kept], 0)
     threshold = config.minhash_threshold
+    # Per part, each item's signature as a row: the Jaccard estimates of one item against all its
+    # LSH candidates in one comparison (the share of equal values, as RMinHash.jaccard computes it).
+    signatures = [np.array([h.digest() for h in part_hashes[p]]) for p in range(n_parts)]
+    rows_of = [np.array(part_index[p], dtype=np.int64) for p in range(n_parts)]
     found = []
     for i in range(n_kept, len(rows)):
-        best, best_sim, best_parts = -1, -1.0, []
-        for j in sorted(lsh.query(union[i])):
-            sims = [part_hashes[p][part_index[p][i]].jaccard(part_hashes[p][part_index[p][j]])
-                    for p in range(n_parts)]
-            sim = min(sims)
-            if sim >= threshold and sim > best_sim:
-                best, best_sim, best_parts = j, sim, sims
-        if best >= 0:
-            found.append((i, best, best_sim, best_parts))
-        else:
-            lsh.insert(i, union[i])
+        candidates = np.array(sorted(lsh.query(union[i])), dtype=np.int64)
+        if len(candidates):
+            sims = np.stack([np.count_nonzero(signatures[p][rows_of[p][candidates]] == signatures[p][rows_of[p][i]],
+                                              axis=1) / perm for p in range(n_parts)], axis=1)
+            lowest = sims.min(axis=1)
+            passing = lowest >= threshold
+            if passing.any():
+                best = int(np.argmax(np.where(passing, lowest, -1.0)))  # the most similar, then the earliest
+                found.append((i, int(candidates[best]), float(lowest[best]), sims[best].tolist()))
+                continue
+        lsh.insert(i, union[i])
     return found

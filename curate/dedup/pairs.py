@@ -29,12 +29,16 @@ def _priority(new: pl.DataFrame) -> pl.DataFrame:
 
 def dedup_pairs(new_pairs: pl.DataFrame, kept_pairs: pl.DataFrame | None = None,
                 config: DedupConfig | None = None, embed: Embed | None = None,
-                run_id: str = "") -> tuple[pl.DataFrame, pl.DataFrame]:
+                run_id: str = "", semantic_kept: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+                ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(kept new pairs, dedup_drops rows).
 
     `kept_pairs` (already in the lake) always win and are never dropped; among new pairs the larger
     margin wins, then the smaller pair_id. Each stage sees only what earlier stages kept. New rows
     whose pair_id is already kept are left out of both results. Kept rows keep their input order.
+    `semantic_kept(new pairs still in)`, called after the MinHash stage, gives more kept pairs for
+    the semantic stage alone: a lake's semantic neighbours need only be looked up for the new pairs
+    that got that far (curate.dedup.lake_index: exact and MinHash neighbours are complete without).
     """
     config = config or DedupConfig()
     if kept_pairs is None:
@@ -68,6 +72,10 @@ def dedup_pairs(new_pairs: pl.DataFrame, kept_pairs: pl.DataFrame | None = None,
         found = [(i, j, sim, {"parts": dict(zip(("prompt", "chosen", "rejected"), parts))})
                  for i, j, sim, parts in minhash_duplicates([texts[x] for x in alive], n_kept, config)]
         alive = record(found, alive, "minhash", config.minhash_params())
+    if config.semantic and len(alive) > n_kept and semantic_kept is not None:
+        ordered, ids, texts, alive, n_kept = _with_semantic_kept(
+            ordered, ids, texts, alive, n_kept, semantic_kept(new.filter(pl.col("pair_id").is_in(
+                [ids[x] for x in alive[n_kept:]]))).select(columns))
     if config.semantic and len(alive) > n_kept:
         embed = embed or default_embedder(config.embed_batch_size)
         unique = list(dict.fromkeys(t for x in alive for t in texts[x]))
@@ -82,6 +90,22 @@ def dedup_pairs(new_pairs: pl.DataFrame, kept_pairs: pl.DataFrame | None = None,
                                                   "model": getattr(embed, "model_name", None)})
     survivors = {ids[x] for x in alive[n_kept:]}
     return new.filter(pl.col("pair_id").is_in(list(survivors))), drops_frame(_drop_rows(collisions, ids, run_id))
+
+
+def _with_semantic_kept(ordered, ids, texts, alive, n_kept, extra: pl.DataFrame):
+    """The stage's rows with `extra` kept pairs added (those not in yet): every kept row first, in
+    pair_id order as the kept rows come, then the new rows still in."""
+    extra = extra.filter(~pl.col("pair_id").is_in(ids)).unique("pair_id")
+    if extra.is_empty():
+        return ordered, ids, texts, alive, n_kept
+    start = ordered.height
+    ordered = pl.concat([ordered, extra])
+    ids = ids + extra["pair_id"].to_list()
+    positions = list(range(start, ordered.height))
+    for x, (prompt, chosen, rejected) in zip(positions, extra.select("prompt", "chosen", "rejected").iter_rows()):
+        texts[x] = pair_texts(prompt, chosen, rejected)
+    kept = sorted(alive[:n_kept] + positions, key=lambda x: ids[x])
+    return ordered, ids, texts, kept + alive[n_kept:], len(kept)
 
 
 def _drop_rows(collisions, ids, run_id) -> list[dict]:

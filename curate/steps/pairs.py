@@ -100,7 +100,9 @@ def _dedup_and_commit(context: RunContext, index: KeptPairs, embedder: ShardedEm
     if fresh.is_empty():
         return fresh, 0, 0
     index.sync()
-    kept, drops = dedup_pairs(fresh, index.candidates(fresh), context.dedup, embed=embedder, run_id=state.run_id)
+    # the lake's semantic neighbours are looked up only for the pairs that pass exact and MinHash
+    kept, drops = dedup_pairs(fresh, index.candidates(fresh, semantic=False), context.dedup, embed=embedder,
+                              run_id=state.run_id, semantic_kept=index.semantic_candidates)
     added = context.lake.commit({"pairs": kept.to_arrow(), "dedup_drops": drops.to_arrow(),
                                  "pair_dedup_index": index.index_rows(kept),
                                  "embeddings": embedder.take_new_rows()})["pairs"]
