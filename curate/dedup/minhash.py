@@ -79,19 +79,26 @@ def minhash_duplicates(items: Sequence[str | Sequence[str]], n_kept: int = 0,
     threshold = config.minhash_threshold
     # Per part, each item's signature as a row: the Jaccard estimates of one item against all its
     # LSH candidates in one comparison (the share of equal values, as RMinHash.jaccard computes it).
-    signatures = [np.array([h.digest() for h in part_hashes[p]]) for p in range(n_parts)]
+    # (MinHash values are 32-bit: half the bytes to compare.) The answers go first: candidates that
+    # share the prompt are common, and one part under the threshold settles a candidate.
+    signatures = [np.array([h.digest() for h in part_hashes[p]], dtype=np.uint32) for p in range(n_parts)]
     rows_of = [np.array(part_index[p], dtype=np.int64) for p in range(n_parts)]
+    order = list(range(1, n_parts)) + [0]
     found = []
     for i in range(n_kept, len(rows)):
         candidates = np.array(sorted(lsh.query(union[i])), dtype=np.int64)
+        sims = np.empty((len(candidates), n_parts))
+        for p in order:
+            if not len(candidates):
+                break
+            sims[:, p] = np.count_nonzero(
+                signatures[p][rows_of[p][candidates]] == signatures[p][rows_of[p][i]], axis=1) / perm
+            close = sims[:, p] >= threshold
+            candidates, sims = candidates[close], sims[close]
         if len(candidates):
-            sims = np.stack([np.count_nonzero(signatures[p][rows_of[p][candidates]] == signatures[p][rows_of[p][i]],
-                                              axis=1) / perm for p in range(n_parts)], axis=1)
             lowest = sims.min(axis=1)
-            passing = lowest >= threshold
-            if passing.any():
-                best = int(np.argmax(np.where(passing, lowest, -1.0)))  # the most similar, then the earliest
-                found.append((i, int(candidates[best]), float(lowest[best]), sims[best].tolist()))
-                continue
-        lsh.insert(i, union[i])
+            best = int(np.argmax(lowest))  # the most similar, then the earliest
+            found.append((i, int(candidates[best]), float(lowest[best]), sims[best].tolist()))
+        else:
+            lsh.insert(i, union[i])
     return found
