@@ -6,7 +6,8 @@ decision, so the decisions are the ones the whole `pairs` table would give:
 - MinHash: kept pairs sharing an LSH band key with a new pair. Every kept pair's band keys are
   stored in `pair_dedup_index.band_keys` (a key hashes the settings, the band index and the band's
   signature values, so equal bands give equal keys: a superset of what rensa's LSH returns);
-- semantic: kept pairs whose joined part vector (the three unit part vectors over sqrt 3) has an
+- semantic (looked up for the new pairs that pass the exact and MinHash stages only: dedup_pairs'
+  `semantic_kept`): kept pairs whose joined part vector (the three unit part vectors over sqrt 3) has an
   inner product >= the threshold with a new pair's, found by usearch HNSW indexes kept on disk next
   to the lake (`<lake>/index/semantic-<model>/NNNNNN.usearch`). The joined product is the mean of
   the part cosines, never below their minimum, so every pair that could pass the threshold is a
