@@ -24,8 +24,8 @@ from curate.lake import Lake
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
-FILE_PROMPTS = {"math.jsonl": 5, "instruction.jsonl": 5, "chat.jsonl": 2}
-BUILTIN_LIMITS = {"ifeval": 3, "humaneval": 2, "stdlib_docs": 1}
+FILE_PROMPTS = {"math.jsonl": 5, "instruction.jsonl": 3, "chat.jsonl": 1}
+BUILTIN_LIMITS = {"ifeval": 2, "humaneval": 1, "stdlib_docs": 1}
 
 
 def _small_demo(tmp: Path) -> Path:
