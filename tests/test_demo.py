@@ -1,4 +1,4 @@
-"""The demo's config on the embedded SmolLM2-135M-Instruct, at a third of its budgets: runs every
+"""The demo's config on the embedded SmolLM2-135M-Instruct, at a third of its budgets or less: runs every
 stage through `curate run`, exports pairs that hold (no tie, no gated chosen, every pair audited),
 and a second run adds nothing.
 
