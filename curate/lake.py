@@ -24,11 +24,10 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from curate import schemas
+from curate import audit_facts, schemas
 from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
 from curate.lake_migrate import migrate_to_sqlite
-from curate import audit_facts
 from curate.pair_facts import SPLIT_RUNS, backfill_sql, facts_sql, merge_sql, parts_sql
 from curate.views import views, views_version
 
@@ -375,25 +374,15 @@ class Lake:
         empty = pl.from_arrow(declared.arrow_schema().empty_table())
         if not values or runs == []:
             return empty
-        if "run_id" not in declared.column_names:
-            return self._rows_joined(table, column, values)
+        joined = f"FROM {LAKE_ALIAS}.{table} t JOIN _ids ON t.{column} = _ids.id"
         self.con.register("_ids", pl.DataFrame({"id": values}).to_arrow())
         try:
-            if runs is None:
-                runs = self.query(f"SELECT DISTINCT t.run_id FROM {LAKE_ALIAS}.{table} t "
-                                  f"JOIN _ids ON t.{column} = _ids.id")["run_id"].to_list()
+            if runs is None and "run_id" in declared.column_names:
+                runs = self.query(f"SELECT DISTINCT t.run_id {joined}")["run_id"].to_list()
                 if not runs:
                     return empty
-            in_runs = ", ".join("?" * len(runs))
-            return self.query(f"SELECT t.* FROM {LAKE_ALIAS}.{table} t JOIN _ids ON t.{column} = _ids.id "
-                              f"WHERE t.run_id IN ({in_runs})", list(runs))
-        finally:
-            self.con.unregister("_ids")
-
-    def _rows_joined(self, table: str, column: str, values: list[str]) -> pl.DataFrame:
-        self.con.register("_ids", pl.DataFrame({"id": values}).to_arrow())
-        try:
-            return self.query(f"SELECT t.* FROM {LAKE_ALIAS}.{table} t JOIN _ids ON t.{column} = _ids.id")
+            in_runs = f" WHERE t.run_id IN ({', '.join('?' * len(runs))})" if runs else ""
+            return self.query(f"SELECT t.* {joined}{in_runs}", list(runs or []))
         finally:
             self.con.unregister("_ids")
 
