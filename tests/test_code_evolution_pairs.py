@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -14,9 +15,11 @@ from curate import ids, schemas
 from curate.errors import UserError
 from curate.pairs import code_evolution
 from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
-from curate.pairs.code_commits import comment_only, formatting_only, meaningful_subject, mine_commits
+from curate.pairs.code_commits import (comment_only, edit_region, formatting_only, meaningful_subject,
+                                        mine_commits)
 from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
 
+ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)
 GIT_ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
            "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "T",
@@ -225,9 +228,15 @@ def instruction(path, message, before):
             f"```python\n{before}\n```\nReply with the complete updated file.")
 
 
+def region_instruction(path, message, before_region, first, last):
+    return (f"Apply this change to `{path}`: {message}\n\nHere are lines {first}-{last} of the current file:\n"
+            f"```python\n{before_region}\n```\nReply with the updated lines only.")
+
+
 def test_derive_commits_exactly(history):
+    """scope = "file": the whole files, as before scopes existed (the same prompts and ids)."""
     repo, shas = history
-    config = {"mode": "commits", "repo": str(repo), "max_commits": 2}
+    config = {"mode": "commits", "repo": str(repo), "max_commits": 2, "scope": "file"}
     derived = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
     assert derived == [
         DerivedPrompt(parent_prompt_id=None, task="code_edit",
@@ -247,9 +256,44 @@ def test_derive_commits_exactly(history):
             == derived_prompt_rows(derived, "code_evolution", "r1")["prompt_id"].to_pylist())
 
 
+def test_derive_commits_regions_exactly(history):
+    """scope = "region" (the default): the changed lines with context_lines lines around them."""
+    repo, shas = history
+    config = {"mode": "commits", "repo": str(repo), "max_commits": 2, "context_lines": 3}
+    derived = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
+    # good2: `return sum( values )` -> `return sum(values, 0.0)`, one line; 3 lines either side
+    lines, new_lines = A_WIP.split("\n"), A2.split("\n")
+    changed = lines.index("    return sum( values )")
+    assert new_lines[changed] == "    return sum(values, 0.0)"
+    before, after = "\n".join(lines[changed - 3:changed + 4]), "\n".join(new_lines[changed - 3:changed + 4])
+    span = [changed - 2, changed + 4]  # 1-based, inclusive
+    # unicode: U0 has 5 lines, the change is its last: clamped at the end, 3 lines above it
+    assert derived == [
+        DerivedPrompt(parent_prompt_id=None, task="code_edit",
+                      messages=[{"role": "user", "content": region_instruction(
+                          "a.py", "Return a float from total", before, *span)}],
+                      fields={"before": before, "after": after, "message": "Return a float from total"},
+                      generation={"n": 0}, note={"commit": shas["good2"], "path": "a.py", "diff_lines": 2,
+                                                 "scope": "region", "before_lines": span, "after_lines": span}),
+        DerivedPrompt(parent_prompt_id=None, task="code_edit",
+                      messages=[{"role": "user", "content": region_instruction(
+                          "pkg/ünï code.py", "Sort the names before returning them",
+                          "\n".join(U0.split("\n")[1:5]), 2, 5)}],
+                      fields={"before": "\n".join(U0.split("\n")[1:5]), "after": "\n".join(U1.split("\n")[1:5]),
+                              "message": "Sort the names before returning them"},
+                      generation={"n": 0}, note={"commit": shas["unicode"], "path": "pkg/ünï code.py",
+                                                 "diff_lines": 2, "scope": "region", "before_lines": [2, 5],
+                                                 "after_lines": [2, 5]}),
+    ]
+    whole = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES,
+                           {**config, "context_lines": 0, "max_commits": 1})[0]
+    assert whole.fields["before"] == "    return sum( values )" and whole.note["before_lines"] == [changed + 1] * 2
+    assert "Here is line" in whole.messages[0]["content"]
+
+
 def test_build_commit_pairs_for_mined_and_supplied_code_edit_prompts(history):
     repo, shas = history
-    config = {"mode": "commits", "repo": str(repo), "max_commits": 1}
+    config = {"mode": "commits", "repo": str(repo), "max_commits": 1, "scope": "file"}
     derived = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
     supplied = {"before": "x = 1\n", "after": "x = 2\ny = 3\n", "message": "Set x to two"}
     prompts = prompts_frame([
@@ -270,13 +314,14 @@ def test_build_commit_pairs_for_mined_and_supplied_code_edit_prompts(history):
     assert (mined["chosen_id"], mined["rejected_id"]) == (f"commit:{sha}:after", f"commit:{sha}:before")
     assert (mined["scorer"], mined["chosen_score"], mined["rejected_score"], mined["margin"]) == (None,) * 4
     assert json.loads(mined["details_json"]) == {"commit": sha, "path": "a.py", "diff_lines": 2,
-                                                 "property": "instruction"}
+                                                 "property": "instruction", "scope": "file"}
     assert sha[:12] in mined["reason"] and "Return a float from total" in mined["reason"]
     assert mined["strategy"] == "code_evolution"
     assert mined["pair_id"] == ids.pair_id("code_evolution", f"commit:{sha}:after", f"commit:{sha}:before", mined_id)
     assert json.loads(mined["params_json"]) == {"mode": "commits", "repo": str(repo), "max_commits": 1,
                                                 "max_diff_lines": 40, "max_file_lines": 400,
-                                                "min_message_words": 3, "paths": "*.py"}
+                                                "min_message_words": 3, "paths": "*.py", "scope": "file",
+                                                "context_lines": 8}
     edit = rows["p-edit"]
     assert edit["prompt"] == [{"role": "user", "content": "Set x to two in this file"}]
     assert (edit["chosen"], edit["rejected"]) == ("```python\nx = 2\ny = 3\n\n```", "```python\nx = 1\n\n```")
@@ -286,6 +331,182 @@ def test_build_commit_pairs_for_mined_and_supplied_code_edit_prompts(history):
     assert "Set x to two" in edit["reason"]
     # critiques mode pairs no code_edit prompt
     assert build(prompts, candidates, config={"mode": "critiques"}).height == 0
+    # a supplied code_edit prompt pairs its texts whole under scope "region" as well
+    same = ("pair_id", "prompt", "chosen", "rejected", "chosen_id", "rejected_id", "reason", "details_json")
+    region = build(prompts, candidates, config={"mode": "commits", "repo": str(repo), "max_commits": 1})
+    assert region.filter(pl.col("prompt_id") == "p-edit").select(same).to_dicts() == [
+        {key: edit[key] for key in same}]
+
+
+# commits: region pairs on real text -------------------------------------------------------------
+
+KINDS = ["widgets", "gadgets", "sprockets", "bolts", "washers", "brackets", "hinges", "springs",
+         "gears", "pulleys", "valves", "gaskets", "fittings", "clamps"]
+
+
+def inventory_module() -> str:
+    """A 200-line module as people write them: a docstring, imports, a dataclass and one loader per
+    kind of part (repeated lines included: `items = []`, `continue`, `return items`)."""
+    lines = ['"""Inventory helpers: read stock files, price orders and report shortages."""', "",
+             "from __future__ import annotations", "", "import csv", "import logging",
+             "from dataclasses import dataclass, field", "from pathlib import Path", "",
+             "LOG = logging.getLogger(__name__)", "", "", "@dataclass", "class Item:", "    sku: str",
+             "    name: str", "    price: float", "    stock: int = 0",
+             "    tags: list[str] = field(default_factory=list)"]
+    for kind in KINDS:
+        lines += ["", "", f"def load_{kind}(path: Path) -> list[Item]:",
+                  f'    """Read the {kind} file at `path` (CSV: sku, name, price, stock)."""',
+                  "    items = []",
+                  '    with open(path, newline="", encoding="utf-8") as handle:',
+                  "        for row in csv.DictReader(handle):",
+                  f'            if row.get("kind", "{kind}") != "{kind}":',
+                  "                continue",
+                  '            items.append(Item(row["sku"], row["name"], float(row["price"]), int(row["stock"])))',
+                  f'    LOG.info("%d {kind} read from %s", len(items), path)',
+                  "    return items"]
+    lines += ["", "", "def shortages(items: list[Item], minimum: int = 5) -> dict[str, int]:",
+              '    """How many of each item are missing to reach `minimum` in stock."""',
+              "    missing = {}", "    for item in items:", "        if item.stock < minimum:",
+              '            LOG.debug("%s is short", item.sku)', "            missing[item.sku] = minimum - item.stock",
+              "    return missing"]
+    lines += ["", "", "__all__ = [\"Item\", \"shortages\"] + [name for name in dir() if name.startswith(\"load_\")]"]
+    assert len(lines) == 200
+    return "\n".join(lines) + "\n"
+
+
+OLD_ROWS = ['            if row.get("kind", "gears") != "gears":',
+            "                continue",
+            '            items.append(Item(row["sku"], row["name"], float(row["price"]), int(row["stock"])))']
+NEW_ROWS = ['            if row.get("kind", "gears") != "gears" or not row["sku"].strip():',
+            "                continue  # a row of another kind, or a blank sku",
+            '            items.append(Item(row["sku"].strip(), row["name"], float(row["price"]), int(row["stock"])))']
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory):
+    """A repository whose last commit changes 3 lines in the middle of a 200-line file."""
+    repo = tmp_path_factory.mktemp("inventory")
+    git(repo, "init", "-q", "-b", "main")
+    before = inventory_module()
+    after = before.replace("\n".join(OLD_ROWS), "\n".join(NEW_ROWS))
+    assert after != before and before.count("\n".join(OLD_ROWS)) == 1
+    commit(repo, "Add the inventory loaders", {"inventory.py": before})
+    sha = commit(repo, "Skip gear rows with a blank sku", {"inventory.py": after})
+    return repo, sha, before, after
+
+
+def commit_pair(repo, **config):
+    config = {"mode": "commits", "repo": str(repo), **config}
+    derived = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES, config)
+    pairs = build(prompts_frame([], derived), config=config)
+    assert pairs.height == len(derived) == 1
+    return pairs.to_dicts()[0]
+
+
+def test_region_pair_holds_the_changed_lines_of_a_real_file(inventory):
+    repo, sha, before, after = inventory
+    k = 8
+    pair = commit_pair(repo)  # scope "region", context_lines 8 by default
+    prompt = pair["prompt"][0]["content"]
+    chosen, rejected = pair["chosen"], pair["rejected"]
+    assert chosen != rejected
+    chosen_lines, rejected_lines = chosen.split("\n"), rejected.split("\n")
+    assert all(line in rejected_lines for line in OLD_ROWS) and all(line in chosen_lines for line in NEW_ROWS)
+    assert not set(OLD_ROWS) & set(chosen_lines) and not set(NEW_ROWS) & set(rejected_lines)
+    # the changed lines, k lines around them and the two fence lines: nothing more
+    assert len(chosen.split("\n")) == len(rejected.split("\n")) == 2 * k + len(OLD_ROWS) + 2
+    assert len(chosen) < len(after) / 5 and len(rejected) < len(before) / 5
+    first = before.split("\n").index(OLD_ROWS[0]) + 1 - k
+    span = [first, first + 2 * k + len(OLD_ROWS) - 1]
+    region = "\n".join(before.split("\n")[span[0] - 1:span[1]])
+    assert rejected == f"```python\n{region}\n```"
+    assert chosen == f"```python\n{chr(10).join(after.split(chr(10))[span[0] - 1:span[1]])}\n```"
+    # the prompt quotes the region, not the whole file
+    assert prompt == region_instruction("inventory.py", "Skip gear rows with a blank sku", region, *span)
+    assert f"Here are lines {span[0]}-{span[1]} of the current file" in prompt
+    assert before not in prompt and "def load_widgets" not in prompt and "__all__" not in prompt
+    assert len(prompt) < len(before) / 4
+    details = json.loads(pair["details_json"])
+    assert details == {"commit": sha, "path": "inventory.py", "diff_lines": 6, "property": "instruction",
+                       "scope": "region", "before_lines": span, "after_lines": span}
+    assert f"lines {span[0]}-{span[1]} after the change" in pair["reason"]
+    assert (pair["chosen_id"], pair["rejected_id"]) == (f"commit:{sha}:after", f"commit:{sha}:before")
+    assert json.loads(pair["params_json"])["scope"] == "region"
+    # context_lines = 0: the three lines themselves
+    bare = commit_pair(repo, context_lines=0)
+    assert (bare["chosen"], bare["rejected"]) == (
+        "```python\n" + "\n".join(NEW_ROWS) + "\n```", "```python\n" + "\n".join(OLD_ROWS) + "\n```")
+    # a context wider than the file is clamped to it: the whole file, lines 1-200
+    wide = commit_pair(repo, context_lines=1000)
+    assert wide["rejected"] == f"```python\n{before.rstrip(chr(10))}\n```"
+    assert json.loads(wide["details_json"])["before_lines"] == [1, 200]
+
+
+def test_scope_file_gives_the_whole_file_pair(inventory):
+    repo, sha, before, after = inventory
+    pair = commit_pair(repo, scope="file")
+    assert pair["prompt"] == [{"role": "user", "content": instruction(
+        "inventory.py", "Skip gear rows with a blank sku", before)}]
+    assert (pair["chosen"], pair["rejected"]) == (f"```python\n{after}\n```", f"```python\n{before}\n```")
+    assert json.loads(pair["details_json"]) == {"commit": sha, "path": "inventory.py", "diff_lines": 6,
+                                                "property": "instruction", "scope": "file"}
+    assert "the file after the change over before it" in pair["reason"]
+    assert pair["chosen_id"] == commit_pair(repo)["chosen_id"]  # the same sides, another prompt
+    assert pair["prompt_id"] != commit_pair(repo)["prompt_id"]
+
+
+def test_edit_region_spans_every_hunk_and_anchors_insertions():
+    before = "".join(f"line_{i} = {i}\n" for i in range(1, 41))
+    two_hunks = before.replace("line_5 = 5", "line_5 = 50").replace("line_30 = 30", "line_30 = 300")
+    region = edit_region(before, two_hunks, 2)
+    assert (region["before_lines"], region["after_lines"]) == ([3, 32], [3, 32])  # one span: 5..30, 2 around
+    assert region["before"].split("\n")[0] == "line_3 = 3" and region["after"].split("\n")[-1] == "line_32 = 32"
+    # clamped at both ends of the file
+    assert edit_region(before, before.replace("line_1 = 1\n", "line_1 = -1\n"), 8)["before_lines"] == [1, 9]
+    assert edit_region(before, before.replace("line_40 = 40\n", "line_40 = 4\n"), 8)["after_lines"] == [32, 40]
+    # a pure insertion: with context the same lines lead in and out; with none, one line each side
+    inserted = before.replace("line_20 = 20\n", "line_20 = 20\nextra = True\n")
+    assert edit_region(before, inserted, 1) == {
+        "before": "line_20 = 20\nline_21 = 21", "after": "line_20 = 20\nextra = True\nline_21 = 21",
+        "before_lines": [20, 21], "after_lines": [20, 22]}
+    assert edit_region(before, inserted, 0) == edit_region(before, inserted, 1)
+    deleted = before.replace("line_20 = 20\n", "")
+    assert edit_region(before, deleted, 0) == {
+        "before": "line_19 = 19\nline_20 = 20\nline_21 = 21", "after": "line_19 = 19\nline_21 = 21",
+        "before_lines": [19, 21], "after_lines": [19, 20]}
+    # lines split on "\n" only, as git counts them; no line differs: no region
+    assert edit_region("a = 1\f\nb = 2\n", "a = 1\f\nb = 3\n", 0)["before_lines"] == [2, 2]
+    assert edit_region("x = 1", "x = 1\n", 8) is None
+
+
+def test_region_pairs_of_this_repositorys_own_history():
+    """Real commits (as the demo mines them): a region is the changed span with k unchanged lines
+    around it (fewer at the ends of the file), and nothing outside it changed."""
+    try:
+        mined = mine_commits(ROOT, max_commits=5)
+    except UserError:
+        mined = []
+    if not mined:
+        pytest.skip("no git history with small commits here (an export without .git?)")
+    k = 8
+    lines = lambda text: text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")  # noqa: E731
+    derived = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES,
+                             {"mode": "commits", "repo": str(ROOT), "max_commits": 5})
+    assert [d.note["commit"] for d in derived] == [c["sha"] for c in mined]
+    for prompt, c in zip(derived, mined):
+        old_file, new_file = lines(c["before"]), lines(c["after"])
+        old, new = prompt.fields["before"].split("\n"), prompt.fields["after"].split("\n")
+        (a, b), (c_, d) = prompt.note["before_lines"], prompt.note["after_lines"]
+        assert prompt.note["scope"] == "region" and a == c_
+        assert old_file[a - 1:b] == old and new_file[a - 1:d] == new and old != new
+        assert old_file[:a - 1] == new_file[:a - 1] and old_file[b:] == new_file[d:]  # unchanged outside
+        assert old[:k] == new[:k] if a > 1 else True  # k lines of context lead in ...
+        assert old[-k:] == new[-k:] if b < len(old_file) else True  # ... and out
+        content = prompt.messages[0]["content"]
+        assert f"```python\n{prompt.fields['before']}\n```" in content
+        assert len(content) < len(instruction(c["path"], c["message"], c["before"]))
+        if len(old) < len(old_file):
+            assert c["before"] not in content
 
 
 # critiques ------------------------------------------------------------------------------------
@@ -447,6 +668,13 @@ def test_registered_and_empty_frames_validate_config(tmp_path):
         ({"gated_rejected": "yes"}, "gated_rejected"),
         ({"max_candidates_per_prompt": -1}, "max_candidates_per_prompt"),
         ({"pair_text": "markdown"}, "pair_text"),
+        ({"mode": "commits", "repo": str(tmp_path), "context_lines": -1}, "context_lines must be an integer >= 0"),
+        ({"mode": "commits", "repo": str(tmp_path), "context_lines": 2.5}, "context_lines"),
+        ({"mode": "commits", "repo": str(tmp_path), "scope": "hunk"}, "scope must be one of"),
+        ({"mode": "commits", "repo": str(tmp_path), "scope": "file", "context_lines": 3},
+         "context_lines has no effect with scope = 'file'"),
+        ({"scope": "region"}, "'scope'.*a key of mode 'commits'"),
+        ({"mode": "critiques", "context_lines": 8}, "'context_lines'.*a key of mode 'commits'"),
     ]
     for config, match in bad:
         with pytest.raises(ValueError, match=match):

@@ -19,12 +19,28 @@
 It stops at `max_commits` accepted commits, so a large repository is read only as far as needed.
 Each commit is {sha, path, message (the subject), diff_lines, before, after}.
 
-The derived prompt is task "code_edit" (messages: `instruction(path, message, before)`; fields
-before/after/message; generation n = 0; note commit/path/diff_lines). `commit_pairs` pairs every
-code_edit prompt, derived or supplied in a prompt file: chosen = the file after, rejected = the
-file before, each in a ```python block; details_json {commit, path, diff_lines, property:
-"instruction"} (for a supplied prompt commit and path are null and diff_lines is counted with
-difflib).
+The derived prompt is task "code_edit", generation n = 0, in one of two scopes (`scope`):
+
+- "region" (the default): the edited region, not the whole file. `edit_region` runs
+  difflib.SequenceMatcher on the before/after lines, takes one span from the first to the last
+  changed line (covering every hunk) and widens it by `context_lines` lines on each side, clamped to
+  the file; the context is the same lines in both versions, so the span starts at the same line
+  and drops the same number of trailing lines in both. With context_lines = 0 a pure insertion
+  or deletion takes one line of context on each side, so that both regions anchor the change.
+  Messages: `region_instruction(path, message, before_region, first, last)`; fields before/after are
+  the two regions (the whole files are not stored), message; note commit/path/diff_lines, scope
+  "region", before_lines/after_lines = [first, last] (1-based, inclusive; an empty side has
+  last = first - 1). Whole files ran to 8k-12.5k tokens in the demo, past the model's context,
+  with the first difference 1.3k-3.9k tokens in, so a trainer's truncation left two equal texts.
+- "file": messages `instruction(path, message, before)` with the whole file; fields before/after
+  are the whole files, message; note commit/path/diff_lines (no scope key: these prompts keep the
+  ids they had before scopes existed).
+
+`commit_picks` pairs every code_edit prompt, derived or supplied in a prompt file: chosen = fields
+after, rejected = fields before (the regions or the whole files), each in a ```python block;
+details_json {commit, path, diff_lines, property: "instruction"}, plus scope (and for a region
+before_lines/after_lines) for a mined commit; for a supplied prompt commit and path are null,
+diff_lines is counted with difflib and the texts are used whole.
 """
 
 from __future__ import annotations
@@ -65,8 +81,48 @@ def instruction(path: str, message: str, before: str) -> str:
             f"```python\n{before}\n```\nReply with the complete updated file.")
 
 
+def region_instruction(path: str, message: str, before_region: str, first: int, last: int) -> str:
+    """The prompt of a region pair: lines first..last (1-based, inclusive) of the file before."""
+    if last < first:
+        where = "Here is the current file (it is empty):"
+    elif last == first:
+        where = f"Here is line {first} of the current file:"
+    else:
+        where = f"Here are lines {first}-{last} of the current file:"
+    return (f"Apply this change to `{path}`: {message}\n\n{where}\n"
+            f"```python\n{before_region}\n```\nReply with the updated lines only.")
+
+
 def fenced(code: str) -> str:
     return f"```python\n{code}\n```"
+
+
+def _split_lines(text: str) -> list[str]:
+    """Lines as git counts them: split at newlines only (str.splitlines also splits at form feeds)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def edit_region(before: str, after: str, context_lines: int) -> dict | None:
+    """The edited region of a change (module docstring): {before, after: the region texts, lines
+    joined by newlines, with no final newline; before_lines, after_lines: [first, last], 1-based,
+    inclusive}, or None when the two have the same lines (a change of the final newline only)."""
+    a, b = _split_lines(before), _split_lines(after)
+    changes = [op for op in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes() if op[0] != "equal"]
+    if not changes:
+        return None
+    first_a, first_b = changes[0][1], changes[0][3]  # equal: the lines before the first change match
+    last_a, last_b = changes[-1][2], changes[-1][4]  # len(a) - last_a == len(b) - last_b likewise
+    context = context_lines
+    if context == 0 and (first_a == last_a or first_b == last_b):
+        context = 1  # a pure insertion (or deletion) would leave one side with no line to anchor it
+    start = max(0, first_a - context)
+    tail = min(len(a) - last_a, context)  # the same lines follow the change in both
+    end_a, end_b = last_a + tail, last_b + tail
+    return {"before": "\n".join(a[start:end_a]), "after": "\n".join(b[start:end_b]),
+            "before_lines": [start + 1, end_a], "after_lines": [start + 1, end_b]}
 
 
 # mining ---------------------------------------------------------------------------------------
@@ -251,13 +307,22 @@ def _accept(repo, record, mined: list[dict], max_diff_lines: int, max_file_lines
 def derive_commits(options) -> list[DerivedPrompt]:
     mined = mine_commits(options.repo, options.max_commits, options.max_diff_lines,
                          options.max_file_lines, options.min_message_words, options.paths)
-    return [DerivedPrompt(
-        parent_prompt_id=None, task=TASK,
-        messages=[{"role": "user", "content": instruction(c["path"], c["message"], c["before"])}],
-        fields={"before": c["before"], "after": c["after"], "message": c["message"]},
-        generation={"n": 0},
-        note={"commit": c["sha"], "path": c["path"], "diff_lines": c["diff_lines"]},
-    ) for c in mined]
+    return [_commit_prompt(c, options.scope, options.context_lines) for c in mined]
+
+
+def _commit_prompt(c: dict, scope: str, context_lines: int) -> DerivedPrompt:
+    note = {"commit": c["sha"], "path": c["path"], "diff_lines": c["diff_lines"]}
+    region = edit_region(c["before"], c["after"], context_lines) if scope == "region" else None
+    if region is None:  # scope "file" (or no line differs, which mining never lets through)
+        content = instruction(c["path"], c["message"], c["before"])
+        before, after = c["before"], c["after"]
+    else:
+        content = region_instruction(c["path"], c["message"], region["before"], *region["before_lines"])
+        before, after = region["before"], region["after"]
+        note.update(scope="region", before_lines=region["before_lines"], after_lines=region["after_lines"])
+    return DerivedPrompt(parent_prompt_id=None, task=TASK, messages=[{"role": "user", "content": content}],
+                         fields={"before": before, "after": after, "message": c["message"]},
+                         generation={"n": 0}, note=note)
 
 
 # pairs ----------------------------------------------------------------------------------------
@@ -265,6 +330,11 @@ def derive_commits(options) -> list[DerivedPrompt]:
 def _difflib_lines(before: str, after: str) -> int:
     diff = difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
     return sum(1 for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---")))
+
+
+def _span(lines) -> str:
+    first, last = lines if isinstance(lines, list) and len(lines) == 2 else ("?", "?")
+    return f"lines {first}-{last}"
 
 
 def commit_picks(prompts: pl.DataFrame) -> list[dict]:
@@ -285,9 +355,19 @@ def commit_picks(prompts: pl.DataFrame) -> list[dict]:
         diff_lines = note.get("diff_lines")
         if diff_lines is None:
             diff_lines = _difflib_lines(before, after)
+        details = {"commit": sha, "path": path, "diff_lines": diff_lines, "property": "instruction"}
         if sha:
             ids = (f"commit:{sha}:after", f"commit:{sha}:before")
-            reason = f"commit {sha[:12]} of {path}: the file after the change over before it ({message})"
+            scope = note.get("scope", "file")
+            details["scope"] = scope
+            if scope == "region":
+                spans = {key: note.get(key) for key in ("before_lines", "after_lines")}
+                details.update(spans)
+                after_span, before_span = (_span(spans[key]) for key in ("after_lines", "before_lines"))
+                what = f"{after_span} after the change over {before_span} before it"
+            else:
+                what = "the file after the change over before it"
+            reason = f"commit {sha[:12]} of {path}: {what} ({message})"
         else:
             ids = (f"code_edit:{row['prompt_id']}:after", f"code_edit:{row['prompt_id']}:before")
             reason = f"code edit: the file after the change over before it ({message})"
@@ -295,7 +375,6 @@ def commit_picks(prompts: pl.DataFrame) -> list[dict]:
             "prompt_id": row["prompt_id"], "prompt": row["messages"], "chosen": fenced(after),
             "rejected": fenced(before), "chosen_id": ids[0], "rejected_id": ids[1], "scorer": None,
             "chosen_score": None, "rejected_score": None, "margin": None, "reason": reason,
-            "details_json": json.dumps({"commit": sha, "path": path, "diff_lines": diff_lines,
-                                        "property": "instruction"}),
+            "details_json": json.dumps(details),
         })
     return picks

@@ -5,18 +5,22 @@ generate+score round, the pipeline generates and scores them, and `build` turns 
 
 mode = "commits" (Commit-Instruct, curate/pairs/code_commits.py): small single-file commits of
 the git repository `repo` become "code_edit" prompts (no generation); every code_edit prompt,
-mined or supplied in a prompt file, pairs the file after the change (chosen) over the file before
+mined or supplied in a prompt file, pairs the code after the change (chosen) over the code before
 it (rejected), property "instruction", no scorer. Keys: `repo` (required; a path, used as given),
 `max_commits` (20), `max_diff_lines` (40, added + removed), `max_file_lines` (400, before and
 after), `min_message_words` (3, words of the subject), `paths` (a glob or a list of globs on
-the repo-relative path, default "*.py").
+the repo-relative path, default "*.py"), `scope` ("region", the default: the prompt quotes and the
+pair holds the changed lines with `context_lines` (8) lines around them; "file": the whole file,
+as before scopes existed). Whole files ran past the model's context and differed only thousands of
+tokens in, where a trainer's truncation had cut the contrast away; `context_lines` with scope
+"file" is an error (it has no effect).
 
 mode = "critiques" (Critic-Evol, curate/pairs/code_critiques.py, the default): a critic prompt
 per failing candidate of each original `code` prompt; a revision that passes more tests is chosen
 over the critiqued candidate, scorer "code_tests". Keys: `revisions` (1, samples per critique
 prompt), `max_tokens` (512), `min_gain` (0.0: the revision must score strictly more than original
 + min_gain), `max_candidates_per_prompt` (1, failing candidates critiqued), `gated_rejected`
-(true: a critiqued candidate gated by the quality scorer may be the rejected), `pair_text`
+(false: a critiqued candidate gated by the quality scorer is too easy a negative), `pair_text`
 ("code": both sides as their extracted code in a ```python block; "raw": the texts as generated).
 Efficiency pairs (as many tests passed, faster) are gone: they tie on code_tests, and the pairing
 rule (curate/pairs/rule.py) never pairs a tie on the task's verifier; their keys
@@ -53,7 +57,7 @@ COMMITS, CRITIQUES = ("commits",), ("critiques",)
 @dataclass(frozen=True)
 class CodeEvolutionOptions:
     mode: Literal["commits", "critiques"] = option(
-        "critiques", help="commits: mined git commits, the file after over before; critiques: a revision "
+        "critiques", help="commits: mined git commits, the code after over before; critiques: a revision "
                           "passing more tests over the critiqued candidate")
     repo: str | os.PathLike | None = option(
         None, modes=COMMITS, path=True, help="the git repository to mine (required; relative to the config file)")
@@ -62,13 +66,18 @@ class CodeEvolutionOptions:
     max_file_lines: int = option(400, modes=COMMITS, help="largest file, before and after")
     min_message_words: int = option(3, modes=COMMITS, help="words a commit subject needs")
     paths: str | list[str] = option("*.py", modes=COMMITS, help="a glob or a list of globs on the repo-relative path")
+    scope: Literal["region", "file"] = option(
+        "region", modes=COMMITS, help="region: the changed lines with `context_lines` lines around them "
+                                      "(prompt and pair); file: the whole file")
+    context_lines: int = option(8, modes=COMMITS, help="lines of unchanged code around a region, >= 0")
     revisions: int = option(1, modes=CRITIQUES, help="revisions sampled per critique prompt")
     max_tokens: int = option(512, modes=CRITIQUES, help="max_tokens of a revision")
     min_gain: float = option(
         0.0, modes=CRITIQUES, help="the revision must score more than the original + min_gain, in [0, 1)")
     max_candidates_per_prompt: int = option(1, modes=CRITIQUES, help="failing candidates critiqued per prompt")
     gated_rejected: bool = option(
-        True, modes=CRITIQUES, help="a critiqued candidate gated by the quality scorer may be the rejected")
+        False, modes=CRITIQUES, help="a critiqued candidate gated by the quality scorer may be the rejected "
+                                     "(off: too easy a negative)")
     pair_text: Literal["code", "raw"] = option(
         "code", modes=CRITIQUES, help="code: both sides as their extracted code in a python block; raw: as generated")
 
@@ -96,10 +105,17 @@ class CodeEvolutionOptions:
         if not os.path.isdir(repo):
             raise ValueError(f"repo {repo!r} is not a directory")
         _at_least(self, 1, "max_commits", "max_diff_lines", "max_file_lines")
-        _at_least(self, 0, "min_message_words")
+        _at_least(self, 0, "min_message_words", "context_lines")
+        if self.scope not in ("region", "file"):
+            raise ValueError(f"scope must be one of 'region', 'file', not {self.scope!r}")
         globs = [self.paths] if isinstance(self.paths, str) else self.paths
         if not globs or not all(g.strip() for g in globs):
             raise ValueError(f"paths must be a glob or a non-empty list of globs, not {self.paths!r}")
+
+    def without_effect(self) -> list[tuple[str, str]]:
+        if self.mode == "commits" and self.scope == "file":
+            return [("context_lines", "has no effect with scope = 'file' (the whole file)")]
+        return []
 
 
 def _at_least(options, minimum: int, *names: str) -> None:
