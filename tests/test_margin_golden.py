@@ -215,6 +215,8 @@ def data_twice(data):
 
 
 def built(data, config: dict) -> tuple[pl.DataFrame, dict]:
+    # recorded when gated rejecteds were allowed by default: those configs say so now
+    config = {"gated_rejected": True, **config}
     with rule.counting() as refused:
         pairs = build_pairs("margin", *data, config, run_id="golden")
     return pairs, dict(sorted(refused.items()))

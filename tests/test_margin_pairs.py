@@ -596,5 +596,5 @@ def test_details_json_length_ratio_for_every_pairing():
             assert d["rejected_length"] == lengths[row["rejected_id"]] == len(row["rejected"])
             assert d["length_ratio"] == pytest.approx(d["chosen_length"] / d["rejected_length"])
     assert details(build(*one_prompt(*rows)))[0]["length_ratio"] == 1.5
-    empty = build(*one_prompt(("a", 1.0, "answer"), ("b", 0.0, "")))
+    empty = build(*one_prompt(("a", 1.0, "answer"), ("b", 0.0, "")), {"gated_rejected": True})  # "" is gated
     assert details(empty)[0] == {"chosen_length": 6, "rejected_length": 0, "length_ratio": None}

@@ -133,13 +133,14 @@ def test_margin_on_a_reward_needs_the_verifier_to_score_the_rejected_ok_and_lowe
 
 
 def test_margin_gated_rejected_option():
-    """A gated candidate scoring lower is a fine rejected by default; gated_rejected = false keeps it out."""
+    """A gated candidate is too easy a rejected by default; gated_rejected = true opts in."""
     prompts = prompts_frame([{"prompt_id": "p1"}])
     candidates = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": GOOD},
                                    {"candidate_id": "b", "prompt_id": "p1", "text": CUT, "finish_reason": "length"}])
     scores = scores_frame([("a", "p1", "math_verify", 1.0), ("b", "p1", "math_verify", 0.0)])
-    assert build_pairs("margin", prompts, candidates, scores, {}, "r")["rejected_id"].to_list() == ["b"]
-    assert build_pairs("margin", prompts, candidates, scores, {"gated_rejected": False}, "r").height == 0
+    assert build_pairs("margin", prompts, candidates, scores, {"gated_rejected": True}, "r")["rejected_id"].to_list() \
+        == ["b"]
+    assert build_pairs("margin", prompts, candidates, scores, {}, "r").height == 0
 
 
 # gt -------------------------------------------------------------------------------------------
@@ -199,8 +200,11 @@ FAILS = "The sea is calm tonight, and the moon is bright above the water"
 
 
 def reversal_inputs(case: str):
-    prompts = prompts_frame([{"prompt_id": "p1", "task": "instruction", "constraints": NO_COMMA,
-                              "content": "Describe the sea without commas."}])
+    # a follows no_comma but not the keyword, which is reversed: the rejected must fail no_comma
+    lighthouse = {"type": "keywords:existence", "kwargs": {"keywords": ["lighthouse"]}}
+    prompts = prompts_frame([{"prompt_id": "p1", "task": "instruction", "constraints": [*NO_COMMA, lighthouse],
+                              "content": "Describe the sea without commas. Mention a lighthouse.",
+                              "fields": {"base_prompt": "Describe the sea."}}])
     texts = {"a": FOLLOWS, "b": FAILS if case != "tie" else FOLLOWS + " tonight"}
     rows = [{"candidate_id": c, "prompt_id": "p1", "text": t} for c, t in texts.items()]
     if case == "gated_length":

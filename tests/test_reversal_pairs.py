@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from curate import ids, schemas
-from curate.pairs import reversal
+from curate.pairs import reversal, rule
 from curate.pairs.registry import STRATEGIES, build_pairs
 from curate.score.verify import constraints as library
 from curate.score.verify.constraints import check_all, check_constraint, describe_constraint, reverse_constraint
@@ -35,8 +35,11 @@ def forbid(*forbidden):
 
 
 def prompt_row(pid, constraints, content=None, task_fields=None, system=None, task="instruction"):
+    """A prompt row; its base_prompt (which reversal needs) is the request unless task_fields says."""
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": content or f"Write about {pid}."}]
+    if task_fields is None:
+        task_fields = {"base_prompt": f"Write about {pid}."}
     return {"prompt_id": pid, "source": "s", "task": task, "messages": messages,
             "constraints_json": json.dumps(constraints) if constraints is not None else None,
             "task_fields_json": json.dumps(task_fields) if task_fields else None,
@@ -100,7 +103,7 @@ def test_failed_constraints_reversed_and_rejected_fails_the_rewritten_list():
     assert details["reversed_indices"] == [0, 2]
     assert details["chosen_followed"] == 3 and details["chosen_followed_original"] == 1
     assert details["rejected_failed"] == 1
-    assert details["rewrite"] == "appended"
+    assert details["rewrite"] == "base_prompt"
     assert row["chosen_score"] == 1.0
     assert row["rejected_score"] == pytest.approx(2 / 3)
     assert row["margin"] == pytest.approx(1 / 3)
@@ -108,12 +111,12 @@ def test_failed_constraints_reversed_and_rejected_fails_the_rewritten_list():
     assert row["prompt_id"] == "p1"
     assert row["pair_id"] == ids.pair_id("reversal", "a", "b", "p1")
     assert "reversed 2 of 3" in row["reason"] and "rejected fails 1" in row["reason"]
-    # the original request with the full rewritten list appended
+    # the base prompt with the rewritten constraints instead of the original ones
     assert row["prompt"] == [{"role": "user", "content": (
-        "Describe a fruit.\n\nRequirements (these replace any conflicting ones above):\n"
-        "- Use at least one comma in your response.\n"
-        '- Include the keyword "apple" in your response.\n'
-        "- Answer with less than 5 words.")}]
+        "Write about p1.\n\n"
+        "Use at least one comma in your response.\n"
+        'Include the keyword "apple" in your response.\n'
+        "Answer with less than 5 words.")}]
     assert row["strategy"] == "reversal" and row["run_id"] == "run-x"
     schemas.conform("pairs", pairs.to_arrow())
 
@@ -131,15 +134,16 @@ def test_base_prompt_rewrites_the_request_and_keeps_the_system_message():
                                     "Answer with less than 5 words."},
     ]
     assert json.loads(row["details_json"])["rewrite"] == "base_prompt"
-    # without base_prompt the system message is kept too, the requirements appended
-    appended = build(prompts_frame([prompt_row("p1", REWRITE_CONSTRAINTS, content=original,
-                                               system="Be brief.")]),
-                     candidates_frame(REWRITE_CANDIDATES)).to_dicts()[0]
-    assert appended["prompt"][0] == {"role": "system", "content": "Be brief."}
-    assert appended["prompt"][1]["content"].startswith(original + "\n\nRequirements (these replace")
+    # without a base_prompt the original, contradicting sentences would stay: no pair, counted
+    with rule.counting() as refused:
+        none = build(prompts_frame([prompt_row("p1", REWRITE_CONSTRAINTS, content=original, system="Be brief.",
+                                               task_fields={"note": "no base prompt"})]),
+                     candidates_frame(REWRITE_CANDIDATES))
+    assert none.is_empty() and refused == {"reversal_no_base_prompt": 1}
 
 
-def test_perfect_chosen_keeps_the_prompt_unchanged():
+def test_a_chosen_that_fails_nothing_gives_no_reversal_pair():
+    """Nothing to reverse: the pair would be margin's on the same evidence, so reversal counts it."""
     constraints = [NO_COMMA, include("apple"), words("less than", 10)]
     candidates = candidates_frame([
         ("a", "p1", "I like apple pie"),                                              # follows 3
@@ -148,14 +152,9 @@ def test_perfect_chosen_keeps_the_prompt_unchanged():
     ])
     prompts = prompts_frame([prompt_row("p1", constraints, content="Describe a fruit.",
                                         task_fields={"base_prompt": "Describe a fruit."})])
-    row = build(prompts, candidates).to_dicts()[0]
-    assert (row["chosen_id"], row["rejected_id"]) == ("a", "c")  # c fails the most
-    assert row["prompt"] == [{"role": "user", "content": "Describe a fruit."}]
-    details = json.loads(row["details_json"])
-    assert details["rewritten_constraints"] == constraints and details["reversed_indices"] == []
-    assert details["rejected_failed"] == 3 and details["rewrite"] == "unchanged"
-    assert (row["chosen_score"], row["rejected_score"], row["margin"]) == (1.0, 0.0, 1.0)
-    assert "already follows all 3" in row["reason"] and "unchanged" in row["reason"]
+    with rule.counting() as refused:
+        assert build(prompts, candidates).is_empty()
+    assert refused == {"reversal_unchanged": 1}
 
 
 def test_quality_scorer_breaks_ties_on_followed_count():
@@ -222,7 +221,7 @@ def test_other_tasks_missing_text_and_bad_constraints_ignored():
     prompts = prompts_frame([
         prompt_row("p-chat", None, task="chat"),
         prompt_row("p-bad", [{"type": "nope:unknown", "kwargs": {}}]),
-        prompt_row("p1", [NO_COMMA]),
+        prompt_row("p1", [NO_COMMA, include("zebra")]),  # e fails the keyword: reversed
     ])
     candidates = candidates_frame([
         ("a", "p-chat", "x, y"), ("b", "p-chat", "x y"),
@@ -327,7 +326,7 @@ def test_every_pair_chosen_follows_the_rewritten_list_and_rejected_fails_it():
         else:
             assert row["prompt"] == prompts.filter(pl.col("prompt_id") == row["prompt_id"])["messages"][0].to_list()
         rewrites.add(details["rewrite"])
-    assert rewrites == {"base_prompt", "appended", "unchanged"}  # the set exercises every case
+    assert rewrites == {"base_prompt"}  # the only way a reversal prompt is written
     # deterministic: the same input in another order gives the same pairs
     again = build(prompts.reverse(), candidates.reverse())
     assert again["pair_id"].to_list() == pairs["pair_id"].to_list()

@@ -385,11 +385,11 @@ def test_pairing_rule_quality_gate_and_judge():
     build = lambda scores, **extra: build_pairs("short_to_long", prompts, candidates, scores, {**CONFIG, **extra},  # noqa: E731
                                                         run_id="r")
     assert sorted(build(empty("scores"))["chosen_id"].to_list()) == ["S0", "S1"]
-    # a chosen gated by quality never pairs; a gated rejected only while gated_rejected is on
+    # a chosen gated by quality never pairs; a gated rejected only with gated_rejected on
     gate = lambda *cids: scores_frame([(c, "p", 0.0) for c in cids], scorer="quality")  # noqa: E731
     assert build(gate("S0"))["chosen_id"].to_list() == ["S1"]
-    assert sorted(build(gate("L0"))["chosen_id"].to_list()) == ["S0", "S1"]
-    assert build(gate("L0"), gated_rejected=False)["chosen_id"].to_list() == ["S1"]
+    assert build(gate("L0"))["chosen_id"].to_list() == ["S1"]
+    assert sorted(build(gate("L0"), gated_rejected=True)["chosen_id"].to_list()) == ["S0", "S1"]
     assert sorted(build(scores_frame([("S0", "p", 1.0)], scorer="quality"))["chosen_id"].to_list()) == ["S0", "S1"]
     # with a judge: strictly better only; a tie, an unscored or a failed side never pairs
     judge = "reward:rm"

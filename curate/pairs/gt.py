@@ -63,7 +63,7 @@ class GtOptions:
         None, modes=TEACHER_STUDENT, help="the scorer that must rank the teacher higher; default: the task's verifier")
     agree_scorer_version: str | None = option(None, modes=TEACHER_STUDENT, help="agree_scorer's version")
     agree_min_margin: float = option(0.0, modes=TEACHER_STUDENT, help="least teacher - student score")
-    gated_rejected: bool = option(True, help="a candidate gated by the quality scorer may be the rejected")
+    gated_rejected: bool = option(False, help="a candidate gated by the quality scorer may be the rejected (off: too easy a negative)")
 
     def __post_init__(self) -> None:
         if self.mode == "reference":

@@ -98,7 +98,7 @@ class MarginOptions:
     length_control: Literal["none", "closest"] = option(
         "none", help='"closest": the chosen closest in length to the rejected among those beating it')
     length_penalty: float = option(0.0, help="rank by score - length_penalty * characters / 1000")
-    gated_rejected: bool = option(True, help="a candidate gated by the quality scorer may be the rejected")
+    gated_rejected: bool = option(False, help="a candidate gated by the quality scorer may be the rejected (off: too easy a negative)")
 
     def __post_init__(self) -> None:
         as_floats(self, "min_margin", "required_verifier_min", "keep_top_fraction", "length_penalty")

@@ -10,23 +10,24 @@ candidate with text, using the constraint library (curate.score.verify.constrain
   chosen follows every constraint of the rewritten list by construction (re-checked here; a
   prompt where that re-check fails gives no pair). If a failed constraint has no reverse, the
   prompt gives no pair.
-* If the chosen fails nothing it is perfect already: the prompt stays unchanged and the rejected
-  must fail at least one original constraint (the same rule as below, on the unchanged list).
+* If the chosen fails nothing there is nothing to reverse: no pair (the margin strategy pairs it
+  on the same evidence), counted as `reversal_unchanged`.
+* The rewritten prompt states the rewritten constraints *instead of* the original ones, so the
+  prompt needs a `base_prompt` (the request without its constraint sentences): without one the
+  original, contradicting sentences would stay in it, and the prompt gives no pair (counted as
+  `reversal_no_base_prompt`).
 * Rejected: another candidate failing at least one constraint of the rewritten list, preferring
   the one that fails the most (ties: smallest candidate id). None: no pair.
 
-The pair's prompt is the rewritten instruction. When the prompt's `task_fields_json` has a
-`base_prompt` (the request without its constraint sentences), the last user message becomes
-`base_prompt` + a blank line + one `describe_constraint()` sentence per rewritten constraint;
-otherwise the original last user message gets a "Requirements (these replace any conflicting ones
-above):" list of all rewritten constraints appended. Earlier (and later) messages are kept.
+The pair's prompt is the rewritten instruction: the last user message becomes `base_prompt` + a
+blank line + one `describe_constraint()` sentence per rewritten constraint. Earlier (and later)
+messages are kept.
 
 Scores are fractions of the rewritten constraints followed (scorer "constraints"): chosen_score is
 1.0, margin = (followed by chosen - followed by rejected) / number of constraints. details_json:
 original_constraints, rewritten_constraints, reversed_indices, chosen_followed (rewritten
 constraints the chosen follows, i.e. all of them), chosen_followed_original (original constraints
-it follows), rejected_failed (rewritten constraints the rejected fails), rewrite ("unchanged",
-"base_prompt" or "appended").
+it follows), rejected_failed (rewritten constraints the rejected fails), rewrite ("base_prompt").
 
 The pairing rule (curate/pairs/rule.py) holds: the chosen is never gated by the quality scorer,
 and where the constraints scorer scored the prompt's candidates, both sides need an ok score
@@ -58,7 +59,7 @@ REQUIREMENTS_HEADER = "Requirements (these replace any conflicting ones above):"
 class ReversalOptions:
     quality_scorer: str | None = option(None, help="breaks ties between equally compliant candidates: higher first")
     quality_scorer_version: str | None = option(None, help="quality_scorer's version")
-    gated_rejected: bool = option(True, help="a candidate gated by the quality scorer may be the rejected")
+    gated_rejected: bool = option(False, help="a candidate gated by the quality scorer may be the rejected (off: too easy a negative)")
 
     def __post_init__(self) -> None:
         non_empty(self, "quality_scorer", "quality_scorer_version")
@@ -117,6 +118,12 @@ def _pair_for_prompt(row: dict) -> dict | None:
     chosen = min(choosable, key=lambda i: (-sum(followed[i]), quality[i] is None,
                                            -(quality[i] or 0.0), ids[i]))
     failed = [j for j, ok in enumerate(followed[chosen]) if not ok]
+    if not failed:  # nothing to reverse: the margin strategy's pair on the same evidence
+        rule.refuse("reversal_unchanged")
+        return None
+    if _base_prompt(row["task_fields_json"]) is None:
+        rule.refuse("reversal_no_base_prompt")
+        return None
     rewritten = [dict(c) for c in constraints]
     for j in failed:
         reverse = library.reverse_constraint(constraints[j])
@@ -138,18 +145,14 @@ def _pair_for_prompt(row: dict) -> dict | None:
     if not candidates:
         return None
     rejected = min(candidates, key=lambda i: (-fails_rewritten[i], ids[i]))
-    messages, rewrite = _rewritten_messages(row, rewritten, bool(failed))
+    messages, rewrite = rewrite_instruction(row["messages"], rewritten, row["task_fields_json"])
     if messages is None:
         return None
     rejected_failed = fails_rewritten[rejected]
     rejected_followed = n - rejected_failed
-    if failed:
-        reason = (f"constraint reversal: reversed {len(failed)} of {n} constraints the chosen failed "
-                  f"(indices {failed}); chosen follows all {n} rewritten constraints, rejected fails "
-                  f"{rejected_failed}")
-    else:
-        reason = (f"constraint reversal: chosen already follows all {n} constraints, prompt unchanged; "
-                  f"rejected fails {rejected_failed} of them")
+    reason = (f"constraint reversal: reversed {len(failed)} of {n} constraints the chosen failed "
+              f"(indices {failed}); chosen follows all {n} rewritten constraints, rejected fails "
+              f"{rejected_failed}")
     details = {
         "original_constraints": constraints, "rewritten_constraints": rewritten, "reversed_indices": failed,
         "chosen_followed": n, "chosen_followed_original": n - len(failed),
@@ -194,13 +197,6 @@ def rewrite_instruction(messages: list[dict], rewritten: list[dict],
     out = [{"role": m["role"], "content": m["content"]} for m in messages]
     out[last] = {"role": "user", "content": content}
     return out, how
-
-
-def _rewritten_messages(row: dict, rewritten: list[dict], changed: bool) -> tuple[list[dict] | None, str]:
-    messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-    if not changed:
-        return messages, "unchanged"
-    return rewrite_instruction(messages, rewritten, row["task_fields_json"])
 
 
 STRATEGY = Strategy("reversal", ReversalOptions, build, per_prompt=lambda options: True)

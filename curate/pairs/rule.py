@@ -12,7 +12,8 @@ its rejected on the evidence the strategy names.
   for a reference solution). Sides that are no generation (a reference, a commit's file, a step
   of a solution) are not held to it as rejected.
 - Quality: a candidate gated by the `quality` scorer (curate/score/quality.py: score 0) is never a
-  chosen; as a rejected it is allowed unless the strategy's `gated_rejected` option is false.
+  chosen; nor, by default, a rejected: a truncated or degenerate answer is too easy a negative to
+  teach much (refused as "too_easy"); a strategy's `gated_rejected = true` opts in.
   Where a candidate has no quality row yet (a lake from before the scorer), its gates are
   computed here from its text and finish_reason, the same code.
 - Chosen and rejected differ (ids and text, outer whitespace aside).
@@ -41,10 +42,13 @@ REASONS = {
     "unscored": "a side has no ok score on the strategy's evidence (unscored or failed)",
     "tie": "chosen does not strictly beat rejected on the strategy's evidence",
     "gated_chosen": "the chosen is gated by the quality scorer",
-    "gated_rejected": "the rejected is gated by the quality scorer (gated_rejected = false)",
+    "too_easy": "the rejected is gated by the quality scorer: too easy a negative (gated_rejected = false)",
     "rejected_unverified": "the task's verifier has no ok score for the rejected generation",
     "chosen_unverified": "the task's verifier has no ok score for the chosen",
     "verifier_not_below": "the task's verifier does not score the rejected strictly below the chosen",
+    "reversal_unchanged": "reversal: the chosen follows every constraint already, nothing to reverse (margin's pair)",
+    "reversal_no_base_prompt": "reversal: no base_prompt, so the original constraints would stay in the rewritten "
+                               "prompt and contradict it",
 }
 
 _COUNTS: contextvars.ContextVar[Counter | None] = contextvars.ContextVar("pair_rule_counts", default=None)
@@ -150,7 +154,7 @@ def _with_verifiers(facts: pl.DataFrame, prompts: pl.DataFrame, owners: pl.DataF
                         pl.when(ok).then(pl.col("verifier_score")).alias("verifier_score"))
 
 
-def may_stand(side: str, gated_rejected: bool = True) -> pl.Expr:
+def may_stand(side: str, gated_rejected: bool = False) -> pl.Expr:
     """Over candidate_facts' columns: the candidate may stand as `side` ("chosen" or "rejected")
     at all (see `eligible`)."""
     keep = pl.col("verifier").is_null() | pl.col("verifier_ok")
@@ -159,16 +163,16 @@ def may_stand(side: str, gated_rejected: bool = True) -> pl.Expr:
     return keep
 
 
-def eligible(facts: pl.DataFrame, side: str, gated_rejected: bool = True) -> pl.Series:
+def eligible(facts: pl.DataFrame, side: str, gated_rejected: bool = False) -> pl.Series:
     """The candidate ids that may stand as `side` ("chosen" or "rejected") at all: not gated (a
-    rejected only with gated_rejected false), and verifier-scored ok where the task has one."""
+    rejected only with gated_rejected true), and verifier-scored ok where the task has one."""
     return facts.filter(may_stand(side, gated_rejected))["candidate_id"]
 
 
 SIDE_FACTS = ("gated", "verifier", "verifier_ok", "verifier_score")
 
 
-def enforce(picks: pl.DataFrame, facts: pl.DataFrame | None, *, gated_rejected: bool = True,
+def enforce(picks: pl.DataFrame, facts: pl.DataFrame | None, *, gated_rejected: bool = False,
             scored: bool = True) -> pl.DataFrame:
     """`picks` (chosen_id, rejected_id, chosen, rejected, chosen_score, rejected_score, ...) less
     every pick that breaks the rule, in their order; each refusal is counted under its first
@@ -201,7 +205,7 @@ def enforce(picks: pl.DataFrame, facts: pl.DataFrame | None, *, gated_rejected: 
                                        | pl.col("chosen_score").is_nan() | pl.col("rejected_score").is_nan())),
         ("tie", pl.lit(scored) & ~(pl.col("chosen_score") > pl.col("rejected_score"))),
         ("gated_chosen", pl.col("gated__c").fill_null(False)),
-        ("gated_rejected", pl.lit(not gated_rejected) & pl.col("gated__r").fill_null(False)),
+        ("too_easy", pl.lit(not gated_rejected) & pl.col("gated__r").fill_null(False)),
         ("rejected_unverified", rejected_generation & pl.col("verifier__r").is_not_null() & ~pl.col("verifier_ok__r")),
         ("chosen_unverified", rejected_generation & pl.col("verifier__r").is_not_null()
          & chosen_generation & ~pl.col("verifier_ok__c").fill_null(False)),

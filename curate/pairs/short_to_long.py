@@ -96,7 +96,7 @@ class ShortToLongOptions:
     n: int = option(1, help="answers sampled per short and per long prompt")
     max_tokens: int = option(256, help="max_tokens of an answer")
     judge_scorer: str | None = option(None, help="a scorer that must score the short answer strictly higher")
-    gated_rejected: bool = option(True, help="a candidate gated by the quality scorer may be the rejected")
+    gated_rejected: bool = option(False, help="a candidate gated by the quality scorer may be the rejected (off: too easy a negative)")
 
     def __post_init__(self) -> None:
         positive(self, "chunk_words", "min_chunk_words", "question_chunks", "question_samples", "question_max_tokens",

@@ -2,7 +2,8 @@
 
 A math solution is split into steps (`split_steps`: "Step k:" markers when present, else non-empty
 lines). For a wrong solution (at least 2 steps; usable score of `scorer` == 0, or a correct final
-answer reached through a false equation, see below) the strategy asks
+answer reached through a false equation, see below) that passes the `quality` gates (a solution cut
+at max_tokens or degenerate is word salad more often than a wrong derivation) the strategy asks
 for rollouts from each of its prefixes (`derive`) and estimates P(correct | first k steps) from
 how many of them the scorer accepts; the first step after which that probability falls to ~0 is
 the erroneous one (`build`).
@@ -177,6 +178,10 @@ def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame
              for candidate_id, prompt_id, text, score in scored.select("candidate_id", "prompt_id", "text", "score")
              .iter_rows()
              if score == 0.0 or (score >= CORRECT and first_false(text or "") is not None)]
+    # a gated solution (cut at max_tokens, degenerate) is word salad more often than a wrong derivation:
+    # its "first wrong step" teaches nothing, so it is never rolled out
+    gated = _gated_ids(prompts, candidates, scores)
+    wrong = [w for w in wrong if w[2] not in gated]
     parents = {row["prompt_id"]: row for row in math.iter_rows(named=True)}
     taken: dict[str, int] = {}
     derived = []
@@ -197,6 +202,11 @@ def derive(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame
                 note={"solution_id": candidate_id, "prefix_steps": k},
             ))
     return derived
+
+
+def _gated_ids(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame) -> set[str]:
+    facts = rule.candidate_facts(prompts, candidates, scores)
+    return set(facts.filter(pl.col("gated"))["candidate_id"].to_list())
 
 
 # build -----------------------------------------------------------------------------------------
@@ -249,9 +259,10 @@ def _step_pairs(prompts, candidates, scores, choosable, options) -> list[dict]:
             solutions.setdefault(solution_id, []).append((parent, k, generation.get("assistant_prefix"), prompt_id))
     texts = dict(candidates.filter(pl.col("candidate_id").is_in(sorted(solutions)) & pl.col("text").is_not_null())
                  .select("candidate_id", "text").iter_rows())
+    gated = _gated_ids(prompts, candidates, scores)
     picks = []
     for solution_id in sorted(solutions):
-        if solution_id not in texts:
+        if solution_id not in texts or solution_id in gated:  # derived before parents had to pass the gates
             continue
         pick = _pair_for_solution(solution_id, texts[solution_id], solutions[solution_id], parents, by_prompt,
                                   choosable, options)
