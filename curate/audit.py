@@ -16,6 +16,25 @@ stored as a `pair_audits` row: confirmed, refuted or uncheckable (with the evide
 - judge (when one is configured): the pairwise judge in both orders; an order-dependent verdict
   is a tie, and a tie is uncheckable.
 
+Checks of the answer (curate.answer_checks; rows named answer_*): is the chosen a sound answer to the
+prompt exactly as the pair states it, whatever the strategy claims?
+
+- answer_verifier: the chosen passes its task's verifier in full on the pair's prompt (math, code);
+  instruction prompts are left to the judge (constraints say nothing of the task itself).
+- answer_format: a format the prompt asks for in so many words ("after 'The answer is'", a code
+  block) is in the chosen.
+- answer_own_text: every constraint the prompt states holds by the chosen's own text (not pasted
+  URLs or copied prompt text) and own words (no "darkest" under a ban on "dark", no "street" found
+  only in "streetlights").
+- answer_grounding: a short-to-long chosen invents no identifier, signature or number its chunk
+  lacks; a commit's edit adds no literal that neither the request nor the code gives.
+- answer_context: prompt + each side fits `max_pair_tokens` in the model's tokenizer.
+- answer_judge (with a judge): the pairwise judge in both orders on the task with its constraints
+  stripped (the prompt's base_prompt).
+
+Answer verdict: refuted if an answer check refutes, confirmed if answer_verifier or answer_judge
+confirms, else unchecked. An answer check that refutes also refutes the pair.
+
 A pair's verdict over its latest row per check: refuted if any check refutes, confirmed if at least
 one INDEPENDENT check (verifier, reversal, arithmetic, judge) confirms and none refutes, else
 uncheckable. hygiene and score_order are necessary conditions, not evidence that the chosen is
@@ -27,7 +46,9 @@ code, a shorter correct solution) is uncheckable, not refuted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,7 +57,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate import ids, schemas
-from curate.audit_facts import INDEPENDENT_CHECKS  # only these can confirm a pair
+from curate.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
 from curate.config import ScorerConfig
 from curate.errors import UserError
 from curate.score import ScoreItem
@@ -44,11 +65,15 @@ from curate.score.judge import JudgeSettings, PairwiseJudge
 from curate.score.registry import build_portable, task_verifiers
 from curate.score.verify import constraints as library
 from curate.score.verify.arithmetic import equations
+from curate import answer_checks
 
 AUDIT_VERSION = "1"
 CONFIRMED, REFUTED, UNCHECKABLE = "confirmed", "refuted", "uncheckable"
+UNCHECKED = "unchecked"  # the answer verdict's "no evidence either way"
 VERDICTS = (CONFIRMED, REFUTED, UNCHECKABLE)
 CHECKS = ("hygiene", "score_order", "verifier", "reversal", "arithmetic", "judge")
+ANSWER_CHECKS = ("answer_verifier", "answer_format", "answer_own_text", "answer_grounding", "answer_context",
+                 "answer_judge")
 QUALITY_SCORER = "quality"
 GROUND_TRUTH_STRATEGIES = ("gt",)
 
@@ -285,12 +310,193 @@ def check_judge(pairs: list[dict], judge) -> list[Verdict]:
 
 
 # ----------------------------------------------------------------------------------------------
+# checks of the answer (curate.answer_checks): is the chosen a sound answer to the prompt as stated?
+
+
+def _last_user(messages) -> str:
+    users = [m["content"] for m in (messages or []) if m["role"] == "user"]
+    return users[-1] if users else ""
+
+
+def _prompt_text(messages) -> str:
+    return "\n".join(m["content"] for m in (messages or []))
+
+
+def _claimed_constraints(pair: dict, prompt: dict | None) -> list[dict] | None:
+    """The constraints the pair's prompt states: reversal's rewritten ones, else the prompt's own."""
+    if pair["strategy"] == "reversal":
+        rewritten = _details(pair).get("rewritten_constraints")
+        return rewritten if isinstance(rewritten, list) and not library.constraint_errors(rewritten) else None
+    if prompt is None or prompt.get("task") != "instruction" or not prompt.get("constraints_json"):
+        return None
+    try:
+        constraints = json.loads(prompt["constraints_json"])
+    except ValueError:
+        return None
+    return None if library.constraint_errors(constraints) else constraints
+
+
+def _step_pair(pair: dict) -> bool:
+    return pair["strategy"] == "stepwise" and "erroneous_step" in _details(pair)
+
+
+def check_answer_verifier(pair: dict, prompt: dict | None, verified: dict) -> Verdict:
+    """The chosen passes its task's verifier in full on the pair's prompt (a right final answer,
+    every test): evidence that it answers the prompt. Constraints say nothing of the task itself,
+    so instruction prompts are left to the judge."""
+    name = "answer_verifier"
+    if prompt is None:
+        return Verdict(name, UNCHECKABLE, {"reason": "the pair's prompt is not in the lake"})
+    kind = task_verifiers().get(prompt["task"])
+    if kind is None or prompt["task"] == "instruction" or _step_pair(pair):
+        why = ("the chosen is one step, not a whole answer" if _step_pair(pair) else
+               "constraints say nothing of the task itself" if prompt["task"] == "instruction" else
+               f"no verifier for task {prompt['task']}")
+        return Verdict(name, UNCHECKABLE, {"reason": why})
+    result = verified.get((pair["prompt_id"], pair["chosen"]))
+    if result is None or result[1] != "ok" or result[0] is None:
+        return Verdict(name, UNCHECKABLE, {"verifier": kind, "reason": f"{kind} could not score the chosen"})
+    if result[0] >= 1.0:
+        return Verdict(name, CONFIRMED, {"verifier": kind, "chosen": result[0]})
+    return Verdict(name, UNCHECKABLE, {"verifier": kind, "chosen": result[0],
+                                       "reason": "the chosen passes only part of the verifier"})
+
+
+def check_answer_format(pair: dict) -> Verdict:
+    name = "answer_format"
+    if _step_pair(pair):
+        return Verdict(name, UNCHECKABLE, {"reason": "the chosen is one step, not a whole answer"})
+    request = _last_user(pair["prompt"])
+    asked = answer_checks.requested_formats(request)
+    if not asked:
+        return Verdict(name, UNCHECKABLE, {"reason": "the prompt asks for no checkable format"})
+    missing = answer_checks.requested_format_failures(pair["chosen"] or "", request)
+    if missing:
+        return Verdict(name, REFUTED, {"asked": asked, "missing": missing,
+                                       "reason": "the chosen lacks the format the prompt asks for"})
+    return Verdict(name, CONFIRMED, {"asked": asked})
+
+
+def check_answer_own_text(pair: dict, prompt: dict | None) -> Verdict:
+    name = "answer_own_text"
+    constraints = _claimed_constraints(pair, prompt)
+    if not constraints:
+        return Verdict(name, UNCHECKABLE, {"reason": "the pair's prompt states no constraints"})
+    failures = answer_checks.own_text_failures(pair["chosen"] or "", constraints, _prompt_text(pair["prompt"]))
+    if failures:
+        return Verdict(name, REFUTED, {"failures": failures, "reason": "the chosen meets a constraint only "
+                                                                      "through text or words not its own"})
+    return Verdict(name, CONFIRMED, {"constraints": len(constraints)})
+
+
+def _source_texts(pair: dict) -> list[str]:
+    details = _details(pair)
+    chunk = details.get("chunk")
+    texts = [chunk.get("text")] if isinstance(chunk, dict) else []
+    texts += [c.get("text") for c in details.get("chunks") or [] if isinstance(c, dict)]
+    return [t for t in texts if isinstance(t, str)]
+
+
+def _fenced_code(text: str) -> str:
+    match = re.search(r"```[\w-]*\n(.*?)\n?```", text or "", re.DOTALL)
+    return match.group(1) if match else (text or "")
+
+
+def check_answer_grounding(pair: dict) -> Verdict:
+    """short_to_long: the chosen invents no identifier, signature or number its chunk lacks and does
+    not contradict a signature; code_evolution commits: the edit adds no literal that neither the
+    request nor the code gives."""
+    name = "answer_grounding"
+    sources = _source_texts(pair)
+    if pair["strategy"] == "short_to_long" and sources:
+        source = "\n".join([*sources, str(_details(pair).get("question") or "")])
+        found = answer_checks.invented_terms(pair["chosen"] or "", source)
+        if any(found.values()):
+            return Verdict(name, REFUTED, {**found, "reason": "the chosen states what its source text does not"})
+        return Verdict(name, CONFIRMED, {"source_chars": len(source)})
+    if pair["strategy"] == "code_evolution" and "commit" in _details(pair):
+        before, after = _fenced_code(pair["rejected"]), _fenced_code(pair["chosen"])
+        invented = answer_checks.invented_literals(before, after, _prompt_text(pair["prompt"]))
+        if invented is None:
+            return Verdict(name, UNCHECKABLE, {"reason": "the changed lines do not tokenize as Python"})
+        if invented:
+            return Verdict(name, REFUTED, {"invented_literals": invented[:20],
+                                           "reason": "the edit adds literals the prompt does not give"})
+        return Verdict(name, CONFIRMED, {"invented_literals": []})
+    return Verdict(name, UNCHECKABLE, {"reason": "no source text the answer must keep to"})
+
+
+class PairTokens:
+    """Counts a pair side's tokens as a trainer sees them: the prompt and the answer through the
+    model's chat template (transformers' tokenizer of a model directory)."""
+
+    def __init__(self, model_dir, limit: int):
+        from transformers import AutoTokenizer
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.limit = limit
+        self.label = str(model_dir)
+
+    def count(self, prompt: list[dict], answer: str) -> int:
+        messages = [{"role": m["role"], "content": m["content"]} for m in prompt or []]
+        messages.append({"role": "assistant", "content": answer or ""})
+        try:
+            encoded = self.tokenizer.apply_chat_template(messages, tokenize=True)
+        except Exception:  # no chat template: plain text
+            encoded = self.tokenizer(_prompt_text(messages))
+        # transformers 5 returns a BatchEncoding, older versions the ids
+        return len(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+def check_answer_context(pair: dict, tokens: PairTokens | None) -> Verdict:
+    name = "answer_context"
+    if tokens is None:
+        return Verdict(name, UNCHECKABLE, {"reason": "no tokenizer and limit configured (max_pair_tokens)"})
+    counts = {side: tokens.count(pair["prompt"], pair[side]) for side in ("chosen", "rejected")}
+    detail = {"chosen_tokens": counts["chosen"], "rejected_tokens": counts["rejected"],
+              "max_pair_tokens": tokens.limit}
+    over = [side for side, count in counts.items() if count > tokens.limit]
+    if over:
+        return Verdict(name, REFUTED, {**detail, "reason": f"prompt + {' and '.join(over)} exceed max_pair_tokens: "
+                                                           "a trainer's truncation can erase the contrast"})
+    return Verdict(name, CONFIRMED, detail)
+
+
+def stripped_prompt(pair: dict, prompt: dict | None) -> list[dict]:
+    """The pair's prompt with its constraints left out where the prompt row has a `base_prompt`
+    (the request alone): what the judge compares answers on at the answer level."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in pair["prompt"] or []]
+    base = None
+    if prompt is not None and prompt.get("task_fields_json"):
+        try:
+            base = json.loads(prompt["task_fields_json"]).get("base_prompt")
+        except (ValueError, AttributeError):
+            base = None
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if isinstance(base, str) and base.strip() and users:
+        messages[users[-1]] = {"role": "user", "content": base}
+    return messages
+
+
+def check_answer_judge(pairs: list[dict], prompts: dict[str, dict], judge, judged: list) -> list[Verdict]:
+    """The pairwise judge in both orders on the task with constraints stripped; where stripping
+    changes nothing, the claim-level judge's verdict (`judged`) is the same comparison."""
+    stripped = [stripped_prompt(p, prompts.get(p["prompt_id"])) for p in pairs]
+    todo = [i for i, (p, s) in enumerate(zip(pairs, stripped, strict=True)) if s != p["prompt"]]
+    fresh = judge.compare([(stripped[i], pairs[i]["chosen"], pairs[i]["rejected"]) for i in todo]) if todo else []
+    verdicts = [dataclasses.replace(v, check="answer_judge") if v is not None else None for v in judged]
+    for i, verdict in zip(todo, fresh, strict=True):
+        v = judge_verdict(verdict, getattr(judge, "label", None))
+        verdicts[i] = Verdict("answer_judge", v.verdict, {**v.detail, "constraints_stripped": True})
+    return verdicts
+
+
+# ----------------------------------------------------------------------------------------------
 # running it
 
 
 def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame, run_id: str,
-                judge=None) -> pa.Table:
-    """`pair_audits` rows for every pair (see the module doc for the checks)."""
+                judge=None, tokens: PairTokens | None = None) -> pa.Table:
+    """`pair_audits` rows for every pair (see the module doc for the checks), claim and answer."""
     now = datetime.now(timezone.utc)
     rows = pairs.to_dicts()
     prompt_rows = {p["prompt_id"]: p for p in prompts.to_dicts()}
@@ -298,16 +504,24 @@ def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame
     verified = rerun_verifiers(rows, prompt_rows)
     checker = arithmetic_checker()
     judged = check_judge(rows, judge) if judge is not None and rows else [None] * len(rows)
+    answer_judged = (check_answer_judge(rows, prompt_rows, judge, judged) if judge is not None and rows
+                     else [None] * len(rows))
     out = []
-    for pair, by_judge in zip(rows, judged, strict=True):
+    for pair, by_judge, answer_judge in zip(rows, judged, answer_judged, strict=True):
+        prompt = prompt_rows.get(pair["prompt_id"])
         verdicts = [check_hygiene(pair, lookup), check_score_order(pair, lookup),
-                    check_verifier(pair, prompt_rows.get(pair["prompt_id"]), verified)]
+                    check_verifier(pair, prompt, verified)]
         if pair["strategy"] == "reversal":
             verdicts.append(check_reversal(pair))
         if pair["strategy"] == "stepwise":
             verdicts.append(check_arithmetic(pair, checker))
         if by_judge is not None:
             verdicts.append(by_judge)
+        verdicts += [check_answer_verifier(pair, prompt, verified), check_answer_format(pair),
+                     check_answer_own_text(pair, prompt), check_answer_grounding(pair),
+                     check_answer_context(pair, tokens)]
+        if answer_judge is not None:
+            verdicts.append(answer_judge)
         out.extend(_row(pair["pair_id"], v, run_id, now) for v in verdicts)
     return schemas.conform("pair_audits", out)
 
@@ -320,38 +534,52 @@ def _row(pair_id: str, verdict: Verdict, run_id: str, now: datetime) -> dict:
 
 
 def overall_verdicts(audits: pl.DataFrame) -> pl.DataFrame:
-    """pair_id, verdict: over each pair's latest row per check (the pair_audit_verdicts view)."""
+    """pair_id, verdict, answer_verdict: over each pair's latest row per check (the
+    pair_audit_verdicts view; curate.audit_facts states the rules)."""
     latest = (audits.sort(["created_at", "audit_id"], descending=True)
               .unique(["pair_id", "check_name"], keep="first"))
+    answer = pl.col("check_name").str.starts_with(ANSWER_PREFIX)
     return (latest.group_by("pair_id").agg(
         (pl.col("verdict") == REFUTED).any().alias("_refuted"),
-        ((pl.col("verdict") == CONFIRMED) & pl.col("check_name").is_in(INDEPENDENT_CHECKS)).any().alias("_ok"))
+        ((pl.col("verdict") == CONFIRMED) & pl.col("check_name").is_in(INDEPENDENT_CHECKS)).any().alias("_ok"),
+        ((pl.col("verdict") == REFUTED) & answer).any().alias("_answer_refuted"),
+        ((pl.col("verdict") == CONFIRMED) & pl.col("check_name").is_in(ANSWER_CONFIRMING)).any().alias("_answer_ok"))
         .select("pair_id", pl.when("_refuted").then(pl.lit(REFUTED)).when("_ok").then(pl.lit(CONFIRMED))
-                .otherwise(pl.lit(UNCHECKABLE)).alias("verdict")).sort("pair_id"))
+                .otherwise(pl.lit(UNCHECKABLE)).alias("verdict"),
+                pl.when("_answer_refuted").then(pl.lit(REFUTED)).when("_answer_ok").then(pl.lit(CONFIRMED))
+                .otherwise(pl.lit(UNCHECKED)).alias("answer_verdict")).sort("pair_id"))
 
 
 def with_verdicts(pairs: pl.DataFrame, audits: pl.DataFrame | None) -> pl.DataFrame:
-    """The pairs with an `audit_verdict` column (null: not audited)."""
+    """The pairs with `audit_verdict` and `answer_verdict` columns (null: not audited)."""
+    pairs = pairs.drop("audit_verdict", "answer_verdict", strict=False)
     if audits is None or audits.is_empty():
-        return pairs.with_columns(pl.lit(None, dtype=pl.String).alias("audit_verdict"))
+        return pairs.with_columns(pl.lit(None, dtype=pl.String).alias("audit_verdict"),
+                                  pl.lit(None, dtype=pl.String).alias("answer_verdict"))
     verdicts = overall_verdicts(audits).rename({"verdict": "audit_verdict"})
-    return pairs.drop("audit_verdict", strict=False).join(verdicts, on="pair_id", how="left")
+    return pairs.join(verdicts, on="pair_id", how="left")
 
 
 def audit_summary(pairs: pl.DataFrame, audits: pl.DataFrame | None) -> pl.DataFrame:
-    """Per strategy: pairs, confirmed, refuted, uncheckable, unaudited (the pair_audit_summary view)."""
+    """Per strategy: pairs, confirmed, refuted, uncheckable, unaudited, and the answer-level
+    answer_confirmed, answer_refuted, answer_unchecked (the pair_audit_summary view)."""
     judged = pairs if "audit_verdict" in pairs.columns else with_verdicts(pairs, audits)
+    if "answer_verdict" not in judged.columns:
+        judged = judged.with_columns(pl.lit(None, dtype=pl.String).alias("answer_verdict"))
+    audited = pl.col("audit_verdict").is_not_null()
     return (judged.group_by("strategy").agg(
         pl.len().cast(pl.Int64).alias("pairs"),
         *[(pl.col("audit_verdict") == v).sum().cast(pl.Int64).alias(v) for v in VERDICTS],
-        pl.col("audit_verdict").is_null().sum().cast(pl.Int64).alias("unaudited"))
+        pl.col("audit_verdict").is_null().sum().cast(pl.Int64).alias("unaudited"),
+        *[(audited & (pl.col("answer_verdict").fill_null(UNCHECKED) == v)).sum().cast(pl.Int64).alias(f"answer_{v}")
+          for v in ANSWER_VERDICTS])
         .sort("strategy"))
 
 
 AUDIT_CHUNK_PAIRS = 20_000  # pairs read, checked and committed at a time (each chunk reads prompts and scores)
 
 
-def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False) -> dict:
+def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False, tokens: PairTokens | None = None) -> dict:
     """Audit the lake's pairs (only those with no row of this audit version, when asked) and
     commit the rows, AUDIT_CHUNK_PAIRS pairs at a time; returns {"audited", "rows_new", "summary"}
     (summary: the pair_audit_summary view, over every pair). Most pairs have audit rows already, so
@@ -360,10 +588,10 @@ def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False) -> d
     todo = lake.query("SELECT pair_id FROM pairs" + (
         " ANTI JOIN (SELECT DISTINCT pair_id FROM pair_audits WHERE audit_version = ?) USING (pair_id)"
         if only_unaudited else "") + " ORDER BY pair_id", [AUDIT_VERSION] if only_unaudited else [])["pair_id"]
-    return _audit(lake, todo, run_id, judge, whole_lake=True)
+    return _audit(lake, todo, run_id, judge, whole_lake=True, tokens=tokens)
 
 
-def audit_run(lake, run_id: str, judge=None) -> dict:
+def audit_run(lake, run_id: str, judge=None, tokens: PairTokens | None = None) -> dict:
     """A run's audit: the pairs of this run and of runs that stopped before their end (interrupted or
     failed: their pairs stay theirs when a later run finds them stored) that have no audit yet. It
     reads no other pair, so it costs the same whatever the lake holds; `curate audit` re-audits the
@@ -373,18 +601,18 @@ def audit_run(lake, run_id: str, judge=None) -> dict:
     # the runs as constants: the scan of pairs skips the files of every other run
     todo = lake.query(f"""SELECT pair_id FROM (SELECT pair_id FROM pairs WHERE run_id IN ({', '.join('?' * len(runs))}))
                           ANTI JOIN pair_audit_facts USING (pair_id) ORDER BY pair_id""", runs)["pair_id"]
-    return _audit(lake, todo, run_id, judge, runs=runs)
+    return _audit(lake, todo, run_id, judge, runs=runs, tokens=tokens)
 
 
 def _audit(lake, todo: pl.Series, run_id: str, judge, whole_lake: bool = False,
-           runs: list[str] | None = None) -> dict:
+           runs: list[str] | None = None, tokens: PairTokens | None = None) -> dict:
     added = 0
     for start in range(0, todo.len(), AUDIT_CHUNK_PAIRS):
         pairs = lake.rows_where_in("pairs", "pair_id", todo.slice(start, AUDIT_CHUNK_PAIRS).to_list(), runs=runs)
         candidate_ids = sorted(set(pairs["chosen_id"].to_list()) | set(pairs["rejected_id"].to_list()))
         prompts = lake.rows_where_in("prompts", "prompt_id", pairs["prompt_id"].unique().to_list())
         scores = lake.rows_where_in("scores", "candidate_id", candidate_ids)
-        rows = audit_pairs(pairs, prompts, scores, run_id, judge)
+        rows = audit_pairs(pairs, prompts, scores, run_id, judge, tokens)
         added += lake.commit({"pair_audits": rows}, audit_facts_now=not whole_lake)["pair_audits"]
     if whole_lake and added:
         lake.rebuild_audit_facts()

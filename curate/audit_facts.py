@@ -2,13 +2,16 @@
 
 `pair_audit_facts` holds one row per audited pair: its verdict over its latest `pair_audits` row
 per check (curate.audit's rule: a refuting check refutes, an independent check confirms, else
-uncheckable), each check's latest verdict and the pair's strategy. `Lake.commit` keeps it current
+uncheckable), its answer verdict over the `answer_*` checks (refuted if one refutes, confirmed if
+`answer_verifier` or `answer_judge` confirms, else unchecked), each check's latest verdict and the
+pair's strategy. `Lake.commit` keeps it current
 in the snapshot that adds audit rows: the pairs' old rows are deleted and recomputed from all their
 audit rows. Pairs audited for the first time (every pair of a nightly run) need no read of older
 audit rows, so a night's audit costs the same whatever the lake holds. The views then count these
 rows instead of grouping every audit row (curate.views).
 
-A lake made before this table gets it, filled from every audit row, on its first writer open.
+A lake made before this table gets it, filled from every audit row, on its first writer open; one
+made before the answer verdict gets the column (null, read as unchecked) the same way.
 """
 
 from __future__ import annotations
@@ -16,17 +19,28 @@ from __future__ import annotations
 TABLE = "pair_audit_facts"
 # Only these can confirm a pair: hygiene and score_order re-read the strategy's own evidence.
 INDEPENDENT_CHECKS = ("verifier", "reversal", "arithmetic", "judge")
+# Checks of the answer (curate.answer_checks): is the chosen a sound answer to the prompt as the pair
+# states it? Their names start with ANSWER_PREFIX; only ANSWER_CONFIRMING ones can confirm an answer,
+# the others (format, own text, grounding, context) are necessary conditions that can only refute.
+ANSWER_PREFIX = "answer_"
+ANSWER_CONFIRMING = ("answer_verifier", "answer_judge")
+ANSWER_VERDICTS = ("confirmed", "refuted", "unchecked")
 
 
 def facts_sql(audits: str, pair_facts: str = "pair_facts") -> str:
     """pair_audit_facts rows of every pair in relation `audits` (pair_audits' columns): it must hold
     all of those pairs' audit rows. Strategies come from `pair_facts`, read for those pairs only."""
     independent = ", ".join(f"'{check}'" for check in INDEPENDENT_CHECKS)
+    confirming = ", ".join(f"'{check}'" for check in ANSWER_CONFIRMING)
+    answer = f"starts_with(l.check_name, '{ANSWER_PREFIX}')"
     return f"""
     SELECT l.pair_id, any_value(f.strategy) AS strategy,
            CASE WHEN bool_or(l.verdict = 'refuted') THEN 'refuted'
                 WHEN bool_or(l.verdict = 'confirmed' AND l.check_name IN ({independent})) THEN 'confirmed'
                 ELSE 'uncheckable' END AS verdict,
+           CASE WHEN bool_or(l.verdict = 'refuted' AND {answer}) THEN 'refuted'
+                WHEN bool_or(l.verdict = 'confirmed' AND l.check_name IN ({confirming})) THEN 'confirmed'
+                ELSE 'unchecked' END AS answer_verdict,
            count(*) AS checks,
            list({{'check_name': l.check_name, 'verdict': l.verdict}} ORDER BY l.check_name) AS check_verdicts,
            max(l.at) AS audited_at

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from curate import schemas
-from curate.audit import audit_lake, audit_summary, read_audits
+from curate.audit import PairTokens, audit_lake, audit_summary, read_audits
 from curate.card import CardContext
 from curate.config import DEMO_CONFIG, load_config
 from curate.env import apply_offline_env
@@ -147,19 +147,26 @@ def stats(data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
             "SELECT strategy, scorer, count(*) AS pairs, round(avg(margin), 3) AS mean_margin, "
             "round(avg(length(chosen)) / nullif(avg(length(rejected)), 0), 3) AS length_ratio "
             "FROM pairs GROUP BY ALL ORDER BY ALL"))
+        summary = _audit_summary(lake)
+        answers = [c for c in summary.columns if c.startswith("answer_")]
         console.print("pair audit per strategy (curate audit):")
-        _print_frame(_audit_summary(lake))
+        _print_frame(summary.drop(answers))
+        console.print("answer-level evidence per strategy (the chosen answer itself checked; unchecked: the pair "
+                      "rests on its strategy's claim alone; export --require answer keeps only confirmed):")
+        _print_frame(summary.select("strategy", "pairs", *answers))
 
 
 def _audit_summary(lake) -> pl.DataFrame:
     """The pair_audit_summary view; counted from the pairs on a lake no writer opened since the
-    audit's tables came (read-only, it has no view to read)."""
+    audit's tables (or the answer verdicts) came (read-only, it has no such view to read)."""
     if "pair_audit_facts" in lake.table_names():
         try:
-            return lake.query("SELECT * FROM pair_audit_summary ORDER BY strategy")
+            summary = lake.query("SELECT * FROM pair_audit_summary ORDER BY strategy")
+            if "answer_confirmed" in summary.columns:
+                return summary
         except duckdb.CatalogException:  # the table without the views: a writer stopped in between
             pass
-    return audit_summary(lake.query("SELECT strategy FROM pairs"), read_audits(lake))
+    return audit_summary(lake.query("SELECT pair_id, strategy FROM pairs"), read_audits(lake))
 
 
 @app.command()
@@ -193,6 +200,9 @@ def export(out: Path = typer.Argument(..., help="Output directory"),
            last_run: Optional[str] = typer.Option(None, "--to-run", help="Keep pairs up to this run"),
            keep_refuted: bool = typer.Option(False, "--keep-refuted", help="Keep pairs the audit refuted "
                                              "(left out and counted by default)"),
+           require: Optional[list[str]] = typer.Option(None, "--require", help="Evidence every exported pair "
+                                                       "must have (repeat): answer = answer-level evidence (the "
+                                                       "audit confirmed the chosen answer itself)"),
            push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also push to this Hub repo id"),
            data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
     """Export kept pairs with a dataset card (README.md with plots) for a trainer."""
@@ -202,14 +212,17 @@ def export(out: Path = typer.Argument(..., help="Output directory"),
         try:
             run_ids = runs_between(runs, first_run, last_run) if (first_run or last_run) else None
             options = ExportOptions(format=format, style=style, test_fraction=test_fraction, strategies=strategy,
-                                    min_margin=min_margin, runs=run_ids, keep_refuted=keep_refuted)
+                                    min_margin=min_margin, runs=run_ids, keep_refuted=keep_refuted,
+                                    require=tuple(require or ()))
         except ValueError as exc:
             raise UserError(str(exc)) from exc
         written = export_lake(lake, out, options, card_context=context)
     counts = ", ".join(f"{split} {n}" for split, n in written["counts"].items())
     console.print(f"exported {written['total']} pairs ({counts}) as {format}/{style} to {out}"
                   + (f"; {written['refuted_left_out']} refuted by the audit left out (--keep-refuted keeps them)"
-                     if written["refuted_left_out"] else ""))
+                     if written["refuted_left_out"] else "")
+                  + (f"; {written['answer_left_out']} without answer-level evidence left out (--require answer)"
+                     if written["answer_left_out"] else ""))
     if push_to_hub:
         push(out, push_to_hub)
         console.print(f"pushed to the Hub as {push_to_hub}")
@@ -219,20 +232,31 @@ def export(out: Path = typer.Argument(..., help="Output directory"),
 def audit(data_dir: Optional[Path] = DataDir,
           judge: Optional[str] = typer.Option(None, "--judge", help="A pairwise judge: \"embedded\" or a model "
                                               "directory (none by default)"),
-          judge_max_tokens: int = typer.Option(16, "--judge-max-tokens", help="The judge's reply length")):
+          judge_max_tokens: int = typer.Option(16, "--judge-max-tokens", help="The judge's reply length"),
+          max_pair_tokens: int = typer.Option(0, "--max-pair-tokens", min=0,
+                                              help="answer_context: prompt + each side must fit this many tokens "
+                                                   "of --tokenizer's chat template (0: not checked)"),
+          tokenizer: str = typer.Option("embedded", "--tokenizer", help="The model directory whose tokenizer "
+                                        "counts --max-pair-tokens (\"embedded\": SmolLM2-135M-Instruct)")):
     """Re-check every pair with evidence its strategy did not use; verdicts go to pair_audits."""
+    directory = _data_dir(data_dir)
+
+    def model_dir(name: str, option: str) -> Path:
+        path = (embedded_model_dir(Path(os.environ.get("CURATE_MODELS_DIR") or directory / "models"))
+                if name == "embedded" else Path(name))
+        if not path.is_dir():
+            raise UserError(f"{option}: no model directory at {path}")
+        return path
+
+    tokens = PairTokens(model_dir(tokenizer, "--tokenizer"), max_pair_tokens) if max_pair_tokens else None
     judge_model = None
     if judge is not None:
-        directory = _data_dir(data_dir)
-        path = (embedded_model_dir(Path(os.environ.get("CURATE_MODELS_DIR") or directory / "models"))
-                if judge == "embedded" else Path(judge))
-        if not path.is_dir():
-            raise UserError(f"--judge: no model directory at {path}")
+        path = model_dir(judge, "--judge")
         backend = VLLMBackend(EngineSettings(str(path), max_model_len=4096, kv_cache_memory_bytes=1 << 29))
         judge_model = PairwiseJudge(backend, JudgeSettings(max_tokens=judge_max_tokens, max_retries=1),
                                     label=backend.model_label.split("@")[0])
-    with open_lake(_data_dir(data_dir)) as lake:  # writable: an older lake gets its pair_audits table here
-        result = audit_lake(lake, f"audit-{uuid.uuid4().hex[:12]}", judge=judge_model)
+    with open_lake(directory) as lake:  # writable: an older lake gets its pair_audits table here
+        result = audit_lake(lake, f"audit-{uuid.uuid4().hex[:12]}", judge=judge_model, tokens=tokens)
     console.print(f"audited {result['audited']} pairs: {result['rows_new']} new verdicts")
     _print_frame(result["summary"])
 

@@ -21,6 +21,9 @@ from curate.score.registry import scorer_kind
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo" / "demo.toml"
 # Defaults that fit each task: long enough for a worked solution (truncation is recorded).
 DEFAULT_MAX_TOKENS = {"default": 1024, "math": 1024, "instruction": 768, "chat": 1024}
+# What an export may require of every pair (`export_require`, `curate export --require`): "answer" is
+# answer-level evidence, the audit's answer_verdict confirmed (curate.audit_facts).
+EXPORT_REQUIREMENTS = ("answer",)
 
 
 @dataclass
@@ -101,6 +104,9 @@ class AuditConfig:
     judge_max_tokens: int = 16
     judge_max_retries: int = 1
     judge_reply_prefix: str = ""  # e.g. "[[" to start a small judge's reply at its verdict
+    # answer_context: prompt + each side must fit this many tokens of the first generator's tokenizer
+    # (None: that generator's max_model_len; 0: not checked)
+    max_pair_tokens: int | None = None
 
 
 @dataclass
@@ -131,6 +137,7 @@ class RunConfig:
     scorers: list[ScorerConfig] = field(default_factory=list)
     pairs: list[PairSpec] = field(default_factory=list)
     export_path: str | None = None  # relative to the data dir unless absolute
+    export_require: list[str] = field(default_factory=list)  # EXPORT_REQUIREMENTS the run's export requires
     dedup: DedupConfig = field(default_factory=DedupConfig)  # [dedup]; its benchmarks decontaminate prompts
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     lake: LakeConfig = field(default_factory=LakeConfig)
@@ -228,6 +235,7 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         lake.data_path = str((base_dir / lake.data_path).resolve())
     config = _build(RunConfig, {**values, "inputs": inputs, "generators": generators, "sampling": sampling,
                                 "scorers": scorers, "pairs": pairs, "lake": lake}, "run")
+    config.export_require = _export_require(config.export_require)
     config.source_file = source_file
     return config
 
@@ -253,6 +261,11 @@ def _scorer(values: dict, index: int, base_dir: Path, generators: list) -> Score
 
 def _audit(values: dict, base_dir: Path, generators: list) -> AuditConfig:
     audit = _build(AuditConfig, values, "audit")
+    if audit.max_pair_tokens is not None and (isinstance(audit.max_pair_tokens, bool)
+                                              or not isinstance(audit.max_pair_tokens, int)
+                                              or audit.max_pair_tokens < 0):
+        raise UserError(f"config: audit.max_pair_tokens must be an integer >= 0 (0: not checked), "
+                        f"not {audit.max_pair_tokens!r}")
     if audit.judge is not None:
         if not isinstance(audit.judge, str) or not audit.judge.strip():
             raise UserError("config: audit.judge must be a model: \"generator\", a generator's name, "
@@ -263,6 +276,16 @@ def _audit(values: dict, base_dir: Path, generators: list) -> AuditConfig:
         if audit.judge not in named and not Path(audit.judge).is_absolute():
             audit.judge = str((base_dir / audit.judge).resolve())
     return audit
+
+
+def _export_require(value) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UserError(f"config: export_require must be a list of strings, e.g. [\"answer\"] (got {value!r})")
+    unknown = [v for v in value if v not in EXPORT_REQUIREMENTS]
+    if unknown:
+        raise UserError(f"config: export_require: unknown requirement {unknown[0]!r} "
+                        f"(known: {', '.join(EXPORT_REQUIREMENTS)})")
+    return list(dict.fromkeys(value))
 
 
 def _runner(values: dict) -> RunnerConfig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from curate.audit import audit_judge
+from curate.audit import PairTokens, audit_judge
 from curate.config import GeneratorConfig, RunConfig
 from curate.generate import Backend, SamplingSettings
 from curate.generate.openai_backend import OpenAIBackend
@@ -80,6 +80,20 @@ class Engines:
     def audit_judge(self):
         """The [audit] pairwise judge, or None."""
         return audit_judge(self.config.audit, self.scoring_backend)
+
+    def pair_tokens(self) -> PairTokens | None:
+        """The answer_context check's counter: the first local generator's tokenizer and
+        [audit] max_pair_tokens (default: that generator's max_model_len); None when it is 0 or
+        no generator runs a local model."""
+        local = [g for g in self.config.generators if g.backend != "openai"]
+        limit = self.config.audit.max_pair_tokens
+        if not local or limit == 0:
+            return None
+        generator = local[0]
+        model_dir = self.model_path(generator.model)
+        if not (model_dir / "tokenizer_config.json").is_file() and not (model_dir / "tokenizer.json").is_file():
+            return None
+        return PairTokens(model_dir, limit or generator.max_model_len)
 
     def sampling_for_task(self, task: str, generator: GeneratorConfig | None = None) -> SamplingSettings:
         """[sampling] for one task, with the generator's own n, temperature and top_p where it sets them."""

@@ -266,6 +266,8 @@ class Lake:
     def _create_tables(self) -> None:
         existing = self.table_names()
         missing = [t for t in schemas.TABLES if t not in existing]
+        if audit_facts.TABLE in existing:
+            self._add_missing_columns(audit_facts.TABLE)
         if not missing:
             return
         self.con.execute("BEGIN")
@@ -279,6 +281,20 @@ class Lake:
         if audit_facts.TABLE in missing and "pair_audits" in existing:
             self.con.execute(audit_facts.backfill_sql(LAKE_ALIAS))
         self.con.execute("COMMIT")
+
+    def _add_missing_columns(self, table: str) -> None:
+        """Columns the declaration gained since the lake was made, added as nulls (one snapshot)."""
+        have = {r[0] for r in self.con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ?",
+            [LAKE_ALIAS, table]).fetchall()}
+        declared = schemas.table(table)
+        added = [f for f in declared.fields if f.name not in have]
+        if not added:
+            return
+        with self.transaction():
+            for field in added:
+                self.con.execute(f"ALTER TABLE {LAKE_ALIAS}.{table} ADD COLUMN {field.name} "
+                                 f"{schemas._parse(field.type)[1]}")
 
     def _create_views(self) -> None:
         """Create the analyst views; replace them all (one snapshot) when their definitions

@@ -45,14 +45,22 @@ def views() -> dict[str, str]:
         # The pair audit (curate.audit): each pair's verdict over its latest row per check, as
         # pair_audit_facts holds it (curate.audit_facts), and per strategy.
         "pair_audit_verdicts": """
-        SELECT pair_id, verdict, checks FROM pair_audit_facts""",
+        SELECT pair_id, verdict, coalesce(answer_verdict, 'unchecked') AS answer_verdict, checks
+        FROM pair_audit_facts""",
+        # answer_*: the answer-level verdicts (is the chosen a sound answer to the prompt as stated?)
         "pair_audit_summary": """
         SELECT s.strategy, s.pairs, coalesce(a.confirmed, 0) AS confirmed, coalesce(a.refuted, 0) AS refuted,
-               coalesce(a.uncheckable, 0) AS uncheckable, s.pairs - coalesce(a.audited, 0) AS unaudited
+               coalesce(a.uncheckable, 0) AS uncheckable, s.pairs - coalesce(a.audited, 0) AS unaudited,
+               coalesce(a.answer_confirmed, 0) AS answer_confirmed, coalesce(a.answer_refuted, 0) AS answer_refuted,
+               coalesce(a.answer_unchecked, 0) AS answer_unchecked
         FROM (SELECT strategy, count(*) AS pairs FROM pair_facts GROUP BY strategy) s
         LEFT JOIN (SELECT strategy, count(*) AS audited, count(*) FILTER (WHERE verdict = 'confirmed') AS confirmed,
                           count(*) FILTER (WHERE verdict = 'refuted') AS refuted,
-                          count(*) FILTER (WHERE verdict = 'uncheckable') AS uncheckable
+                          count(*) FILTER (WHERE verdict = 'uncheckable') AS uncheckable,
+                          count(*) FILTER (WHERE answer_verdict = 'confirmed') AS answer_confirmed,
+                          count(*) FILTER (WHERE answer_verdict = 'refuted') AS answer_refuted,
+                          count(*) FILTER (WHERE coalesce(answer_verdict, 'unchecked') = 'unchecked')
+                              AS answer_unchecked
                    FROM pair_audit_facts WHERE strategy IS NOT NULL GROUP BY strategy) a USING (strategy)""",
         "pair_audit_checks": """
         SELECT strategy, c.check_name, c.verdict, count(*) AS pairs

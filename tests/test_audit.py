@@ -136,7 +136,7 @@ def test_each_check_confirms_refutes_and_cannot_check(audited):
 
 
 def test_overall_verdicts_view_and_reaudit(lake):
-    overall = dict(overall_verdicts(lake.read("pair_audits")).iter_rows())
+    overall = dict(overall_verdicts(lake.read("pair_audits")).select("pair_id", "verdict").iter_rows())
     assert overall["math-ok"] == CONFIRMED and overall["code-ok"] == CONFIRMED and overall["rev-ok"] == CONFIRMED
     assert overall["math-stale"] == REFUTED and overall["math-tie"] == REFUTED and overall["identical"] == REFUTED
     assert overall["rev-bad"] == REFUTED
@@ -144,9 +144,9 @@ def test_overall_verdicts_view_and_reaudit(lake):
     view = dict(lake.query("SELECT pair_id, verdict FROM pair_audit_verdicts").iter_rows())
     assert view == overall
     summary = audit_summary(lake.read("pairs"), lake.read("pair_audits"))
-    view_summary = lake.query("SELECT strategy, pairs, confirmed, refuted, uncheckable, unaudited "
-                              "FROM pair_audit_summary ORDER BY strategy")
+    view_summary = lake.query("SELECT * FROM pair_audit_summary ORDER BY strategy")
     assert summary.to_dicts() == view_summary.to_dicts()
+    summary = summary.drop("answer_confirmed", "answer_refuted", "answer_unchecked")
     margin = next(r for r in summary.to_dicts() if r["strategy"] == "margin")
     assert margin == {"strategy": "margin", "pairs": 5, "confirmed": 2, "refuted": 2, "uncheckable": 1,
                       "unaudited": 0}
@@ -290,9 +290,11 @@ def test_curate_audit_on_a_lake_from_before_the_audit(tmp_path, curate_cli):
     with Lake(tmp_path / "lake", read_only=True) as lake:
         assert set(lake.read("pair_audits")["pair_id"]) == {"math-ok", "math-tie", "math-stale"}
         summary = lake.query("SELECT * FROM pair_audit_summary ORDER BY strategy").to_dicts()
-    assert summary == [{"strategy": "gt", "pairs": 1, "confirmed": 0, "refuted": 1, "uncheckable": 0, "unaudited": 0},
+    answers = {"answer_confirmed": 0, "answer_refuted": 0, "answer_unchecked": 1}  # the old prompts ask no format
+    assert summary == [{"strategy": "gt", "pairs": 1, "confirmed": 0, "refuted": 1, "uncheckable": 0, "unaudited": 0,
+                        **answers},
                        {"strategy": "margin", "pairs": 2, "confirmed": 1, "refuted": 1, "uncheckable": 0,
-                        "unaudited": 0}]
+                        "unaudited": 0, "answer_confirmed": 1, "answer_refuted": 0, "answer_unchecked": 1}]
     code, out, err = run("export", str(tmp_path / "out"), "--format", "jsonl")
     assert code == 0 and "2 refuted by the audit left out" in out, err + out
     assert len((tmp_path / "out" / "train.jsonl").read_text().splitlines()) == 1
@@ -337,11 +339,13 @@ def test_hygiene_and_score_order_alone_never_confirm(lake):
     audits = pl.DataFrame({"pair_id": [r[0] for r in rows], "check_name": [r[1] for r in rows],
                            "verdict": [r[2] for r in rows], "audit_id": [f"a{i}" for i in range(len(rows))],
                            "created_at": [datetime(2026, 1, 1, tzinfo=timezone.utc)] * len(rows)})
-    assert dict(overall_verdicts(audits).iter_rows()) == {
+    assert dict(overall_verdicts(audits).select("pair_id", "verdict").iter_rows()) == {
         "only-own": UNCHECKABLE, "with-verifier": CONFIRMED, "own-refutes": REFUTED}
     lake.con.register("_audits", audits.to_arrow())
     try:
         in_sql = lake.query(audit_facts.facts_sql("_audits"))  # what pair_audit_verdicts reads
     finally:
         lake.con.unregister("_audits")
-    assert dict(in_sql.select("pair_id", "verdict").iter_rows()) == dict(overall_verdicts(audits).iter_rows())
+    in_python = overall_verdicts(audits)
+    for column in ("verdict", "answer_verdict"):
+        assert dict(in_sql.select("pair_id", column).iter_rows()) == dict(in_python.select("pair_id", column).iter_rows())

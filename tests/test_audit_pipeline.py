@@ -42,6 +42,16 @@ def test_build_audits_pairs_with_the_configured_pairwise_judge(tmp_path, tiny_ge
     assert sorted(judged["pair_id"]) == sorted(pairs["pair_id"])  # the judge saw every pair, in both orders
     for detail in map(json.loads, judged["detail_json"]):
         assert detail["judge"] == "tiny" and {"chosen_first", "rejected_first"} <= set(detail)
+    # at the answer level: the same comparison (no constraints to strip from these prompts), and
+    # both sides measured in the generator's tokenizer against its max_model_len
+    answer_judged = audits.filter(audits["check_name"] == "answer_judge")
+    assert sorted(answer_judged["pair_id"]) == sorted(pairs["pair_id"])
+    by_pair = {row["pair_id"]: row["verdict"] for row in judged.iter_rows(named=True)}
+    assert all(by_pair[row["pair_id"]] == row["verdict"] for row in answer_judged.iter_rows(named=True))
+    context = audits.filter(audits["check_name"] == "answer_context")
+    assert sorted(context["pair_id"]) == sorted(pairs["pair_id"])
+    for detail in map(json.loads, context["detail_json"]):
+        assert detail["max_pair_tokens"] == 512 and 0 < detail["chosen_tokens"] <= 512
     verifier = audits.filter(audits["check_name"] == "verifier")
     assert set(verifier["verdict"]) == {"confirmed"}  # the reference is right, the random answers wrong
     assert state.audit["gt"]["pairs"] == 2 and state.audit["gt"]["confirmed"] + state.audit["gt"]["refuted"] == 2

@@ -38,7 +38,10 @@ FORMER = {
     SELECT pair_id, CASE WHEN bool_or(verdict = 'refuted') THEN 'refuted'
                          WHEN bool_or(verdict = 'confirmed' AND check_name IN
                                       ('verifier', 'reversal', 'arithmetic', 'judge')) THEN 'confirmed'
-                         ELSE 'uncheckable' END AS verdict, count(*) AS checks
+                         ELSE 'uncheckable' END AS verdict,
+           CASE WHEN bool_or(verdict = 'refuted' AND starts_with(check_name, 'answer_')) THEN 'refuted'
+                WHEN bool_or(verdict = 'confirmed' AND check_name IN ('answer_verifier', 'answer_judge'))
+                THEN 'confirmed' ELSE 'unchecked' END AS answer_verdict, count(*) AS checks
     FROM (SELECT * FROM pair_audits QUALIFY row_number() OVER (
               PARTITION BY pair_id, check_name ORDER BY created_at DESC, audit_id DESC) = 1)
     GROUP BY pair_id""",
@@ -52,7 +55,10 @@ FORMER["pair_audit_summary"] = f"""
     SELECT p.strategy, count(*) AS pairs, count(*) FILTER (WHERE v.verdict = 'confirmed') AS confirmed,
            count(*) FILTER (WHERE v.verdict = 'refuted') AS refuted,
            count(*) FILTER (WHERE v.verdict = 'uncheckable') AS uncheckable,
-           count(*) FILTER (WHERE v.verdict IS NULL) AS unaudited
+           count(*) FILTER (WHERE v.verdict IS NULL) AS unaudited,
+           count(*) FILTER (WHERE v.answer_verdict = 'confirmed') AS answer_confirmed,
+           count(*) FILTER (WHERE v.answer_verdict = 'refuted') AS answer_refuted,
+           count(*) FILTER (WHERE v.answer_verdict = 'unchecked') AS answer_unchecked
     FROM pairs p LEFT JOIN ({FORMER["pair_audit_verdicts"]}) v USING (pair_id) GROUP BY p.strategy"""
 
 
@@ -106,7 +112,7 @@ def _night(rng: random.Random, run: str, prompts: int, offset: int) -> dict[str,
                 "margin": None if rng.random() < 0.1 else rng.uniform(0, 3), "dedup_key": pair_id, "run_id": run,
                 "created_at": NOW})
             for a in range(rng.randint(0, 3)):
-                check = rng.choice(["verifier", "hygiene", "judge"])
+                check = rng.choice(["verifier", "hygiene", "judge", "answer_verifier", "answer_format"])
                 rows["pair_audits"].append({
                     "audit_id": f"{pair_id}-a{a}", "pair_id": pair_id, "check_name": check,
                     "verdict": rng.choice(["confirmed", "refuted", "uncheckable"]), "audit_version": "1",
@@ -209,3 +215,26 @@ def test_a_lake_from_before_the_facts_gets_them_on_open(lake):
             "SELECT count(DISTINCT pair_id) AS n FROM pair_audits")["n"][0] > 0
         assert {name: _rows(reopened, sql) for name, sql in FORMER.items()} == former
         assert_views_equal_former(reopened)
+
+
+def test_audit_facts_from_before_the_answer_verdict_get_the_column_on_open(lake):
+    """A lake whose pair_audit_facts has no answer_verdict (curate before the answer checks): the
+    next writer adds it, null, which the views read as unchecked; its next audit rows fill it."""
+    root = lake.root
+    claim_level = _rows(lake, "SELECT pair_id, verdict, checks FROM pair_audit_verdicts")
+    with lake.transaction():
+        lake.con.execute("ALTER TABLE lake.pair_audit_facts DROP COLUMN answer_verdict")
+    lake.close()
+    with Lake(root) as reopened:
+        assert reopened.query("SELECT count(*) AS n FROM pair_audit_facts WHERE answer_verdict IS NULL")["n"][0] \
+            == reopened.count("pair_audit_facts") > 0
+        assert _rows(reopened, "SELECT pair_id, verdict, checks FROM pair_audit_verdicts") == claim_level
+        summary = reopened.query("SELECT sum(answer_unchecked) AS u, sum(pairs - unaudited) AS audited "
+                                 "FROM pair_audit_summary")
+        assert summary["u"][0] == summary["audited"][0]
+        pair_id = reopened.query("SELECT pair_id FROM pair_audit_facts ORDER BY pair_id LIMIT 1")["pair_id"][0]
+        reopened.commit({"pair_audits": [{
+            "audit_id": f"{pair_id}-answer", "pair_id": pair_id, "check_name": "answer_format", "verdict": "refuted",
+            "audit_version": "1", "run_id": "r9", "created_at": NOW + timedelta(hours=1)}]})
+        row = reopened.query(f"SELECT verdict, answer_verdict FROM pair_audit_verdicts WHERE pair_id = '{pair_id}'")
+        assert row.row(0) == ("refuted", "refuted")

@@ -45,11 +45,14 @@ def audit(context: RunContext, state: RunState) -> None:
     """Re-check the run's pairs (and those of runs that stopped early) not audited yet
     (curate.audit.audit_run); refuted pairs stay out of exports."""
     began = time.monotonic()
-    result = audit_run(context.lake, state.run_id, judge=context.engines.audit_judge())
+    result = audit_run(context.lake, state.run_id, judge=context.engines.audit_judge(),
+                       tokens=context.engines.pair_tokens())
     state.audit = {row["strategy"]: row for row in result["summary"].to_dicts()}
     state.add("pairs_audited", result["audited"])
     refuted = sum(row["refuted"] for row in state.audit.values())
-    log(f"audit: {result['audited']} pairs checked, {result['rows_new']} verdicts new; {refuted} pairs refuted")
+    answer = {v: sum(row.get(f"answer_{v}", 0) for row in state.audit.values()) for v in ("confirmed", "refuted")}
+    log(f"audit: {result['audited']} pairs checked, {result['rows_new']} verdicts new; {refuted} pairs refuted; "
+        f"answers: {answer['confirmed']} confirmed, {answer['refuted']} refuted")
     state.took("audit", time.monotonic() - began)
 
 
@@ -66,11 +69,15 @@ def export(context: RunContext, state: RunState) -> None:
     snapshot = context.lake.snapshot_id()
     # streamed from the lake in batches; the card reads the scores of the exported pairs only
     card = CardContext(runs=context.lake.read("runs"), as_of=snapshot, source=context.lake.location)
-    written = export_lake(context.lake, out, ExportOptions(), card_context=card)  # a DatasetDict + README card
+    options = ExportOptions(require=tuple(context.config.export_require))  # export_require = ["answer"]
+    written = export_lake(context.lake, out, options, card_context=card)  # a DatasetDict + README card
     state.export_path = str(out)
     state.add("pairs_exported", written["total"])
     state.add("pairs_refuted_left_out", written["refuted_left_out"])
-    log(f"export: {written['total']} pairs to {out} ({written['refuted_left_out']} refuted left out)")
+    state.add("pairs_answer_left_out", written["answer_left_out"])
+    log(f"export: {written['total']} pairs to {out} ({written['refuted_left_out']} refuted left out"
+        + (f", {written['answer_left_out']} without answer-level evidence left out" if options.require else "")
+        + ")")
     state.took("export", time.monotonic() - began)
 
 
