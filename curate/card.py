@@ -2,8 +2,9 @@
 
 `write_dataset_card(pairs, scores, runs, out_dir)` writes README.md: YAML front matter in the form
 the Hugging Face Hub reads (`configs` with one `data_files` entry per split), then counts per split
-and strategy, models, scorers, margins, lengths, verifier agreement per strategy and lineage (run
-ids, code versions, config hashes, the lake snapshot). Two PNGs are saved next to it and linked:
+and strategy, models, scorers, margins, lengths, verifier agreement per strategy, the audit per strategy
+(claim-level verdicts and answer-level evidence) and lineage (run ids, code versions, config
+hashes, the lake snapshot). Two PNGs are saved next to it and linked:
 `margins.png` (margin histogram per strategy) and `lengths.png` (chosen and rejected lengths, and
 their ratio). `curate.report` draws the same figures for the whole lake.
 
@@ -39,6 +40,17 @@ AGREEMENT_TEXT = ("Share of pairs whose chosen response a verifier scores strict
                   "agreement. n/a: no verifier applies.")
 AGREEMENT_HEADERS = {"pairs": "pairs checked", "agree": "chosen > rejected", "tie": "tie",
                      "disagree": "chosen < rejected"}
+ANSWER_COLUMNS = ("answer_confirmed", "answer_refuted", "answer_unchecked")  # curate.audit.audit_summary's
+ANSWER_TEXT = ("Answer-level evidence: a check of the chosen answer itself against the prompt as the pair states "
+               "it (its task's verifier passed in full, or a judge model on the request without its constraints), "
+               "beyond the strategy's claim that the chosen beats the rejected. Checks that need no model (the "
+               "requested format, constraints met by the answer's own words, grounding in the source, the context "
+               "length) can refute an answer but not confirm it. Without a judge model (`[audit] judge`, `curate "
+               "audit --judge`), instruction-following and free-text pairs (reversal, margin on constraints or a "
+               "judge's ratings, short_to_long, code_evolution commits, stepwise) rest on their claim alone; the "
+               "demo's 135M model is too weak to serve as that judge.")
+ANSWER_HEADERS = {"answer_confirmed": "answer-level evidence", "answer_refuted": "refuted at the answer level",
+                  "answer_unchecked": "claim alone (unchecked)"}
 
 
 @dataclass
@@ -386,7 +398,7 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
                        candidates: pl.DataFrame | None = None, models: list[str] | None = None,
                        options=None, data_files: dict[str, str] | None = None,
                        name: str | None = None, as_of: int | None = None, audit: pl.DataFrame | None = None,
-                       refuted_left_out: int = 0) -> Path:
+                       refuted_left_out: int = 0, answer_left_out: int = 0) -> Path:
     """Write README.md (and margins.png, lengths.png) into out_dir; returns the README's path.
 
     pairs: the exported pairs (rows of `pairs`, optionally with the `split` column that
@@ -396,7 +408,8 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
     options: the ExportOptions used (format, style and filters are shown).
     data_files: split -> path pattern for the front matter (default: train.jsonl / test.jsonl).
     audit: the pair audit per strategy over the selected pairs (curate.audit.audit_summary), with
-        `refuted_left_out` of them left out of the export; None: not audited.
+        `refuted_left_out` of them left out of the export, and `answer_left_out` more left out for
+        want of answer-level evidence (options.require names "answer"); None: not audited.
     """
     context = context or CardContext()
     candidates = candidates if candidates is not None else context.candidates
@@ -486,14 +499,28 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
     parts.append(markdown_table(agreement, AGREEMENT_HEADERS) + "\n")
 
     parts.append("## Audit\n")
+    require = tuple(getattr(options, "require", ()) or ())
+    required = (f"This export used `{' '.join(f'--require {r}' for r in require)}`"
+                if require else "This export used no `--require`")
     if audit is None:
-        parts.append("The pairs were not audited (curate audit).\n")
+        parts.append("The pairs were not audited (curate audit). " + required
+                     + (f": {answer_left_out} pairs without answer-level evidence were left out.\n"
+                        if "answer" in require else ".\n"))
     else:
         parts.append("Every pair re-checked with evidence its strategy did not use (curate.audit): refuted if any "
                      "check refutes it, confirmed if one confirms and none refutes, else uncheckable. "
                      + (f"{refuted_left_out} refuted pairs were left out of this export."
                         if refuted_left_out else "No refuted pair was left out.") + "\n")
-        parts.append(markdown_table(audit) + "\n")
+        parts.append(markdown_table(audit.drop(ANSWER_COLUMNS, strict=False)) + "\n")
+        parts.append("### Answer-level evidence\n")
+        parts.append(ANSWER_TEXT + " " + required
+                     + (f": only pairs with answer-level evidence were exported, {answer_left_out} without it were "
+                        "left out." if "answer" in require else ": pairs resting on their claim alone are included.")
+                     + " Counts are over the selected pairs before anything was left out; unaudited pairs count in "
+                     "none of these columns.\n")
+        answers = audit.select("strategy", "pairs", *[
+            (pl.col(c) if c in audit.columns else pl.lit(0, pl.Int64)).alias(c) for c in ANSWER_COLUMNS])
+        parts.append(markdown_table(answers, ANSWER_HEADERS) + "\n")
 
     parts.append("## Lineage\n")
     filters = []
@@ -504,6 +531,8 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
             filters.append(f"margin ≥ {options.min_margin:g}")
         if getattr(options, "runs", None) is not None:
             filters.append(f"runs = {', '.join(options.runs)}")
+        if getattr(options, "require", None):
+            filters.append(f"required: {', '.join(options.require)}")
     parts.append(f"Lake snapshot: {as_of if as_of is not None else 'not recorded'}. "
                  f"Filters: {'; '.join(filters) if filters else 'none'}.\n")
     parts.append(markdown_table(lineage(pairs, runs), {"started_at": "started (UTC)",

@@ -67,12 +67,15 @@ import pyarrow.parquet as pq
 from curate import schemas
 from curate.audit import audit_summary
 from curate.card import write_dataset_card
+from curate.config import EXPORT_REQUIREMENTS
 
 LINEAGE_COLUMNS = ["pair_id", "prompt_id", "strategy", "params_json", "scorer", "chosen_score",
                    "rejected_score", "margin", "weight", "details_json", "reason", "chosen_id", "rejected_id",
                    "run_id"]
 
 FORMATS = ("datasets", "jsonl", "parquet")
+# What `ExportOptions.require` may name (curate.config.EXPORT_REQUIREMENTS, shared with the run config).
+REQUIREMENTS = EXPORT_REQUIREMENTS
 STYLES = ("trl_conversational", "trl_standard", "openrlhf", "llamafactory")
 SPLITS = ("train", "test")
 
@@ -104,6 +107,9 @@ class ExportOptions:
         output directory's name).
     keep_refuted: keep pairs the audit refuted (an `audit_verdict` column on the pairs, see
         curate.audit.with_verdicts); by default they are left out and counted.
+    require: evidence a pair must have to be exported (REQUIREMENTS): "answer" keeps only pairs with
+        answer-level evidence (an `answer_verdict` of "confirmed"); the others are left out and
+        counted. Unaudited pairs have none.
     """
 
     format: str = "datasets"
@@ -114,6 +120,7 @@ class ExportOptions:
     runs: list[str] | None = None
     name: str | None = None
     keep_refuted: bool = False
+    require: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -129,6 +136,13 @@ class ExportOptions:
                 raise ValueError(f"{name} must be a list of strings, not one string")
             if value is not None:
                 setattr(self, name, list(value))
+        self.require = () if self.require is None else self.require
+        if isinstance(self.require, str):
+            raise ValueError("require must be a list of strings, not one string")
+        unknown = [r for r in self.require if r not in REQUIREMENTS]
+        if unknown:
+            raise ValueError(f"unknown export requirement {unknown[0]!r}; one of {', '.join(REQUIREMENTS)}")
+        self.require = tuple(dict.fromkeys(self.require))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +174,24 @@ def select_pairs(pairs: pl.DataFrame, options: ExportOptions | None = None) -> p
         pl.col("pair_id").map_elements(lambda pid: split_of(pid, fraction), return_dtype=pl.String)
         .alias("split")
     )
+
+
+def leave_out(pairs: pl.DataFrame, options: ExportOptions) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The pairs an export keeps, and how many each rule left out: {"refuted_left_out": pairs the
+    audit refuted (`audit_verdict`; none unless the column is there and keep_refuted is off),
+    "answer_left_out": of the rest, pairs without answer-level evidence (`answer_verdict` not
+    confirmed, a missing column included) when options.require names "answer", else 0}."""
+    counts = {"refuted_left_out": 0, "answer_left_out": 0}
+    if not options.keep_refuted and "audit_verdict" in pairs.columns:
+        refuted = pl.col("audit_verdict").fill_null("") == "refuted"
+        counts["refuted_left_out"] = pairs.filter(refuted).height
+        pairs = pairs.filter(~refuted)
+    if "answer" in options.require:
+        confirmed = (pl.col("answer_verdict").fill_null("") == "confirmed" if "answer_verdict" in pairs.columns
+                     else pl.lit(False))
+        counts["answer_left_out"] = pairs.filter(~confirmed).height
+        pairs = pairs.filter(confirmed)
+    return pairs, counts
 
 
 def runs_between(runs: pl.DataFrame, first: str | None = None, last: str | None = None) -> list[str]:
@@ -312,7 +344,8 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
 
     Returns {"out_dir", "format", "style", "files": {split: path}, "counts": {split: rows},
     "strategies": {split: {strategy: rows}}, "total", "card": path or None, "dataset_info": path or
-    None, "refuted_left_out": pairs the audit refuted that were left out}.
+    None, "refuted_left_out": pairs the audit refuted that were left out, "answer_left_out": pairs
+    left out for want of answer-level evidence (`require=("answer",)`; see `leave_out`)}.
     """
     options = options or ExportOptions()
     out_dir = Path(out_dir)
@@ -321,14 +354,8 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
     name = options.name or out_dir.name
 
     selected = select_pairs(pairs, options)
-    audit = None
-    refuted_left_out = 0
-    if "audit_verdict" in selected.columns:
-        audit = audit_summary(selected, None)
-        refuted = pl.col("audit_verdict").fill_null("") == "refuted"
-        refuted_left_out = 0 if options.keep_refuted else selected.filter(refuted).height
-        if not options.keep_refuted:
-            selected = selected.filter(~refuted)
+    audit = audit_summary(selected, None) if "audit_verdict" in selected.columns else None
+    selected, left_out = leave_out(selected, options)
     splits = ["train", "test"] if options.test_fraction > 0 else ["train"]
     tables = {split: to_style(selected.filter(pl.col("split") == split), options.style) for split in splits}
 
@@ -371,7 +398,7 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
         data_files = {split: _hub_data_path(out_dir, split, options.format) for split in splits}
         card = write_dataset_card(selected, card_context.scores, card_context.runs, out_dir,
                                   context=card_context, options=options, data_files=data_files, name=name,
-                                  audit=audit, refuted_left_out=refuted_left_out)
+                                  audit=audit, **left_out)
 
     counts = {split: tables[split].num_rows for split in splits}
     strategies = {
@@ -382,7 +409,7 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
     }
     return {"out_dir": out_dir, "format": options.format, "style": options.style, "files": files,
             "counts": counts, "strategies": strategies, "total": selected.height, "card": card,
-            "dataset_info": dataset_info, "refuted_left_out": refuted_left_out}
+            "dataset_info": dataset_info, **left_out}
 
 
 def _hub_data_path(out_dir: Path, split: str, fmt: str) -> str:

@@ -28,6 +28,7 @@ from curate.export import (
     ExportOptions,
     _clear_previous_export,
     _hub_data_path,
+    leave_out,
     select_pairs,
     style_schema,
     to_style,
@@ -36,7 +37,7 @@ from curate.export import (
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 # what the card reads of each exported pair besides the texts' lengths (kept for every pair)
 CARD_COLUMNS = ("pair_id", "prompt_id", "strategy", "scorer", "chosen_score", "rejected_score", "margin", "weight",
-                "chosen_id", "rejected_id", "run_id", "split", "audit_verdict")
+                "chosen_id", "rejected_id", "run_id", "split", "audit_verdict", "answer_verdict")
 
 
 def _selection_sql(lake, options: ExportOptions) -> tuple[str, list]:
@@ -51,11 +52,14 @@ def _selection_sql(lake, options: ExportOptions) -> tuple[str, list]:
         where.append("list_contains(?, p.run_id)")
         params.append(options.runs)
     try:
-        lake.con.execute("SELECT 1 FROM pair_audit_verdicts LIMIT 0")
-        verdict, join = "v.verdict", " LEFT JOIN pair_audit_verdicts v USING (pair_id)"
+        have = {c[0] for c in lake.con.execute("SELECT * FROM pair_audit_verdicts LIMIT 0").description}
     except duckdb.Error:  # a lake from before the audit
-        verdict, join = "NULL::VARCHAR", ""
-    sql = (f"SELECT p.*, {verdict} AS audit_verdict FROM pairs p{join}"
+        have = set()
+    verdict = "v.verdict" if "verdict" in have else "NULL::VARCHAR"
+    # a lake no writer opened since answer verdicts came has none: its pairs have no answer-level evidence
+    answer = "v.answer_verdict" if "answer_verdict" in have else "NULL::VARCHAR"
+    join = " LEFT JOIN pair_audit_verdicts v USING (pair_id)" if have else ""
+    sql = (f"SELECT p.*, {verdict} AS audit_verdict, {answer} AS answer_verdict FROM pairs p{join}"
            + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY p.pair_id")
     return sql, params
 
@@ -116,8 +120,7 @@ def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None,
             selected = select_pairs(pl.from_arrow(pa.Table.from_batches([batch])), options)
             lineage.append(selected.select(*CARD_COLUMNS, pl.col("chosen").str.len_chars().alias("chosen_chars"),
                                            pl.col("rejected").str.len_chars().alias("rejected_chars")))
-            if not options.keep_refuted:
-                selected = selected.filter(pl.col("audit_verdict").fill_null("") != "refuted")
+            selected, _ = leave_out(selected, options)
             for split in splits:
                 part = selected.filter(pl.col("split") == split)
                 if part.height:
@@ -131,12 +134,11 @@ def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None,
     every = pl.concat(lineage) if lineage else None
     if every is None:
         every = select_pairs(lake.query("SELECT * FROM pairs LIMIT 0").with_columns(
-            pl.lit(None, pl.String).alias("audit_verdict")), options).select(
+            pl.lit(None, pl.String).alias("audit_verdict"), pl.lit(None, pl.String).alias("answer_verdict")),
+            options).select(
             *CARD_COLUMNS, pl.lit(None, pl.UInt32).alias("chosen_chars"), pl.lit(None, pl.UInt32).alias("rejected_chars"))
     audit = audit_summary(every, None)
-    refuted = pl.col("audit_verdict").fill_null("") == "refuted"
-    refuted_left_out = 0 if options.keep_refuted else every.filter(refuted).height
-    kept = every if options.keep_refuted else every.filter(~refuted)
+    kept, left_out = leave_out(every, options)
 
     dataset_info = _write_dataset_info(out_dir, name, files) if options.style == "llamafactory" else None
     card = None
@@ -144,12 +146,12 @@ def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None,
         context = _card_context(lake, card_context, kept)
         data_files = {split: _hub_data_path(out_dir, split, options.format) for split in splits}
         card = write_dataset_card(kept, context.scores, context.runs, out_dir, context=context, options=options,
-                                  data_files=data_files, name=name, audit=audit, refuted_left_out=refuted_left_out)
+                                  data_files=data_files, name=name, audit=audit, **left_out)
     strategies = {split: dict(sorted(kept.filter(pl.col("split") == split).group_by("strategy").len().iter_rows()))
                   for split in splits}
     return {"out_dir": out_dir, "format": options.format, "style": options.style, "files": files,
             "counts": {split: writers[split].rows for split in splits}, "strategies": strategies,
-            "total": kept.height, "card": card, "dataset_info": dataset_info, "refuted_left_out": refuted_left_out}
+            "total": kept.height, "card": card, "dataset_info": dataset_info, **left_out}
 
 
 def _finish_files(writers: dict, out_dir: Path, options: ExportOptions, splits: list[str]) -> dict[str, Path]:

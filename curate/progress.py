@@ -84,6 +84,8 @@ def summary_table(state) -> Table:
         table.add_row("exported pairs", str(counts.get("pairs_exported", 0)), state.export_path)
         if counts.get("pairs_refuted_left_out"):
             table.add_row("  refuted by the audit, left out", str(counts["pairs_refuted_left_out"]), "")
+        if counts.get("pairs_answer_left_out"):
+            table.add_row("  without answer-level evidence, left out", str(counts["pairs_answer_left_out"]), "")
     if state.timings:
         table.caption = "seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in state.timings.items())
     return table

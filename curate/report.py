@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from curate.audit import audit_summary
 from curate.card import (
     AGREEMENT_HEADERS,
     AGREEMENT_TEXT,
+    ANSWER_HEADERS,
+    ANSWER_TEXT,
     empty_frame,
     length_figure,
     lineage,
@@ -91,6 +94,11 @@ def _frames(lake_frames: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
 
 def _esc(value) -> str:
     return html.escape("" if value is None else str(value))
+
+
+def _code_spans(text: str) -> str:
+    """Escaped text with its `code` spans (the card's markdown) as <code> elements."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _esc(text))
 
 
 def _format(value) -> tuple[str, bool]:
@@ -184,7 +192,8 @@ def write_report(lake_frames: dict[str, pl.DataFrame], out_path: Path | str, *, 
     section("audit", "Audit",
             "<p>Every pair re-checked with evidence its strategy did not use (curate audit): refuted if any check "
             "refutes it, confirmed if one confirms and none refutes, else uncheckable.</p>",
-            html_table(audit_summary(pairs, audits), empty="no pairs"),
+            "<p>" + _code_spans(ANSWER_TEXT + " `curate export --require answer` exports only pairs with it.") + "</p>",
+            html_table(audit_summary(pairs, audits), ANSWER_HEADERS, empty="no pairs"),
             "<h3>Per check</h3>", html_table(by_check, empty="not audited"))
 
     status = (scores.group_by("scorer", "status").len(name="scores").sort("scorer", "status"))
