@@ -116,27 +116,24 @@ def own_text_failures(answer: str, constraints: list[dict], prompt_text: str) ->
 # ----------------------------------------------------------------------------------------------
 # requested formats
 
-_ASKS_ANSWER_LINE = re.compile(r"(?:final answer|answer)\b[^.?!\n]{0,60}\bafter\s+['\"“]the answer is", re.IGNORECASE)
-_HAS_ANSWER_LINE = re.compile(r"\bthe (?:final )?answer is\b\s*[:\-]?\s*\$?\\?(?:boxed\{)?\s*-?[\w.]", re.IGNORECASE)
-_ASKS_CODE_BLOCK = re.compile(r"\b(?:in|inside|within|as) an? (?:python |markdown |fenced )?code block\b"
-                              r"|```", re.IGNORECASE)
-_HAS_CODE_BLOCK = re.compile(r"```")
+# name: (how a prompt asks for it, how an answer has it), case-insensitive; plain regexes that
+# Polars (Rust's regex) runs as they are, so the pairing rule applies them column-wise
+FORMATS = {
+    "answer_line": (r"(?:final answer|answer)\b[^.?!\n]{0,60}\bafter\s+['\"“]the answer is",
+                    r"\bthe (?:final )?answer is\b\s*[:\-]?\s*\$?\\?(?:boxed\{)?\s*-?[\w.]"),
+    "code_block": (r"\b(?:in|inside|within|as) an? (?:python |markdown |fenced )?code block\b|```", r"```"),
+}
+_COMPILED = {name: tuple(re.compile(p, re.IGNORECASE) for p in pair) for name, pair in FORMATS.items()}
 
 
 def requested_formats(prompt_text: str) -> list[str]:
     """The formats a prompt asks for in so many words: "answer_line", "code_block"."""
-    asked = []
-    if _ASKS_ANSWER_LINE.search(prompt_text):
-        asked.append("answer_line")
-    if _ASKS_CODE_BLOCK.search(prompt_text):
-        asked.append("code_block")
-    return asked
+    return [name for name, (asks, _) in _COMPILED.items() if asks.search(prompt_text)]
 
 
 def requested_format_failures(answer: str, prompt_text: str) -> list[str]:
     """The requested formats (requested_formats) the answer does not have."""
-    have = {"answer_line": _HAS_ANSWER_LINE, "code_block": _HAS_CODE_BLOCK}
-    return [name for name in requested_formats(prompt_text) if not have[name].search(answer)]
+    return [name for name in requested_formats(prompt_text) if not _COMPILED[name][1].search(answer)]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -316,3 +316,35 @@ def test_quality_needs_no_scorers_entry(tmp_path):
 
     with pytest.raises(UserError, match="quality scorer always runs"):
         parse_config({"inputs": [{"builtin": "ifeval", "limit": 1}], "scorers": [{"kind": "quality"}]}, tmp_path)
+
+
+# format ---------------------------------------------------------------------------------------
+ASKS_LINE = ("Tom has 3 apples and buys 2 more. How many apples does Tom have now? Give the final answer as a "
+             "number after 'The answer is'.")  # the demo's math prompts ask for it in so many words
+
+
+def test_a_chosen_lacks_no_format_its_prompt_asks_for():
+    prompts = prompts_frame([{"prompt_id": "p1", "content": ASKS_LINE}])
+    bare = "Tom has 3 + 2 = 5 apples."  # right, but not in the asked form: the demo's read found three
+    candidates = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": bare},
+                                   {"candidate_id": "b", "prompt_id": "p1", "text": GOOD},
+                                   {"candidate_id": "c", "prompt_id": "p1", "text": OTHER}])
+    scores = scores_frame([("a", "p1", "math_verify", 1.0), ("b", "p1", "math_verify", 1.0),
+                           ("c", "p1", "math_verify", 0.0)])
+    facts = rule.candidate_facts(prompts, candidates, scores)
+    assert dict(facts.select("candidate_id", "format_missing").iter_rows()) == {"a": True, "b": False, "c": False}
+    pairs = build_pairs("margin", prompts, candidates, scores, {"pairing": "all_pairs_above_margin"}, "r")
+    assert pairs["chosen_id"].to_list() == ["b"]  # a is right but never chosen; it may stand as nothing else
+    # a teacher sample without the line is refused as the chosen, and counted
+    teacher = candidates_frame([{"candidate_id": "t", "prompt_id": "p1", "text": bare, "model": "teacher@fp",
+                                 "sample_index": 0},
+                                {"candidate_id": "s", "prompt_id": "p1", "text": OTHER, "model": "student@fp",
+                                 "sample_index": 0}])
+    with rule.counting() as refused:
+        none = build_pairs("gt", prompts, teacher, scores_frame([("t", "p1", "math_verify", 1.0),
+                                                                 ("s", "p1", "math_verify", 0.0)]),
+                           {"mode": "teacher_student", "teacher": "teacher", "student": "student"}, "r")
+    assert none.is_empty() and refused == {"format_missing": 1}
+    # the rule holds only where the prompt asks: the same text answers a prompt that does not
+    plain = prompts_frame([{"prompt_id": "p1", "content": "Tom has 3 apples and buys 2 more. How many now?"}])
+    assert not rule.candidate_facts(plain, candidates, scores)["format_missing"].any()

@@ -11,8 +11,8 @@ verifier did not score ok (unscored, failed) is never rejected, nor one scoring 
 the reference). Candidates scoring >= `correct_min` are skipped unless `keep_correct` (which can
 only keep those below 1.0). Up to `max_pairs_per_prompt` candidates per prompt, the lowest-scored
 first (ties: smallest id). A candidate whose text equals the reference (outer whitespace aside)
-is never paired. `gated_rejected` (default true): a candidate gated by the quality scorer may
-be rejected.
+is never paired. `gated_rejected` (default false): a candidate gated by the quality scorer may
+be rejected only when it is true (a gated answer is too easy a negative).
 
 mode = "teacher_student" (PLaD): a candidate belongs to `teacher` (or `student`) when its
 `model` equals the name or starts with "<name>@". Per prompt, teacher sample i is paired with
@@ -21,7 +21,7 @@ candidates of one model and index: the smallest candidate id). The evidence is `
 by default the task's verifier (as above): a pair needs both ok scores and teacher > student
 (strictly; and >= student + `agree_min_margin`), margin = teacher - student; a task without a
 verifier and no agree_scorer gives no pairs. The pairing rule holds as everywhere: a gated
-teacher answer is never chosen (`gated_rejected`, default true, for the student's), and where
+teacher answer is never chosen (`gated_rejected`, default false, for the student's), and where
 the task has a verifier it must score the student ok and strictly below the teacher.
 Identical texts never pair.
 """

@@ -19,8 +19,8 @@ Options (MarginOptions; every key optional; anything else is a ValueError naming
   take part; a candidate gated by the quality scorer is never chosen; where the prompt's task has
   a verifier (math_verify, constraints, code_tests) a candidate it did not score ok is never
   rejected, and a pair also needs the verifier to score the rejected strictly below the chosen.
-  `gated_rejected` (default true): a gated candidate (truncated, degenerate) may be the rejected
-  when it scores lower; false keeps gated candidates out of pairs altogether.
+  `gated_rejected` (default false: a gated candidate, truncated or degenerate, is too easy a
+  negative); true lets it be the rejected when it scores lower.
 - `required_verifier` (a scorer name) with `required_verifier_min` (default 1.0): the chosen needs
   an ok score >= the min from that scorer. best_vs_*: a prompt whose best fails yields no pair
   (METHODS step 3); all_pairs: that chosen is skipped; length_control "closest": only passing

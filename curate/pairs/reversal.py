@@ -35,7 +35,7 @@ from it (a candidate it failed on takes no part). Rewritten-constraint scores ar
 1.0 for the chosen, strictly below for the rejected.
 
 Config: quality_scorer (scorer name for tie-breaks, default none), quality_scorer_version,
-gated_rejected (default true: a candidate gated by the quality scorer may be the rejected).
+gated_rejected (default false; true: a candidate gated by the quality scorer may be the rejected).
 """
 
 from __future__ import annotations

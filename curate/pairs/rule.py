@@ -16,6 +16,9 @@ its rejected on the evidence the strategy names.
   teach much (refused as "too_easy"); a strategy's `gated_rejected = true` opts in.
   Where a candidate has no quality row yet (a lake from before the scorer), its gates are
   computed here from its text and finish_reason, the same code.
+- Format: a chosen generation has the format its prompt asks for in so many words (a final "The
+  answer is" line, a code block: curate.answer_checks.FORMATS); a correct answer without it would
+  teach the model to ignore the request (a step-wise chosen, one step of an answer, is exempt).
 - Chosen and rejected differ (ids and text, outer whitespace aside).
 
 Strategies call `candidate_facts` once to keep ineligible candidates out of their pools and
@@ -31,6 +34,7 @@ from collections import Counter
 
 import polars as pl
 
+from curate.answer_checks import FORMATS
 from curate.pairs.rows import newest, row_for_row
 from curate.score.quality import NAME as QUALITY
 from curate.score.quality import quality_gates
@@ -42,6 +46,8 @@ REASONS = {
     "unscored": "a side has no ok score on the strategy's evidence (unscored or failed)",
     "tie": "chosen does not strictly beat rejected on the strategy's evidence",
     "gated_chosen": "the chosen is gated by the quality scorer",
+    "format_missing": "the chosen lacks a format its prompt asks for in so many words (a final 'The answer is' "
+                      "line, a code block)",
     "too_easy": "the rejected is gated by the quality scorer: too easy a negative (gated_rejected = false)",
     "rejected_unverified": "the task's verifier has no ok score for the rejected generation",
     "chosen_unverified": "the task's verifier has no ok score for the chosen",
@@ -107,9 +113,26 @@ def _quality_rows(pool: pl.DataFrame, scores: pl.DataFrame) -> tuple[pl.DataFram
     return pool, stored
 
 
+def _format_missing(pool: pl.DataFrame, prompts: pl.DataFrame) -> pl.Series:
+    """Per row of `pool` (prompt_id, text): the last user message asks for a format in so many words
+    (curate.answer_checks.FORMATS: a final "The answer is" line, a code block) that the text lacks."""
+    request = pl.col("messages").list.eval(
+        pl.element().filter(pl.element().struct.field("role") == "user").struct.field("content")).list.last()
+    asks = prompts.select("prompt_id", *[request.str.contains(f"(?i){pattern}").fill_null(False).alias(name)
+                                         for name, (pattern, _) in FORMATS.items()])
+    asks = asks.filter(pl.any_horizontal(*FORMATS))
+    if asks.is_empty():  # no prompt asks for a format: nothing to look for in the texts
+        return pl.repeat(False, pool.height, dtype=pl.Boolean, eager=True)
+    joined = pool.select("prompt_id", "text").join(asks.unique("prompt_id"), on="prompt_id", how="left",
+                                                   maintain_order="left")
+    return joined.select(pl.any_horizontal(*[pl.col(name).fill_null(False) & ~pl.col("text").str.contains(f"(?i){has}")
+                                             for name, (_, has) in FORMATS.items()]).alias("missing"))["missing"]
+
+
 def candidate_facts(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
                     versions: dict[str, str] | None = None, with_text: bool = False) -> pl.DataFrame:
-    """Per candidate with text: candidate_id, prompt_id, gated (bool), verifier (the task's, when it
+    """Per candidate with text: candidate_id, prompt_id, gated (bool), format_missing (bool: its prompt
+    asks for a format it lacks, see _format_missing), verifier (the task's, when it
     scored a candidate of this prompt, else null), verifier_ok (bool), verifier_score. A verifier
     counts with its newest row per candidate, or with the version `versions` names for it.
     `with_text`: also `text`, where the facts are exactly the candidates with text (no candidate
@@ -117,7 +140,8 @@ def candidate_facts(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.
     versions = versions or {}
     with_texts = candidates.filter(pl.col("text").is_not_null()) if candidates["text"].null_count() else candidates
     pool, stored = _quality_rows(with_texts.select("candidate_id", "prompt_id", "text", "finish_reason"), scores)
-    facts = pool.select("candidate_id", "prompt_id", _gated(pool, stored).alias("gated"))
+    facts = pool.select("candidate_id", "prompt_id", _gated(pool, stored).alias("gated"),
+                        _format_missing(pool, prompts).alias("format_missing"))
     one_per_prompt = prompts["prompt_id"].n_unique() == prompts.height
     verdicts = pl.concat([_latest(scores, name, versions.get(name)).with_columns(pl.lit(name).alias("verifier"))
                           for name in sorted(verifier_names())])
@@ -150,30 +174,35 @@ def _with_verifiers(facts: pl.DataFrame, prompts: pl.DataFrame, owners: pl.DataF
                                    pl.col("score").alias("verifier_score")),
                    on=["candidate_id", "verifier"], how="left", maintain_order="left"))
     ok = (pl.col("_status") == "ok") & pl.col("verifier_score").is_not_null()
-    return facts.select("candidate_id", "prompt_id", "gated", "verifier", ok.fill_null(False).alias("verifier_ok"),
+    return facts.select("candidate_id", "prompt_id", "gated", "format_missing", "verifier",
+                        ok.fill_null(False).alias("verifier_ok"),
                         pl.when(ok).then(pl.col("verifier_score")).alias("verifier_score"))
 
 
-def may_stand(side: str, gated_rejected: bool = False) -> pl.Expr:
+def may_stand(side: str, gated_rejected: bool = False, format_required: bool = True) -> pl.Expr:
     """Over candidate_facts' columns: the candidate may stand as `side` ("chosen" or "rejected")
     at all (see `eligible`)."""
     keep = pl.col("verifier").is_null() | pl.col("verifier_ok")
     if side == "chosen" or not gated_rejected:
         keep = keep & ~pl.col("gated")
+    if side == "chosen" and format_required:
+        keep = keep & ~pl.col("format_missing")
     return keep
 
 
-def eligible(facts: pl.DataFrame, side: str, gated_rejected: bool = False) -> pl.Series:
+def eligible(facts: pl.DataFrame, side: str, gated_rejected: bool = False, format_required: bool = True) -> pl.Series:
     """The candidate ids that may stand as `side` ("chosen" or "rejected") at all: not gated (a
-    rejected only with gated_rejected true), and verifier-scored ok where the task has one."""
-    return facts.filter(may_stand(side, gated_rejected))["candidate_id"]
+    rejected only with gated_rejected true), verifier-scored ok where the task has one, and as a
+    chosen with the format its prompt asks for (unless format_required is false: a step-wise
+    chosen is one step of an answer)."""
+    return facts.filter(may_stand(side, gated_rejected, format_required))["candidate_id"]
 
 
-SIDE_FACTS = ("gated", "verifier", "verifier_ok", "verifier_score")
+SIDE_FACTS = ("gated", "format_missing", "verifier", "verifier_ok", "verifier_score")
 
 
 def enforce(picks: pl.DataFrame, facts: pl.DataFrame | None, *, gated_rejected: bool = False,
-            scored: bool = True) -> pl.DataFrame:
+            scored: bool = True, format_required: bool = True) -> pl.DataFrame:
     """`picks` (chosen_id, rejected_id, chosen, rejected, chosen_score, rejected_score, ...) less
     every pick that breaks the rule, in their order; each refusal is counted under its first
     failing reason. A strategy that re-ran the task's verifier on the pair's own prompt (reversal
@@ -205,6 +234,7 @@ def enforce(picks: pl.DataFrame, facts: pl.DataFrame | None, *, gated_rejected: 
                                        | pl.col("chosen_score").is_nan() | pl.col("rejected_score").is_nan())),
         ("tie", pl.lit(scored) & ~(pl.col("chosen_score") > pl.col("rejected_score"))),
         ("gated_chosen", pl.col("gated__c").fill_null(False)),
+        ("format_missing", pl.lit(format_required) & pl.col("format_missing__c").fill_null(False)),
         ("too_easy", pl.lit(not gated_rejected) & pl.col("gated__r").fill_null(False)),
         ("rejected_unverified", rejected_generation & pl.col("verifier__r").is_not_null() & ~pl.col("verifier_ok__r")),
         ("chosen_unverified", rejected_generation & pl.col("verifier__r").is_not_null()

@@ -22,8 +22,8 @@ row's own question (all-MiniLM-L6-v2; measured recall on a labelled set in the t
 build: for each short prompt made with this config and each sample index i < n: chosen = its
 candidate i, rejected = candidate i of the same model on the long side. The pair's prompt is the
 long one. The pairing rule (curate/pairs/rule.py): identical texts never pair; a candidate the
-`quality` scorer gated is never a chosen, and a rejected only with `gated_rejected` (default
-true: a degenerate long-context answer is a fair rejected); with `judge_scorer` both sides need
+`quality` scorer gated is never a chosen, and a rejected only with `gated_rejected = true`
+(default false: a degenerate long-context answer is too easy a negative); with `judge_scorer` both sides need
 an ok score and the short answer must score strictly higher. details_json records the question, the
 chunk (text, start/end offsets in the document, sha256, index), both prompt ids, both context
 lengths.

@@ -214,7 +214,7 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
           run_id: str = "") -> pl.DataFrame:
     versions = {options.scorer: options.scorer_version} if options.scorer_version else None
     facts = rule.candidate_facts(prompts, candidates, scores, versions)
-    choosable = set(rule.eligible(facts, "chosen").to_list())
+    choosable = set(rule.eligible(facts, "chosen", format_required=False).to_list())  # a step, not an answer
     if options.prefer_shorter:
         picks = _recut_pairs(prompts, candidates, scores, choosable, options)
     else:
@@ -223,7 +223,7 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
         return empty_pairs()
     picks = pl.DataFrame(picks, schema=PICK_SCHEMA)
     if not options.prefer_shorter:
-        picks = rule.enforce(picks, facts)
+        picks = rule.enforce(picks, facts, format_required=False)
     return finish_pairs(picks, NAME, options_dict(options), run_id)
 
 
