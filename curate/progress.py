@@ -79,7 +79,9 @@ def summary_table(state) -> Table:
     for strategy, row in sorted(getattr(state, "audit", {}).items()):
         table.add_row(f"  audit: {strategy}", f"{row['pairs']} pairs",
                       f"{row['confirmed']} confirmed, {row['refuted']} refuted, {row['uncheckable']} uncheckable"
-                      + (f", {row['unaudited']} unaudited" if row.get("unaudited") else ""))
+                      + (f", {row['unaudited']} unaudited" if row.get("unaudited") else "")
+                      + (f"; answers: {row['answer_confirmed']} confirmed, {row['answer_refuted']} refuted, "
+                         f"{row['answer_unchecked']} unchecked" if "answer_confirmed" in row else ""))
     if state.export_path:
         table.add_row("exported pairs", str(counts.get("pairs_exported", 0)), state.export_path)
         if counts.get("pairs_refuted_left_out"):

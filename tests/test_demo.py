@@ -79,19 +79,29 @@ def test_demo_config_runs_end_to_end_and_second_run_adds_nothing(tmp_path):
         strategies = set(lake.query("SELECT DISTINCT strategy FROM pairs")["strategy"])
         scorers = set(lake.query("SELECT DISTINCT scorer FROM scores")["scorer"])
         audit = lake.query("SELECT * FROM pair_audit_summary").to_dicts()
-        # the claim of every pair: no tie, and no chosen the quality gates stopped
+        # the claim of every pair: no tie, and no chosen (nor, by default, rejected) the quality gates stopped
         ties = lake.query("SELECT count(*) AS n FROM pairs WHERE chosen_score <= rejected_score")["n"][0]
-        gated = lake.query("SELECT count(*) AS n FROM pairs p JOIN scores s ON s.candidate_id = p.chosen_id "
-                           "WHERE s.scorer = 'quality' AND s.score < 1")["n"][0]
+        gated = {side: lake.query(f"SELECT count(*) AS n FROM pairs p JOIN scores s ON s.candidate_id = p.{side}_id "
+                                  "WHERE s.scorer = 'quality' AND s.score < 1")["n"][0] for side in ("chosen", "rejected")}
+        answers = dict(lake.query("SELECT pair_id, answer_verdict FROM pair_audit_verdicts").iter_rows())
+        too_long = lake.query("SELECT count(*) AS n FROM pair_audits WHERE check_name = 'answer_context' "
+                              "AND verdict = 'refuted'")["n"][0]
+        reversal_prompts = lake.query("SELECT p.prompt, pr.messages FROM pairs p JOIN prompts pr USING (prompt_id) "
+                                      "WHERE p.strategy = 'reversal'").rows()
     assert original == samples
     assert derived.get("derived:stepwise", 0) > 0 and derived.get("derived:short_to_long", 0) > 0
     assert derived.get("derived:code_evolution", 0) > 0
     assert scorers == {"quality", "math_verify", "constraints", "code_tests", "judge:smollm2"}
-    assert {"gt", "reversal", "code_evolution"} <= strategies, strategies
-    assert ties == 0 and gated == 0
+    assert {"gt", "code_evolution"} <= strategies, strategies
+    assert ties == 0 and gated == {"chosen": 0, "rejected": 0}
     exported = datasets.load_from_disk(str(data / "export" / "demo"))["train"]
     assert sum(row["unaudited"] for row in audit) == 0  # the build audited every pair
-    assert len(exported) == counts["pairs"] - sum(row["refuted"] for row in audit)  # refuted ones left out
+    # the demo exports only pairs with answer-level evidence (export_require = ["answer"])
+    confirmed = {pair_id for pair_id, verdict in answers.items() if verdict == "confirmed"}
+    assert confirmed and set(exported["pair_id"]) == confirmed
+    assert too_long == 0  # commit pairs hold the edited region, not whole files
+    for rewritten, original in reversal_prompts:  # the rewritten constraints instead of the original ones
+        assert original[-1]["content"] not in rewritten[-1]["content"]
     assert {"prompt", "chosen", "rejected", "weight", "details_json"} <= set(exported.column_names)
 
     second = _run(config, data)
