@@ -26,7 +26,7 @@ def test_build_audits_pairs_with_the_configured_pairwise_judge(tmp_path, tiny_ge
         f'name = "audited"\nexport_path = "export/audited"\n\n[[inputs]]\npath = "{prompts}"\n\n'
         f'[generator]\nmodel = "{tiny_generator}"\nname = "tiny"\nmax_model_len = 512\n'
         "kv_cache_memory_bytes = 67108864\n\n[sampling]\nn = 2\n\n[sampling.max_tokens]\ndefault = 8\n\n"
-        '[[scorers]]\nkind = "math_verify"\n\n[[pairs]]\nstrategy = "gt"\nmode = "reference"\n\n'
+        '[[scorers]]\nkind = "math_verify"\n\n[[pairs]]\nstrategy = "gt"\nmode = "reference"\ngated_rejected = true\n\n'
         '[audit]\njudge = "generator"\njudge_max_tokens = 4\njudge_reply_prefix = "[["\n')
     pipeline = Pipeline(load_config(config), tmp_path / "data")
     try:
@@ -37,7 +37,8 @@ def test_build_audits_pairs_with_the_configured_pairwise_judge(tmp_path, tiny_ge
         pairs = lake.read("pairs")
         audits = lake.read("pair_audits")
         end = lake.snapshot_of_run(state.run_id)
-    assert pairs.height == 2  # per prompt, the reference over a wrong answer of a random model
+    # per prompt, the reference over a wrong answer of a random model (cut at 8 tokens: gated, so opted in)
+    assert pairs.height == 2
     judged = audits.filter(audits["check_name"] == "judge")
     assert sorted(judged["pair_id"]) == sorted(pairs["pair_id"])  # the judge saw every pair, in both orders
     for detail in map(json.loads, judged["detail_json"]):

@@ -348,3 +348,15 @@ def test_a_chosen_lacks_no_format_its_prompt_asks_for():
     # the rule holds only where the prompt asks: the same text answers a prompt that does not
     plain = prompts_frame([{"prompt_id": "p1", "content": "Tom has 3 apples and buys 2 more. How many now?"}])
     assert not rule.candidate_facts(plain, candidates, scores)["format_missing"].any()
+
+
+def test_gt_prefers_a_wrong_answer_in_the_asked_form():
+    prompts = prompts_frame([{"prompt_id": "p1", "content": ASKS_LINE,
+                              "reference_solution": "3 + 2 = 5. The answer is 5."}])
+    candidates = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": "Tom has 3 - 2 = 1 apple."},
+                                   {"candidate_id": "b", "prompt_id": "p1", "text": OTHER}])  # "The answer is 1."
+    scores = scores_frame([("a", "p1", "math_verify", 0.0), ("b", "p1", "math_verify", 0.0)])
+    pairs = build_pairs("gt", prompts, candidates, scores, {}, "r")
+    assert pairs["rejected_id"].to_list() == ["b"]  # a sorts first by id, but lacks the answer line
+    assert build_pairs("gt", prompts, candidates, scores, {"max_pairs_per_prompt": 2}, "r")["rejected_id"].to_list() \
+        == ["b", "a"]

@@ -16,10 +16,12 @@ pytestmark = pytest.mark.slow
 def _prompts(path):
     rows = [{"prompt": f"Add {i} and {i}.", "task": "math", "reference_answer": str(2 * i),
              "reference_solution": f"{i} + {i} = {2 * i}. The answer is {2 * i}."} for i in range(1, 4)]
-    rows += [{"prompt": f"Write about topic {i}.", "task": "instruction",
+    rows += [{"prompt": f"Write about topic {i}.", "task": "instruction", "base_prompt": f"Write about topic {i}.",
               "constraints": [{"type": "length_constraints:number_words",
                                "kwargs": {"relation": "less than", "num_words": words}},
-                              {"type": "punctuation:no_comma", "kwargs": {}}]}
+                              {"type": "punctuation:no_comma", "kwargs": {}},
+                              # no random reply has it: reversed, so a chosen that meets the others has a pair
+                              {"type": "keywords:existence", "kwargs": {"keywords": ["zebra"]}}]}
              for i, words in enumerate(range(4, 13))]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
@@ -42,8 +44,8 @@ def test_all_strategies_build_pairs_through_the_lake(tmp_path, tiny_generator):
         "pairs": [
             {"strategy": "margin", "scorer": "constraints", "min_margin": 0.1,
              "implicit_margin": {"policy": "logprob:policy", "reference": "logprob:ref", "beta": 0.1},
-             "keep_top_fraction": 0.5, "madpo": {"scale": 1.0}},
-            {"strategy": "reversal"},
+             "keep_top_fraction": 0.5, "madpo": {"scale": 1.0}, "gated_rejected": True},
+            {"strategy": "reversal", "gated_rejected": True},  # 12 random tokens: mostly cut at max_tokens
             {"strategy": "gt", "mode": "reference"},
             {"strategy": "gt", "mode": "teacher_student", "teacher": "teacher", "student": "student",
              "pairs_per_prompt": 2},

@@ -9,8 +9,10 @@ give no pairs. The reference counts as 1.0 (chosen_score), rejected_score is the
 and margin their difference. The pairing rule (curate/pairs/rule.py) holds: a candidate the
 verifier did not score ok (unscored, failed) is never rejected, nor one scoring 1.0 (a tie with
 the reference). Candidates scoring >= `correct_min` are skipped unless `keep_correct` (which can
-only keep those below 1.0). Up to `max_pairs_per_prompt` candidates per prompt, the lowest-scored
-first (ties: smallest id). A candidate whose text equals the reference (outer whitespace aside)
+only keep those below 1.0). Up to `max_pairs_per_prompt` candidates per prompt: those in the
+format the prompt asks for first (a wrong answer that ends "The answer is 98" differs from the
+reference in the answer; one without the line differs in the form, which a trainer learns
+instead), then the lowest-scored (ties: smallest id). A candidate whose text equals the reference (outer whitespace aside)
 is never paired. `gated_rejected` (default false): a candidate gated by the quality scorer may
 be rejected only when it is true (a gated answer is too easy a negative).
 
@@ -169,8 +171,14 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
     )
     facts = rule.candidate_facts(prompts, candidates, scores)
     picks = rule.enforce(picks, facts, gated_rejected=options.gated_rejected)
-    return (picks.sort(["prompt_id", "rejected_score", "rejected_id"])
-            .group_by("prompt_id", maintain_order=True).head(options.max_pairs_per_prompt))
+    # a wrong answer in the form the prompt asks for first: the pair then differs in the answer, not
+    # in the form (a reference with "The answer is" over answers without it teaches the line)
+    unformatted = facts.unique("candidate_id").select(pl.col("candidate_id").alias("rejected_id"),
+                                                       pl.col("format_missing").alias("_unformatted"))
+    picks = picks.join(unformatted, on="rejected_id", how="left", maintain_order="left").with_columns(
+        pl.col("_unformatted").fill_null(False))
+    return (picks.sort(["prompt_id", "_unformatted", "rejected_score", "rejected_id"])
+            .group_by("prompt_id", maintain_order=True).head(options.max_pairs_per_prompt).drop("_unformatted"))
 
 
 def _of_model(name: str) -> pl.Expr:
