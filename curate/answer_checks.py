@@ -120,7 +120,7 @@ def own_text_failures(answer: str, constraints: list[dict], prompt_text: str) ->
 # Polars (Rust's regex) runs as they are, so the pairing rule applies them column-wise
 FORMATS = {
     "answer_line": (r"(?:final answer|answer)\b[^.?!\n]{0,60}\bafter\s+['\"“]the answer is",
-                    r"\bthe (?:final )?answer is\b\s*[:\-]?\s*\$?\\?(?:boxed\{)?\s*-?[\w.]"),
+                    r"\bthe answer is\b\s*[:\-]?\s*\$?\\?(?:boxed\{)?\s*-?[\w.]"),
     "code_block": (r"\b(?:in|inside|within|as) an? (?:python |markdown |fenced )?code block\b|```", r"```"),
 }
 _COMPILED = {name: tuple(re.compile(p, re.IGNORECASE) for p in pair) for name, pair in FORMATS.items()}

@@ -36,7 +36,8 @@ def candidates_frame(rows):
     return pl.from_arrow(schemas.conform("candidates", [
         {"candidate_id": r["candidate_id"], "prompt_id": r["prompt_id"], "model": r.get("model", "gen@fp"),
          "sampling_json": "{}", "sample_index": r.get("sample_index", i), "seed": i, "text": r["text"],
-         "finish_reason": r.get("finish_reason", "stop"), "run_id": "r0", "created_at": NOW}
+         "finish_reason": r.get("finish_reason", "stop"), "cumulative_logprob": r.get("cumulative_logprob"),
+         "completion_tokens": r.get("completion_tokens"), "run_id": "r0", "created_at": NOW}
         for i, r in enumerate(rows)]))
 
 
@@ -358,5 +359,21 @@ def test_gt_prefers_a_wrong_answer_in_the_asked_form():
     scores = scores_frame([("a", "p1", "math_verify", 0.0), ("b", "p1", "math_verify", 0.0)])
     pairs = build_pairs("gt", prompts, candidates, scores, {}, "r")
     assert pairs["rejected_id"].to_list() == ["b"]  # a sorts first by id, but lacks the answer line
-    assert build_pairs("gt", prompts, candidates, scores, {"max_pairs_per_prompt": 2}, "r")["rejected_id"].to_list() \
-        == ["b", "a"]
+    assert set(build_pairs("gt", prompts, candidates, scores, {"max_pairs_per_prompt": 2}, "r")["rejected_id"]) \
+        == {"b", "a"}
+
+
+def test_gt_prefers_the_wrong_answer_the_model_found_likeliest():
+    """Of two wrong answers in the asked form, the one with the higher mean log-prob per token: the
+    demo's student wrote word salad at -7 to -9 nats a token, real attempts above -2.6."""
+    prompts = prompts_frame([{"prompt_id": "p1", "content": ASKS_LINE,
+                              "reference_solution": "3 + 2 = 5. The answer is 5."}])
+    salad = "Pick one of Tom's assigned an American emergency jumper. The answer is 32."
+    candidates = candidates_frame([
+        {"candidate_id": "a", "prompt_id": "p1", "text": salad, "cumulative_logprob": -120.0, "completion_tokens": 16},
+        {"candidate_id": "b", "prompt_id": "p1", "text": OTHER, "cumulative_logprob": -9.0, "completion_tokens": 18},
+        {"candidate_id": "c", "prompt_id": "p1", "text": "Tom has 4 apples. The answer is 4."}])  # not recorded
+    scores = scores_frame([(c, "p1", "math_verify", 0.0) for c in "abc"])
+    taken = [set(build_pairs("gt", prompts, candidates, scores, {"max_pairs_per_prompt": n}, "r")["rejected_id"])
+             for n in (1, 2, 3)]
+    assert taken == [{"b"}, {"b", "a"}, {"b", "a", "c"}]  # likeliest first; no log-prob known: last

@@ -9,10 +9,12 @@ give no pairs. The reference counts as 1.0 (chosen_score), rejected_score is the
 and margin their difference. The pairing rule (curate/pairs/rule.py) holds: a candidate the
 verifier did not score ok (unscored, failed) is never rejected, nor one scoring 1.0 (a tie with
 the reference). Candidates scoring >= `correct_min` are skipped unless `keep_correct` (which can
-only keep those below 1.0). Up to `max_pairs_per_prompt` candidates per prompt: those in the
-format the prompt asks for first (a wrong answer that ends "The answer is 98" differs from the
-reference in the answer; one without the line differs in the form, which a trainer learns
-instead), then the lowest-scored (ties: smallest id). A candidate whose text equals the reference (outer whitespace aside)
+only keep those below 1.0). Up to `max_pairs_per_prompt` candidates per prompt, the most plausible
+wrong answers first: those in the format the prompt asks for (a wrong answer that ends "The answer
+is 98" differs from the reference in the answer; one without the line differs in the form, which a
+trainer learns instead), then the likeliest under the model that wrote them (mean log-prob per
+token, from `cumulative_logprob`; word salad sits far below a real attempt; unknown last), then the
+lowest-scored (ties: smallest id). A candidate whose text equals the reference (outer whitespace aside)
 is never paired. `gated_rejected` (default false): a candidate gated by the quality scorer may
 be rejected only when it is true (a gated answer is too easy a negative).
 
@@ -55,7 +57,8 @@ class GtOptions:
     verifier_version: str | None = option(None, modes=REFERENCE, help="the verifier's version (one verifier only)")
     correct_min: float = option(1.0, modes=REFERENCE, help="a candidate scoring at least this is correct: skipped")
     keep_correct: bool = option(False, modes=REFERENCE, help="pair correct candidates too (those below 1.0)")
-    max_pairs_per_prompt: int = option(1, modes=REFERENCE, help="candidates paired per prompt, lowest scored first")
+    max_pairs_per_prompt: int = option(1, modes=REFERENCE, help="candidates paired per prompt, the most plausible "
+                                       "first: in the asked format, likeliest under their model, lowest scored")
     use_reference_answer: bool = option(
         False, modes=REFERENCE, help="a bare reference_answer stands in where there is no reference solution")
     teacher: str | None = option(None, modes=TEACHER_STUDENT, help="the teacher generator's name (required)")
@@ -171,14 +174,20 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
     )
     facts = rule.candidate_facts(prompts, candidates, scores)
     picks = rule.enforce(picks, facts, gated_rejected=options.gated_rejected)
-    # a wrong answer in the form the prompt asks for first: the pair then differs in the answer, not
-    # in the form (a reference with "The answer is" over answers without it teaches the line)
-    unformatted = facts.unique("candidate_id").select(pl.col("candidate_id").alias("rejected_id"),
-                                                       pl.col("format_missing").alias("_unformatted"))
-    picks = picks.join(unformatted, on="rejected_id", how="left", maintain_order="left").with_columns(
+    # the most plausible wrong answer first: in the form the prompt asks for (the pair then differs in
+    # the answer, not in a missing "The answer is" line, which a trainer would learn instead), then
+    # the one the model found likeliest (mean log-prob per token: word salad scores far below)
+    plausible = (facts.unique("candidate_id")
+                 .select(pl.col("candidate_id").alias("rejected_id"), pl.col("format_missing").alias("_unformatted"))
+                 .join(candidates.unique("candidate_id").select(
+                     pl.col("candidate_id").alias("rejected_id"),
+                     (-pl.col("cumulative_logprob") / pl.col("completion_tokens")).alias("_surprise")),
+                     on="rejected_id", how="left"))
+    picks = picks.join(plausible, on="rejected_id", how="left", maintain_order="left").with_columns(
         pl.col("_unformatted").fill_null(False))
-    return (picks.sort(["prompt_id", "_unformatted", "rejected_score", "rejected_id"])
-            .group_by("prompt_id", maintain_order=True).head(options.max_pairs_per_prompt).drop("_unformatted"))
+    return (picks.sort(["prompt_id", "_unformatted", "_surprise", "rejected_score", "rejected_id"], nulls_last=True)
+            .group_by("prompt_id", maintain_order=True).head(options.max_pairs_per_prompt)
+            .drop("_unformatted", "_surprise"))
 
 
 def _of_model(name: str) -> pl.Expr:
