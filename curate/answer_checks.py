@@ -226,7 +226,7 @@ def invented_literals(before: str, after: str, request: str) -> list[str] | None
     known = (request + "\n" + before).lower()
     invented = []
     for literal in added:
-        words = _WORD.findall(literal.lower())
+        words = [w for w in _WORD.findall(literal.lower()) if len(w) > 2]  # "no", "to": no information
         present = literal.lower() in known or (words and all(w in known for w in words))
         if not present and literal not in invented:
             invented.append(literal)

@@ -249,3 +249,13 @@ def test_curate_audit_checks_pair_length_with_a_tokenizer(tmp_path, curate_cli, 
 def test_word_forms_of_a_forbidden_word(word, text, used):
     ban = [{"type": "keywords:forbidden_words", "kwargs": {"forbidden_words": [word]}}]
     assert bool(answer_checks.own_text_failures(text, ban, "")) == used
+
+
+def test_a_flag_the_request_names_in_words_is_not_invented():
+    # 3fda8c1 "Resume test: the uninterrupted reference run goes without Prefect" adds "--no-prefect":
+    # the request says it in words (a reviewer of the demo's export called its refutation false)
+    before = '    _run(curate_cli, "run", str(config), "--data-dir", str(tmp_path / "straight"))\n'
+    after = '    _run(curate_cli, "run", str(config), "--no-prefect", "--data-dir", str(tmp_path / "straight"))\n'
+    request = "Apply this change to `tests/test_cli.py`: Resume test: the uninterrupted reference run goes without Prefect"
+    assert answer_checks.invented_literals(before, after, request) == []
+    assert answer_checks.invented_literals(before, after, "Resume test: a faster reference run") == ["--no-prefect"]

@@ -377,3 +377,16 @@ def test_gt_prefers_the_wrong_answer_the_model_found_likeliest():
     taken = [set(build_pairs("gt", prompts, candidates, scores, {"max_pairs_per_prompt": n}, "r")["rejected_id"])
              for n in (1, 2, 3)]
     assert taken == [{"b"}, {"b", "a"}, {"b", "a", "c"}]  # likeliest first; no log-prob known: last
+
+
+def test_gt_prefers_wrong_code_that_parses():
+    tests = "def check(candidate):\n    assert candidate(1, 2) == 3\n"
+    prompts = prompts_frame([{"prompt_id": "p1", "task": "code", "content": "Write add(a, b).",
+                              "fields": {"tests": tests, "entry_point": "add"},
+                              "reference_solution": "def add(a, b):\n    return a + b\n"}])
+    broken = "```python\ndef add(a, b):\n    return (a + b\n```"  # unbalanced: no attempt at the function
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    candidates = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": broken},
+                                   {"candidate_id": "b", "prompt_id": "p1", "text": wrong}])
+    scores = scores_frame([("a", "p1", "code_tests", 0.0), ("b", "p1", "code_tests", 0.0)])
+    assert build_pairs("gt", prompts, candidates, scores, {}, "r")["rejected_id"].to_list() == ["b"]

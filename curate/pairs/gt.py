@@ -12,7 +12,8 @@ the reference). Candidates scoring >= `correct_min` are skipped unless `keep_cor
 only keep those below 1.0). Up to `max_pairs_per_prompt` candidates per prompt, the most plausible
 wrong answers first: those in the format the prompt asks for (a wrong answer that ends "The answer
 is 98" differs from the reference in the answer; one without the line differs in the form, which a
-trainer learns instead), then the likeliest under the model that wrote them (mean log-prob per
+trainer learns instead), code that parses (read with `ast.parse`, never run), then the likeliest
+under the model that wrote them (mean log-prob per
 token, from `cumulative_logprob`; word salad sits far below a real attempt; unknown last), then the
 lowest-scored (ties: smallest id). A candidate whose text equals the reference (outer whitespace aside)
 is never paired. `gated_rejected` (default false): a candidate gated by the quality scorer may
@@ -32,6 +33,7 @@ Identical texts never pair.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +45,7 @@ from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
 from curate.pairs.rule import REFERENCE_ID
 from curate.pairs.strategy import Strategy
 from curate.score.registry import task_verifiers, verifier_names
+from curate.score.verify.code import extract_code
 
 REFERENCE, TEACHER_STUDENT = ("reference",), ("teacher_student",)
 
@@ -184,10 +187,23 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
                      (-pl.col("cumulative_logprob") / pl.col("completion_tokens")).alias("_surprise")),
                      on="rejected_id", how="left"))
     picks = picks.join(plausible, on="rejected_id", how="left", maintain_order="left").with_columns(
-        pl.col("_unformatted").fill_null(False))
-    return (picks.sort(["prompt_id", "_unformatted", "_surprise", "rejected_score", "rejected_id"], nulls_last=True)
+        pl.col("_unformatted").fill_null(False),
+        # code that does not even parse is no attempt at the function (parsed only, never run)
+        pl.when(pl.col("scorer") == "code_tests")
+        .then(pl.col("rejected").map_elements(_unparseable, return_dtype=pl.Boolean))
+        .otherwise(False).alias("_unparseable"))
+    keys = ["_unformatted", "_unparseable", "_surprise", "rejected_score", "rejected_id"]
+    return (picks.sort(["prompt_id", *keys], nulls_last=True)
             .group_by("prompt_id", maintain_order=True).head(options.max_pairs_per_prompt)
-            .drop("_unformatted", "_surprise"))
+            .drop("_unformatted", "_unparseable", "_surprise"))
+
+
+def _unparseable(text: str) -> bool:
+    try:
+        ast.parse(extract_code(text))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
+    return False
 
 
 def _of_model(name: str) -> pl.Expr:
