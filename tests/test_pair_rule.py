@@ -390,3 +390,19 @@ def test_gt_prefers_wrong_code_that_parses():
                                    {"candidate_id": "b", "prompt_id": "p1", "text": wrong}])
     scores = scores_frame([("a", "p1", "code_tests", 0.0), ("b", "p1", "code_tests", 0.0)])
     assert build_pairs("gt", prompts, candidates, scores, {}, "r")["rejected_id"].to_list() == ["b"]
+
+
+def test_gt_prefers_the_nearest_miss():
+    """Of the demo's real wrong answers to one prompt, the one that reaches the reference's 5 * 6 = 30
+    before it goes wrong, though it lacks the answer line, over one in form that never gets there."""
+    content = ("Jake saves $5 every week for 6 weeks. Then he spends $12 on a book. How many dollars does Jake have "
+               "left? Give the final answer as a number after 'The answer is'.")
+    prompts = prompts_frame([{"prompt_id": "p1", "content": content, "reference_answer": "18",
+                              "reference_solution": "Jake saves 5 x 6 = 30 dollars. After the book: 30 - 12 = 18 "
+                                                    "dollars. The answer is 18."}])
+    salad = "There are 12 weeks in 6 weeks. So there are 12 x 6 = 60 days in 12 weeks. The answer is 72 - 6 = 60."
+    near = "Jake saves $5 every week, so he saves $5*6 = $30. The remaining amount is $30 - 5 = $25. The final answer is $25."
+    candidates = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": salad},
+                                   {"candidate_id": "b", "prompt_id": "p1", "text": near}])
+    scores = scores_frame([("a", "p1", "math_verify", 0.0), ("b", "p1", "math_verify", 0.0)])
+    assert build_pairs("gt", prompts, candidates, scores, {}, "r")["rejected_id"].to_list() == ["b"]

@@ -10,7 +10,9 @@ and margin their difference. The pairing rule (curate/pairs/rule.py) holds: a ca
 verifier did not score ok (unscored, failed) is never rejected, nor one scoring 1.0 (a tie with
 the reference). Candidates scoring >= `correct_min` are skipped unless `keep_correct` (which can
 only keep those below 1.0). Up to `max_pairs_per_prompt` candidates per prompt, the most plausible
-wrong answers first: those in the format the prompt asks for (a wrong answer that ends "The answer
+wrong answers first: a math answer that states more of the reference's intermediate results (it
+goes wrong later: "5 * 6 = 30 ... 30 - 5 = 25" over "12 weeks in 6 weeks"), those in the format
+the prompt asks for (a wrong answer that ends "The answer
 is 98" differs from the reference in the answer; one without the line differs in the form, which a
 trainer learns instead), code that parses (read with `ast.parse`, never run), then the likeliest
 under the model that wrote them (mean log-prob per
@@ -34,6 +36,7 @@ Identical texts never pair.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,7 +64,7 @@ class GtOptions:
     correct_min: float = option(1.0, modes=REFERENCE, help="a candidate scoring at least this is correct: skipped")
     keep_correct: bool = option(False, modes=REFERENCE, help="pair correct candidates too (those below 1.0)")
     max_pairs_per_prompt: int = option(1, modes=REFERENCE, help="candidates paired per prompt, the most plausible "
-                                       "first: in the asked format, likeliest under their model, lowest scored")
+                                       "first: nearest miss, asked format, parses, likeliest, lowest scored")
     use_reference_answer: bool = option(
         False, modes=REFERENCE, help="a bare reference_answer stands in where there is no reference solution")
     teacher: str | None = option(None, modes=TEACHER_STUDENT, help="the teacher generator's name (required)")
@@ -177,9 +180,10 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
     )
     facts = rule.candidate_facts(prompts, candidates, scores)
     picks = rule.enforce(picks, facts, gated_rejected=options.gated_rejected)
-    # the most plausible wrong answer first: in the form the prompt asks for (the pair then differs in
-    # the answer, not in a missing "The answer is" line, which a trainer would learn instead), then
-    # the one the model found likeliest (mean log-prob per token: word salad scores far below)
+    # the most plausible wrong answer first (the module doc): a near miss, in the form the prompt asks
+    # for (the pair then differs in the answer, not in a missing "The answer is" line, which a trainer
+    # would learn instead), code that parses, the one the model found likeliest (mean log-prob per
+    # token: word salad scores far below)
     plausible = (facts.unique("candidate_id")
                  .select(pl.col("candidate_id").alias("rejected_id"), pl.col("format_missing").alias("_unformatted"))
                  .join(candidates.unique("candidate_id").select(
@@ -191,11 +195,27 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
         # code that does not even parse is no attempt at the function (parsed only, never run)
         pl.when(pl.col("scorer") == "code_tests")
         .then(pl.col("rejected").map_elements(_unparseable, return_dtype=pl.Boolean))
-        .otherwise(False).alias("_unparseable"))
-    keys = ["_unformatted", "_unparseable", "_surprise", "rejected_score", "rejected_id"]
-    return (picks.sort(["prompt_id", *keys], nulls_last=True)
+        .otherwise(False).alias("_unparseable"),
+        # a math answer that reaches a step of the reference before it goes wrong: a near miss
+        pl.when(pl.col("scorer") == "math_verify")
+        .then(pl.struct("chosen", "rejected", "prompt").map_elements(_progress, return_dtype=pl.Int64))
+        .otherwise(0).alias("_progress"))
+    keys = ["_progress", "_unformatted", "_unparseable", "_surprise", "rejected_score", "rejected_id"]
+    return (picks.sort(["prompt_id", *keys], descending=[False, True, *[False] * 5], nulls_last=True)
             .group_by("prompt_id", maintain_order=True).head(options.max_pairs_per_prompt)
-            .drop("_unformatted", "_unparseable", "_surprise"))
+            .drop("_progress", "_unformatted", "_unparseable", "_surprise"))
+
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+
+
+def _progress(row: dict) -> int:
+    """How many intermediate results of the reference (numbers it states that the question does not,
+    its final answer aside) a wrong answer also states."""
+    question = " ".join(m["content"] for m in row["prompt"] or [])
+    reference = _NUMBER.findall(row["chosen"] or "")
+    steps = set(reference[:-1]) - set(_NUMBER.findall(question))  # the last number: its answer
+    return len(steps & set(_NUMBER.findall(row["rejected"] or "")))
 
 
 def _unparseable(text: str) -> bool:
