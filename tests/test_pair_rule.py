@@ -406,3 +406,14 @@ def test_gt_prefers_the_nearest_miss():
                                    {"candidate_id": "b", "prompt_id": "p1", "text": near}])
     scores = scores_frame([("a", "p1", "math_verify", 0.0), ("b", "p1", "math_verify", 0.0)])
     assert build_pairs("gt", prompts, candidates, scores, {}, "r")["rejected_id"].to_list() == ["b"]
+
+
+def test_gt_near_miss_counts_no_list_numbers_and_no_final_answer():
+    from curate.pairs.gt import _progress
+
+    row = {"prompt": [{"role": "user", "content": "A baker makes 24 muffins. She sells 15 muffins in the morning and "
+                                                  "6 muffins in the afternoon. How many muffins are left?"}],
+           "chosen": "Total sold: 15 + 6 = 21. Muffins left: 24 - 21 = 3. The answer is 3."}
+    salad = "1) The first question says 24.\n2) The sum is 24.\n3) So you add 2 to 24 to arrive at 32."
+    assert _progress({**row, "rejected": salad}) == 0  # "3)" is a list number, 3 the final answer
+    assert _progress({**row, "rejected": "She sold 15 + 6 = 21, so 24 + 21 = 45 are left."}) == 1

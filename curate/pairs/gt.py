@@ -207,6 +207,7 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
 
 
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+_ENUMERATOR = re.compile(r"^\s*\d+[.)]\s", re.MULTILINE)
 
 
 def _progress(row: dict) -> int:
@@ -214,8 +215,9 @@ def _progress(row: dict) -> int:
     its final answer aside) a wrong answer also states."""
     question = " ".join(m["content"] for m in row["prompt"] or [])
     reference = _NUMBER.findall(row["chosen"] or "")
-    steps = set(reference[:-1]) - set(_NUMBER.findall(question))  # the last number: its answer
-    return len(steps & set(_NUMBER.findall(row["rejected"] or "")))
+    steps = set(reference) - set(reference[-1:]) - set(_NUMBER.findall(question))  # the last number: its answer
+    rejected = _ENUMERATOR.sub(" ", row["rejected"] or "")  # "1) ... 2) ..." are no results
+    return len(steps & set(_NUMBER.findall(rejected)))
 
 
 def _unparseable(text: str) -> bool:
