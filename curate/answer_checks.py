@@ -160,9 +160,13 @@ def _identifiers(text: str) -> set[str]:
     return {f for f in found if f and f.lower() not in _PROSE and not f.replace(".", "").isdigit()}
 
 
+def stated_numbers(text: str) -> list[str]:
+    """The numbers a text states, in order, unsigned; list enumerators ("1) ", "2. ") are no numbers."""
+    return [m.group().lstrip("-") for m in _NUMBER.finditer(_ENUMERATOR.sub(" ", text))]
+
+
 def _numbers(text: str) -> set[str]:
-    text = _ENUMERATOR.sub(" ", text)
-    return {m.group().lstrip("-") for m in _NUMBER.finditer(text) if len(m.group().lstrip("-")) >= 2}
+    return {n for n in stated_numbers(text) if len(n) >= 2}
 
 
 def _signature_parameters(name: str, source: str) -> list[str] | None:

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -65,6 +64,7 @@ from curate.score.judge import JudgeSettings, PairwiseJudge
 from curate.score.registry import build_portable, task_verifiers
 from curate.score.verify import constraints as library
 from curate.score.verify.arithmetic import equations
+from curate.score.verify.code import extract_code
 from curate import answer_checks
 
 AUDIT_VERSION = "1"
@@ -397,11 +397,6 @@ def _source_texts(pair: dict) -> list[str]:
     return [t for t in texts if isinstance(t, str)]
 
 
-def _fenced_code(text: str) -> str:
-    match = re.search(r"```[\w-]*\n(.*?)\n?```", text or "", re.DOTALL)
-    return match.group(1) if match else (text or "")
-
-
 def check_answer_grounding(pair: dict) -> Verdict:
     """short_to_long: the chosen invents no identifier, signature or number its chunk lacks and does
     not contradict a signature; code_evolution commits: the edit adds no literal that neither the
@@ -415,7 +410,7 @@ def check_answer_grounding(pair: dict) -> Verdict:
             return Verdict(name, REFUTED, {**found, "reason": "the chosen states what its source text does not"})
         return Verdict(name, CONFIRMED, {"source_chars": len(source)})
     if pair["strategy"] == "code_evolution" and "commit" in _details(pair):
-        before, after = _fenced_code(pair["rejected"]), _fenced_code(pair["chosen"])
+        before, after = extract_code(pair["rejected"] or ""), extract_code(pair["chosen"] or "")
         invented = answer_checks.invented_literals(before, after, _prompt_text(pair["prompt"]))
         if invented is None:
             return Verdict(name, UNCHECKABLE, {"reason": "the changed lines do not tokenize as Python"})

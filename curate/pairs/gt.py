@@ -36,12 +36,12 @@ Identical texts never pair.
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 import polars as pl
 
+from curate.answer_checks import stated_numbers
 from curate.options import non_empty, option, options_dict, positive
 from curate.pairs import rule
 from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
@@ -206,18 +206,13 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
             .drop("_progress", "_unformatted", "_unparseable", "_surprise"))
 
 
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
-_ENUMERATOR = re.compile(r"^\s*\d+[.)]\s", re.MULTILINE)
-
-
 def _progress(row: dict) -> int:
     """How many intermediate results of the reference (numbers it states that the question does not,
     its final answer aside) a wrong answer also states."""
     question = " ".join(m["content"] for m in row["prompt"] or [])
-    reference = _NUMBER.findall(row["chosen"] or "")
-    steps = set(reference) - set(reference[-1:]) - set(_NUMBER.findall(question))  # the last number: its answer
-    rejected = _ENUMERATOR.sub(" ", row["rejected"] or "")  # "1) ... 2) ..." are no results
-    return len(steps & set(_NUMBER.findall(rejected)))
+    reference = stated_numbers(row["chosen"] or "")
+    steps = set(reference) - set(reference[-1:]) - set(stated_numbers(question))  # the last number: its answer
+    return len(steps & set(stated_numbers(row["rejected"] or "")))
 
 
 def _unparseable(text: str) -> bool:
