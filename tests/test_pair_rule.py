@@ -392,6 +392,22 @@ def test_gt_prefers_wrong_code_that_parses():
     assert build_pairs("gt", prompts, candidates, scores, {}, "r")["rejected_id"].to_list() == ["b"]
 
 
+
+def test_gt_prefers_wrong_code_that_passes_more_tests():
+    """A near miss in code: of two wrong functions, the one that passes more of the tests, before
+    the one the model found likelier."""
+    tests = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(0, 0) == 0\n"
+    prompts = prompts_frame([{"prompt_id": "p1", "task": "code", "content": "Write add(a, b).",
+                              "fields": {"tests": tests, "entry_point": "add"},
+                              "reference_solution": "def add(a, b):\n    return a + b\n"}])
+    candidates = candidates_frame([
+        {"candidate_id": "a", "prompt_id": "p1", "text": "```python\ndef add(a, b):\n    return a - b\n```",
+         "cumulative_logprob": -2.0, "completion_tokens": 20},
+        {"candidate_id": "b", "prompt_id": "p1", "text": "```python\ndef add(a, b):\n    return a * b\n```",
+         "cumulative_logprob": -20.0, "completion_tokens": 20}])
+    scores = scores_frame([("a", "p1", "code_tests", 0.0), ("b", "p1", "code_tests", 0.5)])
+    assert build_pairs("gt", prompts, candidates, scores, {}, "r")["rejected_id"].to_list() == ["b"]
+
 def test_gt_prefers_the_nearest_miss():
     """Of the demo's real wrong answers to one prompt, the one that reaches the reference's 5 * 6 = 30
     before it goes wrong, though it lacks the answer line, over one in form that never gets there."""

@@ -69,3 +69,39 @@ def test_scorer_rows_name_each_gate_with_its_value():
     assert {"stopped_at_max_tokens", "dup_line_fraction"} <= set(fired)
     assert fired["dup_line_fraction"]["value"] > fired["dup_line_fraction"]["threshold"] == 0.3
     assert good.detail == {"gates": []}
+
+
+def test_a_sentence_said_twice_in_a_short_answer_is_gated():
+    """The embedded model's demo answer to "10 people on a bus, 4 get off": Gopher's line rules wait
+    for 4 lines and 50 words; the sentence rule does not."""
+    looped = "There are 10 people on a bus.\nThere are 10 people on a bus.\nThe answer is: 3"
+    assert gates(looped) == ["dup_sentence_char_fraction"]
+    assert gates("There are 10 people on a bus. 4 get off, so 10 - 4 = 6 are left. The answer is 6.") == []
+    assert gates("No. No. The answer is 6.") == []  # short sentences may repeat
+    # fenced code is no prose: one statement twice in a block is the line rules' to judge
+    assert "dup_sentence_char_fraction" not in gates("```python\nprint('There are 10 people on a bus.')\n"
+                                                     "print('There are 10 people on a bus.')\n```")
+
+
+def _strong_answers() -> list[str]:
+    import json
+    from importlib.resources import files
+
+    tasks = files("eval_framework") / "tasks"
+    answers = [row["output"] for row in json.loads((tasks / "alpaca_eval/data/alpaca_eval_gpt4_baseline.json").read_text())]
+    for model in ("o3-mini-2025-01-31", "gemini-2.0-flash-001"):
+        lines = (tasks / f"arena_hard/data/arena-hard-v2.0/model_answer/{model}.jsonl").read_text().split("\n")
+        for row in (json.loads(line) for line in lines if line.strip()):
+            answers += [m["content"]["answer"] if isinstance(m["content"], dict) else m["content"]
+                        for m in row["messages"] if m["role"] == "assistant"]
+    return answers
+
+
+def test_strong_models_answers_pass_the_sentence_rule():
+    """AlpacaEval's GPT-4 answers and Arena-Hard's o3-mini and gemini-2.0-flash answers (2,303, songs
+    with choruses and asked-for refrains among them): the sentence rule fires on none."""
+    from curate.score.quality import _sentence_gates
+
+    answers = _strong_answers()
+    assert len(answers) > 2000
+    assert [a[:80] for a in answers if _sentence_gates(a)] == []

@@ -506,6 +506,20 @@ def test_extract_code():
     assert extract_code("```python\nx = 5\n") == "x = 5\n"  # cut off before the closing fence
 
 
+# SmolLM2-135M's own answer to HumanEval/2 in the demo: the function, then a block of example calls
+TRUNCATE_WITH_USAGE = ("```python\ndef truncate_number(number: float) -> float:\n    return number * 10, -number\n```\n\n"
+                       "Example usage:\n```python\nprint(truncate_number(3.5))  # Output: 0.5\n"
+                       "print(truncate_number(1.25))  # Output: 0.25\n```")
+
+
+def test_extract_code_takes_the_block_that_defines_the_entry_point():
+    assert extract_code(TRUNCATE_WITH_USAGE).startswith("print(")  # no entry point: the last block
+    assert extract_code(TRUNCATE_WITH_USAGE, "truncate_number").startswith("def truncate_number(")
+    assert extract_code(TRUNCATE_WITH_USAGE, "other").startswith("print(")  # none defines it: the last
+    assert extract_code("```python\ndef add_one(x): pass\n```\n```python\nclass add: pass\n```", "add") \
+        == "class add: pass\n"
+
+
 def _item(text: str, row: dict, n: int) -> ScoreItem:
     prompt = validate_row(row, "test", "run", datetime.now(timezone.utc))
     return ScoreItem(f"c{n}", prompt["prompt_id"], "code", prompt["messages"], text, prompt)
@@ -519,12 +533,13 @@ def test_code_tests_scorer(unharmed):
              _item("```python\ndef add(a, b):\n    return 2 * a\n```", row, 1),
              _item("def add(a, b):\n    return a - b\n", asserts, 2),
              _item("```python\nwhile True: pass\n```", row, 3),
-             _item("no code", {"prompt": "x", "task": "code", "tests": "x = 1\n"}, 4)]
+             _item("no code", {"prompt": "x", "task": "code", "tests": "x = 1\n"}, 4),
+             _item(f"```python\n{ADD}```\nExample:\n```python\nprint(add(1, 2))  # 3\n```", row, 5)]
     scorer = CodeTestsScorer(SandboxLimits(cpu_seconds=1, wall_seconds=2))
-    assert (scorer.name, scorer.version, scorer.tasks) == ("code_tests", "1", frozenset({"code"}))
+    assert (scorer.name, scorer.version, scorer.tasks) == ("code_tests", "2", frozenset({"code"}))
     results = scorer.score(items)
-    assert [r.score for r in results] == [1.0, 0.8, 0.5, 0.0, None]
-    assert [r.status for r in results] == ["ok", "ok", "ok", "ok", "error"]
+    assert [r.score for r in results] == [1.0, 0.8, 0.5, 0.0, None, 1.0]  # the last: its usage block aside
+    assert [r.status for r in results] == ["ok", "ok", "ok", "ok", "error", "ok"]
     assert results[0].detail["status"] == "passed"
     assert results[3].detail["status"] == "timeout"
     assert set(results[1].detail) == {"status", "tests_passed", "tests_total", "reason", "duration_s"}

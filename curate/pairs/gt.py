@@ -11,7 +11,8 @@ verifier did not score ok (unscored, failed) is never rejected, nor one scoring 
 the reference). Candidates scoring >= `correct_min` are skipped unless `keep_correct` (which can
 only keep those below 1.0). Up to `max_pairs_per_prompt` candidates per prompt, the most plausible
 wrong answers first: a math answer that states more of the reference's intermediate results (it
-goes wrong later: "5 * 6 = 30 ... 30 - 5 = 25" over "12 weeks in 6 weeks"), those in the format
+goes wrong later: "5 * 6 = 30 ... 30 - 5 = 25" over "12 weeks in 6 weeks") or code that passes
+more of the tests (code_tests' score), those in the format
 the prompt asks for (a wrong answer that ends "The answer
 is 98" differs from the reference in the answer; one without the line differs in the form, which a
 trainer learns instead), code that parses (read with `ast.parse`, never run), then the likeliest
@@ -64,7 +65,8 @@ class GtOptions:
     correct_min: float = option(1.0, modes=REFERENCE, help="a candidate scoring at least this is correct: skipped")
     keep_correct: bool = option(False, modes=REFERENCE, help="pair correct candidates too (those below 1.0)")
     max_pairs_per_prompt: int = option(1, modes=REFERENCE, help="candidates paired per prompt, the most plausible "
-                                       "first: nearest miss, asked format, parses, likeliest, lowest scored")
+                                       "first: nearest miss (math: reference steps; code: tests passed), asked format, parses, "
+                                       "likeliest, lowest scored")
     use_reference_answer: bool = option(
         False, modes=REFERENCE, help="a bare reference_answer stands in where there is no reference solution")
     teacher: str | None = option(None, modes=TEACHER_STUDENT, help="the teacher generator's name (required)")
@@ -196,10 +198,13 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
         pl.when(pl.col("scorer") == "code_tests")
         .then(pl.col("rejected").map_elements(_unparseable, return_dtype=pl.Boolean))
         .otherwise(False).alias("_unparseable"),
-        # a math answer that reaches a step of the reference before it goes wrong: a near miss
+        # a near miss: a math answer that reaches a step of the reference before it goes wrong, code
+        # that passes more of the tests
         pl.when(pl.col("scorer") == "math_verify")
-        .then(pl.struct("chosen", "rejected", "prompt").map_elements(_progress, return_dtype=pl.Int64))
-        .otherwise(0).alias("_progress"))
+        .then(pl.struct("chosen", "rejected", "prompt").map_elements(_progress, return_dtype=pl.Int64)
+              .cast(pl.Float64))
+        .when(pl.col("scorer") == "code_tests").then(pl.col("rejected_score"))
+        .otherwise(0.0).alias("_progress"))
     keys = ["_progress", "_unformatted", "_unparseable", "_surprise", "rejected_score", "rejected_id"]
     return (picks.sort(["prompt_id", *keys], descending=[False, True, *[False] * 5], nulls_last=True)
             .group_by("prompt_id", maintain_order=True).head(options.max_pairs_per_prompt)

@@ -19,6 +19,13 @@ Gates:
   words, as in Gopher, and the line rules at least MIN_LINES non-blank lines. Counting follows
   datatrove's GopherRepetitionFilter (a line or n-gram counts from its second occurrence;
   fractions of the text's characters).
+- `dup_sentence_char_fraction` (found in the embedded model's demo output, "There are 10 people on
+  a bus.\nThere are 10 people on a bus.\nThe answer is: 3"): Gopher's duplicate-line character
+  fraction (> 0.20) over the prose's sentences of at least MIN_SENTENCE_WORDS words, fenced code
+  left out, in answers shorter than MIN_WORDS words, which Gopher's rules leave alone: a sentence
+  said twice in a short answer is a loop. Longer texts are Gopher's: on strong models' answers
+  (AlpacaEval's GPT-4, Arena-Hard's o3-mini and gemini-2.0-flash) the sentence rule fired on
+  choruses and asked-for refrains.
 - `repeated_substring` (found in the embedded model's demo output): a unit of up to 40 characters
   repeated back to back at least MIN_REPEATS times, over at least MIN_RUN_CHARS characters and
   REPEAT_FRACTION of the text, or over LONG_RUN_CHARS wherever it is ("ref:ref:ref:...",
@@ -35,7 +42,7 @@ from curate.score import ScoreItem, ScoreResult
 from curate.score.kind import ScorerKind
 
 NAME = "quality"
-VERSION = "1"
+VERSION = "2"  # 2: dup_sentence_char_fraction
 
 MIN_LINES = 4
 MIN_WORDS = 50
@@ -43,6 +50,10 @@ DUP_LINE_FRACTION = 0.30
 DUP_LINE_CHAR_FRACTION = 0.20
 TOP_NGRAM_CHAR_FRACTION = {2: 0.20, 3: 0.18, 4: 0.16}
 DUP_NGRAM_CHAR_FRACTION = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+MIN_SENTENCE_WORDS = 5
+DUP_SENTENCE_CHAR_FRACTION = 0.20
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 MAX_UNIT_CHARS = 40
 MIN_REPEATS = 8
 MIN_RUN_CHARS = 40
@@ -106,6 +117,16 @@ def _ngram_gates(text: str) -> list[dict]:
     return fired
 
 
+def _sentence_gates(text: str) -> list[dict]:
+    if len(text.split()) >= MIN_WORDS:  # long enough for Gopher's own rules
+        return []
+    sentences = [" ".join(sentence.split()) for sentence in _SENTENCE_END.split(_FENCED.sub("\n", text))]
+    _, chars = _repeats([sentence for sentence in sentences if len(sentence.split()) >= MIN_SENTENCE_WORDS])
+    if chars / len(text) > DUP_SENTENCE_CHAR_FRACTION:
+        return [_gate("dup_sentence_char_fraction", chars / len(text), DUP_SENTENCE_CHAR_FRACTION)]
+    return []
+
+
 def _repeated_substring(text: str) -> list[dict]:
     longest = 0
     for match in _REPEATED_UNIT.finditer(text):
@@ -122,7 +143,7 @@ def quality_gates(text: str | None, finish_reason: str | None = None) -> list[di
         fired.append({"gate": "stopped_at_max_tokens", "value": "length", "threshold": "stop"})
     if text is None or not text.strip():
         return [*fired, _gate("empty", 0.0, 1.0)]
-    return [*fired, *_line_gates(text), *_ngram_gates(text), *_repeated_substring(text)]
+    return [*fired, *_line_gates(text), *_sentence_gates(text), *_ngram_gates(text), *_repeated_substring(text)]
 
 
 class QualityScorer:

@@ -688,22 +688,27 @@ _FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_TAGS = {"python", "py", "python3", "py3"}
 
 
-def extract_code(text: str) -> str:
-    """The last ```python block of `text`, else its last fenced block, else the whole text."""
+def extract_code(text: str, entry_point: str | None = None) -> str:
+    """The last ```python block of `text`, else its last fenced block, else the whole text. With
+    `entry_point`, the last of those blocks that defines it comes first: an answer often ends with
+    a block of example calls, which alone would fail on load for a reason that is not its code."""
     blocks = [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
-    python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
-    if python:
-        return python[-1]
-    if blocks:
-        return blocks[-1][1]
-    return text
+    python = [body for tag, body in blocks if tag in _PYTHON_TAGS] or [body for _, body in blocks]
+    if not python:
+        return text
+    if entry_point:
+        defines = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+%s\b" % re.escape(entry_point), re.M)
+        defining = [body for body in python if defines.search(body)]
+        if defining:
+            return defining[-1]
+    return python[-1]
 
 
 class CodeTestsScorer:
     """Fraction of the prompt's tests that the response's code passes, run in the sandbox."""
 
     name = "code_tests"
-    version = "1"
+    version = "2"  # 2: the block that defines the entry point, not example calls after it
     tasks = frozenset({"code"})
 
     def __init__(self, limits: SandboxLimits = SandboxLimits(), workers: int = 2):
@@ -726,7 +731,8 @@ class CodeTestsScorer:
         tests = fields.get("tests")
         if not isinstance(tests, str) or not tests.strip():
             return ScoreResult(None, "error", {"error": "the prompt has no tests"})
-        result = run_tests(extract_code(item.text), tests, fields.get("entry_point"), self.limits)
+        entry_point = fields.get("entry_point")
+        result = run_tests(extract_code(item.text, entry_point), tests, entry_point, self.limits)
         if not result.tests_valid:
             return ScoreResult(None, "error", {"error": result.reason})
         detail = {"status": result.status, "tests_passed": result.tests_passed,
