@@ -17,7 +17,10 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from contextlib import contextmanager
+import shutil
+import sqlite3
+import tempfile
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -56,6 +59,35 @@ def scheme_of(location: str) -> str | None:
     """The URL scheme (or `postgres`) a location starts with; None for a plain path."""
     match = re.match(r"([a-z][a-z0-9+.-]*):", location, re.I)
     return match.group(1).lower() if match else None
+
+
+def _stored_data_path(catalog_file: Path, is_sqlite: bool) -> str | None:
+    """The data path a local catalog records (None: no lake there yet)."""
+    if not catalog_file.exists():
+        return None
+    query = "SELECT value FROM ducklake_metadata WHERE key = 'data_path'"
+    try:
+        if is_sqlite:
+            with closing(sqlite3.connect(f"{catalog_file.resolve().as_uri()}?mode=ro", uri=True)) as con:
+                row = con.execute(query).fetchone()
+        else:
+            with duckdb.connect(str(catalog_file), read_only=True) as con:
+                row = con.execute(query).fetchone()
+    except (sqlite3.Error, duckdb.Error):
+        return None  # not a lake (yet): ATTACH says what is wrong
+    return row[0] if row else None
+
+
+def _moved(stored: str, default: str) -> bool:
+    """Whether a local lake's recorded data path no longer leads to its files: relative (to the
+    working directory of whoever made the lake) or a folder that is gone; a remote path or
+    another folder that exists is the lake's own choice."""
+    if scheme_of(stored) is not None:
+        return False
+    path = Path(stored)
+    if not path.is_absolute():
+        return True
+    return path != Path(default) and not path.exists()
 
 
 def _take_writer_lock(catalog_file: Path, location: str):
@@ -106,6 +138,16 @@ class Lake:
             if self.read_only and not catalog_file.exists():
                 raise UserError(f"no lake at {self.location}: run `curate run` first")
         explicit, data_path = data_path is not None, self._data_path(data_path)
+        self._scratch = None
+        if not self.is_postgres and self.read_only and catalog_file.exists() and not os.access(catalog_file.parent, os.W_OK):
+            catalog_file = self._read_only_copy(catalog_file)  # SQLite cannot open its WAL there
+            target = (SQLITE if self.is_sqlite else "") + str(catalog_file)
+        # A local lake records where its files are; curate reads them from the catalog's own folder
+        # whatever that record says (written relative to another working directory, or before
+        # the lake moved), and its next writer repairs the record (docs/architecture.md, "Lake").
+        stored = None if self.is_postgres or explicit else _stored_data_path(catalog_file, self.is_sqlite)
+        self._relocated = stored is not None and _moved(stored, data_path)
+        self._data_path_in_use = data_path if self._relocated else None
 
         self.con = duckdb.connect()
         self._loaded: set[str] = set()
@@ -121,7 +163,9 @@ class Lake:
         set_data_path = f"DATA_PATH '{_quote(data_path)}'"
         # A shared catalog keeps the data path it was made with: a writer that was not told one
         # names the default only to make a new lake.
-        if not self.read_only and (explicit or not self.is_postgres):
+        if self._relocated:
+            options += [set_data_path, "OVERRIDE_DATA_PATH true"]
+        elif not self.read_only and (explicit or (not self.is_postgres and stored is None)):
             options.append(set_data_path)
         try:
             if not self.read_only and not self.is_postgres:
@@ -144,6 +188,8 @@ class Lake:
         self._load_object_storage(self.data_path)  # the catalog's own, when it was not given
         self.con.execute(f"USE {LAKE_ALIAS}")
         if not self.read_only:
+            if self._relocated:
+                self._repair_data_path(stored, data_path)
             self._create_tables()
             self._create_views()
         elif snapshot is None:
@@ -189,11 +235,34 @@ class Lake:
         self.con.execute(f"DETACH {LAKE_ALIAS}")
         os.replace(partial, catalog_file)
 
+    def _read_only_copy(self, catalog_file: Path) -> Path:
+        """A private copy of a catalog on read-only media (with its WAL), for one reader."""
+        self._scratch = tempfile.TemporaryDirectory(prefix="curate-catalog-")
+        copy = Path(self._scratch.name) / catalog_file.name
+        for suffix in ("", "-wal"):
+            source = catalog_file.with_name(catalog_file.name + suffix)
+            if source.exists():
+                shutil.copyfile(source, copy.with_name(copy.name + suffix))
+        return copy
+
+    def _repair_data_path(self, stored: str, data_path: str) -> None:
+        """Record the files' real folder in the catalog, once every file the lake lists is there."""
+        from curate.progress import log
+
+        missing = [path for table in self.table_names() for (path,) in self.con.execute(
+            f"SELECT data_file FROM ducklake_list_files('{LAKE_ALIAS}', '{table}')").fetchall()
+            if not os.path.exists(path)]
+        if missing:
+            log(f"lake: the catalog records its files at {stored!r}; {len(missing)} are not under {data_path} "
+                f"either (first: {missing[0]}): left as it is")
+            return
+        self.con.execute(f"UPDATE __ducklake_metadata_{LAKE_ALIAS}.ducklake_metadata SET value = ? "
+                         "WHERE key = 'data_path'", [data_path])
+        log(f"lake: the catalog recorded its files at {stored!r}; now at {data_path}")
+
     def _data_path(self, data_path: str | None) -> str:
         if data_path is None:
-            # A shared (postgres) catalog needs an absolute path; the local default stays as it
-            # always was, since an existing catalog refuses a DATA_PATH other than its own.
-            return f"{(self.root.resolve() if self.is_postgres else self.root) / 'files'}/"
+            return f"{self.root.resolve() / 'files'}/"
         scheme = scheme_of(data_path)
         if scheme is None:
             return f"{Path(data_path).expanduser().resolve()}/"
@@ -225,7 +294,10 @@ class Lake:
 
     @property
     def data_path(self) -> str:
-        """Where the lake's Parquet files are, as its catalog records it."""
+        """Where the lake's Parquet files are: as its catalog records it, or the catalog's own
+        folder's `files/` where that record is relative or names a folder that is gone."""
+        if self._data_path_in_use:
+            return self._data_path_in_use
         return self.con.execute(
             f"SELECT value FROM {LAKE_ALIAS}.options() WHERE option_name = 'data_path'").fetchone()[0]
 
@@ -341,6 +413,9 @@ class Lake:
         if self._writer_lock is not None:
             self._writer_lock.close()  # releases the lock
             self._writer_lock = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     def __enter__(self) -> "Lake":
         return self
