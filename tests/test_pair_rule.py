@@ -424,6 +424,34 @@ def test_gt_prefers_the_nearest_miss():
     assert build_pairs("gt", prompts, candidates, scores, {}, "r")["rejected_id"].to_list() == ["b"]
 
 
+
+def test_gt_refuses_a_wrong_answer_that_shares_no_step_with_the_reference():
+    """The demo's real answers to one prompt: the reference computes 4 x 2 = 8 first; an answer about
+    pennies that never states 8 is no attempt at this problem (reviewers called the pair trivial)."""
+    content = ("Pens cost $2 each. Anna buys 4 pens and pays with a $20 bill. How many dollars of change does she "
+               "get? Give the final answer as a number after 'The answer is'.")
+    prompts = prompts_frame([{"prompt_id": "p1", "content": content, "reference_answer": "12",
+                              "reference_solution": "The pens cost 4 x 2 = 8 dollars. Change: 20 - 8 = 12 dollars. "
+                                                    "The answer is 12."}])
+    pennies = ("Pens cost $2 each, so Anna spends $2 each, which means she spent 4 pennies on pens. There are 4 coins "
+               "(10 pennies) in 10 coins. So, 4 x 10 = 40 dollars of change.\n\nThe answer is 100.")
+    near = "4 pens cost 4 x 2 = 8 dollars. Change: 20 + 8 = 28. The answer is 28."
+    candidates = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": pennies}])
+    scores = scores_frame([("a", "p1", "math_verify", 0.0), ("b", "p1", "math_verify", 0.0)])
+    with rule.counting() as refused:
+        assert build_pairs("gt", prompts, candidates, scores, {}, "r").is_empty()
+    assert refused == {"no_near_miss": 1}
+    assert build_pairs("gt", prompts, candidates, scores, {"near_miss_only": False}, "r")["rejected_id"].to_list() == ["a"]
+    both = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": pennies},
+                             {"candidate_id": "b", "prompt_id": "p1", "text": near}])
+    assert build_pairs("gt", prompts, both, scores, {"max_pairs_per_prompt": 2}, "r")["rejected_id"].to_list() == ["b"]
+    # a one-step reference shows no intermediate result: any wrong answer may stand
+    one_step = prompts_frame([{"prompt_id": "p1", "content": "A cat has 4 legs. How many legs do 3 cats have? Give "
+                               "the final answer as a number after 'The answer is'.",
+                               "reference_solution": "3 cats have 3 x 4 = 12 legs. The answer is 12."}])
+    cat = candidates_frame([{"candidate_id": "a", "prompt_id": "p1", "text": "The cat has 4 legs. So, the answer is 4."}])
+    assert build_pairs("gt", one_step, cat, scores, {}, "r")["rejected_id"].to_list() == ["a"]
+
 def test_gt_near_miss_counts_no_list_numbers_and_no_final_answer():
     from curate.pairs.gt import _progress
 

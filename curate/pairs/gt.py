@@ -76,6 +76,9 @@ class GtOptions:
         None, modes=TEACHER_STUDENT, help="the scorer that must rank the teacher higher; default: the task's verifier")
     agree_scorer_version: str | None = option(None, modes=TEACHER_STUDENT, help="agree_scorer's version")
     agree_min_margin: float = option(0.0, modes=TEACHER_STUDENT, help="least teacher - student score")
+    near_miss_only: bool = option(
+        True, modes=REFERENCE, help="where a math reference states intermediate results, a wrong answer must "
+                                    "state one of them (else refused: no_near_miss)")
     gated_rejected: bool = option(False, help="a candidate gated by the quality scorer may be the rejected (off: too easy a negative)")
 
     def __post_init__(self) -> None:
@@ -205,19 +208,30 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
               .cast(pl.Float64))
         .when(pl.col("scorer") == "code_tests").then(pl.col("rejected_score"))
         .otherwise(0.0).alias("_progress"))
+    if options.near_miss_only and picks.height:  # a wrong answer that reaches no step the reference shows
+        far = picks.select(((pl.col("scorer") == "math_verify") & (pl.col("_progress") == 0) & pl.struct(
+            "chosen", "prompt").map_elements(lambda row: bool(_reference_steps(row)), return_dtype=pl.Boolean))
+            .fill_null(False).alias("far"))["far"]
+        if far.any():
+            rule.refuse("no_near_miss", int(far.sum()))
+            picks = picks.filter(~far)
     keys = ["_progress", "_unformatted", "_unparseable", "_surprise", "rejected_score", "rejected_id"]
     return (picks.sort(["prompt_id", *keys], descending=[False, True, *[False] * 5], nulls_last=True)
             .group_by("prompt_id", maintain_order=True).head(options.max_pairs_per_prompt)
             .drop("_progress", "_unformatted", "_unparseable", "_surprise"))
 
 
-def _progress(row: dict) -> int:
-    """How many intermediate results of the reference (numbers it states that the question does not,
-    its final answer aside) a wrong answer also states."""
+def _reference_steps(row: dict) -> set[str]:
+    """The reference's intermediate results: numbers it states that the question does not, its
+    final answer (the last number) aside."""
     question = " ".join(m["content"] for m in row["prompt"] or [])
     reference = stated_numbers(row["chosen"] or "")
-    steps = set(reference) - set(reference[-1:]) - set(stated_numbers(question))  # the last number: its answer
-    return len(steps & set(stated_numbers(row["rejected"] or "")))
+    return set(reference) - set(reference[-1:]) - set(stated_numbers(question))
+
+
+def _progress(row: dict) -> int:
+    """How many of the reference's intermediate results a wrong answer also states."""
+    return len(_reference_steps(row) & set(stated_numbers(row["rejected"] or "")))
 
 
 def _unparseable(text: str) -> bool:
