@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -46,7 +47,11 @@ def embedded_model_dir(models_dir: Path) -> Path:
     target = Path(models_dir) / EMBEDDED_NAME
     if (target / "model.safetensors").exists():
         return target
-    convert_gguf(embedded_gguf(), target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(f".{target.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process converting: wait for it, then reuse its result
+        if not (target / "model.safetensors").exists():
+            convert_gguf(embedded_gguf(), target)
     return target
 
 

@@ -6,8 +6,10 @@ across test sessions; random weights are for tests only, never for the demo.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ TINY_VERSION = "v1"
 
 from curate.env import apply_offline_env  # noqa: E402
 
-apply_offline_env(ROOT / "data" / "test-env")
+# one Prefect home per pytest-xdist worker: two ephemeral servers on one SQLite database lock it
+apply_offline_env(ROOT / "data" / "test-env" / os.environ.get("PYTEST_XDIST_WORKER", "main"))
 # A CLI subprocess that fails unexpectedly prints its traceback, for the test report to show.
 os.environ.setdefault("CURATE_TRACEBACK", "1")
 
@@ -42,15 +45,30 @@ def _tiny_config(**extra):
     )
 
 
+@contextmanager
+def _building(target: Path):
+    """Yields whether `target` still needs building, holding a lock: pytest-xdist's workers (and
+    concurrent sessions) build each test model once and reuse it."""
+    TEST_MODELS.mkdir(parents=True, exist_ok=True)
+    with open(TEST_MODELS / f".{target.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield not (target / "config.json").exists()
+
+
 def _build_tiny(kind: str) -> Path:
+    target = TEST_MODELS / (f"tiny-{kind}-{TINY_VERSION}" + ("-stops" if kind == "generator" else ""))
+    with _building(target) as needed:
+        if needed:
+            _write_tiny(kind, target)
+    return target
+
+
+def _write_tiny(kind: str, target: Path) -> None:
     import shutil
 
     import torch
     from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
-    target = TEST_MODELS / (f"tiny-{kind}-{TINY_VERSION}" + ("-stops" if kind == "generator" else ""))
-    if (target / "config.json").exists():
-        return target
     torch.manual_seed({"generator": 0, "reward": 1, "reward2": 2}[kind])
     if kind == "generator":
         model = LlamaForCausalLM(_tiny_config())
@@ -66,7 +84,6 @@ def _build_tiny(kind: str) -> Path:
     model.save_pretrained(partial)
     _tokenizer().save_pretrained(partial)
     partial.rename(target)
-    return target
 
 
 @pytest.fixture(scope="session")
@@ -118,15 +135,21 @@ def _build_scripted(reply: str, after: str = "\n", reply_opening: str = "") -> P
     prompt (e.g. "Answer:" with after=":"), so that a reply may contain newlines.
     """
     import hashlib
+
+    digest = hashlib.sha256(f"{after}|{reply}|{reply_opening}".encode()).hexdigest()[:10]
+    target = TEST_MODELS / f"scripted-{digest}-{TINY_VERSION}"
+    with _building(target) as needed:
+        if needed:
+            _write_scripted(target, reply, after, reply_opening)
+    return target
+
+
+def _write_scripted(target: Path, reply: str, after: str, reply_opening: str) -> None:
     import shutil
 
     import torch
     from transformers import LlamaForCausalLM
 
-    digest = hashlib.sha256(f"{after}|{reply}|{reply_opening}".encode()).hexdigest()[:10]
-    target = TEST_MODELS / f"scripted-{digest}-{TINY_VERSION}"
-    if (target / "config.json").exists():
-        return target
     tokenizer = _tokenizer()
     start = tokenizer.encode(after, add_special_tokens=False)
     sequence = start + tokenizer.encode(reply, add_special_tokens=False) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
@@ -152,7 +175,6 @@ def _build_scripted(reply: str, after: str = "\n", reply_opening: str = "") -> P
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     partial.rename(target)
-    return target
 
 
 @pytest.fixture(scope="session")
