@@ -56,8 +56,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -68,6 +67,7 @@ from curate import schemas
 from curate.audit import audit_summary
 from curate.card import write_dataset_card
 from curate.config import EXPORT_REQUIREMENTS
+from curate.export_swap import relocated, staged
 
 LINEAGE_COLUMNS = ["pair_id", "prompt_id", "strategy", "params_json", "scorer", "chosen_score",
                    "rejected_score", "margin", "weight", "details_json", "reason", "chosen_id", "rejected_id",
@@ -83,7 +83,7 @@ _MESSAGE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.stri
 _SHAREGPT = pa.struct([pa.field("from", pa.string()), pa.field("value", pa.string())])
 _SHAREGPT_ROLES = {"user": "human", "assistant": "gpt", "tool": "observation"}
 
-# Files and folders an export writes; a new export into the same directory removes them first.
+# Files and folders an export writes; a new export replaces them (other files in its folder stay).
 _EXPORT_FILES = ("dataset_dict.json", "dataset_info.json", "state.json", "README.md", "margins.png",
                  "lengths.png", *(f"{s}.{e}" for s in SPLITS for e in ("jsonl", "parquet")))
 
@@ -308,18 +308,6 @@ def to_style(pairs: pl.DataFrame, style: str = "trl_conversational") -> pa.Table
 # writing
 
 
-def _clear_previous_export(out_dir: Path) -> None:
-    """Remove what an earlier export wrote here (only its own files), so nothing stale is read."""
-    for name in _EXPORT_FILES:
-        (out_dir / name).unlink(missing_ok=True)
-    for stale in out_dir.glob("data-*.arrow"):  # a single Dataset saved at the root by an old version
-        stale.unlink()
-    for split in SPLITS:
-        folder = out_dir / split
-        if (folder / "state.json").exists():
-            shutil.rmtree(folder)
-
-
 def _write_split(table: pa.Table, out_dir: Path, split: str, fmt: str) -> Path:
     if fmt == "jsonl":
         path = out_dir / f"{split}.jsonl"
@@ -335,8 +323,8 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
                  card_context=None) -> dict:
     """Filter, split and write the pairs; returns what was written.
 
-    What an earlier export wrote into out_dir (split files and folders, README.md, the PNGs,
-    dataset_info.json, datasets' json files) is removed first; other files are left alone.
+    The export is written aside and replaces what an earlier export wrote into out_dir only once
+    it is whole (curate.export_swap); other files there are kept.
 
     pairs: rows of the `pairs` table (read from the lake by the caller, at a snapshot if wanted).
     card_context: a `curate.card.CardContext` to also write README.md (the dataset card) and its
@@ -347,12 +335,15 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
     None, "refuted_left_out": pairs the audit refuted that were left out, "answer_left_out": pairs
     left out for want of answer-level evidence (`require=("answer",)`; see `leave_out`)}.
     """
-    options = options or ExportOptions()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_previous_export(out_dir)
-    name = options.name or out_dir.name
+    options = replace(options or ExportOptions(), name=(options and options.name) or out_dir.name)
+    with staged(out_dir, _EXPORT_FILES, SPLITS) as scratch:
+        written = _write_export(pairs, scratch, options, card_context)
+    return {**relocated(written, scratch, out_dir), "out_dir": out_dir}
 
+
+def _write_export(pairs: pl.DataFrame, out_dir: Path, options: ExportOptions, card_context) -> dict:
+    name = options.name
     selected = select_pairs(pairs, options)
     audit = audit_summary(selected, None) if "audit_verdict" in selected.columns else None
     selected, left_out = leave_out(selected, options)

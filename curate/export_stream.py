@@ -25,14 +25,16 @@ import pyarrow.parquet as pq
 from curate.audit import audit_summary
 from curate.card import write_dataset_card
 from curate.export import (
+    _EXPORT_FILES,
+    SPLITS,
     ExportOptions,
-    _clear_previous_export,
     _hub_data_path,
     leave_out,
     select_pairs,
     style_schema,
     to_style,
 )
+from curate.export_swap import relocated, staged
 
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 # what the card reads of each exported pair besides the texts' lengths (kept for every pair)
@@ -104,12 +106,17 @@ def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None,
                 batch_rows: int = 20_000) -> dict:
     """Filter, split and write the lake's pairs batch by batch; returns what `export_pairs` returns.
     `card_context` (a curate.card.CardContext) writes the card; its scores and candidates may be
-    None: they are then read from the lake for the exported pairs' candidates only."""
-    options = options or ExportOptions()
+    None: they are then read from the lake for the exported pairs' candidates only. The export is
+    written aside and swapped in whole (curate.export_swap)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_previous_export(out_dir)
-    name = options.name or out_dir.name
+    options = replace(options or ExportOptions(), name=(options and options.name) or out_dir.name)
+    with staged(out_dir, _EXPORT_FILES, SPLITS) as scratch:
+        written = _write_lake_export(lake, scratch, options, card_context, batch_rows)
+    return {**relocated(written, scratch, out_dir), "out_dir": out_dir}
+
+
+def _write_lake_export(lake, out_dir: Path, options: ExportOptions, card_context, batch_rows: int) -> dict:
+    name = options.name
     splits = ["train", "test"] if options.test_fraction > 0 else ["train"]
     scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     writers = {split: _SplitWriter(out_dir, split, options, scratch) for split in splits}

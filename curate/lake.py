@@ -603,12 +603,14 @@ class Lake:
         return added
 
     def mark_dead_runs_interrupted(self) -> None:
-        """A local lake has one writer, this process: a run still marked running is one that died.
-        A shared (PostgreSQL) catalog may have runs going on other machines: those stay as they are."""
+        """A local lake has one writer, this process: a run still marked running (or exporting) is
+        one that died. A shared (PostgreSQL) catalog may have runs going on other machines: those
+        stay as they are."""
         if self.is_postgres:
             return
-        if self.con.execute(f"SELECT count(*) FROM {LAKE_ALIAS}.runs WHERE status = 'running'").fetchone()[0]:
-            self.con.execute(f"UPDATE {LAKE_ALIAS}.runs SET status = 'interrupted' WHERE status = 'running'")
+        unfinished = "status IN ('running', 'exporting')"
+        if self.con.execute(f"SELECT count(*) FROM {LAKE_ALIAS}.runs WHERE {unfinished}").fetchone()[0]:
+            self.con.execute(f"UPDATE {LAKE_ALIAS}.runs SET status = 'interrupted' WHERE {unfinished}")
 
     def update_run(self, run_id: str, **values) -> None:
         """Runs are the one mutable table: status, finish time and counts change as a run ends."""

@@ -162,3 +162,35 @@ def test_query_stats_export_and_errors(tmp_path, curate_cli, tiny_generator):
     typo = _run(curate_cli, "run", str(bad), "--data-dir", str(data), check=False)
     assert typo.returncode == 2 and "unknown key(s) ['modle'] in [generators.0]" in typo.stderr
     assert "Traceback" not in typo.stdout + typo.stderr
+
+
+def test_a_run_killed_during_its_export_is_interrupted_and_the_previous_export_stays(tmp_path, curate_cli,
+                                                                                      tiny_generator):
+    import time
+
+    config = write_config(tmp_path / "run.toml", _many_prompts(tmp_path / "prompts.jsonl", 6), tiny_generator,
+                          None, n=2)
+    data, out = tmp_path / "data", tmp_path / "data" / "export" / "test"
+    _run(curate_cli, "run", str(config), "--no-prefect", "--data-dir", str(data))
+    before = datasets.load_from_disk(str(out))["train"]["pair_id"]
+
+    process = subprocess.Popen([*curate_cli, "run", str(config), "--no-prefect", "--data-dir", str(data)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), start_new_session=True)
+    try:
+        while process.poll() is None and not list(out.parent.glob(".test.export-*")):
+            time.sleep(0.005)
+        os.killpg(process.pid, signal.SIGKILL)  # the export is being written aside
+    finally:
+        process.wait()
+    if process.returncode != -signal.SIGKILL:
+        pytest.skip("the run ended before its export could be caught")
+    with Lake(data / "lake", read_only=True) as lake:
+        assert lake.query("SELECT status FROM runs ORDER BY started_at")["status"].to_list() == ["completed", "exporting"]
+    assert datasets.load_from_disk(str(out))["train"]["pair_id"] == before  # the previous export, whole
+
+    _run(curate_cli, "run", str(config), "--no-prefect", "--data-dir", str(data))
+    with Lake(data / "lake", read_only=True) as lake:
+        statuses = lake.query("SELECT status FROM runs ORDER BY started_at")["status"].to_list()
+    assert statuses == ["completed", "interrupted", "completed"]
+    assert sorted(datasets.load_from_disk(str(out))["train"]["pair_id"]) == sorted(before)
+    assert not list(out.parent.glob(".test.*"))  # the killed export's scratch is gone

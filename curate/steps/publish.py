@@ -9,6 +9,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import polars as pl
+
 import curate
 from curate.audit import audit_run
 from curate.card import CardContext
@@ -62,13 +64,17 @@ def export(context: RunContext, state: RunState) -> None:
     began = time.monotonic()
     out = Path(context.config.export_path)
     out = out if out.is_absolute() else context.data_dir / out
-    # Everything this run writes to the lake is in: the run is finished before its card is
-    # written, so the card names a finished run and the snapshot it read (finish() runs again
-    # after the export with the final counts, or marks the run failed).
-    finish(context, state)
+    # Everything this run writes to the lake is in: the run is `exporting` (its finish time and
+    # counts recorded) while the export is written aside; finish() marks it completed once the
+    # export is swapped in, or failed. A run killed meanwhile is interrupted (its next writer
+    # says so) and the previous export stays whole.
+    finish(context, state, status="exporting")
     snapshot = context.lake.snapshot_id()
-    # streamed from the lake in batches; the card reads the scores of the exported pairs only
-    card = CardContext(runs=context.lake.read("runs"), as_of=snapshot, source=context.lake.location)
+    # streamed from the lake in batches; the card reads the scores of the exported pairs only.
+    # The card is published only with a whole export, that is by a run that completes.
+    runs = context.lake.read("runs").with_columns(
+        pl.when(pl.col("run_id") == state.run_id).then(pl.lit("completed")).otherwise(pl.col("status")).alias("status"))
+    card = CardContext(runs=runs, as_of=snapshot, source=context.lake.location)
     options = ExportOptions(require=tuple(context.config.export_require))  # export_require = ["answer"]
     written = export_lake(context.lake, out, options, card_context=card)  # a DatasetDict + README card
     state.export_path = str(out)
