@@ -24,6 +24,7 @@ from curate.errors import UserError, describe_os_error, unexpected_error_line
 from curate.export import ExportOptions, runs_between
 from curate.export import push_to_hub as push
 from curate.export_stream import export_lake
+from curate.export_swap import refuse_inside
 from curate.generate.vllm_backend import EngineSettings, VLLMBackend
 from curate.lake import open_lake
 from curate.leftovers import mark_run, stop_leftovers
@@ -216,6 +217,7 @@ def export(out: Path = typer.Argument(..., help="Output directory"),
                                     require=tuple(require or ()))
         except ValueError as exc:
             raise UserError(str(exc)) from exc
+        refuse_inside(out, lake.root)
         written = export_lake(lake, out, options, card_context=context)
     counts = ", ".join(f"{split} {n}" for split, n in written["counts"].items())
     console.print(f"exported {written['total']} pairs ({counts}) as {format}/{style} to {out}"

@@ -310,7 +310,9 @@ def load_config(path: Path) -> RunConfig:
     if not path.exists():
         raise UserError(f"config file not found: {path}")
     try:
-        values = tomllib.loads(path.read_text())
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from exc
     return parse_config(values, path.resolve().parent, path.resolve())

@@ -18,6 +18,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from curate.errors import UserError
+
 SCRATCH = ".{name}.export-"
 PREVIOUS = ".{name}.previous-"
 
@@ -89,3 +91,10 @@ def relocated(value, scratch: Path, out_dir: Path):
     if isinstance(value, list):
         return [relocated(item, scratch, out_dir) for item in value]
     return value
+
+
+def refuse_inside(out_dir: Path | str, lake_root: Path | str) -> None:
+    """A one-line error where an export would be written among the lake's own files."""
+    out, lake = Path(out_dir).resolve(), Path(lake_root).resolve()
+    if out == lake or lake in out.parents:
+        raise UserError(f"export path {out_dir} is inside the lake at {lake_root}: give a folder outside it")

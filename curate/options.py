@@ -24,6 +24,7 @@ Errors are ValueError with a one-line message starting with `name` ("margin: ...
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -125,6 +126,8 @@ def _mode(fields: dict, hints: dict, values: Mapping, name: str, prefix: str) ->
 def _checked(value: Any, hint: Any, name: str, key: str) -> Any:
     """The value (a nested table parsed into its dataclass), or ValueError naming the key."""
     members = _members(hint)
+    if isinstance(value, float) and not math.isfinite(value) and float in members:  # TOML's nan and inf
+        raise ValueError(f"{name}: {key} must be a finite number, not {value!r}")
     for member in members:
         if dataclasses.is_dataclass(member) and isinstance(value, Mapping):
             return parse_options(member, value, name, prefix=key + ".")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from curate.lake import Lake
+
 from curate.models import check_model_dir
 from tests.helpers import write_config, write_prompts
 
@@ -42,11 +44,31 @@ def _config(tmp_path: Path, body: str) -> Path:
     ("[[pairs]]\nscorer = \"x\"\n", "config: [[pairs]] entry 0 needs a `strategy`"),
     ("[generator]\nbackend = \"[bold]x[/bold]\"\n", "backend must be vllm or openai, not '[bold]x[/bold]'"),
     ("[sampling\nn = 1\n", "not valid TOML"),
+    ("[[pairs]]\nstrategy = \"margin\"\nscorer = \"x\"\nmin_margin = nan\n", "min_margin must be a finite number, not nan"),
+    ("[[pairs]]\nstrategy = \"margin\"\nscorer = \"x\"\nmin_margin = inf\n", "min_margin must be a finite number, not inf"),
 ])
 def test_config_errors_print_verbatim_on_one_line(tmp_path, body, expected):
     line = _one_error_line(_cli("run", str(_config(tmp_path, body)), "--data-dir", str(tmp_path / "data")))
     assert expected in line
     assert not (tmp_path / "data" / "lake").exists()
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
+    path = _config(tmp_path, "")
+    path.write_bytes(path.read_bytes() + b'name = "caf\xe9"\n')  # Latin-1
+    line = _one_error_line(_cli("run", str(path), "--data-dir", str(tmp_path / "data")))
+    assert "not UTF-8 text" in line
+
+
+def test_an_export_path_inside_the_lake_is_refused_before_the_run(tmp_path):
+    path = _config(tmp_path, "")
+    path.write_text('export_path = "lake/files/pairs"\n' + path.read_text())  # a top-level key
+    line = _one_error_line(_cli("run", str(path), "--data-dir", str(tmp_path / "data"), "--no-prefect"))
+    assert "is inside the lake" in line
+    with Lake(tmp_path / "data" / "lake", read_only=True) as lake:
+        assert lake.count("runs") == 0 and lake.count("candidates") == 0
+    export = _cli("export", str(tmp_path / "data" / "lake" / "x"), "--data-dir", str(tmp_path / "data"))
+    assert "is inside the lake" in _one_error_line(export)
 
 
 def _without_chat_template(model: Path) -> None:

@@ -17,6 +17,7 @@ from curate.card import CardContext
 from curate.config import config_as_dict
 from curate.export import ExportOptions
 from curate.export_stream import export_lake
+from curate.export_swap import refuse_inside
 from curate.progress import log
 from curate.steps.state import RunContext, RunState
 
@@ -32,6 +33,8 @@ def code_version() -> str:
 
 
 def start(context: RunContext) -> RunState:
+    if context.config.export_path:  # before anything runs, not after the night's work
+        refuse_inside(_export_dir(context), context.lake.root)
     context.lake.mark_dead_runs_interrupted()
     state = RunState(run_id=uuid.uuid4().hex[:16])
     context.lake.commit({"runs": [{
@@ -62,8 +65,8 @@ def export(context: RunContext, state: RunState) -> None:
     if not context.config.export_path:
         return
     began = time.monotonic()
-    out = Path(context.config.export_path)
-    out = out if out.is_absolute() else context.data_dir / out
+    out = _export_dir(context)
+    refuse_inside(out, context.lake.root)
     # Everything this run writes to the lake is in: the run is `exporting` (its finish time and
     # counts recorded) while the export is written aside; finish() marks it completed once the
     # export is swapped in, or failed. A run killed meanwhile is interrupted (its next writer
@@ -85,6 +88,11 @@ def export(context: RunContext, state: RunState) -> None:
         + (f", {written['answer_left_out']} without answer-level evidence left out" if options.require else "")
         + ")")
     state.took("export", time.monotonic() - began)
+
+
+def _export_dir(context: RunContext) -> Path:
+    out = Path(context.config.export_path)
+    return out if out.is_absolute() else context.data_dir / out
 
 
 def finish(context: RunContext, state: RunState, status: str = "completed") -> None:
