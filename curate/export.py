@@ -23,12 +23,13 @@ Styles (`ExportOptions.style`); every style also carries `LINEAGE_COLUMNS`:
   models or a template you apply yourself; for chat models use `trl_conversational`.
 - `openrlhf`: `chosen` and `rejected` are whole conversations (the prompt's messages followed by
   the assistant answer), no `prompt` key. That is what OpenRLHF's reward/DPO datasets read with
-  their default keys (`--chosen_key chosen --rejected_key rejected`, no `--prompt_key`) and
-  `--apply_chat_template`: the prompt is recovered as the chosen conversation minus its last
-  message. Do not pass `--prompt_key`: OpenRLHF would prepend a prompt to conversations that
+  their default keys (0.11: `--data.chosen_key chosen --data.rejected_key rejected`, no
+  `--data.prompt_key`; before 0.11 the same flags without `data.`) and
+  `--data.apply_chat_template`: the prompt is recovered as the chosen conversation minus its last
+  message. Do not pass a prompt key: OpenRLHF would prepend a prompt to conversations that
   already hold it. OpenRLHF also reads a `margin` column, which it uses only for the reward
-  model's margin loss (`--margin_loss`); ours is the scorer's raw margin (null for pairs without
-  one, which it treats as 0).
+  model's margin loss (`--model.margin_loss_enable`, before 0.11 `--margin_loss`); ours is the
+  scorer's raw margin (null for pairs without one, which it treats as 0).
 - `llamafactory`: LLaMA-Factory's sharegpt preference format: `conversations` (the prompt without
   its system message, as {from: human|gpt|observation, value}), `chosen` and `rejected`
   ({from: gpt, value}) and `system` (the system message, "" for the template's default). A
