@@ -67,7 +67,7 @@ def test_scorer_rows_name_each_gate_with_its_value():
     assert (bad.score, bad.status, good.score, good.status) == (0.0, "ok", 1.0, "ok")
     fired = {g["gate"]: g for g in bad.detail["gates"]}
     assert {"stopped_at_max_tokens", "dup_line_fraction"} <= set(fired)
-    assert fired["dup_line_fraction"]["value"] > fired["dup_line_fraction"]["threshold"] == 0.3
+    assert fired["dup_line_fraction"]["value"] > fired["dup_line_fraction"]["threshold"] == 0.5
     assert good.detail == {"gates": []}
 
 
@@ -84,17 +84,9 @@ def test_a_sentence_said_twice_in_a_short_answer_is_gated():
 
 
 def _strong_answers() -> list[str]:
-    import json
-    from importlib.resources import files
+    from bench.gate_calibration import strong_answers
 
-    tasks = files("eval_framework") / "tasks"
-    answers = [row["output"] for row in json.loads((tasks / "alpaca_eval/data/alpaca_eval_gpt4_baseline.json").read_text())]
-    for model in ("o3-mini-2025-01-31", "gemini-2.0-flash-001"):
-        lines = (tasks / f"arena_hard/data/arena-hard-v2.0/model_answer/{model}.jsonl").read_text().split("\n")
-        for row in (json.loads(line) for line in lines if line.strip()):
-            answers += [m["content"]["answer"] if isinstance(m["content"], dict) else m["content"]
-                        for m in row["messages"] if m["role"] == "assistant"]
-    return answers
+    return [answer for _, answer in strong_answers()]
 
 
 def test_strong_models_answers_pass_the_sentence_rule():
@@ -105,3 +97,21 @@ def test_strong_models_answers_pass_the_sentence_rule():
     answers = _strong_answers()
     assert len(answers) > 2000
     assert [a[:80] for a in answers if _sentence_gates(a)] == []
+
+
+def test_strong_models_answers_are_gated_at_most_one_in_a_hundred():
+    """Gopher's web-page thresholds gated 6.0% of these answers (code, tables, derivations, songs);
+    the answer thresholds gate at most 1%, the real loops among them included."""
+    answers = _strong_answers()
+    gated = [a for a in answers if gates(a)]
+    assert len(gated) / len(answers) <= 0.01, len(gated)
+
+
+@pytest.mark.parametrize("text", [
+    "```c\nint main() {\n  if (x) {\n    y();\n  }\n  if (z) {\n    w();\n  }\n  return 0;\n}\n```\nDone.",
+    "| a | b |\n|---|---|\n| 1 | 2 |\n|---|---|\n| 3 | 4 |\n|---|---|\n| 5 | 6 |",
+    "[Verse 1]\nThe road is long tonight\n[Chorus]\nHold on, hold tight\nHold on, hold tight\n"
+    "[Verse 2]\nThe stars are out of sight\n[Chorus]\nHold on, hold tight\nHold on, hold tight",
+])
+def test_code_tables_and_choruses_are_no_loops(text):
+    assert gates(text) == []
