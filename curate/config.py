@@ -12,7 +12,7 @@ from pathlib import Path
 
 from curate.dedup import DedupConfig
 from curate.errors import UserError
-from curate.imported import check_columns
+from curate.imported import check_columns, check_lower_is_better
 from curate.lake import redact, scheme_of
 from curate.options import UnknownKey, parse_options
 from curate.pairs.registry import PairSpec, pair_entry_dict, parse_pair_entry
@@ -34,6 +34,7 @@ class InputConfig:
     limit: int | None = None  # built-in sources: take the first `limit` prompts
     generate: bool = True  # false: no generation for these prompts (re-curate the completions they hold)
     columns: dict[str, str] | None = None  # our field name -> the input's column, e.g. {prompt = "instruction"}
+    lower_is_better: list[str] | None = None  # imported ratings where lower is better; default ["rank"] (Nectar)
 
     @property
     def label(self) -> str:
@@ -169,6 +170,7 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
             raise UserError(f"config: inputs.{index}.generate must be true or false")
         try:
             spec.columns = check_columns(spec.columns)
+            spec.lower_is_better = list(check_lower_is_better(spec.lower_is_better))
         except ValueError as exc:
             raise UserError(f"config: inputs.{index}.{exc}") from exc
         inputs.append(spec)

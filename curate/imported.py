@@ -41,15 +41,18 @@ INGEST_BATCH_ROWS = 10_000  # input rows validated and committed together (memor
 ORIGIN = "imported"
 UNNAMED_MODEL = "imported"  # the model of a completion whose row names none
 SCORER_PREFIX = "imported:"
-LIST_KEYS = ("completions", "responses")
-TEXT_KEYS = ("text", "response", "content", "completion", "output")
+LIST_KEYS = ("completions", "responses", "answers")  # answers: Nectar's
+TEXT_KEYS = ("text", "response", "content", "completion", "output", "answer")
+# Ratings where a lower number is the better answer unless [[inputs]] lower_is_better says otherwise:
+# Nectar's `rank` (1 = best of 7). Stored negated, so that a higher score is better for every strategy.
+DEFAULT_LOWER_IS_BETTER = ("rank",)
 RATING_GROUPS = ("annotations", "ratings", "scores")
 RATING_VALUE_KEYS = ("Rating", "rating", "score", "value")
 NOT_RATINGS = frozenset({"id", "idx", "index", "seed", "sample_index", "role", "prompt_id", "completion_id"})
 PREFERENCE = "preference"
 # Names a column mapping may give ([[inputs]] columns = {prompt = "instruction"}): the fields ingest
 # reads; `text` and `model` apply inside completion objects.
-MAPPABLE = frozenset({"prompt", "messages", "task", "completions", "responses", "chosen", "rejected",
+MAPPABLE = frozenset({"prompt", "messages", "task", "completions", "responses", "answers", "chosen", "rejected",
                       "score_chosen", "score_rejected", "models", "text", "model", "reference_answer",
                       "reference_solution", "constraints", "base_prompt", "tests", "entry_point", "context",
                       "question", "before", "after", "message"})
@@ -118,10 +121,28 @@ def split_row(row: dict) -> RowParts:
     """The prompt part of a row and the completions it holds. Raises RowError only when no prompt
     can be made of the row at all (e.g. an HH-RLHF row whose transcripts both fail to parse)."""
     if any(key in row for key in LIST_KEYS):
-        return _completion_list(row)
-    if "chosen" in row or "rejected" in row:
-        return _binarized(row)
-    return RowParts(row)
+        parts = _completion_list(row)
+    elif "chosen" in row or "rejected" in row:
+        parts = _binarized(row)
+    else:
+        parts = RowParts(row)
+    parts.prompt_row = _prompt_turns(parts.prompt_row)
+    return parts
+
+
+def _prompt_turns(prompt_row: dict) -> dict:
+    """A `prompt` string in Human/Assistant transcript form ("\\n\\nHuman: ...\\n\\nAssistant:", Nectar's
+    and HH-RLHF's) as `messages`: one message per turn, the empty Assistant turn it ends with left out."""
+    prompt = prompt_row.get("prompt")
+    if "messages" in prompt_row or not isinstance(prompt, str) or not _is_transcript(prompt):
+        return prompt_row
+    turns = _turns(prompt)
+    if turns and turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
+        turns.pop()
+    if not turns or turns[-1]["role"] != "user" or not all(turn["content"] for turn in turns):
+        raise RowError("prompt: a Human/Assistant transcript must end with a Human turn "
+                       "(or an empty Assistant turn), and no turn may be empty")
+    return {**{k: v for k, v in prompt_row.items() if k != "prompt"}, "messages": turns}
 
 
 def _completion_list(row: dict) -> RowParts:
@@ -238,21 +259,27 @@ def _reply_of(value, side: str) -> tuple[list[dict] | None, str]:
 
 
 def _is_transcript(text: str) -> bool:
-    return text.lstrip("\n").startswith("Human:") and "\n\nAssistant:" in text
+    return text.lstrip().startswith("Human:") and "\n\nAssistant:" in text
 
 
-def _transcript(text: str, side: str) -> tuple[list[dict], str]:
-    """An HH-RLHF transcript as (the conversation, the final assistant reply)."""
-    body = text.lstrip("\n")
+def _turns(text: str) -> list[dict]:
+    """The messages of a Human/Assistant transcript; two turns in a row by one speaker are one message."""
+    body = text.lstrip()
     marks = list(_HH_TURN.finditer(body))
     turns = []
     for mark, following in zip(marks, [*marks[1:], None]):
         content = body[mark.end(): following.start() if following else len(body)].strip()
         role = "user" if mark.group(1) == "Human" else "assistant"
-        if turns and turns[-1]["role"] == role:  # two turns in a row by one speaker: one message
+        if turns and turns[-1]["role"] == role:
             turns[-1]["content"] += "\n\n" + content
         else:
             turns.append({"role": role, "content": content})
+    return turns
+
+
+def _transcript(text: str, side: str) -> tuple[list[dict], str]:
+    """An HH-RLHF transcript as (the conversation, the final assistant reply)."""
+    turns = _turns(text)
     if not turns or turns[-1]["role"] != "assistant":
         raise RowError(f"{side}: the transcript does not end with an Assistant turn")
     return turns[:-1], _text(turns[-1]["content"], f"{side} (final Assistant turn)")
@@ -333,18 +360,37 @@ def candidate_row(completion: Completion, prompt_id: str, lineage: dict, run_id:
     }
 
 
-def score_rows(candidate: dict, completion: Completion, version: str, run_id: str, now) -> list[dict]:
+def check_lower_is_better(names) -> tuple[str, ...]:
+    """[[inputs]] lower_is_better: the ratings where a lower number is better (default: Nectar's rank)."""
+    if names is None:
+        return DEFAULT_LOWER_IS_BETTER
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        raise ValueError("lower_is_better must be a list of rating names, e.g. [\"rank\"] (or [] for none)")
+    return tuple(names)
+
+
+def score_rows(candidate: dict, completion: Completion, version: str, run_id: str, now,
+               lower_is_better: tuple[str, ...] = DEFAULT_LOWER_IS_BETTER) -> list[dict]:
+    """One score row per rating. A rating where lower is better is stored negated (rank 1 -> -1.0,
+    rank 7 -> -7.0), its own value and direction in detail_json, so that every strategy's higher is
+    better holds."""
     rows = []
     for name, value in completion.ratings.items():
         scorer = SCORER_PREFIX + name
         ok = isinstance(value, float)
+        reversed_ = ok and name in lower_is_better
+        detail = {"field": name, "completion": completion.field}
+        if reversed_:
+            detail.update(value=value, lower_is_better=True)
+        elif not ok:
+            detail.update(value=value[:200], reason="not a number")
         rows.append({
             "score_id": ids.score_id(candidate["candidate_id"], scorer, version),
             "candidate_id": candidate["candidate_id"], "prompt_id": candidate["prompt_id"],
-            "scorer": scorer, "scorer_version": version, "score": value if ok else None,
+            "scorer": scorer, "scorer_version": version,
+            "score": (-value if reversed_ else value) if ok else None,
             "status": "ok" if ok else "unparsed",
-            "detail_json": json.dumps({"field": name, "completion": completion.field,
-                                       **({} if ok else {"value": value[:200], "reason": "not a number"})}),
+            "detail_json": json.dumps(detail),
             "run_id": run_id, "created_at": now,
         })
     return rows

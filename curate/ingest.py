@@ -154,8 +154,9 @@ class Ingested:
 
 
 class _Batch:
-    def __init__(self, source: str, run_id: str, input_name: str | None):
+    def __init__(self, source: str, run_id: str, input_name: str | None, lower_is_better: tuple[str, ...]):
         self.source, self.run_id, self.input_name = source, run_id, input_name
+        self.lower_is_better = lower_is_better
         self.now = datetime.now(timezone.utc)
         self.prompts: dict[str, dict] = {}
         self.locations: dict[str, RawRow] = {}
@@ -190,7 +191,7 @@ class _Batch:
         for completion in parts.completions:
             candidate = imported.candidate_row(completion, prompt["prompt_id"], lineage, run_id, now)
             self.candidates.setdefault(candidate["candidate_id"], candidate)
-            for score in imported.score_rows(candidate, completion, source, run_id, now):
+            for score in imported.score_rows(candidate, completion, source, run_id, now, self.lower_is_better):
                 self.scores.setdefault(score["score_id"], score)
 
     def tables(self) -> Ingested:
@@ -214,18 +215,20 @@ class _Batch:
 
 
 def ingest_batches(rows, source: str, run_id: str, *, columns: dict[str, str] | None = None,
-                   input_name: str | None = None, batch_rows: int | None = None) -> Iterator[Ingested]:
+                   input_name: str | None = None, batch_rows: int | None = None,
+                   lower_is_better=imported.DEFAULT_LOWER_IS_BETTER) -> Iterator[Ingested]:
     """Validate rows in batches of `batch_rows` input rows (all at once when None); at least one
     batch, maybe empty. Within a batch, duplicate prompts, candidates and scores collapse to one
     row. Any failure of one row, expected (RowError) or not, makes that row a reject; a malformed
     completion is a reject of its own (curate.imported): the rest goes on."""
     columns = columns or {}
-    batch, yielded = _Batch(source, run_id, input_name), False
+    lower_is_better = tuple(lower_is_better)
+    batch, yielded = _Batch(source, run_id, input_name, lower_is_better), False
     for row in rows:
         batch.add(row, columns)
         if batch_rows and batch.rows >= batch_rows:
             yield batch.tables()
-            batch, yielded = _Batch(source, run_id, input_name), True
+            batch, yielded = _Batch(source, run_id, input_name, lower_is_better), True
     if batch.rows or not yielded:
         yield batch.tables()
 

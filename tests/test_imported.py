@@ -65,7 +65,7 @@ def test_completion_list_with_ratings_and_malformed_completions(tmp_path):
         "line 1 completions[2]": "completions[2].response is empty",
         "line 2 completions[0]": "completions[0].model must be a string",
         "line 2 completions[1]": "completions[1] has no text (expected one of text, response, content, "
-                                 "completion, output)",
+                                 "completion, output, answer)",
         "line 2 completions[3]": "completions[3].response: NUL character at position 5",
         "line 3": "row needs `messages` (a chat list) or `prompt` (a non-empty string)",
     }

@@ -120,3 +120,61 @@ def test_imported_and_generated_candidates_for_the_same_prompts(tmp_path, tiny_g
     assert ("imported", "generated") in sides  # a right imported answer over a wrong sample of ours
     teacher = tables["pairs"].filter(pl.col("strategy") == "gt")
     assert teacher.height >= 1 and all("teacher m-a" in reason for reason in teacher["reason"])
+
+
+# Nectar-shaped rows (berkeley-nest/Nectar): a Human/Assistant transcript prompt, `answers` with
+# `rank` (1 = best of the row), a `source` list; one row holds two turns before the last question.
+NECTAR = [
+    {"prompt": "\n\nHuman: Name a fruit that is yellow.\n\nAssistant:", "answers": [
+        {"answer": "A banana is yellow.", "model": "gpt-4", "rank": 1.0},
+        {"answer": "Lemons and bananas are yellow fruits.", "model": "gpt-3.5-turbo", "rank": 2.0},
+        {"answer": "Blue.", "model": "llama-2-7b-chat", "rank": 3.0}],
+     "turns": 1, "num_responses": 3, "source": ["sharegpt"], "good_natured": True},
+    {"prompt": "\n\nHuman: I want to bake bread.\n\nAssistant: What kind of bread?\n\n"
+               "Human: A simple white loaf. What do I need?\n\nAssistant:", "answers": [
+        {"answer": "A car and a map.", "model": "alpaca-13b", "rank": 3.0},
+        {"answer": "Flour, water, yeast and salt; an oven and a loaf tin.", "model": "gpt-4", "rank": 1.0},
+        {"answer": "Flour and yeast.", "model": "vicuna-13b", "rank": 2.0}],
+     "turns": 2, "num_responses": 3, "source": ["anthropic-hh"], "good_natured": True},
+]
+
+
+def test_nectar_rank_one_is_chosen_and_transcript_prompts_become_turns(tmp_path, capsys):
+    path = tmp_path / "nectar.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in NECTAR))
+    values = {"name": "nectar", "export_path": "export/nectar", "generators": [],
+              "inputs": [{"path": str(path), "generate": False}],
+              "pairs": [{"strategy": "margin", "scorer": "imported:rank"}], "dedup": {"semantic": False}}
+    state, tables = _run(values, tmp_path)
+    assert "6 ratings of rank read as lower is better" in capsys.readouterr().out
+    candidates = tables["candidates"].select("candidate_id", "text")
+    pairs = (tables["pairs"].join(candidates.rename({"candidate_id": "chosen_id", "text": "chosen"}), on="chosen_id")
+             .join(candidates.rename({"candidate_id": "rejected_id", "text": "rejected"}), on="rejected_id"))
+    assert sorted(zip(pairs["chosen"], pairs["rejected"])) == [
+        ("A banana is yellow.", "Blue."), ("Flour, water, yeast and salt; an oven and a loaf tin.", "A car and a map.")]
+    ranks = tables["scores"].filter(pl.col("scorer") == "imported:rank")
+    details = [json.loads(d) for d in ranks["detail_json"]]
+    assert sorted(-s for s in ranks["score"]) == sorted(d["value"] for d in details)
+    assert all(d["lower_is_better"] for d in details)
+    pipeline = Pipeline(parse_config(values, tmp_path), tmp_path / "data")
+    try:
+        messages = pipeline.lake.read("prompts")["messages"].to_list()
+    finally:
+        pipeline.close()
+    assert sorted(messages, key=len) == [
+        [{"role": "user", "content": "Name a fruit that is yellow."}],
+        [{"role": "user", "content": "I want to bake bread."}, {"role": "assistant", "content": "What kind of bread?"},
+         {"role": "user", "content": "A simple white loaf. What do I need?"}]]
+
+
+def test_lower_is_better_can_be_turned_off_and_must_name_ratings(tmp_path):
+    from curate.errors import UserError
+
+    path = tmp_path / "nectar.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in NECTAR))
+    base = {"name": "n", "generators": [], "pairs": [{"strategy": "margin", "scorer": "imported:rank"}],
+            "dedup": {"semantic": False}}
+    with pytest.raises(UserError, match="lower_is_better must be a list"):
+        parse_config({**base, "inputs": [{"path": str(path), "lower_is_better": "rank"}]}, tmp_path)
+    _, tables = _run({**base, "inputs": [{"path": str(path), "generate": False, "lower_is_better": []}]}, tmp_path)
+    assert sorted(tables["scores"].filter(pl.col("scorer") == "imported:rank")["score"]) == [1, 1, 2, 2, 3, 3]

@@ -21,10 +21,11 @@ from curate.steps.state import RunContext, RunState
 def ingest(context: RunContext, state: RunState) -> None:
     began = time.monotonic()
     generating: set[str] = set()  # prompts of inputs that generate (a prompt may come from both kinds)
+    run_prompts: set[str] = set()  # distinct prompts read so far (a prompt may recur across batches and inputs)
     for spec in context.config.inputs:
-        read: dict[str, set | int] = {"prompts": set(), "new": 0, "rejects": 0, "candidates": 0}
+        read: dict[str, set | int] = {"prompts": set(), "new": 0, "rejects": 0, "candidates": 0, "reversed": 0}
         for part in _read_input(spec, state.run_id):
-            _commit(context, part, state, read)
+            _commit(context, part, state, read, run_prompts)
         (generating if spec.generate else state.no_generation).update(read["prompts"])
         prompts, rejects = len(read["prompts"]), read["rejects"]
         if not prompts + rejects:
@@ -32,6 +33,11 @@ def ingest(context: RunContext, state: RunState) -> None:
         imported = f", {read['candidates']} completions imported" if read["candidates"] else ""
         log(f"ingest {spec.label}: {prompts} prompts ({read['new']} new){imported}, {rejects} rejected"
             f"{_remark(prompts, rejects)}" + ("" if spec.generate else " (generate = false)"))
+        if read["reversed"]:
+            names = ", ".join(spec.lower_is_better)
+            log(f"ingest {spec.label}: {read['reversed']} ratings of {names} read as lower is better (1 = best) "
+                f"and stored negated, so that higher is better for every strategy (set lower_is_better = [] "
+                f"in its [[inputs]] entry if they are not)")
     state.no_generation -= generating
     state.prompt_ids = sorted(set(state.prompt_ids))
     state.candidate_ids = sorted(set(state.candidate_ids))
@@ -50,7 +56,7 @@ def _remark(prompts: int, rejects: int) -> str:
     return ""
 
 
-def _commit(context: RunContext, part: Ingested, state: RunState, read: dict) -> None:
+def _commit(context: RunContext, part: Ingested, state: RunState, read: dict, run_prompts: set[str]) -> None:
     """One batch of an input: prompts (decontaminated when benchmarks are configured), rejects,
     and the candidates and ratings it imports, in one commit."""
     prompts, drops = part.prompts, None
@@ -69,7 +75,10 @@ def _commit(context: RunContext, part: Ingested, state: RunState, read: dict) ->
     read["new"] += added["prompts"]
     read["rejects"] += part.rejects.num_rows
     read["candidates"] += candidates.num_rows
-    for key, count in (("prompts_read", prompts.num_rows), ("prompts_new", added["prompts"]),
+    read["reversed"] += sum('"lower_is_better": true' in detail for detail in scores.column("detail_json").to_pylist())
+    distinct = set(prompt_ids) - run_prompts
+    run_prompts.update(distinct)
+    for key, count in (("prompts_read", len(distinct)), ("prompts_new", added["prompts"]),
                        ("rejects_read", part.rejects.num_rows), ("rejects_new", added["rejects"])):
         state.add(key, count)
     for key, count in (("candidates_imported", candidates.num_rows),
@@ -85,6 +94,7 @@ def _read_input(spec, run_id: str) -> Iterator[Ingested]:
     try:
         rows = read_rows(spec.path) if spec.path is not None else builtin_rows(spec.builtin, spec.limit)
         yield from ingest_batches(rows, source, run_id, columns=spec.columns, batch_rows=INGEST_BATCH_ROWS,
+                                  lower_is_better=spec.lower_is_better,
                                   input_name=str(spec.path) if spec.path is not None else f"builtin:{spec.builtin}")
         return
     except (UserError, OSError, UnicodeError) as exc:
