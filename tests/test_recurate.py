@@ -178,3 +178,16 @@ def test_lower_is_better_can_be_turned_off_and_must_name_ratings(tmp_path):
         parse_config({**base, "inputs": [{"path": str(path), "lower_is_better": "rank"}]}, tmp_path)
     _, tables = _run({**base, "inputs": [{"path": str(path), "generate": False, "lower_is_better": []}]}, tmp_path)
     assert sorted(tables["scores"].filter(pl.col("scorer") == "imported:rank")["score"]) == [1, 1, 2, 2, 3, 3]
+
+
+def test_a_prompt_repeated_across_ingest_batches_is_counted_once(tmp_path, monkeypatch):
+    import curate.steps.ingest
+
+    monkeypatch.setattr(curate.steps.ingest, "INGEST_BATCH_ROWS", 2)
+    rows = [NECTAR[0], NECTAR[1], NECTAR[0], NECTAR[1], NECTAR[0]]  # 3 batches, 2 distinct prompts
+    path = tmp_path / "nectar.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    state, tables = _run({"name": "n", "generators": [], "inputs": [{"path": str(path), "generate": False}],
+                          "pairs": [{"strategy": "margin", "scorer": "imported:rank"}],
+                          "dedup": {"semantic": False}}, tmp_path)
+    assert state.counts["prompts_read"] == 2 and tables["candidates"].height == 6
