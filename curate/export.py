@@ -18,9 +18,11 @@ Styles (`ExportOptions.style`); every style also carries `LINEAGE_COLUMNS`:
   model's own chat template (no doubled BOS/EOS from pre-rendered text).
 - `trl_standard`: `prompt`, `chosen`, `rejected` plain strings, TRL's "standard" format. The
   prompt is the user message's text when the prompt is a single user message, otherwise its
-  messages as "role: content" blocks joined by a blank line. No chat template and no separator is
-  applied: TRL tokenises `prompt + chosen` as is and appends EOS itself, so this style suits base
-  models or a template you apply yourself; for chat models use `trl_conversational`.
+  messages as "role: content" blocks joined by a blank line; it ends with a blank line
+  (STANDARD_SEPARATOR), because TRL tokenises `prompt + chosen` as is: without one the prompt's
+  last word and the answer's first merge into one token ("...list:1." in 5 of 42 demo rows). No
+  chat template is applied and TRL appends EOS itself, so this style suits base models or a
+  template you apply yourself; for chat models use `trl_conversational`.
 - `openrlhf`: `chosen` and `rejected` are whole conversations (the prompt's messages followed by
   the assistant answer), no `prompt` key. That is what OpenRLHF's reward/DPO datasets read with
   their default keys (0.11: `--data.chosen_key chosen --data.rejected_key rejected`, no
@@ -29,7 +31,8 @@ Styles (`ExportOptions.style`); every style also carries `LINEAGE_COLUMNS`:
   message. Do not pass a prompt key: OpenRLHF would prepend a prompt to conversations that
   already hold it. OpenRLHF also reads a `margin` column, which it uses only for the reward
   model's margin loss (`--model.margin_loss_enable`, before 0.11 `--margin_loss`); ours is the
-  scorer's raw margin (null for pairs without one, which it treats as 0).
+  scorer's raw margin, and 0.0 for pairs without one (a reversal or ground-truth pair: the lake's
+  margin is null), OpenRLHF's own value for "no margin".
 - `llamafactory`: LLaMA-Factory's sharegpt preference format: `conversations` (the prompt without
   its system message, as {from: human|gpt|observation, value}), `chosen` and `rejected`
   ({from: gpt, value}) and `system` (the system message, "" for the template's default). A
@@ -38,7 +41,8 @@ Styles (`ExportOptions.style`); every style also carries `LINEAGE_COLUMNS`:
   the export directory.
 
 A step-wise pair's prompt ends with an assistant message, the correct prefix that chosen and
-rejected continue (`split_assistant_prefix`). `trl_standard` ends its prompt string with the prefix,
+rejected continue (`split_assistant_prefix`). `trl_standard` ends its prompt string with the prefix
+(after the separator),
 so the completion is the step alone; the other styles, whose prompts are conversations, put the
 prefix at the start of chosen and rejected (one assistant message: prefix + step), because trainers
 render a conversational prompt's final assistant message as a closed turn. The prefix's tokens are
@@ -233,6 +237,9 @@ def split_assistant_prefix(pairs: pl.DataFrame) -> pl.DataFrame:
 # styles
 
 
+STANDARD_SEPARATOR = "\n\n"  # between a trl_standard prompt and what continues it
+
+
 def render_prompt_text(messages: list[dict]) -> str:
     """A chat prompt as one plain string (the trl_standard style's prompt)."""
     if len(messages) == 1 and messages[0]["role"] == "user":
@@ -280,7 +287,8 @@ def _sharegpt(prompt: list[dict]) -> tuple[list[dict], str]:
 def _style_row(row: dict, style: str) -> dict:
     prompt, prefix, chosen, rejected = row["prompt"], row["assistant_prefix"], row["chosen"], row["rejected"]
     if style == "trl_standard":  # a string prompt can end inside the reply: the completion is the step alone
-        head = {"prompt": render_prompt_text(prompt) + prefix, "chosen": chosen, "rejected": rejected}
+        text = render_prompt_text(prompt).rstrip() + STANDARD_SEPARATOR + prefix
+        head = {"prompt": text, "chosen": chosen, "rejected": rejected}
         return {**head, **{column: row[column] for column in LINEAGE_COLUMNS}}
     # a conversation cannot: the reply is the prefix and its continuation, one assistant message
     chosen, rejected = prefix + chosen, prefix + rejected
@@ -290,6 +298,8 @@ def _style_row(row: dict, style: str) -> dict:
     elif style == "openrlhf":
         head = {"chosen": [*prompt, {"role": "assistant", "content": chosen}],
                 "rejected": [*prompt, {"role": "assistant", "content": rejected}]}
+        if row["margin"] is None:  # OpenRLHF's margin loss reads a number
+            return {**head, **{column: row[column] for column in LINEAGE_COLUMNS}, "margin": 0.0}
     else:
         conversations, system = _sharegpt(prompt)
         head = {"conversations": conversations, "chosen": {"from": "gpt", "value": chosen},

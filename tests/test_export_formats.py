@@ -101,9 +101,10 @@ def test_trl_conversational_rows(pairs):
 def test_trl_standard_rows(pairs):
     rows = _by_id(to_style(pairs, "trl_standard"))
     # a single user message is its text; anything else is "role: content" blocks
-    assert rows["p2"]["prompt"] == "Capital of France?"
-    assert rows["p1"]["prompt"] == "system: Be brief.\n\nuser: What is 2+2?"
-    assert rows["p3"]["prompt"] == "user: Hi.\n\nassistant: Hello!\n\nuser: Name a prime."
+    # ending with a blank line, so that the prompt's last word and the answer's first stay apart
+    assert rows["p2"]["prompt"] == "Capital of France?\n\n"
+    assert rows["p1"]["prompt"] == "system: Be brief.\n\nuser: What is 2+2?\n\n"
+    assert rows["p3"]["prompt"] == "user: Hi.\n\nassistant: Hello!\n\nuser: Name a prime.\n\n"
     assert rows["p1"]["chosen"] == "The answer is 4." and rows["p1"]["rejected"] == "The answer is 5."
     assert render_prompt_text(USER_PROMPT) == "Capital of France?"
 
@@ -115,6 +116,8 @@ def test_openrlhf_rows_hold_whole_conversations(pairs):
     # OpenRLHF (no --prompt_key) takes the prompt as the chosen conversation minus its last message
     assert rows["p3"]["chosen"][:-1] == MULTI_TURN
     assert "prompt" not in rows["p1"]
+    # its margin loss reads a number: a pair without a margin (null in the lake) carries 0.0
+    assert rows["p4"]["margin"] == 0.0 and rows["p1"]["margin"] == 1.0
 
 
 def test_llamafactory_rows_are_sharegpt(pairs):

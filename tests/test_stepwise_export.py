@@ -83,7 +83,7 @@ def test_trl_reads_prefix_and_step_as_one_assistant_turn(pairs, tokenizer, tmp_p
                 assert tokenizer.decode(completion_ids) == f"{PREFIX}{step}{END}\n"
             else:
                 # a string prompt ends inside the reply: the completion is the step alone (+ TRL's EOS)
-                assert tokenizer.decode(row["prompt_ids"]) == QUESTION[0]["content"] + PREFIX
+                assert tokenizer.decode(row["prompt_ids"]) == QUESTION[0]["content"] + "\n\n" + PREFIX
                 assert tokenizer.decode(completion_ids) == step + END
 
 
@@ -120,7 +120,7 @@ def test_every_export_path_moves_the_prefix(pairs, tmp_path):
     assert conversational["chosen"] == [{"role": "assistant", "content": PREFIX + CHOSEN}]
     standard = to_style(pairs, "trl_standard").to_pylist()[0]
     assert (standard["prompt"], standard["chosen"], standard["rejected"]) == (
-        QUESTION[0]["content"] + PREFIX, CHOSEN, REJECTED)
+        QUESTION[0]["content"] + "\n\n" + PREFIX, CHOSEN, REJECTED)
     export_pairs(pairs, tmp_path / "original")
     original = datasets.load_from_disk(str(tmp_path / "original"))["train"][0]
     assert original["prompt"] == QUESTION and original["rejected"][0]["content"] == PREFIX + REJECTED
