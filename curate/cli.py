@@ -32,6 +32,7 @@ from curate.models import check_config_models, embedded_model_dir
 from curate.pipeline import Pipeline
 from curate.progress import (
     console,
+    library_bars_follow_terminal,
     print_error,
     quiet_user_errors_in_prefect_logs,
     summary_table,
@@ -277,6 +278,7 @@ def report(out: Path = typer.Argument(Path("report.html"), help="HTML file to wr
 
 def main() -> None:
     try:
+        library_bars_follow_terminal()
         app(standalone_mode=False)
     except UserError as exc:
         print_error(str(exc))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 
 from rich.console import Console
@@ -18,6 +21,46 @@ error_console = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 def log(message: str) -> None:
     console.print(Text.assemble((f"{datetime.now():%H:%M:%S}", "dim"), " ", message), soft_wrap=True)
+
+
+PROGRESS_INTERVAL_S = 30.0  # seconds between progress lines when stderr is no terminal
+
+
+def interactive() -> bool:
+    """Whether stderr is a terminal: bars redraw there; a log file gets one line per interval."""
+    return sys.stderr.isatty()
+
+
+def progress(items: Iterable, total: int, desc: str, unit: str = "item") -> Iterator:
+    """`items`, with a tqdm bar on a terminal, or (in a log file, where parallel bars interleave into
+    unreadable text) a line every PROGRESS_INTERVAL_S seconds and one at the end if any was written."""
+    if interactive():
+        from tqdm.auto import tqdm
+
+        yield from tqdm(items, total=total, desc=desc, unit=unit, leave=False)
+        return
+    began = last = time.monotonic()
+    done = 0
+    for item in items:
+        yield item
+        done += 1
+        now = time.monotonic()
+        if now - last >= PROGRESS_INTERVAL_S:
+            log(f"{desc}: {done}/{total} {unit}s ({done / (now - began):.1f}/s)")
+            last = now
+    if last != began:
+        log(f"{desc}: {done}/{total} {unit}s in {time.monotonic() - began:.0f} s")
+
+
+def library_bars_follow_terminal() -> None:
+    """Hugging Face's bars (datasets' "Saving the dataset", transformers' downloads) only on a terminal."""
+    if interactive():
+        return
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    datasets.disable_progress_bars()
+    transformers_logging.disable_progress_bar()
 
 
 def warn(message: str) -> None:

@@ -139,6 +139,7 @@ def test_query_stats_export_and_errors(tmp_path, curate_cli, tiny_generator):
     data = tmp_path / "data"
     run = _run(curate_cli, "run", str(config), "--data-dir", str(data), "--no-prefect")
     assert "curate run" in run.stdout and "rejects" in run.stdout
+    assert "\r" not in run.stdout + run.stderr  # no redrawn bars in a log file (datasets' "Saving the dataset")
 
     result = _run(curate_cli, "query", "select count(*) as n from candidates", "--data-dir", str(data))
     assert "2" in result.stdout
@@ -148,7 +149,8 @@ def test_query_stats_export_and_errors(tmp_path, curate_cli, tiny_generator):
     assert "candidates" in stats.stdout and "rejects" in stats.stdout
 
     out = tmp_path / "exported"
-    _run(curate_cli, "export", str(out), "--data-dir", str(data))
+    exported = _run(curate_cli, "export", str(out), "--data-dir", str(data))
+    assert "\r" not in exported.stdout + exported.stderr
     dataset = datasets.load_from_disk(str(out))["train"]
     assert (out / "README.md").exists()  # the dataset card
     assert {"prompt", "chosen", "rejected"} <= set(dataset.column_names)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from curate.generate import Generation, Request
 from curate.models import check_model_dir, fingerprint
+from curate.progress import interactive
 
 _ENGINES: dict[tuple, object] = {}
 
@@ -164,7 +165,7 @@ class VLLMBackend:
         if fits:
             params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
             outputs = self.llm.generate([{"prompt_token_ids": encoded[i][0]} for i in fits],
-                                        sampling_params=params, use_tqdm=True)
+                                        sampling_params=params, use_tqdm=interactive())
             for index, output in zip(fits, outputs, strict=True):
                 ids, prompt_length = encoded[index]
                 total = sum(output.prompt_logprobs[p][ids[p]].logprob for p in range(prompt_length, len(ids)))

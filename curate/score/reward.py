@@ -9,6 +9,7 @@ from pathlib import Path
 
 from curate.generate.vllm_backend import EngineSettings, load_engine, resolve_dtype
 from curate.models import check_model_dir, fingerprint
+from curate.progress import interactive
 from curate.score import ScoreItem, ScoreResult
 from curate.score.kind import MODEL_FIELDS, ScorerKind
 
@@ -59,7 +60,7 @@ class RewardModelScorer:
 
         outputs = load_engine(self.settings).classify(
             [{"prompt_token_ids": ids} for ids in token_lists],
-            pooling_params=PoolingParams(use_activation=False), use_tqdm=True)
+            pooling_params=PoolingParams(use_activation=False), use_tqdm=interactive())
         return [float(output.outputs.probs[0]) for output in outputs]
 
     def _scores_transformers(self, token_lists: list[list[int]]) -> list[float]:

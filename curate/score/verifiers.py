@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tqdm.auto import tqdm
 
+from curate.progress import progress
 from curate.score import ScoreItem, ScoreResult
 from curate.score.kind import ScorerKind
 from curate.score.verify.constraints import evaluate_all
@@ -30,7 +30,7 @@ class MathAnswerScorer:
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         results = []
         try:
-            for item in tqdm(items, desc=f"score {self.name}", unit="candidate", leave=False):
+            for item in progress(items, len(items), f"score {self.name}", "candidate"):
                 results.append(self._score_one(item))
         finally:
             self.verifier.close()
@@ -67,7 +67,7 @@ class ConstraintScorer:
 
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         results = []
-        for item in tqdm(items, desc=f"score {self.name}", unit="candidate", leave=False):
+        for item in progress(items, len(items), f"score {self.name}", "candidate"):
             constraints = json.loads(item.prompt["constraints_json"])
             verdicts = evaluate_all(item.text, constraints)
             followed = [v["followed"] for v in verdicts]

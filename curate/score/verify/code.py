@@ -85,9 +85,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
 
 from curate.errors import UserError
+from curate.progress import progress
 from curate.score import ScoreItem, ScoreResult
 from curate.score.kind import ScorerKind
 
@@ -720,8 +720,7 @@ class CodeTestsScorer:
             return []
         isolation()  # a UserError here, once, rather than one per item
         with ThreadPoolExecutor(self.workers, thread_name_prefix="code-sandbox") as pool:
-            return list(tqdm(pool.map(self._score_one, items), total=len(items),
-                             desc=f"score {self.name}", unit="candidate", leave=False))
+            return list(progress(pool.map(self._score_one, items), len(items), f"score {self.name}", "candidate"))
 
     def _score_one(self, item: ScoreItem) -> ScoreResult:
         try:
