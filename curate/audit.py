@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -140,8 +141,8 @@ def check_hygiene(pair: dict, lookup: ScoreLookup) -> Verdict:
     chosen, rejected = pair["chosen"] or "", pair["rejected"] or ""
     if not chosen.strip():
         return Verdict("hygiene", REFUTED, {"reason": "the chosen response is empty"})
-    if chosen.strip() == rejected.strip():
-        return Verdict("hygiene", REFUTED, {"reason": "chosen and rejected are the same text"})
+    if unicodedata.normalize("NFC", chosen).strip() == unicodedata.normalize("NFC", rejected).strip():
+        return Verdict("hygiene", REFUTED, {"reason": "chosen and rejected are the same text (in Unicode NFC)"})
     quality = lookup.get(pair["chosen_id"], QUALITY_SCORER)
     if quality is None or quality["status"] != "ok" or quality["score"] is None:
         return Verdict("hygiene", UNCHECKABLE, {"reason": "texts differ and chosen is not empty; the chosen has "

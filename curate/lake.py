@@ -32,6 +32,7 @@ from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
 from curate.lake_migrate import migrate_to_sqlite
 from curate.pair_facts import SPLIT_RUNS, backfill_sql, facts_sql, merge_sql, parts_sql
+from curate.progress import log
 from curate.views import views, views_version
 
 LAKE_ALIAS = "lake"
@@ -247,8 +248,6 @@ class Lake:
 
     def _repair_data_path(self, stored: str, data_path: str) -> None:
         """Record the files' real folder in the catalog, once every file the lake lists is there."""
-        from curate.progress import log
-
         missing = [path for table in self.table_names() for (path,) in self.con.execute(
             f"SELECT data_file FROM ducklake_list_files('{LAKE_ALIAS}', '{table}')").fetchall()
             if not os.path.exists(path)]

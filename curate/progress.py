@@ -11,6 +11,7 @@ from datetime import datetime
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from tqdm.auto import tqdm
 
 from curate.errors import UserError, one_line
 
@@ -35,8 +36,6 @@ def progress(items: Iterable, total: int, desc: str, unit: str = "item") -> Iter
     """`items`, with a tqdm bar on a terminal, or (in a log file, where parallel bars interleave into
     unreadable text) a line every PROGRESS_INTERVAL_S seconds and one at the end if any was written."""
     if interactive():
-        from tqdm.auto import tqdm
-
         yield from tqdm(items, total=total, desc=desc, unit=unit, leave=False)
         return
     began = last = time.monotonic()

@@ -191,8 +191,13 @@ GOLDEN_TWICE: dict[str, tuple[str, str]] = {
 }
 
 
+ADDED_OPTIONS = ("one_per_text",)  # options added after the recording: left out of params_json here
+
+
 def fingerprint(pairs: pl.DataFrame) -> str:
-    body = pairs.drop("created_at")
+    body = pairs.drop("created_at").with_columns(pl.Series("params_json", [
+        json.dumps({k: v for k, v in json.loads(p).items() if k not in ADDED_OPTIONS}, sort_keys=True)
+        for p in pairs["params_json"]]))
     if body["weight"].is_not_null().any():  # MADPO: z and weight to 12 decimals (see below)
         body = body.with_columns(pl.col("weight").round(12), pl.Series("details_json", [
             json.dumps({k: round(v, 12) if k == "margin_z" else v for k, v in json.loads(d).items()})
@@ -215,8 +220,9 @@ def data_twice(data):
 
 
 def built(data, config: dict) -> tuple[pl.DataFrame, dict]:
-    # recorded when gated rejecteds were allowed by default: those configs say so now
-    config = {"gated_rejected": True, **config}
+    # recorded when gated rejecteds were allowed by default and candidates of the same text were all
+    # in the pick (one_per_text): those configs say so now
+    config = {"gated_rejected": True, "one_per_text": False, **config}
     with rule.counting() as refused:
         pairs = build_pairs("margin", *data, config, run_id="golden")
     return pairs, dict(sorted(refused.items()))

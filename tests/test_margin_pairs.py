@@ -598,3 +598,19 @@ def test_details_json_length_ratio_for_every_pairing():
     assert details(build(*one_prompt(*rows)))[0]["length_ratio"] == 1.5
     empty = build(*one_prompt(("a", 1.0, "answer"), ("b", 0.0, "")), {"gated_rejected": True})  # "" is gated
     assert details(empty)[0] == {"chosen_length": 6, "rejected_length": 0, "length_ratio": None}
+
+
+def test_the_same_text_in_nfc_and_nfd_is_one_answer_and_the_pick_falls_to_the_next_text():
+    """Two models wrote "café au lait", one with é, one with e + U+0301, rated 9 and 1: paired, they would
+    be refused as identical and the prompt would get nothing. One stands for both (counted
+    same_text); the worst distinct text is the rejected."""
+    from curate.pairs import rule
+
+    candidates = candidates_frame([("a", "p1", "caf\u00e9 au lait"), ("b", "p1", " cafe\u0301 au lait\n"),
+                                   ("c", "p1", "Tea.")])
+    scores = scores_frame([("a", "p1", 9.0, "imported:r"), ("b", "p1", 1.0, "imported:r"),
+                           ("c", "p1", 5.0, "imported:r")])
+    with rule.counting() as refused:
+        pairs = build(prompts_frame("p1"), candidates, scores, {"scorer": "imported:r"})
+    assert [(row["chosen_id"], row["rejected_id"]) for row in pairs.iter_rows(named=True)] == [("a", "c")]
+    assert refused == {"same_text": 1}

@@ -99,6 +99,8 @@ class MarginOptions:
         "none", help='"closest": the chosen closest in length to the rejected among those beating it')
     length_penalty: float = option(0.0, help="rank by score - length_penalty * characters / 1000")
     gated_rejected: bool = option(False, help="a candidate gated by the quality scorer may be the rejected (off: too easy a negative)")
+    one_per_text: bool = option(True, help="one candidate per text of a prompt (Unicode NFC, outer whitespace aside, "
+                                           "the best ranked): a pick is never refused as identical when another text is left")
 
     def __post_init__(self) -> None:
         as_floats(self, "min_margin", "required_verifier_min", "keep_top_fraction", "length_penalty")
@@ -304,6 +306,8 @@ def _scored(facts: pl.DataFrame, scores: pl.DataFrame, candidates: pl.DataFrame,
             .alias("can_reject"))
     scored = scored.with_columns(pl.col("text").str.len_chars().cast(pl.Int64).alias("length"))
     scored = scored.with_columns((pl.col("score") - options.length_penalty * pl.col("length") / 1000).alias("rank"))
+    if options.one_per_text:
+        scored = _one_per_text(scored)
     if options.required_verifier is None:
         scored = scored.with_columns(pl.lit(True).alias("verified"), pl.lit(None, pl.Float64).alias("verifier_score"))
     else:
@@ -312,6 +316,20 @@ def _scored(facts: pl.DataFrame, scores: pl.DataFrame, candidates: pl.DataFrame,
         scored = scored.join(verifier, on="candidate_id", how="left", maintain_order="left").with_columns(
             (pl.col("verifier_score") >= options.required_verifier_min).fill_null(False).alias("verified"))
     return scored.with_row_index("_i")
+
+
+def _one_per_text(scored: pl.DataFrame) -> pl.DataFrame:
+    """One candidate per text of a prompt (rule.same_text: NFC, outer whitespace aside), the best
+    ranked (then the smallest id); the others are counted as same_text. Paired, they would be refused
+    as identical and their prompt would get no pair; so the pick falls to the next distinct text."""
+    keyed = scored.with_columns(rule.same_text("text").hash().alias("_text"))
+    if keyed.select(pl.struct("prompt_id", "_text").is_unique().all()).item():
+        return scored
+    ordered = keyed.with_row_index("_order").sort(["prompt_id", "_text", "rank", "candidate_id"],
+                                                  descending=[False, False, True, False], nulls_last=True)
+    kept = ordered.unique(["prompt_id", "_text"], keep="first", maintain_order=True).sort("_order")
+    rule.refuse("same_text", scored.height - kept.height)
+    return kept.drop("_order", "_text")
 
 
 def _joined_scores(sides: pl.DataFrame, scores: pl.DataFrame, options: MarginOptions) -> pl.DataFrame:

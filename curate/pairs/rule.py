@@ -19,7 +19,8 @@ its rejected on the evidence the strategy names.
 - Format: a chosen generation has the format its prompt asks for in so many words (a final "The
   answer is" line, a code block: curate.answer_checks.FORMATS); a correct answer without it would
   teach the model to ignore the request (a step-wise chosen, one step of an answer, is exempt).
-- Chosen and rejected differ (ids and text, outer whitespace aside).
+- Chosen and rejected differ (ids and text, outer whitespace aside, compared in Unicode NFC: "café"
+  typed as é or as e + U+0301 is one text).
 
 Strategies call `candidate_facts` once to keep ineligible candidates out of their pools and
 `enforce` on their picks as the last word: `enforce` drops what breaks the rule and counts each
@@ -43,6 +44,8 @@ from curate.score.registry import task_verifiers, verifier_names
 REFERENCE_ID = "reference"  # gt's chosen_id for a prompt's reference solution: verifier score 1.0
 REASONS = {
     "identical": "chosen and rejected are the same candidate or text",
+    "same_text": "margin: a candidate with the text of a better-ranked one of its prompt (NFC, outer whitespace "
+                 "aside) is left out of the pick, so that the pick falls to the next distinct text",
     "unscored": "a side has no ok score on the strategy's evidence (unscored or failed)",
     "tie": "chosen does not strictly beat rejected on the strategy's evidence",
     "gated_chosen": "the chosen is gated by the quality scorer",
@@ -230,8 +233,7 @@ def enforce(picks: pl.DataFrame, facts: pl.DataFrame | None, *, gated_rejected: 
         chosen_verifier = pl.col("chosen_verifier_on_pair_prompt")
         rejected_verifier = pl.col("rejected_verifier_on_pair_prompt")
     checks = [
-        ("identical", (pl.col("chosen_id") == pl.col("rejected_id"))
-         | (pl.col("chosen").str.strip_chars() == pl.col("rejected").str.strip_chars())),
+        ("identical", (pl.col("chosen_id") == pl.col("rejected_id")) | (same_text("chosen") == same_text("rejected"))),
         ("unscored", pl.lit(scored) & (pl.col("chosen_score").is_null() | pl.col("rejected_score").is_null()
                                        | pl.col("chosen_score").is_nan() | pl.col("rejected_score").is_nan())),
         ("tie", pl.lit(scored) & ~(pl.col("chosen_score") > pl.col("rejected_score"))),
@@ -254,6 +256,11 @@ def enforce(picks: pl.DataFrame, facts: pl.DataFrame | None, *, gated_rejected: 
         return picks.filter(refused.is_null()).drop("_row")
     kept = checked.filter(refused.is_null())["_row"]  # facts holding a candidate twice: any row passing
     return picks.filter(pl.col("_row").is_in(kept.implode())).drop("_row")
+
+
+def same_text(column: str) -> pl.Expr:
+    """A text as the rule compares it: Unicode NFC, outer whitespace aside."""
+    return pl.col(column).str.normalize("NFC").str.strip_chars()
 
 
 def refuse(reason: str, count: int = 1) -> None:
