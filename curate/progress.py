@@ -105,6 +105,9 @@ def summary_table(state) -> Table:
         for key in sorted(k for k in counts if k.startswith("quality_gate_")):
             table.add_row(f"  {key.removeprefix('quality_gate_')}", str(counts[key]), "")
     table.add_row("pairs built", str(counts.get("pairs_built", 0)), str(counts.get("pairs_new", 0)))
+    if counts.get("pairs_found_again"):  # the same pair by two [[pairs]] entries: one pair, both evidences
+        table.add_row("  found again by another entry (kept once, its evidence in also_found_by)",
+                      str(counts["pairs_found_again"]), "")
     refused = sorted(k for k in counts if k.startswith("pairs_refused_"))
     if refused:  # the pairing rule (curate/pairs/rule.py), per reason
         table.add_row("pairs refused by the pairing rule", str(sum(counts[k] for k in refused)), "")

@@ -191,3 +191,28 @@ def test_a_prompt_repeated_across_ingest_batches_is_counted_once(tmp_path, monke
                           "pairs": [{"strategy": "margin", "scorer": "imported:rank"}],
                           "dedup": {"semantic": False}}, tmp_path)
     assert state.counts["prompts_read"] == 2 and tables["candidates"].height == 6
+
+
+def test_a_pair_two_entries_find_is_kept_once_with_both_evidences(tmp_path):
+    """UltraFeedback's aspects often agree: margin by helpfulness and by honesty pick the same pair on
+    both prompts here, and on the second prompt only helpfulness separates a pair."""
+    rows = [{"instruction": "Name a yellow fruit.", "completions": [
+                {"model": "a", "response": "A banana.", "annotations": {"helpfulness": 5, "honesty": 5}},
+                {"model": "b", "response": "Blue.", "annotations": {"helpfulness": 1, "honesty": 2}}]},
+            {"instruction": "Name a red fruit.", "completions": [
+                {"model": "a", "response": "A cherry.", "annotations": {"helpfulness": 5, "honesty": 4}},
+                {"model": "b", "response": "Pebbles.", "annotations": {"helpfulness": 2, "honesty": 4}}]}]
+    path = tmp_path / "uf.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    state, tables = _run({"name": "two", "generators": [], "dedup": {"semantic": False},
+                          "inputs": [{"path": str(path), "generate": False, "columns": {"prompt": "instruction"}}],
+                          "pairs": [{"strategy": "margin", "scorer": "imported:helpfulness"},
+                                    {"strategy": "margin", "scorer": "imported:honesty"}]}, tmp_path)
+    pairs = tables["pairs"]
+    assert pairs.height == 2 and set(pairs["scorer"]) == {"imported:helpfulness"}
+    found = [json.loads(d).get("also_found_by") for d in pairs["details_json"]]
+    assert state.counts["pairs_found_again"] == 1 and found.count(None) == 1
+    (again,) = [f for f in found if f]
+    assert [{k: v for k, v in e.items() if k != "reason"} for e in again] == [
+        {"scorer": "imported:honesty", "chosen_score": 5.0, "rejected_score": 2.0, "margin": 3.0}]
+    assert "imported:honesty" in again[0]["reason"]

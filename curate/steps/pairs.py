@@ -9,6 +9,7 @@ with their drops, index rows and embeddings, so the step holds one batch's pairs
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -35,9 +36,7 @@ def pairs(context: RunContext, state: RunState) -> None:
     index = KeptPairs(context.lake, context.dedup, embed=embedder, model=EMBEDDING_MODEL)
     built = stored = dropped = added = 0
     for batch in _built_batches(context, state):
-        # Two [[pairs]] entries of one strategy may pick the same pair (e.g. margin by an imported
-        # rating and by the verifier): one pair_id, one pair (the first entry's).
-        batch = batch.unique("pair_id", keep="first", maintain_order=True)
+        batch = _one_per_pair_id(batch, state)
         # Pairs rebuilt from unchanged inputs have the same ids: drop those before dedup.
         known = context.lake.existing_ids("pairs", batch["pair_id"].to_list())
         fresh = batch.filter(~pl.col("pair_id").is_in(list(known)))
@@ -52,6 +51,28 @@ def pairs(context: RunContext, state: RunState) -> None:
     state.add("pairs_duplicates_dropped", dropped)
     log(f"pairs: {built} built, {stored} already stored, {dropped} dropped by dedup, {added} new")
     state.took("pairs", time.monotonic() - began)
+
+
+def _one_per_pair_id(batch: pl.DataFrame, state: RunState) -> pl.DataFrame:
+    """Two [[pairs]] entries of one strategy may pick the same pair (margin by an imported rating and
+    by the verifier): one pair_id, one pair, the first entry's, whose details_json lists the others'
+    evidence under `also_found_by`; counted as pairs_found_again."""
+    again = batch.filter(pl.col("pair_id").is_duplicated())
+    if again.is_empty():
+        return batch
+    evidence: dict[str, list[dict]] = {}
+    firsts: set[str] = set()
+    for row in again.iter_rows(named=True):
+        if row["pair_id"] not in firsts:
+            firsts.add(row["pair_id"])
+            continue
+        evidence.setdefault(row["pair_id"], []).append(
+            {key: row[key] for key in ("scorer", "chosen_score", "rejected_score", "margin", "reason")})
+    kept = batch.unique("pair_id", keep="first", maintain_order=True)
+    details = [json.dumps({**json.loads(detail or "{}"), "also_found_by": evidence[pair_id]})
+               if pair_id in evidence else detail for pair_id, detail in zip(kept["pair_id"], kept["details_json"])]
+    state.add("pairs_found_again", sum(len(found) for found in evidence.values()))
+    return kept.with_columns(pl.Series("details_json", details, pl.String))
 
 
 def _built_batches(context: RunContext, state: RunState) -> Iterator[pl.DataFrame]:
