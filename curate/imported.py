@@ -9,7 +9,9 @@ Shapes a row may have, besides its prompt (`messages` or `prompt`, validated as 
 - a binarized pair: `chosen` / `rejected` as strings or message lists (the list's last message is
   the reply, the messages before it the prompt), with optional `score_chosen` / `score_rejected`
   (any `<name>_chosen`, `chosen_<name>` or `chosen-<name>`: a number is rating `<name>`, a string
-  named `model` the side's model). The pair's own verdict is rating `preference`: 1 chosen, 0 rejected;
+  named `model` the side's model). The pair's own verdict is rating `preference`: 1 chosen, 0 rejected,
+  unless the row's own numbers rank the rejected higher (a reject says so) or both sides are the
+  same text (the chosen is imported alone; the rejected is a reject);
 - an HH-RLHF transcript: `chosen` / `rejected` as "\\n\\nHuman: ... \\n\\nAssistant: ..." strings,
   split into the shared conversation (the prompt) and each final reply.
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -223,6 +226,11 @@ def _binarized(row: dict) -> RowParts:
         prompt_row["messages"] = conversation
     elif "messages" not in prompt_row and "prompt" not in prompt_row and parts.problems:
         raise RowError(parts.problems[0][2])
+    if len(replies) == 2 and _same_text(replies["chosen"], replies["rejected"]):
+        parts.problems.append(("rejected", _raw(sides["rejected"]),
+                               "rejected: the same text as the chosen (Unicode NFC, outer whitespace aside): "
+                               "no preference to import; the chosen is imported alone"))
+        del replies["rejected"]
     for side, text in replies.items():
         extra = dict(side_fields[side])
         model = extra.pop("model", None)
@@ -238,7 +246,32 @@ def _binarized(row: dict) -> RowParts:
             parts.completions.append(Completion(where, text, model, index, ratings))
         except RowError as exc:
             parts.problems.append((where, _raw(text), str(exc)))
+    _check_label_against_scores(parts)
     return parts
+
+
+def _same_text(first: str, second: str) -> bool:
+    return unicodedata.normalize("NFC", first).strip() == unicodedata.normalize("NFC", second).strip()
+
+
+def _check_label_against_scores(parts: RowParts) -> None:
+    """A binarized row whose own numbers rank its rejected above its chosen (score_chosen 3,
+    score_rejected 7): the label and the scores disagree, so neither is trusted as the pair's
+    preference. The scores are imported; the `preference` rating is not, and the row is a reject
+    with both numbers (pairs on the scores still follow the scores)."""
+    sides = {c.field: c for c in parts.completions if c.field in ("chosen", "rejected")}
+    if len(sides) != 2:
+        return
+    chosen, rejected = sides["chosen"].ratings, sides["rejected"].ratings
+    against = [name for name in chosen if name != PREFERENCE and isinstance(chosen[name], float)
+               and isinstance(rejected.get(name), float) and chosen[name] < rejected[name]]
+    if against:
+        name = against[0]
+        for completion in sides.values():
+            completion.ratings.pop(PREFERENCE, None)
+        parts.problems.append(("preference", json.dumps({f"{name}_chosen": chosen[name], f"{name}_rejected": rejected[name]}),
+                               f"the label contradicts the row's {name}: {name}_chosen {chosen[name]:g} < "
+                               f"{name}_rejected {rejected[name]:g}; rating `preference` not imported"))
 
 
 def _reply_of(value, side: str) -> tuple[list[dict] | None, str]:

@@ -220,7 +220,7 @@ def test_reimport_adds_nothing(tmp_path):
 
 
 
-@pytest.mark.parametrize("name, prompts, candidates, rejects", [("ultrafeedback", 6, 23, 1), ("binarized", 8, 15, 0)])
+@pytest.mark.parametrize("name, prompts, candidates, rejects", [("ultrafeedback", 6, 23, 1), ("binarized", 8, 15, 1)])
 def test_the_readme_examples_import_what_the_readme_says(name, prompts, candidates, rejects):
     from pathlib import Path
 
@@ -232,3 +232,24 @@ def test_the_readme_examples_import_what_the_readme_says(name, prompts, candidat
     (batch,) = ingest_batches(read_rows(spec.path), spec.path.stem, "r", columns=spec.columns)
     assert (batch.prompts.num_rows, batch.candidates.num_rows, batch.rejects.num_rows) == (prompts, candidates,
                                                                                            rejects)
+
+
+def test_identical_replies_and_labels_against_their_scores_are_counted_rejects(tmp_path):
+    """Binarized and HH rows as the public sets have them: a chosen whose text is the rejected's
+    (NFD against NFC here), an HH pair with the same last reply, and a row whose own scores rank the
+    rejected higher than its label does."""
+    rows = [
+        {"prompt": "Spell cafe with its accent.", "chosen": "caf\u00e9", "rejected": "cafe\u0301 ",
+         "score_chosen": 8.0, "score_rejected": 8.0},
+        {"chosen": "\n\nHuman: Hi?\n\nAssistant: Hello!", "rejected": "\n\nHuman: Hi?\n\nAssistant: Hello!"},
+        {"prompt": "Name a prime.", "chosen": "Nine.", "rejected": "Seven.", "score_chosen": 3.0,
+         "score_rejected": 7.0},
+    ]
+    prompts, rejects, candidates, scores = _ingest(_jsonl(tmp_path / "b.jsonl", rows))
+    reasons = _rejects(rejects)
+    assert prompts.height == 3 and candidates.height == 1 + 1 + 2
+    assert reasons["line 1 rejected"].startswith("rejected: the same text as the chosen")
+    assert reasons["line 2 rejected"].startswith("rejected: the same text as the chosen")
+    assert reasons["line 3 preference"] == ("the label contradicts the row's score: score_chosen 3 < score_rejected 7; "
+                                            "rating `preference` not imported")
+    assert set(scores["scorer"]) == {"imported:score"} and scores.height == 3  # line 1's chosen, line 3's two
