@@ -115,3 +115,19 @@ def test_strong_models_answers_are_gated_at_most_one_in_a_hundred():
 ])
 def test_code_tables_and_choruses_are_no_loops(text):
     assert gates(text) == []
+
+
+def test_longest_repeats_equals_the_regex_it_replaces_on_real_and_looping_text():
+    """The compiled pass measures what `(.{1,40}?)\\1{7,}` matched, longest match per text: the same
+    number on 2,467 real answers (gemini's loops among them) and on the embedded model's loops."""
+    import re
+
+    from bench.gate_calibration import humaneval_references
+    from curate.score.quality import longest_repeats
+
+    pattern = re.compile(r"(.{1,40}?)\1{7,}", re.DOTALL)
+    texts = _strong_answers() + [text for _, text in humaneval_references()]
+    texts += ["ref:" * 60, "Santel\n" * 30, "I like it. " * 12, "abcabcabcab", "x", "é" * 9 + "e\u0301" * 9]
+    expected = [max((len(m.group(0)) for m in pattern.finditer(text)), default=0) for text in texts]
+    assert longest_repeats(texts) == expected
+    assert longest_repeats([]) == []

@@ -38,7 +38,7 @@ import polars as pl
 from curate.answer_checks import FORMATS
 from curate.pairs.rows import newest, row_for_row
 from curate.score.quality import NAME as QUALITY
-from curate.score.quality import quality_gates
+from curate.score.quality import gates_of_batch
 from curate.score.registry import task_verifiers, verifier_names
 
 REFERENCE_ID = "reference"  # gt's chosen_id for a prompt's reference solution: verifier score 1.0
@@ -97,8 +97,9 @@ def _gated(pool: pl.DataFrame, stored: pl.DataFrame) -> pl.Series:
     gated = stored.select(pl.when(pl.col("status") == "ok").then(pl.col("score") <= 0).alias("gated"))["gated"]
     unknown = gated.is_null()
     if unknown.any():  # no quality row: run the gates here
-        texts = pool.filter(unknown).select("text", "finish_reason").iter_rows()
-        computed = pl.Series([bool(quality_gates(text, finish)) for text, finish in texts], dtype=pl.Boolean)
+        rows = pool.filter(unknown)
+        fired = gates_of_batch(rows["text"].to_list(), rows["finish_reason"].to_list())
+        computed = pl.Series([bool(gates) for gates in fired], dtype=pl.Boolean)
         gated = gated.clone().scatter(unknown.arg_true(), computed)
     return gated
 
