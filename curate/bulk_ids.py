@@ -138,6 +138,11 @@ def pair_ids_of(strategy: str, chosen_id: pl.Series, rejected_id: pl.Series, pro
     return _sha(_json_list("pair", strategy, chosen_id, rejected_id, prompt_id, quoted=True)).alias("pair_id")
 
 
+def score_ids(candidate_id: pl.Series, scorer: pl.Series, scorer_version: pl.Series) -> pl.Series:
+    """`ids.score_id(candidate_id, scorer, scorer_version)` per row."""
+    return _sha(_json_list("score", candidate_id, scorer, scorer_version)).alias("score_id")
+
+
 def prompt_texts(prompt: pl.Series) -> pl.Series:
     """Per chat prompt, one `role: normalised content` line per message (as `pair_dedup_key`)."""
     if prompt.null_count() == 0 and (prompt.list.len() == 1).all():  # one message each: no regrouping

@@ -104,3 +104,12 @@ def test_json_string_and_normalised_on_slices_and_gathers(start):
                  column.gather([1, 3, 4]), column.slice(start).filter(column.slice(start).str.contains("plain"))):
         assert bulk_ids.json_string(part).to_list() == [json.dumps(t, ensure_ascii=False) for t in part]
         assert bulk_ids.normalised(part).to_list() == [normalise_text(t) for t in part]
+
+
+def test_score_ids_equal_per_row_ids():
+    from curate.bulk_ids import score_ids
+    from curate.ids import score_id
+
+    rows = [("a" * 32, "quality", "4"), ("b" * 32, "imported:Rating \"x\"", "src/é"), ("c", "judge:m", "1\n2")]
+    columns = [pl.Series([row[k] for row in rows]) for k in range(3)]
+    assert score_ids(*columns).to_list() == [score_id(*row) for row in rows]

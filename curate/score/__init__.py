@@ -16,7 +16,7 @@ from typing import Protocol
 import polars as pl
 import pyarrow as pa
 
-from curate import ids, schemas
+from curate import bulk_ids, ids, schemas
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def _score_row(item_ids: tuple[str, str], scorer: Scorer, result: ScoreResult, r
                now: datetime) -> dict:
     candidate_id, prompt_id = item_ids
     return {
-        "score_id": ids.score_id(candidate_id, scorer.name, scorer.version),
+        "score_id": None,  # filled in bulk (score_candidates)
         "candidate_id": candidate_id, "prompt_id": prompt_id,
         "scorer": scorer.name, "scorer_version": scorer.version,
         "score": result.score if result.status == "ok" else None,
@@ -77,9 +77,16 @@ def unscored(prompts: pl.DataFrame, candidates: pl.DataFrame, scorer: Scorer,
     if scorer.tasks is not None:
         answered = prompts.filter(pl.col("task").is_in(list(scorer.tasks)))["prompt_id"]
         candidates = candidates.filter(pl.col("prompt_id").is_in(answered.implode()))
-    wanted = {ids.score_id(c, scorer.name, scorer.version): c for c in candidates["candidate_id"]}
-    done = existing(list(wanted)) if wanted else set()
-    return candidates.filter(~pl.col("candidate_id").is_in([wanted[s] for s in done]))
+    if candidates.is_empty():
+        return candidates
+    wanted = candidates.select("candidate_id", bulk_ids.score_ids(
+        candidates["candidate_id"], pl.repeat(scorer.name, candidates.height, eager=True),
+        pl.repeat(scorer.version, candidates.height, eager=True)))
+    done = existing(wanted["score_id"].to_list())
+    if not done:
+        return candidates
+    stored = wanted.filter(pl.col("score_id").is_in(list(done)))["candidate_id"]
+    return candidates.filter(~pl.col("candidate_id").is_in(stored.implode()))
 
 
 def score_candidates(
@@ -109,4 +116,9 @@ def score_candidates(
             results = scorer.score(items)
             for item, result in zip(items, results, strict=True):
                 rows.append(_score_row((item.candidate_id, item.prompt_id), scorer, result, run_id, now))
+    if rows:
+        columns = {key: pl.Series([row[key] for row in rows], dtype=pl.String)
+                   for key in ("candidate_id", "scorer", "scorer_version")}
+        for row, score_id in zip(rows, bulk_ids.score_ids(*columns.values()).to_list(), strict=True):
+            row["score_id"] = score_id
     return schemas.conform("scores", rows)
