@@ -1,5 +1,6 @@
 """Re-curation at scale: `curate run` (the pipeline's steps, without Prefect) over imported
-candidates from Parquet: ingest, a verifier scorer, margin pairs with exact + MinHash dedup, the
+candidates from Parquet: ingest (with the imported ratings), the quality gates and a verifier
+scorer, margin pairs on the verifier and on the imported rating with exact + MinHash dedup, the
 audit and the export.
 
 The input is synthetic and UltraFeedback-shaped: per prompt an instruction with one checkable
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -114,6 +116,9 @@ kind = "constraints"
 [[pairs]]
 strategy = "margin"
 scorer = "constraints"
+[[pairs]]
+strategy = "margin"
+scorer = "imported:overall_score"
 [dedup]
 semantic = false
 [runner]
@@ -178,7 +183,8 @@ def main() -> None:
         results[size] = json.loads(done.stdout.strip().splitlines()[-1])
         result = results[size]
         print(f"{size:,} candidates ({size // PER_PROMPT:,} prompts, {result['batches']} batches): "
-              f"{result['total_seconds']} s, peak RSS {result['max_rss_mib']} MiB; "
+              f"{result['total_seconds']} s = {size / result['total_seconds']:,.0f} candidates/s, "
+              f"peak RSS {result['max_rss_mib']} MiB (load average {os.getloadavg()[0]:.1f}); "
               f"{result['candidates']:,} candidates, {result['scores']:,} scores, {result['pairs']:,} pairs "
               f"({result['dropped']:,} dropped by dedup), {result['exported']:,} exported", flush=True)
         for stage in STAGES:
