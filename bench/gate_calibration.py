@@ -52,9 +52,9 @@ def humaneval_references() -> list[tuple[str, str]]:
 
 
 def lake_candidates(data_dir: Path) -> list[tuple[str, str]]:
-    from curate.lake import Lake
+    from curate.lake import open_lake
 
-    with Lake(data_dir, read_only=True) as lake:
+    with open_lake(data_dir, read_only=True) as lake:
         rows = lake.con.execute("select text from candidates where text is not null").fetchall()
     return [("lake:candidates", text) for (text,) in rows]
 

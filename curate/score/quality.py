@@ -22,7 +22,11 @@ Gates:
   shows as a repeated substring), and use thresholds for answers: DUP_LINE_FRACTION 0.50,
   DUP_LINE_CHAR_FRACTION 0.30, top n-gram 0.25, duplicated n-grams 0.30 (a third of the answer said
   again). `bench/gate_calibration.py` prints the gated share (0.9% of 2,303 strong answers, most of
-  them real loops; 0 of 164 HumanEval references). An answer can be a few words long, where one
+  them real loops; 0 of 164 HumanEval references). The price, on the embedded model's 259 demo
+  answers that stopped on their own: Gopher's thresholds gated 7, these gate 2 (the loops); the 5
+  let through restate a line or two (two wrong sums that say "4 pens * $2 = $8" twice, two
+  rambling answers about textwrap): weak answers, no degeneration, which the verifiers and the
+  audit judge. An answer can be a few words long, where one
   repeated word is no degeneration ("No, no." "5\\n5"), so the n-gram rules need MIN_WORDS = 50
   words, as in Gopher, and the line rules at least MIN_LINES prose lines.
 - `dup_sentence_char_fraction` (found in the embedded model's demo output, "There are 10 people on
