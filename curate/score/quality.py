@@ -170,6 +170,7 @@ def longest_repeats(texts: list[str]) -> list[int]:
 def _repeats_kernel():
     import numba
 
+    _llvmlite_lib_answers_vars()
     @numba.njit(cache=True, nogil=True)
     def kernel(codes, offsets, max_unit, min_repeats):
         longest = np.zeros(len(offsets) - 1, dtype=np.int64)
@@ -192,6 +193,18 @@ def _repeats_kernel():
         return longest
 
     return kernel
+
+
+def _llvmlite_lib_answers_vars() -> None:
+    """Numba loads llvmlite, whose module-level `llvmlite.binding.ffi.lib` answers every attribute
+    it lacks with a function wrapper, `__dict__` included; vLLM 0.32 starts an engine with a scan of
+    every module's attributes that calls `vars(value).get(...)`, which then fails
+    ("'_lib_fn_wrapper' object has no attribute 'get'"). An empty `__dict__` entry in the
+    wrapper's function table makes `vars(lib)` an empty dict, so an engine started after the
+    gates ran starts."""
+    from llvmlite.binding import ffi
+
+    ffi.lib._fntab.setdefault("__dict__", {})
 
 
 def _repeated_substring(text: str, longest: int | None = None) -> list[dict]:
