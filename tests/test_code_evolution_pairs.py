@@ -319,7 +319,7 @@ def test_build_commit_pairs_for_mined_and_supplied_code_edit_prompts(history):
     assert mined["strategy"] == "code_evolution"
     assert mined["pair_id"] == ids.pair_id("code_evolution", f"commit:{sha}:after", f"commit:{sha}:before", mined_id)
     assert json.loads(mined["params_json"]) == {"mode": "commits", "repo": str(repo), "max_commits": 1,
-                                                "max_diff_lines": 40, "max_file_lines": 400,
+                                                "max_diff_lines": 40, "max_file_lines": 400, "max_region_lines": 60,
                                                 "min_message_words": 3, "paths": "*.py", "scope": "file",
                                                 "context_lines": 8}
     edit = rows["p-edit"]
@@ -479,11 +479,32 @@ def test_edit_region_spans_every_hunk_and_anchors_insertions():
     assert edit_region("x = 1", "x = 1\n", 8) is None
 
 
+def test_a_commit_whose_hunks_lie_far_apart_is_not_mined_in_region_scope(tmp_path):
+    """Two hunks 25 lines apart make one region of most of the file (as a bench script whose
+    docstring and last lines changed): past max_region_lines it is no region pair, and not mined."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    before = "".join(f"line_{i} = {i}\n" for i in range(1, 41))
+    commit(repo, "start the counting module", {"count.py": before})
+    changed = before.replace("line_5 = 5\n", "line_5 = 50\n").replace("line_30 = 30", "line_30 = 300")
+    far = commit(repo, "change two far lines", {"count.py": changed})
+    near = commit(repo, "change one line again", {"count.py": changed.replace("line_30 = 300", "line_30 = 3")})
+    assert [c["sha"] for c in mine_commits(repo)] == [near, far]
+    assert [c["sha"] for c in mine_commits(repo, max_region_lines=20)] == [near]  # far's change: 26 lines
+    derived = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES,
+                             {"mode": "commits", "repo": str(repo), "max_region_lines": 20})
+    assert [d.note["commit"] for d in derived] == [near]
+    whole = derive_prompts("code_evolution", prompts_frame([]), EMPTY_CANDIDATES, EMPTY_SCORES,
+                           {"mode": "commits", "repo": str(repo), "scope": "file", "max_region_lines": 20})
+    assert [d.note["commit"] for d in whole] == [near, far]  # a whole-file pair is no region
+
+
 def test_region_pairs_of_this_repositorys_own_history():
     """Real commits (as the demo mines them): a region is the changed span with k unchanged lines
     around it (fewer at the ends of the file), and nothing outside it changed."""
     try:
-        mined = mine_commits(ROOT, max_commits=5)
+        mined = mine_commits(ROOT, max_commits=5, max_region_lines=60)  # scope "region"'s default
     except UserError:
         mined = []
     if not mined:

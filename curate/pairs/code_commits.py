@@ -11,6 +11,8 @@
 - `git --numstat` counts 1..`max_diff_lines` added + removed lines (binary diffs never count);
 - the file before and after is UTF-8 text of at most `max_file_lines` lines with no ``` in it
   (the instruction and the pair fence the file in a ```python block);
+- in scope "region", its change spans at most `max_region_lines` lines (first to last changed
+  line, before and after, context aside): hunks far apart make one region of most of the file;
 - the change is not formatting-only (equal once all whitespace is removed) nor comment-only
   (equal once comments and blank lines are dropped: Python token streams, comments and
   non-logical newlines removed and whitespace ignored, for .py/.pyi files that tokenize; else
@@ -250,8 +252,9 @@ def _blob_text(repo, blob: str) -> str | None:
 
 def mine_commits(repo: str | os.PathLike, max_commits: int = 20, max_diff_lines: int = 40,
                  max_file_lines: int = 400, min_message_words: int = 3,
-                 paths: str | list[str] = "*.py") -> list[dict]:
-    """Small single-file code commits of `repo` (see the module docstring), newest first."""
+                 paths: str | list[str] = "*.py", max_region_lines: int | None = None) -> list[dict]:
+    """Small single-file code commits of `repo` (see the module docstring), newest first; with
+    `max_region_lines`, only those whose change spans at most that many lines, before and after."""
     if not Path(repo).is_dir():
         raise UserError(f"code_evolution: repo {str(repo)!r} is not a directory")
     _git(repo, "rev-parse", "--git-dir")  # a clear error for a directory that is no repository
@@ -266,7 +269,7 @@ def mine_commits(repo: str | os.PathLike, max_commits: int = 20, max_diff_lines:
     records = _log_records(repo)
     try:
         for record in records:
-            if _accept(repo, record, mined, max_diff_lines, max_file_lines, min_message_words, patterns) \
+            if _accept(repo, record, mined, max_diff_lines, max_file_lines, min_message_words, patterns, max_region_lines) \
                     and len(mined) >= max_commits:
                 break
     finally:
@@ -275,7 +278,7 @@ def mine_commits(repo: str | os.PathLike, max_commits: int = 20, max_diff_lines:
 
 
 def _accept(repo, record, mined: list[dict], max_diff_lines: int, max_file_lines: int,
-            min_message_words: int, patterns: list[str]) -> bool:
+            min_message_words: int, patterns: list[str], max_region_lines: int | None = None) -> bool:
     """Append the commit to `mined` if it passes every rule; whether it did."""
     sha, parents, subject, raw, numstat = record
     if not parents or len(raw) != 1 or len(numstat) != 1 or len(raw[0][0]) != 5:
@@ -299,14 +302,24 @@ def _accept(repo, record, mined: list[dict], max_diff_lines: int, max_file_lines
         return False
     if formatting_only(before, after) or comment_only(before, after, path):
         return False
+    if max_region_lines is not None and _region_too_long(before, after, max_region_lines):
+        return False
     mined.append({"sha": sha, "path": path, "message": subject, "diff_lines": diff_lines,
                   "before": before, "after": after})
     return True
 
 
+def _region_too_long(before: str, after: str, max_region_lines: int) -> bool:
+    """Two hunks far apart make one region of most of the file: past a trainer's context, where the
+    audit's answer_context refutes the pair. The span of the change counts, context aside."""
+    found = edit_region(before, after, 0)
+    return found is not None and max(_line_count(found["before"]), _line_count(found["after"])) > max_region_lines
+
+
 def derive_commits(options) -> list[DerivedPrompt]:
-    mined = mine_commits(options.repo, options.max_commits, options.max_diff_lines,
-                         options.max_file_lines, options.min_message_words, options.paths)
+    mined = mine_commits(options.repo, options.max_commits, options.max_diff_lines, options.max_file_lines,
+                         options.min_message_words, options.paths,
+                         options.max_region_lines if options.scope == "region" else None)
     return [_commit_prompt(c, options.scope, options.context_lines) for c in mined]
 
 

@@ -70,6 +70,8 @@ class CodeEvolutionOptions:
         "region", modes=COMMITS, help="region: the changed lines with `context_lines` lines around them "
                                       "(prompt and pair); file: the whole file")
     context_lines: int = option(8, modes=COMMITS, help="lines of unchanged code around a region, >= 0")
+    max_region_lines: int = option(
+        60, modes=COMMITS, help="region scope: a commit whose change spans more lines (hunks far apart) is not mined")
     revisions: int = option(1, modes=CRITIQUES, help="revisions sampled per critique prompt")
     max_tokens: int = option(512, modes=CRITIQUES, help="max_tokens of a revision")
     min_gain: float = option(
@@ -104,7 +106,7 @@ class CodeEvolutionOptions:
                              f"as a non-empty path, not {repo!r}")
         if not os.path.isdir(repo):
             raise ValueError(f"repo {repo!r} is not a directory")
-        _at_least(self, 1, "max_commits", "max_diff_lines", "max_file_lines")
+        _at_least(self, 1, "max_commits", "max_diff_lines", "max_file_lines", "max_region_lines")
         _at_least(self, 0, "min_message_words", "context_lines")
         if self.scope not in ("region", "file"):
             raise ValueError(f"scope must be one of 'region', 'file', not {self.scope!r}")
