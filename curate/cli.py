@@ -38,7 +38,7 @@ from curate.progress import (
     summary_table,
 )
 from curate.query_output import FORMATS, print_frame, result_table
-from curate.read_only_sql import duckdb_error_line, lock_down, read_only_statements
+from curate.read_only_sql import check_size, confine, lock_down, read_only_statements, run_statements
 from curate.report import read_lake_frames, write_report
 from curate.score.judge import JudgeSettings, PairwiseJudge
 
@@ -115,21 +115,26 @@ def _open_lake(data_dir: Optional[Path], as_of: Optional[str]):
 @app.command()
 def query(sql: str = typer.Argument(..., help="SQL over the lake's tables and views: statements that read only"),
           format: str = typer.Option("table", "--format", "-f", help="table | csv | json | jsonl"),
-          data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
-    """Run a read-only SQL query on the lake and print the result (of its last statement)."""
+          data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf,
+          timeout: float = typer.Option(300.0, "--timeout", help="seconds before the query is stopped"),
+          read_files: bool = typer.Option(False, "--read-files",
+                                          help="let the SQL read files outside the lake (read_csv('x.csv'), glob)")):
+    """Run a read-only SQL query on the lake and print the result (of its last statement).
+    It reads only the lake's own files unless --read-files is given."""
     if format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if not timeout > 0:
+        raise UserError(f"--timeout must be a positive number of seconds, not {timeout:g}")
+    check_size(sql)
     with _open_lake(data_dir, as_of) as lake:
         if not lake.read_only:
             raise UserError("internal: curate query needs the lake open read-only")
         statements = read_only_statements(lake.con, sql)  # refuses before anything runs
+        folders = None if read_files else lake.own_folders()
+        if folders is not None:
+            confine(lake.con, folders)
         lock_down(lake.con)
-        try:
-            for statement in statements:
-                result = lake.con.execute(statement)
-            frame = pl.from_arrow(result.to_arrow_table())
-        except duckdb.Error as exc:
-            raise UserError(f"query failed: {duckdb_error_line(exc)}") from exc
+        frame = pl.from_arrow(run_statements(lake.con, statements, timeout))
     print_frame(frame, format, console)
 
 
@@ -276,10 +281,17 @@ def report(out: Path = typer.Argument(Path("report.html"), help="HTML file to wr
     console.print(f"report written to {path}")
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    return isinstance(exc, click.ClickException) or (callable(getattr(exc, "show", None))
+                                                     and isinstance(getattr(exc, "exit_code", None), int))
+
+
 def main() -> None:
     try:
         library_bars_follow_terminal()
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # Ctrl-C: typer's click returns 130 here instead of raising
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as exc:
         print_error(str(exc))
         sys.exit(2)
@@ -289,8 +301,12 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-
-        if isinstance(exc, click.ClickException):
+        if _is_usage_error(exc):  # typer vendors click: its errors are no click.ClickException
+            option = getattr(exc, "option_name", None) or ""
+            if option.startswith("-") and any(c.isspace() for c in option):  # SQL that opens with a comment
+                print_error("an argument that starts with '-' reads as an option: put -- before the SQL "
+                            "(curate query -- \"-- my comment ...\")")
+                sys.exit(2)
             exc.show()
             sys.exit(exc.exit_code)
         if os.environ.get("CURATE_TRACEBACK"):

@@ -140,6 +140,7 @@ class Lake:
                 raise UserError(f"no lake at {self.location}: run `curate run` first")
         explicit, data_path = data_path is not None, self._data_path(data_path)
         self._scratch = None
+        self._catalog_folder = None if self.is_postgres else catalog_file.resolve().parent
         if not self.is_postgres and self.read_only and catalog_file.exists() and not os.access(catalog_file.parent, os.W_OK):
             catalog_file = self._read_only_copy(catalog_file)  # SQLite cannot open its WAL there
             target = (SQLITE if self.is_sqlite else "") + str(catalog_file)
@@ -290,6 +291,18 @@ class Lake:
                     options = [*options, set_data_path]
                 else:
                     raise
+
+    def own_folders(self) -> list[str] | None:
+        """The local folders a query of this lake reads (its files, its catalog's folder, a
+        read-only copy of the catalog), or None where it reads more than local folders (a
+        PostgreSQL catalog, object storage)."""
+        data_path = self.data_path
+        if self.is_postgres or scheme_of(data_path):
+            return None
+        folders = [Path(data_path), self._catalog_folder]
+        if self._scratch is not None:
+            folders.append(Path(self._scratch.name))
+        return [str(folder.resolve()).rstrip("/") + "/" for folder in folders]
 
     @property
     def data_path(self) -> str:

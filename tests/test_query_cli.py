@@ -264,3 +264,56 @@ def test_unknown_format_and_bad_sql_are_one_line_errors(lake_dir):
         result = _query(lake_dir, *args[:1], *args[1:])
         assert result.returncode == 2
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+
+
+# reads confined to the lake, a timeout, Ctrl-C, size ---------------------------------------------
+
+@pytest.mark.parametrize("sql", ["select * from read_text('/etc/passwd')", "select * from glob('/**')",
+                                 "select * from read_csv('/etc/passwd', sep = ':')"])
+def test_files_outside_the_lake_are_refused_with_one_line(lake_dir, sql):
+    refused = _query(lake_dir, sql)
+    assert refused.returncode == 2 and refused.stdout == "" and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "--read-files" in refused.stderr
+    assert "root:" not in refused.stderr
+
+
+def test_the_lake_reads_and_read_files_opens_other_files(lake_dir, tmp_path):
+    own = _query(lake_dir, "select count(*) as n from prompts p join scores s using (prompt_id)", "--format", "jsonl")
+    assert own.returncode == 0 and json.loads(own.stdout)["n"] > 0, own.stderr
+    other = tmp_path / "notes.csv"
+    other.write_text("a,b\n1,2\n")
+    assert _query(lake_dir, f"select * from read_csv('{other}')").returncode == 2
+    allowed = _query(lake_dir, f"select b from read_csv('{other}')", "--read-files", "--format", "jsonl")
+    assert allowed.returncode == 0 and json.loads(allowed.stdout) == {"b": 2}, allowed.stderr
+
+
+LONG = "select count(*) from range(1000000000000) t(i) where i % 7 = 3"  # hours
+
+
+def test_a_query_past_its_timeout_is_stopped(lake_dir):
+    stopped = _query(lake_dir, LONG, "--timeout", "1")
+    assert stopped.returncode == 2 and "stopped after its timeout of 1 s" in stopped.stderr
+    assert len(stopped.stderr.strip().splitlines()) == 1
+    assert _query(lake_dir, "select 1", "--timeout", "0").returncode == 2
+
+
+def test_ctrl_c_stops_a_long_query(lake_dir):
+    import signal
+    import time
+
+    process = subprocess.Popen([*CLI, "query", LONG, "--data-dir", str(lake_dir)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # imports, the lake open, the query under way
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)  # the query alone would run for hours (and its timeout is 300 s)
+    assert process.returncode == 130, err
+
+
+def test_sql_that_opens_with_a_comment_and_oversized_sql_are_one_line(lake_dir):
+    comment = _query(lake_dir, "-- how many\nselect 1")
+    assert comment.returncode == 2 and "put -- before the SQL" in comment.stderr and "Traceback" not in comment.stderr
+    runs = subprocess.run([*CLI, "query", "--data-dir", str(lake_dir), "--", "-- how many\nselect 1 as one"],
+                          capture_output=True, text=True, timeout=120)
+    assert runs.returncode == 0 and "one" in runs.stdout
+    huge = _query(lake_dir, "select " + ", ".join(f"{i} as c{i}" for i in range(7_500)))  # ~110 kB
+    assert huge.returncode == 2 and "curate query takes at most" in huge.stderr
