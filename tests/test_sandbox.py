@@ -548,3 +548,17 @@ def test_a_checkout_under_tmp_is_not_mounted_over(monkeypatch, tmp_path):
     monkeypatch.setattr(code, "_project_root", lambda: tmp_path)
     hidden = code._hidden_dirs()
     assert str(tmp_path) not in hidden and not any(h.startswith("/tmp/") for h in hidden)
+
+
+def test_a_verdict_keeps_no_more_than_a_short_marked_excerpt_of_what_the_candidate_said(unharmed):
+    """A candidate that raises with a file's contents as its message (here /etc/passwd, which the
+    sandbox shows): the verdict keeps the exception's type and 80 characters of its message,
+    marked as the candidate's."""
+    loud = "raise RuntimeError(open('/etc/passwd').read() * 3)\n"
+    result, _ = _run(loud, "assert True == True\n")
+    assert result.status == "error" and "RuntimeError (candidate's message: 'root:" in result.reason
+    assert len(result.reason) < 160 and result.reason.endswith("...')")
+    failing = "def add(a, b):\n    raise ValueError('x' * 5000)\n"
+    result, _ = _run(failing, CHECK_ADD, "add")
+    assert result.status == "failed" and "ValueError (candidate's message: 'xxx" in result.reason
+    assert len(result.reason) < 160

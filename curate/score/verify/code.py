@@ -34,6 +34,8 @@ thread-safe):
   `max_output_bytes` of each. Results come back on a separate pipe: sh writes "ready" there
   before anything of the candidate runs (else: setup failed, UserError), and the harness's report
   line must start with a random nonce that it reads from stdin before the candidate's code runs.
+  A verdict's reason names an exception by its type and at most MESSAGE_CHARS (80) characters of
+  its message, marked "candidate's message": a message can carry what the candidate read.
 
 Memory: RLIMIT_AS caps each process, so one run can use at most max_processes * memory_bytes
 (plus 2 * tmp_bytes of tmpfs); no cgroup is used.
@@ -180,6 +182,8 @@ def plan_tests(tests: str, entry_point: str | None = None) -> RunPlan:
 HARNESS = r'''
 import ast, json, os, secrets, sys
 
+MESSAGE_CHARS = 80  # of a candidate's exception message kept in a verdict
+
 
 def _main():
     write = os.write
@@ -208,6 +212,16 @@ def _main():
     counts = [0, 0]
     failures = []
 
+    def said(exc):
+        # the exception's type, and its message cut short and marked as the candidate's: a message
+        # can carry what the candidate read (a file's contents), which no verdict should keep
+        try:
+            message = "%s" % (exc,)
+        except BaseException:  # a candidate's exception whose __str__ fails
+            message = ""
+        cut = message[:MESSAGE_CHARS] + ("..." if len(message) > MESSAGE_CHARS else "")
+        return "%s (candidate's message: %r)" % (type(exc).__name__, cut) if message else type(exc).__name__
+
     def describe(exc):
         line = None
         tb = exc.__traceback__ if exc is not None else None
@@ -216,10 +230,7 @@ def _main():
                 line = tb.tb_lineno
                 break
             tb = tb.tb_next
-        try:
-            text = "%s: %s" % (type(exc).__name__, exc)
-        except BaseException:  # a candidate's exception whose __str__ fails
-            text = "%s" % (type(exc).__name__,)
+        text = said(exc)
         return ("tests.py line %s: %s" % (line, text) if line else text)[:500]
 
     def ok():
@@ -236,12 +247,12 @@ def _main():
     try:
         compiled = compile(code, "solution.py", "exec")
     except BaseException as exc:
-        report("error", 0, static, "candidate does not compile: %s: %s" % (type(exc).__name__, exc))
+        report("error", 0, static, "candidate does not compile: %s" % (said(exc),))
         return
     try:
         exec(compiled, g)
     except BaseException as exc:
-        report("error", 0, static, "candidate raised on load: %s: %s" % (type(exc).__name__, exc))
+        report("error", 0, static, "candidate raised on load: %s" % (said(exc),))
         return
 
     class Wrap(ast.NodeTransformer):
