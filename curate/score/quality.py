@@ -103,6 +103,8 @@ def _is_lyrics(text: str) -> bool:
 
 
 def _line_gates(text: str) -> list[dict]:
+    if text.count("\n") + 1 < MIN_LINES:  # too few lines of any kind: no prose view needed
+        return []
     lines = _prose_lines(text)
     if len(lines) < MIN_LINES:
         return []
@@ -116,6 +118,8 @@ def _line_gates(text: str) -> list[dict]:
 
 
 def _ngram_gates(text: str) -> list[dict]:
+    if len(text.split()) < MIN_WORDS:  # the prose has no more words than the text
+        return []
     words = "\n".join(_prose_lines(text)).split()
     if len(words) < MIN_WORDS:
         return []
