@@ -7,11 +7,13 @@ import hashlib
 import importlib.util
 import json
 import fcntl
+import functools
 import os
 import shutil
 from pathlib import Path
 
 from curate.errors import UserError
+from curate.progress import interactive
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -55,12 +57,23 @@ def embedded_model_dir(models_dir: Path) -> Path:
     return target
 
 
+def _no_gguf_bar_in_a_log_file() -> None:
+    """transformers' GGUF loader draws a tqdm bar of its own (no transformers switch turns it off):
+    in a log file it is redrawn text, so there it is disabled (curate.progress)."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_loader
+
+    bar = getattr(gguf_loader, "tqdm", None)
+    if bar is not None and not interactive() and not isinstance(bar, functools.partial):
+        gguf_loader.tqdm = functools.partial(bar, disable=True)
+
+
 def convert_gguf(gguf_path: Path, target: Path) -> None:
     """Dequantise a GGUF checkpoint into a plain safetensors model directory (bf16)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"converting {gguf_path.name} to safetensors under {target} (once)")
+    _no_gguf_bar_in_a_log_file()
     quantised = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     config = quantised.config
