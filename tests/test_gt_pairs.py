@@ -145,7 +145,7 @@ def test_default_verifier_per_task():
         ("i1", "p-inst", 1.0, "constraints"), ("i2", "p-inst", 0.5, "constraints"),
         ("h1", "p-chat", 0.0),
     ])
-    pairs = build(prompts, candidates, scores)
+    pairs = build(prompts, candidates, scores, {"near_miss_only": False})  # c1 passes no test: no near miss
     # a chat prompt has no verifier: its candidates are unscored and never pair (the pairing rule)
     assert picks(pairs) == [("p-code", "reference", "c1"), ("p-inst", "reference", "i2"),
                             ("p-math", "reference", "m2")]
@@ -293,8 +293,21 @@ def test_a_code_reference_is_chosen_in_the_fenced_form_the_prompt_asks_for():
            "messages": problem["messages"]}
     wrong = "```python\ndef truncate_number(number: float) -> float:\n    return int(str(number))\n```"
     pairs = build(prompts_frame([row]), candidates_frame([("a", "p1", wrong)]),
-                  scores_frame([("a", "p1", 0.0, "code_tests")]))
+                  scores_frame([("a", "p1", 0.0, "code_tests")]), {"near_miss_only": False})
     chosen = pairs["chosen"][0]
     assert "one ```python code block" in problem["messages"][0]["content"]
     assert chosen.startswith("```python\n") and chosen.endswith("\n```")
     assert extract_code(chosen).strip() == problem["reference_solution"].strip()
+
+
+def test_wrong_code_that_passes_no_test_is_no_near_miss():
+    """The demo's HumanEval rejecteds that passed none of the tests were nonsense code (a tuple for
+    a number, undefined names): trivial pairs. One that passes some tests stays."""
+    from curate.pairs import rule
+
+    prompts = prompts_frame([prompt_row("p1", task="code"), prompt_row("p2", task="code")])
+    candidates = candidates_frame([("a", "p1", "a"), ("b", "p2", "b")])
+    scores = scores_frame([("a", "p1", 0.0, "code_tests"), ("b", "p2", 0.6, "code_tests")])
+    with rule.counting() as refused:
+        pairs = build(prompts, candidates, scores)
+    assert picks(pairs) == [("p2", "reference", "b")] and refused == {"no_near_miss": 1}

@@ -78,7 +78,7 @@ class GtOptions:
     agree_min_margin: float = option(0.0, modes=TEACHER_STUDENT, help="least teacher - student score")
     near_miss_only: bool = option(
         True, modes=REFERENCE, help="where a math reference states intermediate results, a wrong answer must "
-                                    "state one of them (else refused: no_near_miss)")
+                                    "state one of them; wrong code must pass one test (else refused: no_near_miss)")
     gated_rejected: bool = option(False, help="a candidate gated by the quality scorer may be the rejected (off: too easy a negative)")
 
     def __post_init__(self) -> None:
@@ -209,8 +209,10 @@ def _reference_pairs(prompts, candidates, scores, options) -> pl.DataFrame:
         .when(pl.col("scorer") == "code_tests").then(pl.col("rejected_score"))
         .otherwise(0.0).alias("_progress"))
     if options.near_miss_only and picks.height:  # a wrong answer that reaches no step the reference shows
-        far = picks.select(((pl.col("scorer") == "math_verify") & (pl.col("_progress") == 0) & pl.struct(
+        # code that passes none of the tests is no near miss either (the demo's were nonsense code)
+        far = picks.select((((pl.col("scorer") == "math_verify") & (pl.col("_progress") == 0) & pl.struct(
             "chosen", "prompt").map_elements(lambda row: bool(_reference_steps(row)), return_dtype=pl.Boolean))
+            | ((pl.col("scorer") == "code_tests") & (pl.col("_progress") <= 0)))
             .fill_null(False).alias("far"))["far"]
         if far.any():
             rule.refuse("no_near_miss", int(far.sum()))

@@ -55,8 +55,8 @@ REASONS = {
     "rejected_unverified": "the task's verifier has no ok score for the rejected generation",
     "chosen_unverified": "the task's verifier has no ok score for the chosen",
     "verifier_not_below": "the task's verifier does not score the rejected strictly below the chosen",
-    "no_near_miss": "gt: the wrong answer states none of the intermediate results its math reference shows "
-                    "(near_miss_only = true): it shares no step with the chosen, an attempt at another problem",
+    "no_near_miss": "gt: the wrong answer states none of the intermediate results its math reference shows, "
+                    "or the wrong code passes none of the tests (near_miss_only = true): no near miss",
     "reversal_unchanged": "reversal: the chosen follows every constraint already, nothing to reverse (margin's pair)",
     "reversal_no_base_prompt": "reversal: no base_prompt, so the original constraints would stay in the rewritten "
                                "prompt and contradict it",
