@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -141,7 +140,7 @@ def check_hygiene(pair: dict, lookup: ScoreLookup) -> Verdict:
     chosen, rejected = pair["chosen"] or "", pair["rejected"] or ""
     if not chosen.strip():
         return Verdict("hygiene", REFUTED, {"reason": "the chosen response is empty"})
-    if unicodedata.normalize("NFC", chosen).strip() == unicodedata.normalize("NFC", rejected).strip():
+    if ids.same_text(chosen, rejected):
         return Verdict("hygiene", REFUTED, {"reason": "chosen and rejected are the same text (in Unicode NFC)"})
     quality = lookup.get(pair["chosen_id"], QUALITY_SCORER)
     if quality is None or quality["status"] != "ok" or quality["score"] is None:

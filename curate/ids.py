@@ -19,6 +19,12 @@ def normalise_text(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().casefold()
 
 
+def same_text(first: str, second: str) -> bool:
+    """Two answers are one text: equal in Unicode NFC, outer whitespace aside (curate.pairs.rule's
+    `same_text` compares columns the same way)."""
+    return unicodedata.normalize("NFC", first).strip() == unicodedata.normalize("NFC", second).strip()
+
+
 def normalise_messages(messages: list[dict]) -> list[dict]:
     """Messages as they matter for identity: role and content with outer whitespace trimmed."""
     return [{"role": m["role"].strip(), "content": m["content"].strip()} for m in messages]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -226,7 +225,7 @@ def _binarized(row: dict) -> RowParts:
         prompt_row["messages"] = conversation
     elif "messages" not in prompt_row and "prompt" not in prompt_row and parts.problems:
         raise RowError(parts.problems[0][2])
-    if len(replies) == 2 and _same_text(replies["chosen"], replies["rejected"]):
+    if len(replies) == 2 and ids.same_text(replies["chosen"], replies["rejected"]):
         parts.problems.append(("rejected", _raw(sides["rejected"]),
                                "rejected: the same text as the chosen (Unicode NFC, outer whitespace aside): "
                                "no preference to import; the chosen is imported alone"))
@@ -248,10 +247,6 @@ def _binarized(row: dict) -> RowParts:
             parts.problems.append((where, _raw(text), str(exc)))
     _check_label_against_scores(parts)
     return parts
-
-
-def _same_text(first: str, second: str) -> bool:
-    return unicodedata.normalize("NFC", first).strip() == unicodedata.normalize("NFC", second).strip()
 
 
 def _check_label_against_scores(parts: RowParts) -> None:

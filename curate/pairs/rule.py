@@ -260,7 +260,7 @@ def enforce(picks: pl.DataFrame, facts: pl.DataFrame | None, *, gated_rejected: 
 
 
 def same_text(column: str) -> pl.Expr:
-    """A text as the rule compares it: Unicode NFC, outer whitespace aside."""
+    """A text as the rule compares it: Unicode NFC, outer whitespace aside (curate.ids.same_text)."""
     return pl.col(column).str.normalize("NFC").str.strip_chars()
 
 

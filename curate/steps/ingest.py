@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate import ids, schemas
 from curate.dedup import decontaminate_prompts
 from curate.errors import UserError, describe_os_error, one_line
-from curate.imported import INGEST_BATCH_ROWS, imported_of
+from curate.imported import INGEST_BATCH_ROWS, SCORER_PREFIX, imported_of
 from curate.ingest import Ingested, ingest_batches, read_rows
 from curate.progress import log, warn
 from curate.sources import builtin_rows
@@ -25,7 +27,7 @@ def ingest(context: RunContext, state: RunState) -> None:
     for spec in context.config.inputs:
         read: dict[str, set | int] = {"prompts": set(), "new": 0, "rejects": 0, "candidates": 0, "reversed": 0}
         for part in _read_input(spec, state.run_id):
-            _commit(context, part, state, read, run_prompts)
+            _commit(context, part, state, read, run_prompts, spec.lower_is_better)
         (generating if spec.generate else state.no_generation).update(read["prompts"])
         prompts, rejects = len(read["prompts"]), read["rejects"]
         if not prompts + rejects:
@@ -56,7 +58,8 @@ def _remark(prompts: int, rejects: int) -> str:
     return ""
 
 
-def _commit(context: RunContext, part: Ingested, state: RunState, read: dict, run_prompts: set[str]) -> None:
+def _commit(context: RunContext, part: Ingested, state: RunState, read: dict, run_prompts: set[str],
+            lower_is_better: list[str]) -> None:
     """One batch of an input: prompts (decontaminated when benchmarks are configured), rejects,
     and the candidates and ratings it imports, in one commit."""
     prompts, drops = part.prompts, None
@@ -75,7 +78,10 @@ def _commit(context: RunContext, part: Ingested, state: RunState, read: dict, ru
     read["new"] += added["prompts"]
     read["rejects"] += part.rejects.num_rows
     read["candidates"] += candidates.num_rows
-    read["reversed"] += sum('"lower_is_better": true' in detail for detail in scores.column("detail_json").to_pylist())
+    reversed_ = pc.and_(pc.is_in(scores.column("scorer"), value_set=pa.array(
+        [f"{SCORER_PREFIX}{name}" for name in lower_is_better], pa.string())),
+        pc.equal(scores.column("status"), "ok"))
+    read["reversed"] += pc.sum(reversed_).as_py() or 0
     distinct = set(prompt_ids) - run_prompts
     run_prompts.update(distinct)
     for key, count in (("prompts_read", len(distinct)), ("prompts_new", added["prompts"]),
