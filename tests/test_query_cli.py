@@ -298,12 +298,21 @@ def test_a_query_past_its_timeout_is_stopped(lake_dir):
 
 
 def test_ctrl_c_stops_a_long_query(lake_dir):
+    import os
     import signal
     import time
 
     process = subprocess.Popen([*CLI, "query", LONG, "--data-dir", str(lake_dir)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    time.sleep(8)  # imports, the lake open, the query under way
+    fds = Path(f"/proc/{process.pid}/fd")
+    for _ in range(1200):  # until the lake's catalog is open (imports take long under load), at most 120 s
+        try:
+            if any("catalog" in os.readlink(fd) for fd in fds.iterdir()):
+                break
+        except OSError:  # an fd closed while we read the list
+            pass
+        time.sleep(0.1)
+    time.sleep(1)  # the query under way
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)  # the query alone would run for hours (and its timeout is 300 s)
     assert process.returncode == 130, err
