@@ -43,7 +43,9 @@ TRIVIAL_TESTS = "assert f() == 1\n"
 TRIVIAL = "def f():\n    return 1\n"
 
 
-def _sandbox_pids() -> list[int]:
+def _sandbox_pids(by_uid: dict | None = None) -> list[int]:
+    """Processes of the sandbox uids; `by_uid` gets their count per uid (the candidate's and the
+    judge's each have their own process limit)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -55,6 +57,9 @@ def _sandbox_pids() -> list[int]:
         uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
         if uid_line and int(uid_line.split()[1]) in SANDBOX_UIDS:
             pids.append(int(entry))
+            if by_uid is not None:
+                uid = int(uid_line.split()[1])
+                by_uid[uid] = by_uid.get(uid, 0) + 1
     return pids
 
 
@@ -76,7 +81,8 @@ def _sandbox_dirs() -> set[str]:
 
 
 class Watch(threading.Thread):
-    """Samples the sandbox uids' processes while a run goes on: the most at once, the largest RSS."""
+    """Samples the sandbox uids' processes while a run goes on: the most of one uid at once, the
+    largest RSS."""
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -84,8 +90,9 @@ class Watch(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
-            pids = _sandbox_pids()
-            self.max_procs = max(self.max_procs, len(pids))
+            by_uid: dict[int, int] = {}
+            pids = _sandbox_pids(by_uid)
+            self.max_procs = max(self.max_procs, *by_uid.values(), 0)
             for pid in pids:
                 try:
                     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -246,7 +253,7 @@ def test_cannot_see_our_environment(unharmed, monkeypatch):
             "print(dict(os.environ))\n")
     tests = ("assert leaks() == []\n"
              "assert set(os.environ) <= {'PATH', 'LANG', 'HOME', 'PWD'}\n"
-             "assert len(visible_pids()) <= 2\n")
+             "assert len(visible_pids()) <= 4\n")  # sh, the launcher, the judge and itself
     result, _ = _run(code, tests)
     assert (result.status, result.tests_passed, result.tests_total) == ("passed", 3, 3), result
     assert secret not in result.stdout
@@ -354,6 +361,43 @@ def test_no_privilege_escalation(unharmed):
     assert (result.status, result.tests_passed) == ("passed", 2), result
 
 
+def test_no_new_namespaces_mounts_or_chroot(unharmed):
+    """The seccomp filter (harness/seccomp.py): no user namespace, so no mount or chroot either,
+    through the tools or the system calls; threads and child processes still work. On the host,
+    as root, the same `unshare -Ur` works: the refusal is the sandbox's."""
+    code = ("import ctypes, os, subprocess, threading\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "def run(*argv):\n"
+            "    return subprocess.run(argv, capture_output=True).returncode\n"
+            "def attempts():\n"
+            "    out = {'unshare(CLONE_NEWUSER)': libc.unshare(0x10000000),\n"
+            "           'unshare(CLONE_NEWNS)': libc.unshare(0x00020000),\n"
+            "           'unshare -Ur': run('unshare', '-Ur', 'true'),\n"
+            "           'unshare -Urm mount': run('unshare', '-Urm', 'mount', '-t', 'tmpfs', 'x', '/tmp'),\n"
+            "           'mount': run('mount', '-t', 'tmpfs', 'x', '/tmp'),\n"
+            "           'chroot': run('/usr/sbin/chroot', '/', 'true')}\n"
+            "    try:\n"
+            "        os.chroot('/tmp')\n"
+            "        out['os.chroot'] = 0\n"
+            "    except OSError:\n"
+            "        out['os.chroot'] = -1\n"
+            "    return out\n"
+            "def seccomp_mode():\n"
+            "    return [l.split()[1] for l in open('/proc/self/status') if l.startswith('Seccomp:')][0]\n"
+            "def still_works():\n"
+            "    t = threading.Thread(target=lambda: None)\n"
+            "    t.start()\n"
+            "    t.join()\n"
+            "    return run('true')\n")
+    tests = ("found = attempts()\n"
+             "assert [name for name, rc in found.items() if rc == 0] == []\n"
+             "assert seccomp_mode() == '2'\n"
+             "assert still_works() == 0\n")
+    result, _ = _run(code, tests)
+    assert (result.status, result.tests_passed, result.tests_total) == ("passed", 3, 3), result
+    assert subprocess.run(["unshare", "-Ur", "true"]).returncode == 0
+
+
 def test_forged_report_is_ignored(unharmed):
     code = ("import os\n"
             "fake = b'ready\\n' + b'0' * 32 + b' passed 9 9 \\n'\n"
@@ -368,7 +412,9 @@ def test_forged_report_is_ignored(unharmed):
     assert result.tests_passed == 0
 
 
-def test_flooding_the_result_pipe(unharmed):
+def test_flooding_every_pipe_it_holds(unharmed):
+    """The result pipe is the judge's, out of the candidate's reach: a candidate that writes 13 MB
+    into every pipe it holds floods only its own reply to the judge, which the judge refuses."""
     code = ("import os\n"
             "def flood():\n"
             "    for fd in range(3, 64):\n"
@@ -380,7 +426,8 @@ def test_flooding_the_result_pipe(unharmed):
             "            pass\n"
             "    return 1\n")
     result, _ = _run(code, "assert flood() == 1\n")
-    assert (result.status, result.tests_passed, result.tests_total) == ("passed", 1, 1)
+    assert (result.status, result.tests_passed, result.tests_total) == ("failed", 0, 1), result
+    assert "WireError" in result.reason
 
 
 def test_stdin_is_closed(unharmed):
@@ -485,7 +532,9 @@ def test_refuses_without_isolation(monkeypatch):
         run_tests(ADD, CHECK_ADD, "add")
     monkeypatch.undo()
     monkeypatch.setattr(sandbox, "_isolation", None)
-    monkeypatch.setattr(sandbox, "HARNESS", "import sys\nsys.exit(3)\n")  # the probe run fails
+    real_files = sandbox._harness_files
+    monkeypatch.setattr(sandbox, "_harness_files",  # the probe run fails
+                        lambda: {**real_files(), "launch/launcher.py": "import sys\nsys.exit(3)\n"})
     with pytest.raises(UserError, match="does not work"):
         run_tests(ADD, CHECK_ADD, "add")
 
@@ -530,7 +579,7 @@ def test_code_tests_scorer(unharmed):
              _item("no code", {"prompt": "x", "task": "code", "tests": "x = 1\n"}, 4),
              _item(f"```python\n{ADD}```\nExample:\n```python\nprint(add(1, 2))  # 3\n```", row, 5)]
     scorer = CodeTestsScorer(SandboxLimits(cpu_seconds=1, wall_seconds=2))
-    assert (scorer.name, scorer.version, scorer.tasks) == ("code_tests", "2", frozenset({"code"}))
+    assert (scorer.name, scorer.version, scorer.tasks) == ("code_tests", "3", frozenset({"code"}))
     results = scorer.score(items)
     assert [r.score for r in results] == [1.0, 0.8, 0.5, 0.0, None, 1.0]  # the last: its usage block aside
     assert [r.status for r in results] == ["ok", "ok", "ok", "ok", "error", "ok"]

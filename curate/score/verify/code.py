@@ -1,7 +1,7 @@
 """Run model-written Python against a prompt's tests in a sandbox, and score code by it.
 
-`run_tests(code, tests, entry_point)` writes the candidate, the tests and a small harness into a
-fresh root-only temporary directory and runs them in a separate Python process that is isolated
+`run_tests(code, tests, entry_point)` writes three directories into a fresh root-only temporary
+directory (the candidate's code; the tests; the sandbox's own launcher) and runs them isolated
 with stock Linux tools (util-linux and coreutils), never with Python's `preexec_fn` (not
 thread-safe):
 
@@ -10,34 +10,42 @@ thread-safe):
         sh (pid 1 of the new PID namespace, root in the private mount namespace):
           mount --all --fstab: tmpfs over /tmp and /dev/shm (private, tmp_bytes each), and a
           read-only empty tmpfs over /home /root /run /var/tmp /var/lib /mnt /opt /work ... and
-          over this project's directory; cp -a the inputs to /tmp/box (owned by the run's uid)
-        setsid prlimit --cpu --as --nproc --fsize --nofile --core=0 --memlock=0
-          setpriv --reuid/--regid <the run's uid> --clear-groups --no-new-privs
-                  --inh-caps=-all --bounding-set=-all --pdeathsig=SIGKILL
-            python -I -B harness.py        (env: PATH, LANG, HOME only; cwd /tmp/box)
+          over this project's directory; cp -a the three directories to /tmp
+          python -I -B launcher.py         (root; harness/launcher.py: seccomp filter, then)
+            setsid prlimit ... setpriv <candidate uid> ... python server.py    cwd /tmp/box
+            setsid prlimit ... setpriv <judge uid> ... python judge.py         cwd /tmp/judge
 
+- The verdict: the tests run in the judge's process (harness/judge.py), as a uid of its own, in a
+  directory the candidate cannot read. The candidate's code runs in the server's process
+  (harness/candidate_server.py); the judge calls its functions through proxies, and arguments and
+  results cross two pipes as plain data tagged by exact type (harness/wire.py), which the judge
+  rebuilds and compares with its own `==`. The candidate can reach no frame, global, object or
+  file of the judge's, and never holds the pipe the verdict goes out on.
+- Kernel surface: a seccomp filter (harness/seccomp.py) refuses new namespaces, mounts, chroot,
+  io_uring, bpf, perf events, userfaultfd and keyrings, and other architectures' system calls.
 - Network: a new network namespace has only a loopback device, and it is down; abstract unix
   sockets are per namespace and the filesystem ones under /run are hidden.
-- Processes: when the harness exits or is killed, pid 1 of the namespace exits and the kernel
-  kills every process left in it; on a wall timeout we SIGKILL pid 1 (found as unshare's child,
-  pinned by a pidfd) and wait for unshare, which returns only once the namespace is empty. The
-  sandbox sees only its own processes in /proc.
-- User: each concurrent run gets its own uid from a pool (61000..61063 by default, see
-  `SANDBOX_UIDS`; uids with a passwd entry are skipped), held by an flock so that threads and
-  processes never share one. A uid of its own makes RLIMIT_NPROC per run, and the runs cannot
-  signal, ptrace or read each other, nor us (root). No capabilities, no setuid binaries (NNP).
-- Files: the only writable places are the private tmpfs mounts (the box lives in /tmp), which
-  vanish with the namespace, so a disk-filling candidate fills at most tmp_bytes of memory; the
-  host temporary directory is never visible to the candidate and is removed afterwards. The
-  harness deletes tests.py before the candidate's code runs.
+- Processes: when the launcher exits, pid 1 of the namespace exits and the kernel kills every
+  process left in it; on a wall timeout we SIGKILL pid 1 (found as unshare's child, pinned by a
+  pidfd) and wait for unshare, which returns only once the namespace is empty. The sandbox sees
+  only its own processes in /proc.
+- Users: each concurrent run gets two uids from a pool (61000..61063 by default, see
+  `SANDBOX_UIDS`; uids with a passwd entry are skipped), held by flocks so that threads and
+  processes never share one. A uid of its own makes RLIMIT_NPROC per process kind and run, and
+  the candidate cannot signal, ptrace or read the judge, other runs, or us (root). No
+  capabilities, no setuid binaries (NNP).
+- Files: the only writable places are the private tmpfs mounts, which vanish with the namespace,
+  so a disk-filling candidate fills at most tmp_bytes of memory; the host temporary directory is
+  never visible to the candidate and is removed afterwards.
 - Output: stdout and stderr are pipes drained by the caller, which keeps only the last
-  `max_output_bytes` of each. Results come back on a separate pipe: sh writes "ready" there
-  before anything of the candidate runs (else: setup failed, UserError), and the harness's report
-  line must start with a random nonce that it reads from stdin before the candidate's code runs.
+  `max_output_bytes` of each. Results come back on a separate pipe, held by the launcher and the
+  judge only: sh writes "ready" there before anything of the candidate runs (else: setup failed,
+  UserError), the judge's report line starts with a random nonce that only the judge reads (on
+  its stdin), and the launcher adds how the candidate's process ended when the judge saw it go.
   A verdict's reason names an exception by its type and at most MESSAGE_CHARS (80) characters of
   its message, marked "candidate's message": a message can carry what the candidate read.
 
-Memory: RLIMIT_AS caps each process, so one run can use at most max_processes * memory_bytes
+Memory: RLIMIT_AS caps each process, so one run can use at most 2 * max_processes * memory_bytes
 (plus 2 * tmp_bytes of tmpfs); no cgroup is used.
 
 Counting tests:
@@ -55,18 +63,18 @@ Counting tests:
 - Functions: no top-level asserts but `def test_*()` functions: each call is one test.
 
 Status: "passed" (every test held), "failed", "error" (the candidate does not load, is not
-defined, crashes the interpreter, exits early or does not report), "timeout" (wall-clock or CPU
+defined, crashes its interpreter, exits early or does not report), "timeout" (wall-clock or CPU
 limit). On "error" and "timeout" `tests_total` is the static count and `tests_passed` is 0.
 
-What the sandbox cannot promise: the tests run in the same process as the candidate, so a
-determined candidate can still cheat from inside (walk frames to find the counters, return an
-object whose `__eq__` is always true). That is reward hacking to watch for in the data, not an
-escape: nothing it does leaves the sandbox.
+What the tests cannot do here: use the candidate's own objects (a class instance, a generator),
+see a mutation of an argument, or pass it a function; such tests fail. Values the candidate
+returns can be right by chance or by lookup (the arguments cross to it), never by faking `==`.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import fcntl
 import functools
 import json
@@ -177,158 +185,19 @@ def plan_tests(tests: str, entry_point: str | None = None) -> RunPlan:
     raise ValueError("no tests found: expected def check(candidate), top-level asserts or test_* functions")
 
 
-# the harness, run inside the sandbox as `python -I -B harness.py RESULT_FD` ----------------------
+# the programs that run inside the sandbox (curate/score/verify/harness) -------------------------
 
-HARNESS = r'''
-import ast, json, os, secrets, sys
-
-MESSAGE_CHARS = 80  # of a candidate's exception message kept in a verdict
+HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 
 
-def _main():
-    write = os.write
-    fd = int(sys.argv[1])
-    marker = sys.stdin.readline().strip() + " "
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+def _harness_files() -> dict[str, str]:
+    """The sandbox's own programs by their path in the box, each made self-contained."""
+    def text(name: str) -> str:
+        return (HARNESS_DIR / name).read_text(encoding="utf-8")
 
-    def report(status, passed, total, reason):
-        text = ("%s" % (reason,)).encode("utf-8", "replace")[:1000].hex()
-        # one write below PIPE_BUF is atomic; the leading newline ends any partial line before it
-        write(fd, ("\n%s%s %d %d %s\n" % (marker, status, passed, total, text)).encode())
-
-    with open("spec.json", encoding="utf-8") as f:
-        spec = json.loads(f.read())
-    with open("solution.py", encoding="utf-8", errors="replace") as f:
-        code = f.read()
-    with open("tests.py", encoding="utf-8", errors="replace") as f:
-        tests = f.read()
-    for name in ("tests.py", "spec.json"):
-        os.unlink(name)
-    fmt, entry, static = spec["format"], spec["entry_point"], spec["static_total"]
-
-    tag = "_curate_" + secrets.token_hex(8)
-    counts = [0, 0]
-    failures = []
-
-    def said(exc):
-        # the exception's type, and its message cut short and marked as the candidate's: a message
-        # can carry what the candidate read (a file's contents), which no verdict should keep
-        try:
-            message = "%s" % (exc,)
-        except BaseException:  # a candidate's exception whose __str__ fails
-            message = ""
-        cut = message[:MESSAGE_CHARS] + ("..." if len(message) > MESSAGE_CHARS else "")
-        return "%s (candidate's message: %r)" % (type(exc).__name__, cut) if message else type(exc).__name__
-
-    def describe(exc):
-        line = None
-        tb = exc.__traceback__ if exc is not None else None
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == "tests.py":
-                line = tb.tb_lineno
-                break
-            tb = tb.tb_next
-        text = said(exc)
-        return ("tests.py line %s: %s" % (line, text) if line else text)[:500]
-
-    def ok():
-        counts[0] += 1
-
-    def fail():
-        counts[1] += 1
-        if not failures:
-            failures.append(describe(sys.exc_info()[1]))
-
-    g = {"__name__": "__candidate__", "__builtins__": __builtins__,
-         tag + "_ok": ok, tag + "_fail": fail, tag + "_exc": Exception}
-
-    try:
-        compiled = compile(code, "solution.py", "exec")
-    except BaseException as exc:
-        report("error", 0, static, "candidate does not compile: %s" % (said(exc),))
-        return
-    try:
-        exec(compiled, g)
-    except BaseException as exc:
-        report("error", 0, static, "candidate raised on load: %s" % (said(exc),))
-        return
-
-    class Wrap(ast.NodeTransformer):
-        def visit_Assert(self, node):
-            if isinstance(node.test, ast.Constant):
-                return node
-            call = lambda name: ast.Expr(ast.Call(ast.Name(tag + name, ast.Load()), [], []))
-            handler = ast.ExceptHandler(type=ast.Name(tag + "_exc", ast.Load()), name=None,
-                                        body=[call("_fail")])
-            return ast.copy_location(ast.Try(body=[node], handlers=[handler],
-                                             orelse=[call("_ok")], finalbody=[]), node)
-
-    tree = ast.parse(tests, "tests.py")
-    aborted = None
-    if fmt == "check":
-        tree.body = [s for s in tree.body if not (
-            isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)
-            and isinstance(s.value.func, ast.Name) and s.value.func.id == "check")]
-        tree = ast.fix_missing_locations(Wrap().visit(tree))
-        try:
-            exec(compile(tree, "tests.py", "exec"), g)
-        except BaseException as exc:
-            report("error", 0, static, "tests raised on load: " + describe(exc))
-            return
-        candidate = g.get(entry)
-        if not callable(candidate):
-            report("error", 0, static, "entry point %r is not defined by the candidate" % (entry,))
-            return
-        try:
-            g["check"](candidate)
-        except BaseException as exc:
-            aborted = describe(exc)
-    elif fmt == "asserts":
-        for stmt in tree.body:
-            unit = compile(ast.Module(body=[stmt], type_ignores=[]), "tests.py", "exec")
-            counted = isinstance(stmt, ast.Assert) and not isinstance(stmt.test, ast.Constant)
-            try:
-                exec(unit, g)
-            except BaseException:
-                fail()
-            else:
-                if counted:
-                    ok()
-    else:
-        try:
-            exec(compile(tree, "tests.py", "exec"), g)
-        except BaseException as exc:
-            report("error", 0, static, "tests raised on load: " + describe(exc))
-            return
-        for stmt in tree.body:
-            if isinstance(stmt, ast.FunctionDef) and stmt.name.startswith("test"):
-                try:
-                    g[stmt.name]()
-                except BaseException:
-                    fail()
-                else:
-                    ok()
-    passed, failed = counts
-    if aborted is not None:
-        failed += 1
-        failures.insert(0, "check stopped: " + aborted)
-    if passed + failed == 0:
-        passed = 1
-    status = "passed" if failed == 0 else "failed"
-    report(status, passed, passed + failed, failures[0] if failures else "")
-
-
-try:
-    _main()
-finally:
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:
-        pass
-'''
+    return {"launch/launcher.py": text("seccomp.py") + "\n\n" + text("launcher.py"),
+            "box/server.py": text("wire.py") + "\n\n" + text("candidate_server.py"),
+            "judge/judge.py": text("wire.py") + "\n\n" + text("judge.py")}
 
 
 # isolation ------------------------------------------------------------------------------------
@@ -424,30 +293,42 @@ def isolation() -> _Isolation:
         return _isolation
 
 
-class _UidSlot:
-    """A uid of the pool held for one run: flock on a root-only file, across threads and processes."""
+class _UidSlots:
+    """Uids of the pool held for one run (the candidate's and the judge's): flock on root-only
+    files, across threads and processes."""
 
     _dir = Path(tempfile.gettempdir()) / f"curate-sandbox-slots-{os.getuid()}"
 
-    def __enter__(self) -> int:
+    def __init__(self, count: int = 2):
+        self.count, self._fds = count, []
+
+    def __enter__(self) -> tuple[int, ...]:
         self._dir.mkdir(mode=0o700, exist_ok=True)
         usable = _usable_uids()
-        if not usable:
-            raise UserError(f"every uid in {SANDBOX_UIDS} has a passwd entry; set CURATE_SANDBOX_UID_BASE")
+        if len(usable) < self.count:
+            raise UserError(f"fewer than {self.count} uids in {SANDBOX_UIDS} lack a passwd entry; "
+                            "set CURATE_SANDBOX_UID_BASE")
+        held: list[int] = []
         while True:
             for uid in usable:
+                if uid in held:
+                    continue
                 fd = os.open(self._dir / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     os.close(fd)
                     continue
-                self._fd = fd
-                return uid
+                self._fds.append(fd)
+                held.append(uid)
+                if len(held) == self.count:
+                    return tuple(held)
             time.sleep(0.02)
 
     def __exit__(self, *exc) -> None:
-        os.close(self._fd)  # releases the flock
+        for fd in self._fds:
+            os.close(fd)  # releases the flock
+        self._fds = []
 
 
 @functools.cache
@@ -476,23 +357,19 @@ def _fstab(iso: _Isolation, limits: SandboxLimits) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _script(iso: _Isolation, limits: SandboxLimits, uid: int, result_fd: int) -> str:
-    """Run by sh as root, pid 1 of the namespaces, in the host work directory (argument 1)."""
+def _script(iso: _Isolation, result_fd: int) -> str:
+    """Run by sh as root, pid 1 of the namespaces, in the host work directory (argument 1): the
+    mounts, the three directories copied in, then the launcher (harness/launcher.py)."""
     t = {k: shlex.quote(v) for k, v in iso.tools.items()}
     lines = [
         f'fail() {{ echo "curate sandbox setup failed: $1" >&2; exit {SETUP_FAILED_RC}; }}',
         'cd "$1" || fail "cd"',
         f"{t['mount']} --all --fstab ./fstab || fail mount",
-        f"{t['cp']} -a box /tmp/ || fail cp",  # the box is owned by the uid already
-        "cd /tmp/box || fail 'cd box'",
+        f"{t['cp']} -a box judge launch /tmp/ || fail cp",  # owned by their uids already
+        "cd /tmp/launch || fail 'cd launch'",
         "unset OLDPWD PWD",
         f"printf 'ready\\n' > /proc/self/fd/{result_fd} || fail ready",
-        f"{t['setsid']} {t['prlimit']} --cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}"
-        f" --as={limits.memory_bytes} --nproc={limits.max_processes} --fsize={limits.max_file_bytes}"
-        f" --nofile={limits.max_open_files} --core=0 --memlock=0 --"
-        f" {t['setpriv']} --reuid={uid} --regid={uid} --clear-groups --no-new-privs"
-        f" --inh-caps=-all --bounding-set=-all --pdeathsig=SIGKILL --"
-        f" {shlex.quote(iso.python)} -I -B harness.py {result_fd}",
+        f"{shlex.quote(iso.python)} -I -B launcher.py {result_fd}",
         "exit $?",
     ]
     return "\n".join(lines) + "\n"
@@ -529,30 +406,37 @@ def _run(iso: _Isolation, code: str, tests: str, entry_point: str | None,
     nonce = secrets.token_hex(16)
     workdir = tempfile.mkdtemp(prefix="curate-sandbox-")  # root-only; the sandbox never sees it
     try:
-        with _UidSlot() as uid:
-            box = Path(workdir, "box")
-            box.mkdir(mode=0o700)
-            files = {"harness.py": HARNESS, "solution.py": code, "tests.py": tests,
-                     "spec.json": json.dumps({"format": plan.format, "entry_point": plan.entry_point,
-                                              "static_total": plan.static_total})}
-            for name, text in files.items():
-                (box / name).write_text(text, encoding="utf-8", errors="surrogatepass")
-                os.chmod(box / name, 0o644)
-            os.chown(box, uid, uid)
+        with _UidSlots() as (candidate_uid, judge_uid):
+            inputs = {"box/solution.py": code, "judge/tests.py": tests,
+                      "judge/spec.json": json.dumps({"format": plan.format, "entry_point": plan.entry_point,
+                                                     "static_total": plan.static_total}),
+                      "launch/launch.json": json.dumps({
+                          **{name: iso.tools[name] for name in ("setsid", "prlimit", "setpriv")},
+                          "python": iso.python, "candidate_uid": candidate_uid,
+                          "judge_uid": judge_uid, "limits": dataclasses.asdict(limits)})}
+            owners = {"box": candidate_uid, "judge": judge_uid, "launch": 0}
+            for folder, owner in owners.items():
+                Path(workdir, folder).mkdir(mode=0o700)
+            for name, text in {**_harness_files(), **inputs}.items():
+                path = Path(workdir, name)
+                path.write_text(text, encoding="utf-8", errors="surrogatepass")
+                os.chmod(path, 0o644)
+            for folder, owner in owners.items():
+                os.chown(Path(workdir, folder), owner, owner)
             Path(workdir, "fstab").write_text(_fstab(iso, limits))
-            return _spawn(iso, workdir, uid, nonce, plan, limits, start)
+            return _spawn(iso, workdir, nonce, plan, limits, start)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _spawn(iso: _Isolation, workdir: str, uid: int, nonce: str, plan: RunPlan,
-           limits: SandboxLimits, start: float) -> SandboxResult:
+def _spawn(iso: _Isolation, workdir: str, nonce: str, plan: RunPlan, limits: SandboxLimits,
+           start: float) -> SandboxResult:
     t = iso.tools
     result_r, result_w = os.pipe()
     command = [t["timeout"], "-s", "KILL", str(int(limits.wall_seconds) + 3),
                t["unshare"], "--net", "--pid", "--ipc", "--uts", "--mount", "--propagation=private",
                "--mount-proc", "--fork", "--kill-child=SIGKILL", "--",
-               t["sh"], "-c", _script(iso, limits, uid, result_w), "curate-sandbox", workdir]
+               t["sh"], "-c", _script(iso, result_w), "curate-sandbox", workdir]
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp/box"}
     try:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -619,33 +503,45 @@ def _spawn(iso: _Isolation, workdir: str, uid: int, nonce: str, plan: RunPlan,
             raise UserError(f"the code sandbox did not start within {limits.wall_seconds} s")
         raise UserError(f"the code sandbox could not be set up (exit {proc.returncode}): "
                         f"{err.text()[-1000:].strip()}")
-    report = next((line for line in lines if line.startswith(nonce + " ")), None)
+    ours = [line[len(nonce) + 1:].split(" ") for line in lines if line.startswith(nonce + " ")]
+    ended = next((int(f[1]) for f in ours if f[0] == "candidate-ended" and len(f) > 1
+                  and f[1].lstrip("-").isdigit()), None)
+    report = next((f for f in ours if f[0] != "candidate-ended"), None)
     if timed_out:
         result.status, result.reason = "timeout", f"wall-clock limit of {limits.wall_seconds} s"
         return result
     if report is not None:
         try:
-            status, passed, total, reason = (report[len(nonce) + 1:].split(" ") + [""])[:4]
+            status, passed, total, reason = (report + [""])[:4]
             result.status, result.tests_passed, result.tests_total = status, int(passed), int(total)
             result.reason = bytes.fromhex(reason).decode("utf-8", "replace")
             if status in {"passed", "failed", "error"}:
+                return result
+            if status == "gone":  # the judge saw the candidate's process end: how it ended says why
+                result.tests_passed, result.tests_total = 0, plan.static_total
+                if ended is None:
+                    result.status, result.reason = "error", f"the candidate's process ended {result.reason}"
+                else:
+                    result.status, result.reason = _how_it_ended(ended, duration, limits, err.text())
                 return result
         except ValueError:
             pass
         result.status, result.tests_passed, result.tests_total = "error", 0, plan.static_total
         result.reason = "harness sent a malformed report"
         return result
-    rc = proc.returncode
+    result.status, result.reason = _how_it_ended(proc.returncode, duration, limits, err.text())
+    return result
+
+
+def _how_it_ended(rc: int, duration: float, limits: SandboxLimits, stderr: str) -> tuple[str, str]:
+    """(status, reason) of a process that ended before a verdict, from its exit status."""
     signum = -rc if rc < 0 else rc - 128 if rc > 128 else None
     if signum == signal.SIGXCPU or (signum == signal.SIGKILL and duration >= limits.cpu_seconds):
-        result.status = "timeout"
-        result.reason = f"CPU time limit of {limits.cpu_seconds} s (killed by {_SIGNALS.get(signum)})"
-    elif signum in _SIGNALS:
-        result.reason = f"the candidate's interpreter died: {_SIGNALS[signum]} (exit {rc})"
-    else:
-        last = err.text().strip().splitlines()[-1:] or [""]
-        result.reason = f"exited with code {rc} before reporting results {last[0][:300]}".rstrip()
-    return result
+        return "timeout", f"CPU time limit of {limits.cpu_seconds} s (killed by {_SIGNALS.get(signum)})"
+    if signum in _SIGNALS:
+        return "error", f"the candidate's interpreter died: {_SIGNALS[signum]} (exit {rc})"
+    last = stderr.strip().splitlines()[-1:] or [""]
+    return "error", f"exited with code {rc} before reporting results {last[0][:300]}".rstrip()
 
 
 def _children(pid: int) -> list[int]:
@@ -719,7 +615,9 @@ class CodeTestsScorer:
     """Fraction of the prompt's tests that the response's code passes, run in the sandbox."""
 
     name = "code_tests"
-    version = "2"  # 2: the block that defines the entry point, not example calls after it
+    # 2: the block that defines the entry point, not example calls after it; 3: the judge in a
+    # process of its own (a program that faked its tests passed under 2)
+    version = "3"
     tasks = frozenset({"code"})
 
     def __init__(self, limits: SandboxLimits = SandboxLimits(), workers: int = 2):
