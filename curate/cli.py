@@ -118,7 +118,9 @@ def query(sql: str = typer.Argument(..., help="SQL over the lake's tables and vi
           data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf,
           timeout: float = typer.Option(300.0, "--timeout", help="seconds before the query is stopped"),
           read_files: bool = typer.Option(False, "--read-files",
-                                          help="let the SQL read files outside the lake (read_csv('x.csv'), glob)")):
+                                          help="let the SQL read files outside the lake (read_csv('x.csv'), glob)"),
+          max_rows: int = typer.Option(100_000, "--max-rows", min=0,
+                                       help="print at most this many rows (0: all); the rest is not fetched")):
     """Run a read-only SQL query on the lake and print the result (of its last statement).
     It reads only the lake's own files unless --read-files is given."""
     if format not in FORMATS:
@@ -134,8 +136,10 @@ def query(sql: str = typer.Argument(..., help="SQL over the lake's tables and vi
         if folders is not None:
             confine(lake.con, folders)
         lock_down(lake.con)
-        frame = pl.from_arrow(run_statements(lake.con, statements, timeout))
-    print_frame(frame, format, console)
+        table, cut = run_statements(lake.con, statements, timeout, max_rows)
+    print_frame(pl.from_arrow(table), format, console)
+    if cut:
+        typer.echo(f"result cut at {max_rows:,} rows (--max-rows 0 prints all)", err=True)
 
 
 @app.command()

@@ -15,6 +15,7 @@ import threading
 import time
 
 import duckdb
+import pyarrow as pa
 
 from curate.errors import UserError, one_line
 
@@ -128,9 +129,11 @@ def confine(con: duckdb.DuckDBPyConnection, folders: list[str]) -> None:
     con.execute("SET enable_external_access = false")
 
 
-def run_statements(con: duckdb.DuckDBPyConnection, statements: list, timeout_s: float):
-    """Run the statements in order and return the last one's result as an Arrow table; a query
-    still running after `timeout_s`, or when Ctrl-C arrives, is interrupted within a second."""
+def run_statements(con: duckdb.DuckDBPyConnection, statements: list, timeout_s: float,
+                   max_rows: int = 0) -> tuple[pa.Table, bool]:
+    """Run the statements in order and return the last one's result as an Arrow table, and
+    whether it was cut at `max_rows` (0: never cut; the rest is never fetched). A query still
+    running after `timeout_s`, or when Ctrl-C arrives, is interrupted within a second."""
     outcome: dict = {}
 
     def work() -> None:
@@ -138,7 +141,17 @@ def run_statements(con: duckdb.DuckDBPyConnection, statements: list, timeout_s: 
             result = None
             for statement in statements:
                 result = con.execute(statement)
-            outcome["table"] = result.to_arrow_table()
+            if not max_rows:
+                outcome["table"], outcome["cut"] = result.to_arrow_table(), False
+                return
+            reader, batches, rows = result.fetch_record_batch(min(max_rows + 1, 65_536)), [], 0
+            for batch in reader:
+                batches.append(batch)
+                rows += batch.num_rows
+                if rows > max_rows:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+            outcome["table"], outcome["cut"] = table.slice(0, max_rows), rows > max_rows
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
 
@@ -162,7 +175,7 @@ def run_statements(con: duckdb.DuckDBPyConnection, statements: list, timeout_s: 
                     if isinstance(outcome["error"], duckdb.PermissionException) else "")
             raise UserError(f"query failed: {duckdb_error_line(outcome['error'])}{hint}") from outcome["error"]
         raise outcome["error"]
-    return outcome["table"]
+    return outcome["table"], outcome["cut"]
 
 
 def lock_down(con: duckdb.DuckDBPyConnection) -> None:

@@ -326,3 +326,15 @@ def test_sql_that_opens_with_a_comment_and_oversized_sql_are_one_line(lake_dir):
     assert runs.returncode == 0 and "one" in runs.stdout
     huge = _query(lake_dir, "select " + ", ".join(f"{i} as c{i}" for i in range(7_500)))  # ~110 kB
     assert huge.returncode == 2 and "curate query takes at most" in huge.stderr
+
+
+def test_a_large_result_is_cut_at_max_rows_and_says_so(lake_dir):
+    cut = _query(lake_dir, "select range as n from range(250000)", "--format", "csv")
+    assert cut.returncode == 0, cut.stderr
+    lines = cut.stdout.splitlines()
+    assert lines[0] == "\"n\"" and len(lines) == 1 + 100_000 and lines[-1] == "99999"
+    assert cut.stderr.strip().splitlines()[-1] == "result cut at 100,000 rows (--max-rows 0 prints all)"
+    whole = _query(lake_dir, "select range as n from range(250000)", "--format", "csv", "--max-rows", "0")
+    assert len(whole.stdout.splitlines()) == 1 + 250_000 and "cut" not in whole.stderr
+    exact = _query(lake_dir, "select range as n from range(10)", "--format", "jsonl", "--max-rows", "10")
+    assert len(exact.stdout.splitlines()) == 10 and "cut" not in exact.stderr
