@@ -424,10 +424,6 @@ def score_rows(candidate: dict, completion: Completion, version: str, run_id: st
     return rows
 
 
-def is_imported(sampling_json: str | None) -> bool:
-    return bool(sampling_json) and json.loads(sampling_json).get("origin") == ORIGIN
-
-
 def imported_of(part, prompt_ids: list[str]):
     """(candidates, scores) of an ingested batch whose prompt is among `prompt_ids` (decontamination
     may have dropped some)."""
