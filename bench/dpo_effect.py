@@ -420,6 +420,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=448, help="prompt + answer tokens in training")
     parser.add_argument("--eval-limit", type=int, default=None, help="first N IFEval prompts (default all 541)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arms", default=",".join(ARMS[1:]),
+                        help="the trained arms to run, comma-separated (base is always evaluated)")
     parser.add_argument("--stage", default="all", help=argparse.SUPPRESS)
     parser.add_argument("--arm", default="", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", default="", help=argparse.SUPPRESS)
@@ -469,13 +471,14 @@ def main() -> None:
     stage("pairs", t)
 
     model_dirs = {"base": base_model_dir()}
-    for arm in ARMS[1:]:
+    arms = ["base"] + [arm for arm in ARMS[1:] if arm in args.arms.split(",")]
+    for arm in arms[1:]:
         t = time.time()
         model_dirs[arm] = train(work, arm, arm_pairs[arm], hp)
         stage(f"train {arm}", t)
 
     results, answers = {}, {}
-    for arm in ARMS:
+    for arm in arms:
         t = time.time()
         subprocess.run(me + ["--stage", "eval", "--arm", arm, "--model-dir", model_dirs[arm]], check=True)
         answers[arm] = eval_path(work, arm, model_dirs[arm], args.max_tokens, args.eval_limit)
@@ -495,7 +498,7 @@ def report(work: Path, results: dict, answers: dict, arm_pairs: dict, available:
     lines = ["| arm | pairs (by strategy) | prompt-level strict | Δ vs base (95% CI) | instruction-level strict "
              "| Δ vs base (95% CI) | mean words | train min | eval min |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for arm in ARMS:
+    for arm in results:
         prompt, instruction = accuracy(results[arm], rows)
         words = [count_words(a["response"]) for a in load_jsonl(answers[arm])]
         if arm == "base":
@@ -524,7 +527,7 @@ def report(work: Path, results: dict, answers: dict, arm_pairs: dict, available:
                  + f"; hyperparameters: {json.dumps(hp)}; load average {load[0]:.1f}")
     text = "\n".join(lines)
     print(text, flush=True)
-    (work / "result.md").write_text(text + "\n", encoding="utf-8")
+    (work / f"result-{cache_key(hp)}.md").write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
