@@ -6,9 +6,10 @@ against the prompt (docs/architecture.md, "Pair audit"); curate.audit stores eac
 `pair_audits` row named `answer_<check>`. They need no model and cost microseconds per pair:
 
 - `own_text_failures`: a constraint the chosen follows only through text that is not its own (a
-  URL it pasted, a span of eight or more words copied from the prompt) or through another word
-  (the keyword "street" inside "streetlights") fails; a forbidden word used in another form
-  ("darkest" for "dark") counts as used. The IFEval checkers keep the reference's definitions;
+  URL it pasted, a span of eight or more words copied from the prompt, the instruction's own
+  example: "* This is point 1.", "<<poem of joy>>", "[address]", "*highlighted section*") or
+  through another word (the keyword "street" inside "streetlights") fails; a forbidden word used
+  in another form ("darkest" for "dark") counts as used. The IFEval checkers keep the reference's definitions;
   this is a stricter reading on top of them.
 - `requested_format_failures`: a format the prompt asks for in so many words ("the final answer
   ... after 'The answer is'", a code block) that the chosen does not have.
@@ -40,6 +41,24 @@ _OWN_TEXT_TYPES = {
     "keywords:existence", "keywords:any_exist", "keywords:frequency", "keywords:letter_frequency",
     "punctuation:has_comma", "length_constraints:number_words", "length_constraints:number_sentences",
 }
+
+
+# The examples IFEval's instructions give, which a weak model pastes to meet them: (type, pattern of
+# the example as the prompt writes it, pattern of what the answer's copy takes away)
+_EXAMPLES = (
+    ("detectable_format:number_bullet_lists", r"\bthis is point \d+", r"(?im)^[ \t]*[*-][ \t]+this is point \d+\.?[ \t]*$"),
+    ("detectable_format:title", r"<<poem of joy>>", r"(?i)<<poem of joy>>"),
+    ("detectable_content:number_placeholders", r"\[address\]", r"(?i)\[address\]"),
+    ("detectable_format:number_highlighted_sections", r"\*highlighted section\*", r"(?i)\*highlighted section\*"),
+)
+
+
+def _without_examples(answer: str, kind: str, prompt_text: str) -> str:
+    """The answer less the copies of the example that the prompt's instruction of this type gives."""
+    for example_kind, in_prompt, copy in _EXAMPLES:
+        if example_kind == kind and re.search(in_prompt, prompt_text, re.IGNORECASE):
+            answer = re.sub(copy, "", answer)
+    return answer
 
 
 def _word_forms(word: str) -> re.Pattern:
@@ -108,6 +127,9 @@ def own_text_failures(answer: str, constraints: list[dict], prompt_text: str) ->
         if why is None and constraint["type"] in _OWN_TEXT_TYPES and own != answer \
                 and not library.check_constraint(own, constraint):
             why = "holds only through pasted URLs or text copied from the prompt"
+        mine = _without_examples(answer, constraint["type"], prompt_text)
+        if why is None and mine != answer and not library.check_constraint(mine, constraint):
+            why = "holds only through the instruction's own example, pasted"
         if why is not None:
             failures.append({"type": constraint["type"], "why": why})
     return failures

@@ -15,7 +15,8 @@ import pytest
 from curate import answer_checks
 from curate.audit import (CONFIRMED, REFUTED, UNCHECKABLE, PairTokens, audit_pairs, check_answer_context,
                           check_answer_format, check_answer_grounding, check_answer_own_text, overall_verdicts)
-from curate.score.verify.constraints import load_ifeval_prompts
+from curate.score.verify import constraints as library
+from curate.score.verify.constraints import describe_constraint, load_ifeval_prompts
 from curate.stdlib_docs import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +79,37 @@ def test_a_phrase_the_prompt_requires_may_be_copied():
     constraints = [c for c in row["constraints"] if c["type"] == "startend:end_checker"]
     answer = f"Here is my answer to the request, written in my own words. {phrase}"
     assert answer_checks.own_text_failures(answer, constraints, row["messages"][-1]["content"]) == []
+
+
+# SmolLM2-135M's own answers (bench/dpo_effect.py's candidates) that meet a constraint only by
+# pasting the example its instruction gives; 39 of 1,598 candidates there
+PASTED_EXAMPLES = [
+    ("Give me a recipe for tahini.", {"type": "detectable_content:number_placeholders", "kwargs": {"num_placeholders": 2}},
+     "Sure, I can assist you with that. Here's a recipe for falafel with a tahini taco. I have [food] and it "
+     "needs [address] to have it.",
+     "Mix [amount] of sesame seeds with [amount of oil] and blend until smooth."),
+    ("Rewrite the sentence: A giant spider blocks your path.",
+     {"type": "detectable_format:number_highlighted_sections", "kwargs": {"num_highlights": 1}},
+     "I will assist you. You can use any text you need. Just ensure it is *highlighted section*",
+     "A *giant spider* blocks your path."),
+    ("Write down antonyms for the given word: laureating",
+     {"type": "detectable_format:title", "kwargs": {}},
+     "<<poem of joy>>\n\nA: ['Ablution']", "<<antonyms of laureating>>\n\ndisgracing, shaming"),
+    ("Summarise the announcement of our node.js app.",
+     {"type": "detectable_format:number_bullet_lists", "kwargs": {"num_bullets": 2}},
+     "* This is point 1.\n* This is point 2.", "* It brings language AI to node.js.\n* A demo shows how."),
+]
+
+
+@pytest.mark.parametrize("request_text,constraint,pasted,own", PASTED_EXAMPLES)
+def test_a_constraint_met_only_by_pasting_the_instructions_example_fails(request_text, constraint, pasted, own):
+    prompt = request_text + "\n\n" + describe_constraint(constraint)
+    assert library.check_all(pasted, [constraint]) == [True]  # the reference checker is fooled
+    failures = answer_checks.own_text_failures(pasted, [constraint], prompt)
+    assert [f["why"] for f in failures] == ["holds only through the instruction's own example, pasted"]
+    assert answer_checks.own_text_failures(own, [constraint], prompt) == []
+    # without the example in the prompt, the same text is the answer's own
+    assert answer_checks.own_text_failures(pasted, [constraint], request_text) == []
 
 
 def test_word_forms_are_uses_of_a_forbidden_word_but_other_words_are_not():
