@@ -24,6 +24,8 @@ from curate.env import apply_offline_env  # noqa: E402
 apply_offline_env(ROOT / "data" / "test-env" / os.environ.get("PYTEST_XDIST_WORKER", "main"))
 # A CLI subprocess that fails unexpectedly prints its traceback, for the test report to show.
 os.environ.setdefault("CURATE_TRACEBACK", "1")
+# two workers share 2 cores: one torch thread per vLLM engine, as vLLM itself chooses
+os.environ.setdefault("CURATE_VLLM_ONE_THREAD", "1")
 
 
 def _tokenizer():

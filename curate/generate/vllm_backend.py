@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +83,22 @@ def engine_kwargs(settings: EngineSettings, cuda: bool) -> dict:
     return kwargs
 
 
+def use_every_cpu_core() -> None:
+    """vLLM's CPU worker drops torch to one thread unless OMP_NUM_THREADS is set; on a machine
+    that runs nothing else, all cores decode faster (2 cores: 134 -> 211 tokens/s on 96 IFEval
+    prompts, bench/dpo_effect.py). OMP_NUM_THREADS, when set, decides; CURATE_VLLM_ONE_THREAD=1
+    leaves vLLM's own choice (the test suite: two workers share the cores)."""
+    if os.environ.get("CURATE_VLLM_ONE_THREAD") != "1":
+        os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+
+
 def load_engine(settings: EngineSettings):
     """One engine per settings per process: tests and repeated runs reuse a loaded model."""
     if settings.key() not in _ENGINES:
         from vllm import LLM
+
+        if not _has_cuda():
+            use_every_cpu_core()
 
         _ENGINES[settings.key()] = LLM(**engine_kwargs(settings, _has_cuda()))
     return _ENGINES[settings.key()]
