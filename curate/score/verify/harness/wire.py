@@ -3,6 +3,7 @@ exact type. The judge rebuilds its own objects from the tags and compares them w
 anything else (a class of the candidate's, a subclass of int, a generator) cannot cross."""
 
 import json
+import os
 
 WIRE_MAX_DEPTH = 64
 WIRE_MAX_LINE = 16 * 1024 * 1024
@@ -90,8 +91,6 @@ def wire_parse(line):
 
 
 def write_all(fd, data):
-    import os
-
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
