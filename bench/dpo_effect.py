@@ -514,6 +514,13 @@ def report(work: Path, results: dict, answers: dict, arm_pairs: dict, available:
         lines.append(f"| {arm} | {pairs} | {100 * prompt:.1f}% | {delta_p} | {100 * instruction:.1f}% | {delta_i} "
                      f"| {sum(words) / len(words):.0f} | {minutes.get(f'train {arm}', 0):.1f} "
                      f"| {minutes.get(f'eval {arm}', 0):.1f} |")
+    lines.append("")
+    for first, second in [("curate", "naive"), ("curate", "curate_no_audit_gates")]:
+        if first in results and second in results:
+            (pl, ph), (il, ih) = paired_bootstrap(results[first], results[second], seed=args.seed)
+            (p1, i1), (p2, i2) = accuracy(results[first], rows), accuracy(results[second], rows)
+            lines.append(f"{first} - {second}: prompt-level {100 * (p1 - p2):+.1f} [{100 * pl:+.1f}, {100 * ph:+.1f}], "
+                         f"instruction-level {100 * (i1 - i2):+.1f} [{100 * il:+.1f}, {100 * ih:+.1f}]")
     load = os.getloadavg()
     decontaminated = json.loads((work / "decontamination.json").read_text())
     lines.append("")
