@@ -204,6 +204,17 @@ def _main():
             return ast.copy_location(ast.Try(body=[node], handlers=[handler],
                                              orelse=[call("_ok")], finalbody=[]), node)
 
+    def loaded(tree):
+        """Run the tests module's top level; False (and the report sent) when it raises."""
+        try:
+            exec(compile(tree, "tests.py", "exec"), g)
+        except CandidateGone:
+            raise
+        except BaseException as exc:
+            report("error", 0, static, "tests raised on load: " + describe(exc))
+            return False
+        return True
+
     tree = ast.parse(tests, "tests.py")
     aborted = None
     try:
@@ -212,12 +223,7 @@ def _main():
                 isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)
                 and isinstance(s.value.func, ast.Name) and s.value.func.id == "check")]
             tree = ast.fix_missing_locations(Wrap().visit(tree))
-            try:
-                exec(compile(tree, "tests.py", "exec"), g)
-            except CandidateGone:
-                raise
-            except BaseException as exc:
-                report("error", 0, static, "tests raised on load: " + describe(exc))
+            if not loaded(tree):
                 return
             candidate = g.get(entry)
             if not isinstance(candidate, Remote):
@@ -243,12 +249,7 @@ def _main():
                     if counted:
                         ok()
         else:
-            try:
-                exec(compile(tree, "tests.py", "exec"), g)
-            except CandidateGone:
-                raise
-            except BaseException as exc:
-                report("error", 0, static, "tests raised on load: " + describe(exc))
+            if not loaded(tree):
                 return
             for stmt in tree.body:
                 if isinstance(stmt, ast.FunctionDef) and stmt.name.startswith("test"):
