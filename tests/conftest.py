@@ -183,3 +183,12 @@ def _write_scripted(target: Path, reply: str, after: str, reply_opening: str) ->
 def scripted_model():
     """scripted_model("Rating: 7") -> a model directory whose every reply is that text."""
     return _build_scripted
+
+
+@pytest.fixture
+def sandbox_to_itself():
+    """Held while a test runs code sandboxes that another worker's `unharmed` check would see as
+    leftovers (its processes, its temporary directory): one such test at a time across workers."""
+    with open(Path(os.environ.get("TMPDIR", "/tmp")) / "curate-sandbox-tests.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

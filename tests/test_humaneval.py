@@ -12,7 +12,7 @@ from curate.ingest import validate_row
 from curate.score.verify.code import run_tests
 from curate.score.verify.humaneval import load_humaneval
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_to_itself")]
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ class Watch(threading.Thread):
 
 
 @pytest.fixture
-def unharmed():
+def unharmed(sandbox_to_itself):
     """After the test: no sandbox process or directory is left, and we can still start processes."""
     before = _sandbox_dirs()
     me = os.getpid()

@@ -102,6 +102,7 @@ FAKERS = {
                                  "            return ast.literal_eval(node.comparators[0])\n", CHECK, "add"),
 }
 DATA = Path(__file__).parent / "data"
+pytestmark = pytest.mark.usefixtures("sandbox_to_itself")
 
 
 @pytest.fixture
