@@ -26,7 +26,7 @@ class ScoreItem:
     task: str
     messages: list[dict]
     text: str
-    prompt: dict  # the prompt row (reference_answer, constraints_json, ...)
+    prompt: dict  # the prompt's row with the candidate's columns (reference_answer, constraints_json, finish_reason, ...)
 
 
 @dataclass
@@ -70,6 +70,23 @@ def _score_row(item_ids: tuple[str, str], scorer: Scorer, result: ScoreResult, r
     }
 
 
+def _joined_rows(candidates: pl.DataFrame, prompts: pl.DataFrame) -> list[dict]:
+    """Per candidate (with a prompt in `prompts`) its prompt's columns and its own in one dict, the
+    candidate's winning where both have one (run_id); timestamps left out. A prompt's row, messages
+    included, is converted once and shared by its candidates."""
+    if candidates.is_empty():
+        return []
+    prompt_rows = {row["prompt_id"]: row for row in prompts.drop("created_at", strict=False).to_dicts()}
+    columns = [name for name in candidates.columns if name != "created_at"]
+    rows = []
+    for values in zip(*(candidates[name].to_list() for name in columns)):
+        row = dict(zip(columns, values))
+        prompt_row = prompt_rows.get(row["prompt_id"])
+        if prompt_row is not None:
+            rows.append({**prompt_row, **row})
+    return rows
+
+
 def unscored(prompts: pl.DataFrame, candidates: pl.DataFrame, scorer: Scorer,
              existing: Callable[[list[str]], set[str]]) -> pl.DataFrame:
     """The candidates `scorer` applies to (by their prompt's task) that have no stored score from
@@ -100,10 +117,9 @@ def score_candidates(
     now = datetime.now(timezone.utc)
     rows: list[dict] = []
     for scorer in scorers:
-        todo = unscored(prompts, candidates, scorer, existing).join(prompts, on="prompt_id", how="inner",
-                                                                    suffix="_prompt")
+        todo = unscored(prompts, candidates, scorer, existing)
         items, failed = [], []
-        for row in todo.iter_rows(named=True):
+        for row in _joined_rows(todo, prompts):
             if row["text"] is None:
                 failed.append(row)
                 continue

@@ -93,9 +93,14 @@ def _repeats(items: list) -> tuple[int, int]:
     return count, chars
 
 
+def _unfenced(text: str) -> str:
+    """The text with its fenced code blocks replaced by line breaks."""
+    return _FENCED.sub("\n", text) if "```" in text else text
+
+
 def _prose_lines(text: str) -> list[str]:
     """The text's lines outside fenced code that hold a letter (not "}", "---", a box-drawing rule)."""
-    return [line.strip() for line in _FENCED.sub("\n", text).split("\n") if _LETTER.search(line)]
+    return [line.strip() for line in _unfenced(text).split("\n") if _LETTER.search(line)]
 
 
 def _is_lyrics(text: str) -> bool:
@@ -148,7 +153,7 @@ def _ngram_gates(text: str) -> list[dict]:
 def _sentence_gates(text: str) -> list[dict]:
     if len(text.split()) >= MIN_WORDS:  # long enough for Gopher's own rules
         return []
-    sentences = [" ".join(sentence.split()) for sentence in _SENTENCE_END.split(_FENCED.sub("\n", text))]
+    sentences = [" ".join(sentence.split()) for sentence in _SENTENCE_END.split(_unfenced(text))]
     _, chars = _repeats([sentence for sentence in sentences if len(sentence.split()) >= MIN_SENTENCE_WORDS])
     if chars / len(text) > DUP_SENTENCE_CHAR_FRACTION:
         return [_gate("dup_sentence_char_fraction", chars / len(text), DUP_SENTENCE_CHAR_FRACTION)]
@@ -177,22 +182,32 @@ def _repeats_kernel():
     _llvmlite_lib_answers_vars()
     @numba.njit(cache=True, nogil=True)
     def kernel(codes, offsets, max_unit, min_repeats):
+        # A stretch of period `unit` that counts is a run of at least (min_repeats - 1) * unit
+        # positions where codes[i] == codes[i + unit]; such a run covers a multiple of that length,
+        # so only those positions are probed, and a hit is widened to its whole run.
         longest = np.zeros(len(offsets) - 1, dtype=np.int64)
         for t in range(len(offsets) - 1):
             start, end = offsets[t], offsets[t + 1]
             best = 0
             for unit in range(1, max_unit + 1):
-                run = 0
-                for i in range(start, end - unit):
-                    if codes[i] == codes[i + unit]:
-                        run += 1
-                        span = run + unit
-                        if span >= min_repeats * unit:
-                            whole = span - span % unit
-                            if whole > best:
-                                best = whole
-                    else:
-                        run = 0
+                need = (min_repeats - 1) * unit
+                last = end - unit  # positions i < last compare codes[i] with codes[i + unit]
+                i = start + need - 1
+                while i < last:
+                    if codes[i] != codes[i + unit]:
+                        i += need
+                        continue
+                    left, right = i, i + 1
+                    while left > start and codes[left - 1] == codes[left - 1 + unit]:
+                        left -= 1
+                    while right < last and codes[right] == codes[right + unit]:
+                        right += 1
+                    span = right - left + unit
+                    if span >= min_repeats * unit:
+                        whole = span - span % unit
+                        if whole > best:
+                            best = whole
+                    i = right + need
             longest[t] = best
         return longest
 

@@ -66,9 +66,10 @@ class ConstraintScorer:
     tasks = frozenset({"instruction"})
 
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
-        results = []
+        results, parsed = [], {}  # a prompt's constraints are parsed once for its candidates
         for item in progress(items, len(items), f"score {self.name}", "candidate"):
-            constraints = json.loads(item.prompt["constraints_json"])
+            text = item.prompt["constraints_json"]
+            constraints = parsed[text] if text in parsed else parsed.setdefault(text, json.loads(text))
             verdicts = evaluate_all(item.text, constraints)
             followed = [v["followed"] for v in verdicts]
             detail = {"followed": followed, "types": [c["type"] for c in constraints],
