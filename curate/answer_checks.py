@@ -79,10 +79,14 @@ def own_text(answer: str, prompt_text: str, words: int = COPIED_WORDS) -> str:
     if not grams:
         return text
     spans = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
+    known = set(prompt_words)
     copied = [False] * len(spans)
-    for i in range(len(spans) - words + 1):
-        if tuple(s[2] for s in spans[i:i + words]) in grams:
-            copied[i:i + words] = [True] * words
+    run = 0  # words in a row, ending here, that the prompt has: only a full window can be a copy
+    for end, (_, _, word) in enumerate(spans):
+        run = run + 1 if word in known else 0
+        i = end - words + 1
+        if run >= words and tuple(s[2] for s in spans[i:end + 1]) in grams:
+            copied[i:end + 1] = [True] * words
     out, last = [], 0
     for (start, end, _), is_copied in zip(spans, copied, strict=True):
         if is_copied:
@@ -118,15 +122,16 @@ def own_text_failures(answer: str, constraints: list[dict], prompt_text: str) ->
     """The constraints the answer follows by the reference checkers but not by its own text:
     [{type, why}] (see the module doc); empty when every followed constraint holds."""
     followed = library.check_all(answer, constraints)
-    own = own_text(answer, prompt_text)
+    own = None  # the answer less what it copied, computed when a constraint needs it
     failures = []
     for constraint, ok in zip(constraints, followed, strict=True):
         if not ok:
             continue
         why = _word_form_failure(answer, constraint)
-        if why is None and constraint["type"] in _OWN_TEXT_TYPES and own != answer \
-                and not library.check_constraint(own, constraint):
-            why = "holds only through pasted URLs or text copied from the prompt"
+        if why is None and constraint["type"] in _OWN_TEXT_TYPES:
+            own = own_text(answer, prompt_text) if own is None else own
+            if own != answer and not library.check_constraint(own, constraint):
+                why = "holds only through pasted URLs or text copied from the prompt"
         mine = _without_examples(answer, constraint["type"], prompt_text)
         if why is None and mine != answer and not library.check_constraint(mine, constraint):
             why = "holds only through the instruction's own example, pasted"

@@ -47,6 +47,7 @@ code, a shorter correct solution) is uncheckable, not refuted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ from datetime import datetime, timezone
 import polars as pl
 import pyarrow as pa
 
-from curate import ids, schemas
+from curate import bulk_ids, ids, schemas
 from curate.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
 from curate.config import ScorerConfig
 from curate.errors import UserError
@@ -86,10 +87,17 @@ class Verdict:
 
 
 def _json_object(pair: dict, column: str) -> dict:
-    """The pair's JSON column as a dict ({} when missing or not an object)."""
+    """The pair's JSON column as a dict ({} when missing or not an object); read-only: the checks
+    of one pair share it."""
+    text = pair.get(column) or "{}"
+    return _parsed_object(text) if isinstance(text, str) else {}
+
+
+@functools.lru_cache(maxsize=256)  # the checks of a pair ask for its columns one after another
+def _parsed_object(text: str) -> dict:
     try:
-        value = json.loads(pair.get(column) or "{}")
-    except (TypeError, ValueError):
+        value = json.loads(text)
+    except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -125,11 +133,14 @@ def latest_scores(scores: pl.DataFrame) -> pl.DataFrame:
 
 class ScoreLookup:
     def __init__(self, scores: pl.DataFrame):
-        self.rows = {(r["candidate_id"], r["scorer"], r["scorer_version"]): r
-                     for r in latest_scores(scores).iter_rows(named=True)}
+        latest = latest_scores(scores)
+        self.columns = {name: latest[name].to_list() for name in latest.columns}
+        self.position = {key: k for k, key in enumerate(zip(
+            self.columns["candidate_id"], self.columns["scorer"], self.columns["scorer_version"]))}
 
     def get(self, candidate_id: str, scorer: str, version: str | None = None) -> dict | None:
-        return self.rows.get((candidate_id, scorer, version))
+        k = self.position.get((candidate_id, scorer, version))
+        return None if k is None else {name: values[k] for name, values in self.columns.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -518,14 +529,25 @@ def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame
         if answer_judge is not None:
             verdicts.append(answer_judge)
         out.extend(_row(pair["pair_id"], v, run_id, now) for v in verdicts)
-    return schemas.conform("pair_audits", out)
+    return schemas.conform("pair_audits", _with_audit_ids(out))
 
 
 def _row(pair_id: str, verdict: Verdict, run_id: str, now: datetime) -> dict:
-    detail = json.dumps(verdict.detail, sort_keys=True, default=str)
-    return {"audit_id": ids.content_hash("audit", pair_id, verdict.check, AUDIT_VERSION, verdict.verdict, detail),
-            "pair_id": pair_id, "check_name": verdict.check, "verdict": verdict.verdict, "detail_json": detail,
+    return {"audit_id": None,  # filled in bulk (_with_audit_ids)
+            "pair_id": pair_id, "check_name": verdict.check, "verdict": verdict.verdict,
+            "detail_json": json.dumps(verdict.detail, sort_keys=True, default=str),
             "audit_version": AUDIT_VERSION, "run_id": run_id, "created_at": now}
+
+
+def _with_audit_ids(rows: list[dict]) -> list[dict]:
+    """Each row's audit_id: ids.content_hash("audit", pair_id, check, version, verdict, detail)."""
+    if rows:
+        columns = [pl.Series([row[key] for row in rows], dtype=pl.String)
+                   for key in ("pair_id", "check_name", "verdict", "detail_json")]
+        audit_ids = bulk_ids.content_hashes("audit", *columns[:2], AUDIT_VERSION, *columns[2:])
+        for row, audit_id in zip(rows, audit_ids.to_list(), strict=True):
+            row["audit_id"] = audit_id
+    return rows
 
 
 def overall_verdicts(audits: pl.DataFrame) -> pl.DataFrame:

@@ -127,6 +127,12 @@ def _json_list(*items: pl.Series | str, quoted: bool = False) -> pl.Series:
     return frame.select(pl.concat_str([pl.lit("["), *separated, pl.lit("]")]))[:, 0]
 
 
+def content_hashes(*parts: pl.Series | str) -> pl.Series:
+    """`ids.content_hash(*parts)` per row, where every part is a string: a constant (a Python str)
+    or a column (a Series of strings, no nulls)."""
+    return _sha(_json_list(*parts))
+
+
 def pair_ids(strategy: str, chosen_id: pl.Series, rejected_id: pl.Series, prompt_id: pl.Series) -> pl.Series:
     """`ids.pair_id(strategy, chosen_id, rejected_id, prompt_id)` per row."""
     return pair_ids_of(strategy, json_string(chosen_id), json_string(rejected_id), json_string(prompt_id))

@@ -33,10 +33,11 @@ import json
 import re
 from dataclasses import dataclass, field
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate import ids
+from curate import bulk_ids, ids
 from curate.readers import RowError, value_problem
 
 INGEST_BATCH_ROWS = 10_000  # input rows validated and committed together (memory is bounded by a batch)
@@ -377,9 +378,15 @@ def candidate_id(prompt_id: str, model: str, text: str) -> str:
     return ids.content_hash("imported_candidate", prompt_id, model, text)
 
 
+def candidate_ids(prompt_id: pl.Series, model: pl.Series, text: pl.Series) -> pl.Series:
+    """`candidate_id` per row, over whole columns."""
+    return bulk_ids.content_hashes("imported_candidate", prompt_id, model, text).alias("candidate_id")
+
+
 def candidate_row(completion: Completion, prompt_id: str, lineage: dict, run_id: str, now) -> dict:
+    """The candidates row of a completion; its candidate_id is left to `candidate_ids` (in bulk)."""
     return {
-        "candidate_id": candidate_id(prompt_id, completion.model, completion.text),
+        "candidate_id": None,
         "prompt_id": prompt_id, "model": completion.model,
         "sampling_json": json.dumps({"origin": ORIGIN, **lineage, "field": completion.field}, sort_keys=True),
         "sample_index": completion.sample_index, "seed": 0, "text": completion.text,
@@ -399,7 +406,8 @@ def check_lower_is_better(names) -> tuple[str, ...]:
 
 def score_rows(candidate: dict, completion: Completion, version: str, run_id: str, now,
                lower_is_better: tuple[str, ...] = DEFAULT_LOWER_IS_BETTER) -> list[dict]:
-    """One score row per rating. A rating where lower is better is stored negated (rank 1 -> -1.0,
+    """One score row per rating, with the candidate's ids as `candidate` has them (score_id: None,
+    for bulk_ids.score_ids). A rating where lower is better is stored negated (rank 1 -> -1.0,
     rank 7 -> -7.0), its own value and direction in detail_json, so that every strategy's higher is
     better holds."""
     rows = []
@@ -413,7 +421,7 @@ def score_rows(candidate: dict, completion: Completion, version: str, run_id: st
         elif not ok:
             detail.update(value=value[:200], reason="not a number")
         rows.append({
-            "score_id": ids.score_id(candidate["candidate_id"], scorer, version),
+            "score_id": None,
             "candidate_id": candidate["candidate_id"], "prompt_id": candidate["prompt_id"],
             "scorer": scorer, "scorer_version": version,
             "score": (-value if reversed_ else value) if ok else None,

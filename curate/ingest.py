@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 
-from curate import ids, imported, schemas
+from curate import bulk_ids, ids, imported, schemas
 from curate.readers import (
     RawRow,
     RowError,
@@ -161,8 +162,8 @@ class _Batch:
         self.prompts: dict[str, dict] = {}
         self.locations: dict[str, RawRow] = {}
         self.rejects: list[dict] = []
-        self.candidates: dict[str, dict] = {}
-        self.scores: dict[str, dict] = {}
+        self.candidates: list[dict] = []  # every completion's row; ids and duplicates settled in tables()
+        self.scores: list[tuple[int, dict]] = []  # (its candidate's position in candidates, score row)
         self.rows = 0
 
     def add(self, row: RawRow, columns: dict[str, str]) -> None:
@@ -190,9 +191,9 @@ class _Batch:
         lineage = {"source": source, "input": self.input_name, "location": row.location}
         for completion in parts.completions:
             candidate = imported.candidate_row(completion, prompt["prompt_id"], lineage, run_id, now)
-            self.candidates.setdefault(candidate["candidate_id"], candidate)
+            self.candidates.append(candidate)
             for score in imported.score_rows(candidate, completion, source, run_id, now, self.lower_is_better):
-                self.scores.setdefault(score["score_id"], score)
+                self.scores.append((len(self.candidates) - 1, score))
 
     def tables(self) -> Ingested:
         try:
@@ -208,10 +209,38 @@ class _Batch:
                                                 self.source, self.run_id, self.now))
             prompts = schemas.conform("prompts", kept)
         stored = set(prompts.column("prompt_id").to_pylist())
-        candidates = [c for c in self.candidates.values() if c["prompt_id"] in stored]
-        scores = [s for s in self.scores.values() if s["prompt_id"] in stored]
+        candidates, scores = self._identified()
+        candidates = [c for c in candidates if c["prompt_id"] in stored]
+        scores = [s for s in scores if s["prompt_id"] in stored]
         return Ingested(prompts, schemas.conform("rejects", self.rejects), schemas.conform("candidates", candidates),
                         schemas.conform("scores", scores))
+
+    def _identified(self) -> tuple[list[dict], list[dict]]:
+        """The batch's candidates and scores with their ids (computed column-wise), one row per id:
+        the first one's."""
+        if not self.candidates:
+            return [], []
+        columns = [pl.Series([c[key] for c in self.candidates], dtype=pl.String) for key in ("prompt_id", "model", "text")]
+        for candidate, candidate_id in zip(self.candidates, imported.candidate_ids(*columns).to_list(), strict=True):
+            candidate["candidate_id"] = candidate_id
+        candidates = _first_per(self.candidates, "candidate_id")
+        if not self.scores:
+            return candidates, []
+        for position, score in self.scores:
+            score["candidate_id"] = self.candidates[position]["candidate_id"]
+        rows = [score for _, score in self.scores]
+        columns = [pl.Series([row[key] for row in rows], dtype=pl.String)
+                   for key in ("candidate_id", "scorer", "scorer_version")]
+        for row, score_id in zip(rows, bulk_ids.score_ids(*columns).to_list(), strict=True):
+            row["score_id"] = score_id
+        return candidates, _first_per(rows, "score_id")
+
+
+def _first_per(rows: list[dict], key: str) -> list[dict]:
+    first: dict[str, dict] = {}
+    for row in rows:
+        first.setdefault(row[key], row)
+    return list(first.values())
 
 
 def ingest_batches(rows, source: str, run_id: str, *, columns: dict[str, str] | None = None,

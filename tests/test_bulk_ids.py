@@ -113,3 +113,16 @@ def test_score_ids_equal_per_row_ids():
     rows = [("a" * 32, "quality", "4"), ("b" * 32, "imported:Rating \"x\"", "src/é"), ("c", "judge:m", "1\n2")]
     columns = [pl.Series([row[k] for row in rows]) for k in range(3)]
     assert score_ids(*columns).to_list() == [score_id(*row) for row in rows]
+
+
+def test_content_hashes_equal_content_hash_on_awkward_text():
+    """The ids ingest and the audit compute column-wise (imported candidates, audit rows) are the
+    per-row ones, whatever the text holds."""
+    from curate import imported
+
+    texts = pl.Series(AWKWARD, dtype=pl.String)
+    others = pl.Series(AWKWARD[::-1], dtype=pl.String)
+    assert bulk_ids.content_hashes("audit", texts, "check", "1", others).to_list() == [
+        ids.content_hash("audit", text, "check", "1", other) for text, other in zip(AWKWARD, AWKWARD[::-1])]
+    assert imported.candidate_ids(others, texts, texts).to_list() == [
+        imported.candidate_id(other, text, text) for text, other in zip(AWKWARD, AWKWARD[::-1])]
