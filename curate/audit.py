@@ -69,6 +69,7 @@ from curate.score.verify.code import extract_code
 from curate import answer_checks
 
 AUDIT_VERSION = "1"
+_DETAIL_JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # one encoder, not one per row
 CONFIRMED, REFUTED, UNCHECKABLE = "confirmed", "refuted", "uncheckable"
 UNCHECKED = "unchecked"  # the answer verdict's "no evidence either way"
 VERDICTS = (CONFIRMED, REFUTED, UNCHECKABLE)
@@ -535,7 +536,7 @@ def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame
 def _row(pair_id: str, verdict: Verdict, run_id: str, now: datetime) -> dict:
     return {"audit_id": None,  # filled in bulk (_with_audit_ids)
             "pair_id": pair_id, "check_name": verdict.check, "verdict": verdict.verdict,
-            "detail_json": json.dumps(verdict.detail, sort_keys=True, default=str),
+            "detail_json": _DETAIL_JSON(verdict.detail),
             "audit_version": AUDIT_VERSION, "run_id": run_id, "created_at": now}
 
 

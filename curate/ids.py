@@ -8,9 +8,13 @@ import re
 import unicodedata
 
 
+# one encoder for every call: json.dumps with options builds a new one each time
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+
+
 def content_hash(*parts) -> str:
     """A stable 32-hex-digit hash of JSON-serialisable parts (key order does not matter)."""
-    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    payload = _CANONICAL_JSON(parts)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 

@@ -61,6 +61,7 @@ MAPPABLE = frozenset({"prompt", "messages", "task", "completions", "responses", 
                       "question", "before", "after", "message"})
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
 _SIDE_FIELD = re.compile(r"^(?:(chosen|rejected)[_-](.+)|(.+)_(chosen|rejected))$")
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode  # one encoder, not one per call
 
 
 @dataclass
@@ -388,7 +389,7 @@ def candidate_row(completion: Completion, prompt_id: str, lineage: dict, run_id:
     return {
         "candidate_id": None,
         "prompt_id": prompt_id, "model": completion.model,
-        "sampling_json": json.dumps({"origin": ORIGIN, **lineage, "field": completion.field}, sort_keys=True),
+        "sampling_json": _SORTED_JSON({"origin": ORIGIN, **lineage, "field": completion.field}),
         "sample_index": completion.sample_index, "seed": 0, "text": completion.text,
         "prompt_tokens": None, "completion_tokens": None, "finish_reason": None,
         "cumulative_logprob": None, "error": None, "run_id": run_id, "created_at": now,

@@ -191,8 +191,11 @@ def _rows_of_batches(batches, prefix: str = "row") -> Iterator[RawRow]:
                 yield RawRow(location, "", None, one_line(f"unreadable row: {exc}"))
 
 
+_ROW_JSON = json.JSONEncoder(default=str, ensure_ascii=False).encode  # one encoder, not one per row
+
+
 def _row_of_value(location: str, value: dict) -> RawRow:
-    raw = json.dumps(value, default=str, ensure_ascii=False)
+    raw = _ROW_JSON(value)
     size = len(raw.encode("utf-8", "surrogatepass"))
     if size > MAX_ROW_BYTES:
         return RawRow(location, printable(raw), None,

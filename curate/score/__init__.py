@@ -18,6 +18,8 @@ import pyarrow as pa
 
 from curate import bulk_ids, ids, schemas
 
+_DETAIL_JSON = json.JSONEncoder(default=str).encode  # one encoder, not one per row
+
 
 @dataclass(frozen=True)
 class ScoreItem:
@@ -65,7 +67,7 @@ def _score_row(item_ids: tuple[str, str], scorer: Scorer, result: ScoreResult, r
         "scorer": scorer.name, "scorer_version": scorer.version,
         "score": result.score if result.status == "ok" else None,
         "status": result.status,
-        "detail_json": json.dumps(result.detail, default=str) if result.detail else None,
+        "detail_json": _DETAIL_JSON(result.detail) if result.detail else None,
         "run_id": run_id, "created_at": now,
     }
 
