@@ -5,7 +5,7 @@ decision, so the decisions are the ones the whole `pairs` table would give:
 - exact: kept pairs with one of the new dedup keys (a semi-join in DuckDB);
 - MinHash: kept pairs sharing an LSH band key with a new pair. Every kept pair's band keys are
   stored in `pair_dedup_index.band_keys` (a key hashes the settings, the band index and the band's
-  signature values, so equal bands give equal keys: a superset of what rensa's LSH returns);
+  signature values, so equal bands give equal keys: the buckets of minhash_duplicates' LSH);
 - semantic (looked up for the new pairs that pass the exact and MinHash stages only: dedup_pairs'
   `semantic_kept`): kept pairs whose joined part vector (the three unit part vectors over sqrt 3) has an
   inner product >= the threshold with a new pair's, found by usearch HNSW indexes kept on disk next
@@ -24,7 +24,6 @@ lake on the next sync, and pairs kept before the index existed are indexed once,
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,12 +31,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from rensa import RMinHash
 
 from curate import schemas
 from curate.dedup.config import DedupConfig
-from curate.dedup.minhash import shingles
-from curate.dedup.pairs import pair_texts
+from curate.dedup.minhash import PartSignatures, band_keys, minhash_params_id
+from curate.dedup.pairs import PairSignatures, pair_texts
 
 TABLE = "pair_dedup_index"
 BATCH = 50_000
@@ -45,41 +43,20 @@ BATCH = 50_000
 # A search maps one segment at a time, so this bounds the index's share of a night's memory
 # (a 384-dim model's joined vectors take 2.3 KB each in f16: about 1.1 GiB per full segment).
 SEGMENT_VECTORS = 500_000
-_M1, _M2, _M3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, element-wise on uint64."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * _M2
-        x = (x ^ (x >> np.uint64(27))) * _M3
-        return x ^ (x >> np.uint64(31))
+def union_signatures(texts: list[tuple[str, str, str]], config: DedupConfig,
+                     signatures: PartSignatures | None = None) -> np.ndarray:
+    """(n, num_perm) uint32: the MinHash of each pair's part-tagged shingles, as minhash_duplicates
+    builds it for LSH (`signatures`, of three parts, may hold some texts' already)."""
+    signatures = signatures or PartSignatures(config, 3)
+    return signatures.union(signatures.rows(texts))
 
 
-def minhash_params_id(config: DedupConfig) -> str:
-    return hashlib.sha256(json.dumps(config.minhash_params(), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def union_signatures(texts: list[tuple[str, str, str]], config: DedupConfig) -> np.ndarray:
-    """(n, num_perm) uint64: the MinHash of each pair's part-tagged shingles, as minhash_duplicates
-    builds it for LSH."""
-    if not texts:
-        return np.zeros((0, config.num_perm), np.uint64)
-    sets = [[s for p, part in enumerate(t) for s in shingles(part, config.shingle_size, f"{p}|")] for t in texts]
-    hashes = RMinHash.from_token_sets(sets, config.num_perm, config.minhash_seed)
-    return np.array([h.digest() for h in hashes], dtype=np.uint64)
-
-
-def band_keys(signatures: np.ndarray, config: DedupConfig) -> np.ndarray:
-    """(n, bands) int64: per band a hash of the settings, the band index and its rows' values."""
-    n, rows = signatures.shape[0], config.num_perm // config.bands
-    salt = np.uint64(int(minhash_params_id(config), 16) & 0xFFFFFFFFFFFFFFFF)
-    key = np.broadcast_to(_mix(salt ^ np.arange(config.bands, dtype=np.uint64)), (n, config.bands)).copy()
-    banded = signatures.reshape(n, config.bands, rows)
-    with np.errstate(over="ignore"):
-        for r in range(rows):
-            key = _mix(key * _M1 + banded[:, :, r])
-    return key.view(np.int64)
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """The distinct values of `keys`, sorted (np.unique, without its slower path in numpy 2.3)."""
+    ordered = np.sort(keys, axis=None)
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
 
 
 def vector_key(pair_id: str) -> int:
@@ -234,14 +211,16 @@ class KeptPairs:
 
     # what dedup reads and writes ----------------------------------------------------------
 
-    def semantic_candidates(self, fresh: pl.DataFrame) -> pl.DataFrame:
+    def semantic_candidates(self, fresh: pl.DataFrame, signatures: PairSignatures | None = None) -> pl.DataFrame:
         """The kept pairs that the semantic stage can find close to `fresh`: dedup_pairs'
         `semantic_kept`, called with only the new pairs that passed exact and MinHash."""
-        return self.candidates(fresh, exact_and_minhash=False)
+        return self.candidates(fresh, exact_and_minhash=False, signatures=signatures)
 
-    def candidates(self, fresh: pl.DataFrame, semantic: bool = True, exact_and_minhash: bool = True) -> pl.DataFrame:
+    def candidates(self, fresh: pl.DataFrame, semantic: bool = True, exact_and_minhash: bool = True,
+                   signatures: PairSignatures | None = None) -> pl.DataFrame:
         """The kept pairs (all `pairs` columns) that can collide with `fresh` at some stage (with
-        `semantic` false: at the exact and MinHash stages; `exact_and_minhash` false: at the semantic one)."""
+        `semantic` false: at the exact and MinHash stages; `exact_and_minhash` false: at the semantic one).
+        `signatures`: the batch's texts and MinHashes, shared with dedup_pairs and index_rows."""
         con, probes = self.lake.con, []
         if fresh.is_empty():
             return self.lake.query("SELECT * FROM pairs LIMIT 0")
@@ -249,12 +228,11 @@ class KeptPairs:
         semantic = self.config.semantic and semantic
         if exact:
             probes.append("SELECT pair_id FROM pairs WHERE dedup_key IN (SELECT dedup_key FROM _fresh_keys)")
-        texts = None
-        if minhash or semantic:
-            texts = [pair_texts(*row) for row in fresh.select("prompt", "chosen", "rejected").iter_rows()]
+        signatures = signatures or PairSignatures(self.config)
+        texts = signatures.texts(fresh) if minhash or semantic else None
         bands = pa.table({"band_key": pa.array([], pa.int64())})
         if minhash:
-            bands = pa.table({"band_key": np.unique(band_keys(union_signatures(texts, self.config), self.config))})
+            bands = pa.table({"band_key": _distinct(band_keys(signatures.union(texts), self.config))})
             probes.append(f"SELECT DISTINCT pair_id FROM (SELECT pair_id, unnest(band_keys) AS band_key FROM {TABLE} "
                           f"WHERE minhash_params = '{self.params}') JOIN _fresh_bands USING (band_key)")
         near = pa.table({"vector_key": pa.array([], pa.int64())})
@@ -293,14 +271,16 @@ class KeptPairs:
             del segment
         return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, np.int64)
 
-    def index_rows(self, kept: pl.DataFrame) -> pa.Table:
-        """`pair_dedup_index` rows for `kept` pairs (to commit with them); their vectors wait for save()."""
-        texts = [pair_texts(*row) for row in kept.select("prompt", "chosen", "rejected").iter_rows()]
+    def index_rows(self, kept: pl.DataFrame, signatures: PairSignatures | None = None) -> pa.Table:
+        """`pair_dedup_index` rows for `kept` pairs (to commit with them); their vectors wait for save().
+        `signatures`: the batch's, when dedup_pairs computed theirs."""
+        signatures = signatures or PairSignatures(self.config)
+        texts = signatures.texts(kept)
         keys = np.array([vector_key(p) for p in kept["pair_id"].to_list()], dtype=np.uint64)
         semantic = self.config.semantic and self.embed is not None and kept.height > 0
         if semantic:
             self._pending = (keys, self._vectors(texts))
-        bands = band_keys(union_signatures(texts, self.config), self.config)
+        bands = band_keys(signatures.union(texts), self.config)
         return schemas.conform(TABLE, pa.table({
             "pair_id": kept["pair_id"].to_arrow(), "minhash_params": pa.array([self.params] * kept.height),
             "band_keys": pa.array(list(bands), pa.list_(pa.int64())),

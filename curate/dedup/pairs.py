@@ -9,18 +9,43 @@ import polars as pl
 
 from curate.dedup.config import DedupConfig, drop_rows, drops_frame
 from curate.dedup.exact import exact_duplicates
-from curate.dedup.minhash import minhash_duplicates
+from curate.dedup.minhash import PartSignatures, minhash_duplicates
 from curate.dedup.semantic import default_embedder, semantic_duplicates
 from curate.ids import normalise_text
 
 Embed = Callable[[list[str]], np.ndarray]
 
 
-def pair_texts(prompt: list[dict], chosen: str, rejected: str) -> tuple[str, str, str]:
+def pair_texts(prompt: list[dict], chosen: str, rejected: str,
+               normalise: Callable[[str], str] = normalise_text) -> tuple[str, str, str]:
     """What near-duplicate and semantic dedup compare, part by part: the prompt (its messages'
     normalised contents, one per line), the chosen and the rejected response (normalised)."""
-    return ("\n".join(normalise_text(m["content"]) for m in prompt), normalise_text(chosen),
-            normalise_text(rejected))
+    return "\n".join(normalise(m["content"]) for m in prompt), normalise(chosen), normalise(rejected)
+
+
+class PairSignatures:
+    """A batch's pair texts and their MinHash signatures, each computed once per distinct text
+    however often the batch's lake probe, dedup and index rows ask for them: make one per batch
+    (it keeps every text it sees) and pass it to each (curate.steps.pairs)."""
+
+    def __init__(self, config: DedupConfig):
+        self.minhashes = PartSignatures(config, parts=3)
+        self._normalised: dict[str, str] = {}
+
+    def normalise(self, text: str) -> str:
+        """normalise_text, remembered."""
+        found = self._normalised.get(text)
+        if found is None:
+            found = self._normalised[text] = normalise_text(text)
+        return found
+
+    def texts(self, pairs: pl.DataFrame) -> list[tuple[str, str, str]]:
+        """pair_texts of each row of `pairs`."""
+        return [pair_texts(*row, self.normalise) for row in pairs.select("prompt", "chosen", "rejected").iter_rows()]
+
+    def union(self, texts: list[tuple[str, str, str]]) -> np.ndarray:
+        """(n, num_perm) uint32: the LSH signature of each pair's texts (minhash_duplicates')."""
+        return self.minhashes.union(self.minhashes.rows(texts))
 
 
 def _priority(new: pl.DataFrame) -> pl.DataFrame:
@@ -30,7 +55,7 @@ def _priority(new: pl.DataFrame) -> pl.DataFrame:
 def dedup_pairs(new_pairs: pl.DataFrame, kept_pairs: pl.DataFrame | None = None,
                 config: DedupConfig | None = None, embed: Embed | None = None,
                 run_id: str = "", semantic_kept: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-                ) -> tuple[pl.DataFrame, pl.DataFrame]:
+                signatures: PairSignatures | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(kept new pairs, dedup_drops rows).
 
     `kept_pairs` (already in the lake) always win and are never dropped; among new pairs the larger
@@ -39,8 +64,10 @@ def dedup_pairs(new_pairs: pl.DataFrame, kept_pairs: pl.DataFrame | None = None,
     `semantic_kept(new pairs still in)`, called after the MinHash stage, gives more kept pairs for
     the semantic stage alone: a lake's semantic neighbours need only be looked up for the new pairs
     that got that far (curate.dedup.lake_index: exact and MinHash neighbours are complete without).
+    `signatures` may hold texts and signatures already computed for these pairs (made with `config`).
     """
     config = config or DedupConfig()
+    signatures = signatures or PairSignatures(config)
     if kept_pairs is None:
         kept_pairs = new_pairs.clear()
     new = new_pairs.filter(~pl.col("pair_id").is_in(kept_pairs["pair_id"].implode()))
@@ -67,10 +94,11 @@ def dedup_pairs(new_pairs: pl.DataFrame, kept_pairs: pl.DataFrame | None = None,
     texts: dict[int, tuple[str, str, str]] = {}
     if (config.minhash or config.semantic) and len(alive) > n_kept:
         prompts, chosen, rejected = (ordered[c].to_list() for c in ("prompt", "chosen", "rejected"))
-        texts = {x: pair_texts(prompts[x], chosen[x], rejected[x]) for x in alive}
+        texts = {x: pair_texts(prompts[x], chosen[x], rejected[x], signatures.normalise) for x in alive}
     if config.minhash and len(alive) > n_kept:
         found = [(i, j, sim, {"parts": dict(zip(("prompt", "chosen", "rejected"), parts))})
-                 for i, j, sim, parts in minhash_duplicates([texts[x] for x in alive], n_kept, config)]
+                 for i, j, sim, parts in minhash_duplicates([texts[x] for x in alive], n_kept, config,
+                                                            signatures.minhashes)]
         alive = record(found, alive, "minhash", config.minhash_params())
     if config.semantic and len(alive) > n_kept and semantic_kept is not None:
         ordered, ids, texts, alive, n_kept = _with_semantic_kept(

@@ -19,6 +19,7 @@ from curate import schemas
 from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
 from curate.dedup import dedup_pairs
 from curate.dedup.lake_index import KeptPairs
+from curate.dedup.pairs import PairSignatures
 from curate.pairs import rule as pair_rule
 from curate.pairs.derive import original_prompts
 from curate.pairs.registry import run_options, strategy_named
@@ -121,11 +122,13 @@ def _dedup_and_commit(context: RunContext, index: KeptPairs, embedder: ShardedEm
     if fresh.is_empty():
         return fresh, 0, 0
     index.sync()
+    signatures = PairSignatures(context.dedup)  # each text normalised and MinHashed once for the batch
     # the lake's semantic neighbours are looked up only for the pairs that pass exact and MinHash
-    kept, drops = dedup_pairs(fresh, index.candidates(fresh, semantic=False), context.dedup, embed=embedder,
-                              run_id=state.run_id, semantic_kept=index.semantic_candidates)
+    kept, drops = dedup_pairs(fresh, index.candidates(fresh, semantic=False, signatures=signatures), context.dedup,
+                              embed=embedder, run_id=state.run_id, signatures=signatures,
+                              semantic_kept=lambda new: index.semantic_candidates(new, signatures))
     added = context.lake.commit({"pairs": kept.to_arrow(), "dedup_drops": drops.to_arrow(),
-                                 "pair_dedup_index": index.index_rows(kept),
+                                 "pair_dedup_index": index.index_rows(kept, signatures),
                                  "embeddings": embedder.take_new_rows()})["pairs"]
     index.save()
     for reason, count in drops.group_by("reason").len().iter_rows():
