@@ -18,6 +18,7 @@ from curate.dedup import DedupConfig, dedup_pairs, minhash_duplicates, pair_text
 from curate.dedup.lake_index import KeptPairs, band_keys, union_signatures
 from curate.dedup.minhash import PartSignatures, words
 from curate.dedup.pairs import PairSignatures
+from curate.ids import normalise_text
 from curate.lake import Lake
 from tests.test_dedup_lake import pair
 from tests.test_dedup_minhash import _one_candidate_at_a_time, corpus
@@ -61,8 +62,17 @@ def test_ascii_words_are_the_regex_words():
         assert words(text) == re.findall(r"\w+", unicodedata.normalize("NFKC", text).casefold())
 
 
+def test_remembered_normalisation_is_normalise_text():
+    rng = random.Random(1)
+    samples = ["".join(chr(rng.randrange(128)) for _ in range(rng.randrange(60))) for _ in range(2000)]
+    signatures = PairSignatures(DedupConfig())
+    for text in samples + ODD + [chr(c) * 2 + "a b" for c in range(128)]:
+        assert signatures.normalise(text) == normalise_text(text)
+        assert signatures.normalise(text) == normalise_text(text)  # remembered
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_union_is_the_minimum_of_the_parts_and_band_keys_are_unchanged(seed):
+def test_union_signatures_and_band_keys_are_unchanged(seed):
     config = DedupConfig()
     items = _triples(seed)
     new = union_signatures(items, config)
@@ -109,7 +119,9 @@ def test_pair_signatures_give_pair_texts_and_the_pipelines_decisions(tmp_path):
     items = _triples(4)
     first, second = _frame(items[:150]), _frame(items[150:], 150)
     signatures = PairSignatures(config)
-    assert signatures.texts(second) == [pair_texts(*row) for row in second.select("prompt", "chosen", "rejected").iter_rows()]
+    several = second.head(3).with_columns(pl.col("prompt").list.concat(pl.col("prompt")))  # two messages each
+    for pairs in (second, several):
+        assert signatures.texts(pairs) == [pair_texts(*row) for row in pairs.select("prompt", "chosen", "rejected").iter_rows()]
     with Lake(tmp_path / "lake") as lake:
         index = KeptPairs(lake, config)
         kept, _ = dedup_pairs(first, None, config)

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from curate import schemas
 from curate.dedup.config import DedupConfig
-from curate.dedup.minhash import PartSignatures, band_keys, minhash_params_id
+from curate.dedup.minhash import PartSignatures, band_keys, minhash_params_id  # noqa: F401 (band_keys: for callers)
 from curate.dedup.pairs import PairSignatures, pair_texts
 
 TABLE = "pair_dedup_index"
@@ -49,14 +49,19 @@ def union_signatures(texts: list[tuple[str, str, str]], config: DedupConfig,
                      signatures: PartSignatures | None = None) -> np.ndarray:
     """(n, num_perm) uint32: the MinHash of each pair's part-tagged shingles, as minhash_duplicates
     builds it for LSH (`signatures`, of three parts, may hold some texts' already)."""
-    signatures = signatures or PartSignatures(config, 3)
-    return signatures.union(signatures.rows(texts))
+    return (signatures or PartSignatures(config, 3)).union(texts)
 
 
 def _distinct(keys: np.ndarray) -> np.ndarray:
     """The distinct values of `keys`, sorted (np.unique, without its slower path in numpy 2.3)."""
     ordered = np.sort(keys, axis=None)
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
+
+
+def _list_column(rows: np.ndarray) -> pa.ListArray:
+    """A 2-d array as an Arrow list column, one list per row (without a Python object per row)."""
+    offsets = np.arange(0, rows.size + 1, max(rows.shape[1], 1), dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(rows.ravel()))
 
 
 def vector_key(pair_id: str) -> int:
@@ -232,7 +237,7 @@ class KeptPairs:
         texts = signatures.texts(fresh) if minhash or semantic else None
         bands = pa.table({"band_key": pa.array([], pa.int64())})
         if minhash:
-            bands = pa.table({"band_key": _distinct(band_keys(signatures.union(texts), self.config))})
+            bands = pa.table({"band_key": _distinct(signatures.band_keys(texts))})
             probes.append(f"SELECT DISTINCT pair_id FROM (SELECT pair_id, unnest(band_keys) AS band_key FROM {TABLE} "
                           f"WHERE minhash_params = '{self.params}') JOIN _fresh_bands USING (band_key)")
         near = pa.table({"vector_key": pa.array([], pa.int64())})
@@ -280,10 +285,10 @@ class KeptPairs:
         semantic = self.config.semantic and self.embed is not None and kept.height > 0
         if semantic:
             self._pending = (keys, self._vectors(texts))
-        bands = band_keys(signatures.union(texts), self.config)
+        bands = signatures.band_keys(texts)
         return schemas.conform(TABLE, pa.table({
             "pair_id": kept["pair_id"].to_arrow(), "minhash_params": pa.array([self.params] * kept.height),
-            "band_keys": pa.array(list(bands), pa.list_(pa.int64())),
+            "band_keys": _list_column(bands),
             "vector_model": pa.array([self.model if semantic else None] * kept.height, pa.string()),
             "vector_key": pa.array(keys.astype(np.int64)),
             "created_at": pa.array([datetime.now(timezone.utc)] * kept.height, pa.timestamp("us", tz="UTC"))}))

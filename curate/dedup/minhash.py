@@ -1,15 +1,17 @@
-"""Near-duplicates: MinHash (rensa) on word shingles, LSH band keys, verified on the estimated Jaccard.
+"""Near-duplicates: MinHash (rensa) on word shingles, LSH on band keys, verified on the estimated Jaccard.
 
 An item is a text or a tuple of texts (a pair: prompt, chosen, rejected). Tuples are compared part
 by part: the similarity of two items is the smallest of their per-part Jaccard estimates, so a long
 shared prompt cannot make two different answers look alike. LSH candidates come from one MinHash of
 the union of the parts' shingles (tagged by part, so the parts are disjoint sets): its Jaccard is a
 weighted mean of the per-part ones, never below their minimum, so no qualifying pair is lost to it.
-A MinHash keeps, per permutation, the least hashed value over its set, so the union's signature is
-the element-wise minimum of the parts' (`PartSignatures.union`): each distinct text of a part is
-shingled and hashed once, however many items hold it. The LSH buckets are `band_keys` (the keys the
-lake stores for cross-run dedup, curate.dedup.lake_index): two items are candidates when they share
-a band's signature values, as in rensa's RMinHashLSH (both hash a band to 64 bits).
+The LSH buckets are that signature's `band_keys` (the keys the lake stores for cross-run dedup,
+curate.dedup.lake_index): two items are candidates when they share a band's signature values, as in
+rensa's RMinHashLSH (both hash a band to 64 bits). Candidates are verified with RMinHash.jaccard on
+the parts' MinHashes, so only the union signatures leave rensa as arrays (turning a signature into
+Python ints costs more than computing it). `PartSignatures` computes each distinct text's MinHash
+and each item's union signature and band keys once, for as long as it is kept (the pairs step: a
+batch, curate.dedup.pairs.PairSignatures).
 """
 
 from __future__ import annotations
@@ -72,47 +74,53 @@ def band_keys(signatures: np.ndarray, config: DedupConfig) -> np.ndarray:
 
 
 class PartSignatures:
-    """MinHash signatures of items' parts, one per distinct text of a part: a text is shingled and
-    hashed the first time it is seen, then kept as long as this object (the pairs step makes one
-    per batch: curate.dedup.pairs.PairSignatures). With several parts, part p's shingles are tagged
-    "p|", as the LSH union needs."""
+    """MinHashes of items (tuples of `parts` texts), each computed once and kept as long as this
+    object (the pairs step makes one per batch: curate.dedup.pairs.PairSignatures): per distinct text
+    of a part its MinHash (an RMinHash, to compare), per distinct item the LSH signature of its parts
+    together and that signature's band keys. With several parts, part p's shingles are tagged "p|"."""
 
     def __init__(self, config: DedupConfig, parts: int):
         self.config, self.parts = config, parts
-        self._row: list[dict[str, int]] = [{} for _ in range(parts)]
-        self._blocks: list[list[np.ndarray]] = [[] for _ in range(parts)]
+        self._part: list[dict[str, RMinHash]] = [{} for _ in range(parts)]
+        self._row: dict[tuple[str, ...], int] = {}  # item -> its row of _union and _keys
+        self._union = np.zeros((0, config.num_perm), np.uint32)
+        self._keys = np.zeros((0, config.bands), np.int64)
 
-    def rows(self, items: Sequence[tuple[str, ...]]) -> list[np.ndarray]:
-        """Per part, each item's row in `matrix(part)` (its text's signature); new texts are signed."""
-        found = []
-        for p, row in enumerate(self._row):
-            new = [text for text in dict.fromkeys(item[p] for item in items) if text not in row]
-            if new:
-                row.update(zip(new, range(len(row), len(row) + len(new))))
-                self._blocks[p].append(self._sign(new, p))
-            found.append(np.fromiter((row[item[p]] for item in items), np.int64, len(items)))
-        return found
+    def union(self, items: Sequence[tuple[str, ...]]) -> np.ndarray:
+        """(n, num_perm) uint32: each item's LSH signature, the MinHash of its parts' shingles together."""
+        rows = self._rows(items)  # (first: it may sign new items)
+        return self._union[rows]
 
-    def matrix(self, part: int) -> np.ndarray:
-        """(texts seen, num_perm) uint32: the signatures of the part's texts, by row."""
-        blocks = self._blocks[part]
-        if len(blocks) > 1:
-            blocks[:] = [np.concatenate(blocks)]
-        return blocks[0] if blocks else np.zeros((0, self.config.num_perm), np.uint32)
+    def band_keys(self, items: Sequence[tuple[str, ...]]) -> np.ndarray:
+        """(n, bands) int64: the `band_keys` of each item's LSH signature."""
+        rows = self._rows(items)
+        return self._keys[rows]
 
-    def union(self, rows: list[np.ndarray]) -> np.ndarray:
-        """(n, num_perm) uint32: for `rows` (as `rows` gives them) the MinHash of each item's parts
-        together, the element-wise minimum of the parts' signatures."""
-        union = self.matrix(0)[rows[0]]
-        for p in range(1, self.parts):
-            np.minimum(union, self.matrix(p)[rows[p]], out=union)
-        return union
+    def part_minhashes(self, items: Sequence[tuple[str, ...]], part: int) -> list[RMinHash]:
+        """Each item's MinHash of the part (of items already signed: by `union` or `band_keys`)."""
+        return [self._part[part][item[part]] for item in items]
 
-    def _sign(self, texts: list[str], part: int) -> np.ndarray:
-        tag = f"{part}|" if self.parts > 1 else ""
-        sets = [shingles(text, self.config.shingle_size, tag) for text in texts]
-        digests = RMinHash.digest_matrix_from_token_sets(sets, self.config.num_perm, self.config.minhash_seed)
-        return np.array(digests.to_rows(), dtype=np.uint32)
+    def _rows(self, items: Sequence[tuple[str, ...]]) -> np.ndarray:
+        """Each item's row of the union signatures and band keys; new items are signed."""
+        new = [item for item in dict.fromkeys(items) if item not in self._row]
+        if new:
+            self._row.update(zip(new, range(len(self._row), len(self._row) + len(new))))
+            union = self._sign(new)
+            self._union = np.concatenate([self._union, union])
+            self._keys = np.concatenate([self._keys, band_keys(union, self.config)])
+        return np.fromiter((self._row[item] for item in items), np.int64, len(items))
+
+    def _sign(self, items: list[tuple[str, ...]]) -> np.ndarray:
+        """The union signatures of `items`; the MinHashes of their parts' new texts are kept."""
+        k, perm, seed = self.config.shingle_size, self.config.num_perm, self.config.minhash_seed
+        sets = []  # per part: text -> shingles
+        for p, minhashes in enumerate(self._part):
+            tag = f"{p}|" if self.parts > 1 else ""
+            sets.append({text: shingles(text, k, tag) for text in dict.fromkeys(item[p] for item in items)})
+            unseen = [text for text in sets[p] if text not in minhashes]
+            minhashes.update(zip(unseen, RMinHash.from_token_sets([sets[p][text] for text in unseen], perm, seed)))
+        union = [[s for p in range(self.parts) for s in sets[p][item[p]]] for item in items]
+        return np.array(RMinHash.digest_matrix_from_token_sets(union, perm, seed).to_rows(), dtype=np.uint32)
 
 
 def _items(items: Sequence) -> list[tuple[str, ...]]:
@@ -155,13 +163,13 @@ def minhash_duplicates(items: Sequence[str | Sequence[str]], n_kept: int = 0,
         signatures = PartSignatures(config, n_parts)
     elif signatures.parts != n_parts or signatures.config.minhash_params() != config.minhash_params():
         raise ValueError("signatures made for other items or settings")
-    index = signatures.rows(rows)
-    parts = [signatures.matrix(p) for p in range(n_parts)]
+    keys = signatures.band_keys(rows)
+    minhashes = [signatures.part_minhashes(rows, p) for p in range(n_parts)]
     members: dict[int, list[int]] = {}  # bucket -> its items kept so far
     found = []
-    for i, buckets in sorted(_shared_buckets(band_keys(signatures.union(index), config)).items()):
+    for i, buckets in sorted(_shared_buckets(keys).items()):
         if i >= n_kept:  # (an item that shares no bucket has no candidate and is no one's)
-            hit = _closest(i, sorted({j for b in buckets for j in members.get(b, ())}), parts, index, config)
+            hit = _closest(i, sorted({j for b in buckets for j in members.get(b, ())}), minhashes, config)
             if hit:
                 found.append(hit)
                 continue
@@ -170,21 +178,19 @@ def minhash_duplicates(items: Sequence[str | Sequence[str]], n_kept: int = 0,
     return found
 
 
-def _closest(i: int, candidates: list[int], parts: list[np.ndarray], rows: list[np.ndarray],
+def _closest(i: int, candidates: list[int], minhashes: list[list[RMinHash]],
              config: DedupConfig) -> tuple[int, int, float, list[float]] | None:
     """(i, the most similar candidate (then the earliest), its similarity, per-part similarities)
-    when a candidate is at least the threshold in every part, else None.
-
-    Per part, i's signature is compared with all its candidates' at once (the Jaccard estimate is
-    the share of equal values, as RMinHash.jaccard computes it; 32-bit values: half the bytes to
-    compare). The answers go first: candidates that share the prompt are common, and one part under
-    the threshold settles a candidate."""
+    when a candidate is at least the threshold in every part, else None. The answers are compared
+    first: candidates that share the prompt are common, and one part under the threshold settles
+    a candidate."""
     candidates = np.array(candidates, dtype=np.int64)
-    sims = np.empty((len(candidates), len(parts)))
-    for p in list(range(1, len(parts))) + [0]:
+    sims = np.empty((len(candidates), len(minhashes)))
+    for p in list(range(1, len(minhashes))) + [0]:
         if not len(candidates):
             return None
-        sims[:, p] = np.count_nonzero(parts[p][rows[p][candidates]] == parts[p][rows[p][i]], axis=1) / config.num_perm
+        mine, theirs = minhashes[p][i], minhashes[p]
+        sims[:, p] = [mine.jaccard(theirs[j]) for j in candidates.tolist()]
         close = sims[:, p] >= config.minhash_threshold
         candidates, sims = candidates[close], sims[close]
     if not len(candidates):

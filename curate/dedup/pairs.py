@@ -20,7 +20,12 @@ def pair_texts(prompt: list[dict], chosen: str, rejected: str,
                normalise: Callable[[str], str] = normalise_text) -> tuple[str, str, str]:
     """What near-duplicate and semantic dedup compare, part by part: the prompt (its messages'
     normalised contents, one per line), the chosen and the rejected response (normalised)."""
-    return "\n".join(normalise(m["content"]) for m in prompt), normalise(chosen), normalise(rejected)
+    return _part_texts([m["content"] for m in prompt], chosen, rejected, normalise)
+
+
+def _part_texts(contents: list[str], chosen: str, rejected: str,
+                normalise: Callable[[str], str]) -> tuple[str, str, str]:
+    return "\n".join(map(normalise, contents)), normalise(chosen), normalise(rejected)
 
 
 class PairSignatures:
@@ -36,16 +41,20 @@ class PairSignatures:
         """normalise_text, remembered."""
         found = self._normalised.get(text)
         if found is None:
-            found = self._normalised[text] = normalise_text(text)
+            # ASCII: NFKC leaves it as it is, casefold is lower, and \s+ runs are str.split's separators
+            found = " ".join(text.split()).lower() if text.isascii() else normalise_text(text)
+            self._normalised[text] = found
         return found
 
     def texts(self, pairs: pl.DataFrame) -> list[tuple[str, str, str]]:
-        """pair_texts of each row of `pairs`."""
-        return [pair_texts(*row, self.normalise) for row in pairs.select("prompt", "chosen", "rejected").iter_rows()]
+        """pair_texts of each row of `pairs` (the prompts' contents read without their messages' dicts)."""
+        contents = pairs.select(pl.col("prompt").list.eval(pl.element().struct.field("content")))["prompt"]
+        return [_part_texts(c, chosen, rejected, self.normalise) for c, chosen, rejected
+                in zip(contents.to_list(), pairs["chosen"].to_list(), pairs["rejected"].to_list())]
 
-    def union(self, texts: list[tuple[str, str, str]]) -> np.ndarray:
-        """(n, num_perm) uint32: the LSH signature of each pair's texts (minhash_duplicates')."""
-        return self.minhashes.union(self.minhashes.rows(texts))
+    def band_keys(self, texts: list[tuple[str, str, str]]) -> np.ndarray:
+        """(n, bands) int64: the LSH band keys of each pair's texts (as minhash_duplicates and the lake have them)."""
+        return self.minhashes.band_keys(texts)
 
 
 def _priority(new: pl.DataFrame) -> pl.DataFrame:
