@@ -102,8 +102,8 @@ def dedup_pairs(new_pairs: pl.DataFrame, kept_pairs: pl.DataFrame | None = None,
         alive = record(found, alive, "exact", {})
     texts: dict[int, tuple[str, str, str]] = {}
     if (config.minhash or config.semantic) and len(alive) > n_kept:
-        prompts, chosen, rejected = (ordered[c].to_list() for c in ("prompt", "chosen", "rejected"))
-        texts = {x: pair_texts(prompts[x], chosen[x], rejected[x], signatures.normalise) for x in alive}
+        of_row = signatures.texts(ordered)
+        texts = {x: of_row[x] for x in alive}
     if config.minhash and len(alive) > n_kept:
         found = [(i, j, sim, {"parts": dict(zip(("prompt", "chosen", "rejected"), parts))})
                  for i, j, sim, parts in minhash_duplicates([texts[x] for x in alive], n_kept, config,
