@@ -16,11 +16,10 @@ from curate.ids import normalise_text
 Embed = Callable[[list[str]], np.ndarray]
 
 
-def pair_texts(prompt: list[dict], chosen: str, rejected: str,
-               normalise: Callable[[str], str] = normalise_text) -> tuple[str, str, str]:
+def pair_texts(prompt: list[dict], chosen: str, rejected: str) -> tuple[str, str, str]:
     """What near-duplicate and semantic dedup compare, part by part: the prompt (its messages'
     normalised contents, one per line), the chosen and the rejected response (normalised)."""
-    return _part_texts([m["content"] for m in prompt], chosen, rejected, normalise)
+    return _part_texts([m["content"] for m in prompt], chosen, rejected, normalise_text)
 
 
 def _part_texts(contents: list[str], chosen: str, rejected: str,
