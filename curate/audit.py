@@ -46,6 +46,7 @@ code, a shorter correct solution) is uncheckable, not refuted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -625,13 +626,24 @@ def audit_run(lake, run_id: str, judge=None, tokens: PairTokens | None = None) -
 def _audit(lake, todo: pl.Series, run_id: str, judge, whole_lake: bool = False,
            runs: list[str] | None = None, tokens: PairTokens | None = None) -> dict:
     added = 0
-    for start in range(0, todo.len(), AUDIT_CHUNK_PAIRS):
-        pairs = lake.rows_where_in("pairs", "pair_id", todo.slice(start, AUDIT_CHUNK_PAIRS).to_list(), runs=runs)
-        candidate_ids = sorted(set(pairs["chosen_id"].to_list()) | set(pairs["rejected_id"].to_list()))
-        prompts = lake.rows_where_in("prompts", "prompt_id", pairs["prompt_id"].unique().to_list())
-        scores = lake.rows_where_in("scores", "candidate_id", candidate_ids)
-        rows = audit_pairs(pairs, prompts, scores, run_id, judge, tokens)
-        added += lake.commit({"pair_audits": rows}, audit_facts_now=not whole_lake)["pair_audits"]
+    pair_ids = todo.to_list()
+    chunks = [position // AUDIT_CHUNK_PAIRS for position in range(len(pair_ids))]
+    with contextlib.ExitStack() as stack:  # each table read from the lake once, then chunk by chunk
+        pairs_of = stack.enter_context(lake.grouped_copy("pairs", "pair_id", pair_ids, chunks, runs=runs))
+        sides = pl.concat([pairs_of(chunk, ("prompt_id", "chosen_id", "rejected_id")).with_columns(_chunk=pl.lit(chunk))
+                           for chunk in range(chunks[-1] + 1)]) if pair_ids else None
+        prompts_of = scores_of = None
+        if sides is not None:
+            prompt_keys = sides.select("prompt_id", "_chunk").unique()
+            candidate_keys = pl.concat([sides.select(pl.col(side).alias("candidate_id"), "_chunk")
+                                        for side in ("chosen_id", "rejected_id")]).unique()
+            prompts_of = stack.enter_context(lake.grouped_copy(
+                "prompts", "prompt_id", prompt_keys["prompt_id"].to_list(), prompt_keys["_chunk"].to_list()))
+            scores_of = stack.enter_context(lake.grouped_copy(
+                "scores", "candidate_id", candidate_keys["candidate_id"].to_list(), candidate_keys["_chunk"].to_list()))
+        for chunk in range(chunks[-1] + 1 if pair_ids else 0):
+            rows = audit_pairs(pairs_of(chunk), prompts_of(chunk), scores_of(chunk), run_id, judge, tokens)
+            added += lake.commit({"pair_audits": rows}, audit_facts_now=not whole_lake)["pair_audits"]
     if whole_lake and added:
         lake.rebuild_audit_facts()
     summary = lake.query("SELECT * FROM pair_audit_summary ORDER BY strategy")

@@ -473,21 +473,65 @@ class Lake:
         the rows are read in two passes: the runs that wrote them, from two narrow columns, then
         the rows from those runs' files alone (the runs as constants let DuckLake skip every other
         file by its statistics). `runs`, when the caller knows them, skips the first pass."""
-        declared = schemas.table(table)
-        empty = pl.from_arrow(declared.arrow_schema().empty_table())
+        with self._select_where_in(table, column, values, runs) as (sql, params):
+            if sql is None:
+                return pl.from_arrow(schemas.table(table).arrow_schema().empty_table())
+            return self.query(sql, params)
+
+    @contextmanager
+    def _select_where_in(self, table: str, column: str, values: list[str], runs: list[str] | None):
+        """(SELECT statement, parameters) of rows_where_in, valid inside the block; (None, None)
+        when no row can match."""
         if not values or runs == []:
-            return empty
+            yield None, None
+            return
         joined = f"FROM {LAKE_ALIAS}.{table} t JOIN _ids ON t.{column} = _ids.id"
         self.con.register("_ids", pl.DataFrame({"id": values}).to_arrow())
         try:
-            if runs is None and "run_id" in declared.column_names:
+            if runs is None and "run_id" in schemas.table(table).column_names:
                 runs = self.query(f"SELECT DISTINCT t.run_id {joined}")["run_id"].to_list()
                 if not runs:
-                    return empty
+                    yield None, None
+                    return
             in_runs = f" WHERE t.run_id IN ({', '.join('?' * len(runs))})" if runs else ""
-            return self.query(f"SELECT t.* {joined}{in_runs}", list(runs or []))
+            yield f"SELECT t.* {joined}{in_runs}", list(runs or [])
         finally:
             self.con.unregister("_ids")
+
+    @contextmanager
+    def grouped_copy(self, table: str, column: str, keys: list[str], groups: list[int],
+                     runs: list[str] | None = None):
+        """The rows of `table` whose `column` is one of `keys`, each tagged with its key's group
+        (`groups`, parallel to `keys`; a key may come more than once, in several groups), read from
+        the lake once into a local Parquet file ordered by group; yields `rows(group)`, which reads
+        that group's row groups of the file alone. A step that goes through a run chunk by chunk
+        reads the run's files once, not once per chunk, and holds one chunk. The file is removed
+        on exit. `runs`: as in rows_where_in."""
+        empty = pl.from_arrow(schemas.table(table).arrow_schema().empty_table())
+        mapping = pa.table({"key": pa.array(keys, pa.string()), "chunk": pa.array(groups, pa.int64())})
+        with tempfile.TemporaryDirectory(prefix=f"curate-{table}-") as scratch:
+            path = Path(scratch) / f"{table}.parquet"
+            distinct = list(dict.fromkeys(keys))
+            with self._select_where_in(table, column, distinct, runs) as (sql, params):
+                if sql is not None:
+                    self.con.register("_chunks", mapping)
+                    try:
+                        self.con.execute(
+                            f"COPY (SELECT w.*, _chunks.chunk AS _chunk FROM ({sql}) w JOIN _chunks "
+                            f"ON w.{column} = _chunks.key ORDER BY _chunk) TO '{path}' "
+                            "(FORMAT parquet, ROW_GROUP_SIZE 8192)", params)
+                    finally:
+                        self.con.unregister("_chunks")
+
+            def rows(group: int, columns: tuple[str, ...] = ()) -> pl.DataFrame:
+                """The group's rows (only `columns`, when given)."""
+                wanted = ", ".join(columns) if columns else "* EXCLUDE (_chunk)"
+                if not path.exists():
+                    return empty.select(columns) if columns else empty
+                found = self.query(f"SELECT {wanted} FROM read_parquet('{path}') WHERE _chunk = ?", [group])
+                return found if found.height or columns else empty
+
+            yield rows
 
     def embeddings_of(self, model: str, text_hashes: list[str]) -> dict:
         """text_hash -> stored vector of `model`, for the hashes that have one."""

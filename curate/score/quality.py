@@ -122,8 +122,8 @@ def _line_gates(text: str) -> list[dict]:
     return fired
 
 
-def _ngram_gates(text: str) -> list[dict]:
-    if len(text.split()) < MIN_WORDS:  # the prose has no more words than the text
+def _ngram_gates(text: str, words_in_text: int) -> list[dict]:
+    if words_in_text < MIN_WORDS:  # the prose has no more words than the text
         return []
     words = "\n".join(_prose_lines(text)).split()
     if len(words) < MIN_WORDS:
@@ -150,11 +150,18 @@ def _ngram_gates(text: str) -> list[dict]:
     return fired
 
 
-def _sentence_gates(text: str) -> list[dict]:
-    if len(text.split()) >= MIN_WORDS:  # long enough for Gopher's own rules
+def _sentence_gates(text: str, words: int) -> list[dict]:
+    if words >= MIN_WORDS:  # long enough for Gopher's own rules
         return []
-    sentences = [" ".join(sentence.split()) for sentence in _SENTENCE_END.split(_unfenced(text))]
-    _, chars = _repeats([sentence for sentence in sentences if len(sentence.split()) >= MIN_SENTENCE_WORDS])
+    parts = _SENTENCE_END.split(_unfenced(text))
+    if len(parts) < 2:  # one sentence repeats nothing
+        return []
+    sentences = []
+    for part in parts:
+        tokens = part.split()
+        if len(tokens) >= MIN_SENTENCE_WORDS:
+            sentences.append(" ".join(tokens))
+    _, chars = _repeats(sentences)
     if chars / len(text) > DUP_SENTENCE_CHAR_FRACTION:
         return [_gate("dup_sentence_char_fraction", chars / len(text), DUP_SENTENCE_CHAR_FRACTION)]
     return []
@@ -243,7 +250,8 @@ def quality_gates(text: str | None, finish_reason: str | None = None, longest: i
         return [*fired, _gate("empty", 0.0, 1.0)]
     if _is_lyrics(text):  # a chorus repeats by design; a loop still shows as a repeated substring
         return [*fired, *_repeated_substring(text, longest)]
-    return [*fired, *_line_gates(text), *_sentence_gates(text), *_ngram_gates(text),
+    words = len(text.split())
+    return [*fired, *_line_gates(text), *_sentence_gates(text, words), *_ngram_gates(text, words),
             *_repeated_substring(text, longest)]
 
 

@@ -90,8 +90,7 @@ def _built_batches(context: RunContext, state: RunState) -> Iterator[pl.DataFram
         del prompts, candidates, scores
     state.add("quality_checked", 0)
     state.add("quality_gated", 0)
-    for prompts, candidates in context.prompt_batches(state):
-        scores = context.lake.rows_where_in("scores", "candidate_id", candidates["candidate_id"].to_list())
+    for prompts, candidates, scores in context.prompt_batches(state, with_scores=True):
         count_gates(state, scores)
         yield _concat([_build_one(*entry, prompts, candidates, scores, state)
                        for entry in entries if entry[1].per_prompt(entry[2])])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,17 +60,22 @@ class RunContext:
         return (self.lake.rows_where_in("prompts", "prompt_id", state.prompt_ids),
                 self.lake.rows_where_in("candidates", "candidate_id", state.candidate_ids))
 
-    def prompt_batches(self, state: RunState) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-        """The run's prompts and their candidates of this run, `[runner] batch_prompts` prompts at
-        a time (a prompt's candidates stay together): what a step holds at once follows the batch
-        size, not the run's."""
-        ours = pl.Series(state.candidate_ids, dtype=pl.Utf8)
+    def prompt_batches(self, state: RunState, with_scores: bool = False) -> Iterator[tuple[pl.DataFrame, ...]]:
+        """The run's prompts and their candidates of this run (and with_scores: those candidates'
+        scores), `[runner] batch_prompts` prompts at a time (a prompt's candidates stay together):
+        what a step holds at once follows the batch size, not the run's. The run's rows are read
+        from the lake once, into local files ordered by batch (Lake.grouped_copy). Scores are
+        copied as they are when the iteration starts."""
+        ours = pl.Series(state.candidate_ids, dtype=pl.Utf8).implode()
         size = self.config.runner.batch_prompts
-        for start in range(0, len(state.prompt_ids), size):
-            batch = state.prompt_ids[start:start + size]
-            candidates = self.lake.rows_where_in("candidates", "prompt_id", batch)
-            yield (self.lake.rows_where_in("prompts", "prompt_id", batch),
-                   candidates.filter(pl.col("candidate_id").is_in(ours.implode())))
+        ids, batches = state.prompt_ids, [k // size for k in range(len(state.prompt_ids))]
+        with contextlib.ExitStack() as stack:
+            copies = [stack.enter_context(self.lake.grouped_copy(table, "prompt_id", ids, batches))
+                      for table in ("prompts", "candidates", "scores")[:3 if with_scores else 2]]
+            for batch in range(-(-len(ids) // size)):
+                prompts, candidates, *scores = (rows(batch) for rows in copies)
+                yield (prompts, candidates.filter(pl.col("candidate_id").is_in(ours)),
+                       *(part.filter(pl.col("candidate_id").is_in(ours)) for part in scores))
 
     def batch_count(self, state: RunState) -> int:
         return -(-len(state.prompt_ids) // self.config.runner.batch_prompts)
