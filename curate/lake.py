@@ -503,33 +503,32 @@ class Lake:
                      runs: list[str] | None = None):
         """The rows of `table` whose `column` is one of `keys`, each tagged with its key's group
         (`groups`, parallel to `keys`; a key may come more than once, in several groups), read from
-        the lake once into a local Parquet file ordered by group; yields `rows(group)`, which reads
-        that group's row groups of the file alone. A step that goes through a run chunk by chunk
-        reads the run's files once, not once per chunk, and holds one chunk. The file is removed
-        on exit. `runs`: as in rows_where_in."""
+        the lake once into local Parquet files, one folder per group; yields `rows(group)`, which
+        reads that group's files alone. A step that goes through a run chunk by chunk reads the
+        run's files once, not once per chunk, and holds one chunk. The files are removed on exit.
+        `runs`: as in rows_where_in."""
         empty = pl.from_arrow(schemas.table(table).arrow_schema().empty_table())
         mapping = pa.table({"key": pa.array(keys, pa.string()), "chunk": pa.array(groups, pa.int64())})
         with tempfile.TemporaryDirectory(prefix=f"curate-{table}-") as scratch:
-            path = Path(scratch) / f"{table}.parquet"
             distinct = list(dict.fromkeys(keys))
             with self._select_where_in(table, column, distinct, runs) as (sql, params):
                 if sql is not None:
                     self.con.register("_chunks", mapping)
-                    try:
+                    try:  # one folder of files per group, written as the rows stream in (no sort)
                         self.con.execute(
                             f"COPY (SELECT w.*, _chunks.chunk AS _chunk FROM ({sql}) w JOIN _chunks "
-                            f"ON w.{column} = _chunks.key ORDER BY _chunk) TO '{path}' "
-                            "(FORMAT parquet, ROW_GROUP_SIZE 8192)", params)
+                            f"ON w.{column} = _chunks.key) TO '{scratch}/rows' "
+                            "(FORMAT parquet, PARTITION_BY (_chunk), OVERWRITE_OR_IGNORE)", params)
                     finally:
                         self.con.unregister("_chunks")
 
             def rows(group: int, columns: tuple[str, ...] = ()) -> pl.DataFrame:
                 """The group's rows (only `columns`, when given)."""
-                wanted = ", ".join(columns) if columns else "* EXCLUDE (_chunk)"
-                if not path.exists():
+                folder = Path(scratch) / "rows" / f"_chunk={group}"
+                if not folder.exists():
                     return empty.select(columns) if columns else empty
-                found = self.query(f"SELECT {wanted} FROM read_parquet('{path}') WHERE _chunk = ?", [group])
-                return found if found.height or columns else empty
+                wanted = ", ".join(columns) if columns else "*"
+                return self.query(f"SELECT {wanted} FROM read_parquet('{folder}/*.parquet', hive_partitioning = false)")
 
             yield rows
 
