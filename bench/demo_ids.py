@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from curate.lake import Lake  # noqa: E402
+from curate.lake.catalog import Lake  # noqa: E402
 from tests.test_demo import _run, _small_demo  # noqa: E402
 
 KEYS = {"prompts": "prompt_id", "candidates": "candidate_id", "scores": "score_id", "pairs": "pair_id",

@@ -172,7 +172,7 @@ def engine(model_dir: str):
 
 
 def base_model_dir() -> str:
-    from curate.models import embedded_model_dir
+    from curate.runtime.models import embedded_model_dir
     return str(embedded_model_dir(Path(os.environ.get("CURATE_MODELS_DIR", ROOT / "data" / "models"))))
 
 

@@ -52,7 +52,7 @@ def humaneval_references() -> list[tuple[str, str]]:
 
 
 def lake_candidates(data_dir: Path) -> list[tuple[str, str]]:
-    from curate.lake import open_lake
+    from curate.lake.catalog import open_lake
 
     with open_lake(data_dir, read_only=True) as lake:
         rows = lake.con.execute("select text from candidates where text is not null").fetchall()

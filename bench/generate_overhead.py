@@ -42,18 +42,18 @@ def main() -> None:
     parser.add_argument("--long-share", type=float, default=0.08)
     args = parser.parse_args()
 
-    from curate.env import apply_offline_env
+    from curate.runtime.env import apply_offline_env
 
     apply_offline_env(ROOT / "data")
     import polars as pl
     from vllm import SamplingParams
 
-    from curate.background_commit import commit_while_producing
     from curate.generate import SamplingSettings, generate_candidates, plan_requests
     from curate.generate.vllm_backend import EngineSettings, VLLMBackend, chat_token_ids
-    from curate.ingest import ingest_file
-    from curate.lake import Lake
-    from curate.models import embedded_model_dir
+    from curate.ingest.validate import ingest_file
+    from curate.lake.background_commit import commit_while_producing
+    from curate.lake.catalog import Lake
+    from curate.runtime.models import embedded_model_dir
 
     model = embedded_model_dir(ROOT / "data" / "models")
     backend = VLLMBackend(EngineSettings(str(model), max_model_len=2048, kv_cache_memory_bytes=1 << 29))

@@ -30,7 +30,7 @@ def generate(out: Path, max_tokens: int, chunk: int = 48) -> None:
     """Generate in chunks appended to `out`, skipping prompts already there (a stopped run resumes)."""
     from curate.generate import Request, SamplingSettings
     from curate.generate.vllm_backend import EngineSettings, VLLMBackend
-    from curate.models import embedded_model_dir
+    from curate.runtime.models import embedded_model_dir
 
     done = {r["key"] for r in load(out)} if out.exists() else set()
     records = [r for r in ifeval_records() if r["key"] not in done]

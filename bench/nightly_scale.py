@@ -8,8 +8,8 @@ built once under --workdir and copied for each night. The night, in a fresh proc
 math prompts x 8 candidates committed (no LLM: "The answer is N." texts), scored (quality gates and
 math_verify), paired (margin, best vs worst and all pairs above the margin), deduplicated against
 the lake (exact, MinHash, semantic; curate.dedup.lake_index), audited as `curate run` audits
-(curate.audit.audit_run: the run's pairs, math_verify re-run on their texts) and exported (this
-run's pairs, curate.export_stream). The night's embedder is a bag-of-words hash (no model) with the real
+(curate.audit.checks.audit_run: the run's pairs, math_verify re-run on their texts) and exported (this
+run's pairs, curate.publish.stream). The night's embedder is a bag-of-words hash (no model) with the real
 embedder's shape. Prints time and peak RSS per stage, the index sizes on disk, and every view's
 time on each lake after its night.
 
@@ -71,7 +71,7 @@ def build_lake(root: Path, pairs: int) -> None:
     from bench.synthetic_lake import fill
     from curate.dedup import DedupConfig
     from curate.dedup.lake_index import SEGMENT_VECTORS, KeptPairs
-    from curate.lake import Lake
+    from curate.lake.catalog import Lake
 
     with Lake(root) as lake:
         kept = KeptPairs(lake, DedupConfig(), embed=hash_embed)
@@ -123,18 +123,18 @@ def night(data_dir: Path, prompts_count: int) -> dict:
     import polars as pl
 
     from bench.synthetic_lake import TS  # noqa: F401  (same lake shape)
+    from curate.audit.checks import audit_run
     from curate.dedup import DedupConfig, dedup_pairs
-    from curate.audit import audit_run
     from curate.dedup.lake_index import KeptPairs
-    from curate.export import ExportOptions
-    from curate.export_stream import export_lake
-    from curate.lake import Lake
+    from curate.lake.catalog import Lake
+    from curate.lake.views import views
     from curate.pairs import rule
     from curate.pairs.registry import build_pairs
+    from curate.publish.export import ExportOptions
+    from curate.publish.stream import export_lake
     from curate.score import score_candidates
     from curate.score.quality import QualityScorer
     from curate.score.verifiers import MathAnswerScorer
-    from curate.views import views
 
     sampler, run_id = RssSampler(), "tonight"
     lake = Lake(data_dir / "lake")

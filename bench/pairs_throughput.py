@@ -35,12 +35,11 @@ def rss_mib() -> float:
 
 
 def synthetic(prompts_count: int, per_prompt: int, seed: int = 0):
-    """(prompts, candidates, scores) as Polars frames with the lake schemas (curate.schemas)."""
+    """(prompts, candidates, scores) as Polars frames with the lake schemas (curate.lake.schemas)."""
     import numpy as np
     import polars as pl
 
-    from curate import schemas
-
+    from curate.lake import schemas
     now = datetime(2024, 7, 8, tzinfo=timezone.utc)
     n = prompts_count * per_prompt
     rng = np.random.default_rng(seed)

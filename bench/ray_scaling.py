@@ -148,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ray-scaling-", dir="/tmp"))
-    from curate.env import apply_offline_env
+    from curate.runtime.env import apply_offline_env
 
     apply_offline_env(work)
     from prefect.task_runners import ThreadPoolTaskRunner

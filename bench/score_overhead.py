@@ -21,7 +21,7 @@ def reward_model_dir() -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaForSequenceClassification
 
-    from curate.models import embedded_model_dir
+    from curate.runtime.models import embedded_model_dir
 
     target = ROOT / "data" / "bench-models" / "smollm2-135m-random-reward"
     if (target / "config.json").exists():
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--sandbox-runs", type=int, default=40)
     parser.add_argument("--skip-reward", action="store_true")
     args = parser.parse_args()
-    from curate.env import apply_offline_env
+    from curate.runtime.env import apply_offline_env
 
     apply_offline_env(ROOT / "data")
     if not args.skip_reward:

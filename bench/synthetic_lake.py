@@ -3,7 +3,7 @@
 `n_pairs` pairs over n_pairs / 2 prompts (2 pairs each), 4 candidates per prompt, and per candidate a
 `quality` and a `math_verify` score (4 * n_pairs score rows), three audit rows per pair (hygiene,
 score_order, verifier, as the audit writes for a math pair), the pairs' and the audits' facts as
-Lake.commit writes them (curate.pair_facts, curate.audit_facts). Ids are
+Lake.commit writes them (curate.lake.pair_facts, curate.lake.audit_facts). Ids are
 32 hex digits like the real ones; texts are a few sentences. 10,000 pairs take a second or two.
 
     .venv/bin/python bench/synthetic_lake.py DIR --pairs 10000
@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from curate import audit_facts  # noqa: E402
-from curate.pair_facts import facts_sql, parts_sql  # noqa: E402
+from curate.lake import audit_facts  # noqa: E402
+from curate.lake.pair_facts import facts_sql, parts_sql  # noqa: E402
 
 WORDS = "the of and to in is that it was for on are as with his they at be this from have or by one had".split()
 TS = "TIMESTAMPTZ '2026-11-01 00:00:00+00'"
@@ -70,7 +70,7 @@ def fill(lake, n_pairs: int, run_id: str = "synthetic", offset: int = 0) -> None
                    md5('c' || i || '-' || k), md5('c' || i || '-' || (k + 2)), 'math_verify', 1.0, 0.0, 1.0,
                    'synthetic', md5('key' || i || '-' || k), '{run_id}', {TS}
             FROM range({offset}, {offset + n_prompts}) t(i), range(2) u(k)""")
-        # what the views read, as Lake.commit writes it with pairs (curate.pair_facts)
+        # what the views read, as Lake.commit writes it with pairs (curate.lake.pair_facts)
         con.execute(f"INSERT INTO lake.pair_facts BY NAME {facts_sql(new_pairs, 'lake.prompts', 'lake.scores')}")
         con.execute(f"INSERT INTO lake.pair_stats_parts BY NAME {parts_sql(facts)}")
         con.execute(f"""INSERT INTO lake.pair_audits (audit_id, pair_id, check_name, verdict, audit_version,
@@ -85,7 +85,7 @@ def fill(lake, n_pairs: int, run_id: str = "synthetic", offset: int = 0) -> None
 
 
 def main() -> None:
-    from curate.lake import Lake
+    from curate.lake.catalog import Lake
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dir")

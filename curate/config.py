@@ -12,8 +12,8 @@ from pathlib import Path
 
 from curate.dedup import DedupConfig
 from curate.errors import UserError
-from curate.imported import check_columns, check_lower_is_better
-from curate.lake import redact, scheme_of
+from curate.ingest.imported import check_columns, check_lower_is_better
+from curate.lake.catalog import redact, scheme_of
 from curate.options import UnknownKey, parse_options
 from curate.pairs.registry import PairSpec, pair_entry_dict, parse_pair_entry
 from curate.score.registry import scorer_kind
@@ -22,7 +22,7 @@ DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo" / "demo.t
 # Defaults that fit each task: long enough for a worked solution (truncation is recorded).
 DEFAULT_MAX_TOKENS = {"default": 1024, "math": 1024, "instruction": 768, "chat": 1024}
 # What an export may require of every pair (`export_require`, `curate export --require`): "answer" is
-# answer-level evidence, the audit's answer_verdict confirmed (curate.audit_facts).
+# answer-level evidence, the audit's answer_verdict confirmed (curate.lake.audit_facts).
 EXPORT_REQUIREMENTS = ("answer",)
 
 
@@ -100,7 +100,7 @@ class ScorerConfig:
 @dataclass
 class AuditConfig:
     """[audit]: the pair audit's pairwise judge (none unless `judge` names a model: "generator", a
-    generator's name, "embedded" or a directory); see curate.audit."""
+    generator's name, "embedded" or a directory); see curate.audit.checks."""
     judge: str | None = None
     judge_max_tokens: int = 16
     judge_max_retries: int = 1
@@ -124,7 +124,7 @@ class RunnerConfig:
 @dataclass
 class LakeConfig:
     """Where the lake lives; unset fields fall back to $CURATE_LAKE_CATALOG / $CURATE_LAKE_DATA_PATH,
-    then to the SQLite catalog and folder under the data dir (see curate.lake.open_lake)."""
+    then to the SQLite catalog and folder under the data dir (see curate.lake.catalog.open_lake)."""
     catalog: str | None = None  # a DuckDB file or "postgres:<libpq connection string>"
     data_path: str | None = None  # a folder or an object-storage prefix (s3://bucket/prefix/)
 

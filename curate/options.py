@@ -3,7 +3,7 @@ DedupConfig, the run config's sections).
 
 An options class is a dataclass whose fields carry a help text, `option(default, help=...)`
 (`field(metadata={"help": ...})`, as TRL's config classes do); the README's option tables are
-generated from those texts (curate/options_tables.py). `parse_options(cls, values, name)`:
+generated from those texts (curate/cli/options_tables.py). `parse_options(cls, values, name)`:
 
 - an unknown key is an error naming it and the known ones; a key the class lists in its
   `RETIRED` mapping (key -> why) says why it is gone;

@@ -3,7 +3,7 @@
 
 `run_steps(config)` is the one declaration of the steps and their order; `Pipeline.run_all` runs
 them in this process and flows/build.py runs each as a Prefect task. The steps live in
-curate/steps/, the models they use in curate/engines.py (the composition root).
+curate/steps/, the models they use in curate/runtime/engines.py (the composition root).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from curate.config import RunConfig
-from curate.engines import Engines
-from curate.lake import open_lake
-from curate.shards import InProcess, Shards
+from curate.lake.catalog import open_lake
+from curate.runtime.engines import Engines
+from curate.runtime.shards import InProcess, Shards
 from curate.steps import derive as derive_steps
 from curate.steps.generate import generate
 from curate.steps.ingest import ingest

@@ -91,7 +91,7 @@ def summary_table(state) -> Table:
     imported, imported_new = counts.get("candidates_imported", 0), counts.get("candidates_imported_new", 0)
     table.add_row("candidates", str(counts.get("candidates_reused", 0) + counts.get("candidates_new", 0) + imported),
                   str(counts.get("candidates_new", 0) + imported_new))
-    if imported:  # completions the inputs held (curate/imported.py)
+    if imported:  # completions the inputs held (curate/ingest/imported.py)
         table.add_row("  imported from the inputs", str(imported), str(imported_new))
     table.add_row("scores", "", str(counts.get("scores_new", 0) + counts.get("scores_imported_new", 0)))
     if counts.get("scores_imported_new"):

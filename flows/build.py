@@ -4,7 +4,7 @@ audit → export.
 Each step of `curate.pipeline.run_steps` (the one declaration of the steps, shared with plain
 runs) runs as a Prefect task in the flow's thread (vLLM's
 in-process engine stays on one thread, the lake on one connection). Steps hand their shard work
-(curate.shards) to the flow's task runner, which the config's [runner] picks: threads or Ray
+(curate.runtime.shards) to the flow's task runner, which the config's [runner] picks: threads or Ray
 (`build_flow`). Parameters are plain strings so the flow can be deployed and scheduled as is.
 """
 
@@ -20,7 +20,6 @@ from curate.config import load_config
 from curate.errors import UserError
 from curate.pipeline import Pipeline, RunState, run_steps
 from flows.runners import TaskShards, raise_if_cluster_gone, shared_prefect_api, task_runner_for
-
 
 TRANSIENT = (ConnectionError, TimeoutError)
 

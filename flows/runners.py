@@ -1,6 +1,6 @@
 """The flow's task runner, chosen by the run config's [runner]: threads (default) or Ray.
 
-Shard work (curate.shards) is submitted as Prefect tasks to that runner; the steps themselves
+Shard work (curate.runtime.shards) is submitted as Prefect tasks to that runner; the steps themselves
 and the lake stay in the flow's process, which commits each stage once.
 """
 
@@ -21,8 +21,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from curate.config import RunnerConfig
 from curate.errors import UserError
-from curate.leftovers import alive
 from curate.progress import log
+from curate.runtime.leftovers import alive
 from flows.reachable import check_reachable
 
 # Ray builds socket paths under its temp dir (session_<time>_<pid>/sockets/plasma_store): a

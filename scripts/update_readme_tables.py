@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from curate.schemas import markdown_reference
+from curate.lake.schemas import markdown_reference
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- tables:start -->\n", "<!-- tables:end -->"

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_MODELS = ROOT / "data" / "test-models"
 TINY_VERSION = "v1"
 
-from curate.env import apply_offline_env  # noqa: E402
+from curate.runtime.env import apply_offline_env  # noqa: E402
 
 # one Prefect home per pytest-xdist worker: two ephemeral servers on one SQLite database lock it
 apply_offline_env(ROOT / "data" / "test-env" / os.environ.get("PYTEST_XDIST_WORKER", "main"))
@@ -31,7 +31,7 @@ os.environ.setdefault("CURATE_VLLM_ONE_THREAD", "1")
 def _tokenizer():
     from transformers import AutoTokenizer
 
-    from curate.models import embedded_gguf
+    from curate.runtime.models import embedded_gguf
 
     gguf = embedded_gguf()
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -116,7 +116,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def curate_cli():
     """Command prefix to run the CLI in a subprocess with this interpreter."""
-    return [sys.executable, "-m", "curate.cli"]
+    return [sys.executable, "-m", "curate.cli.main"]
 
 
 @pytest.fixture(autouse=True)

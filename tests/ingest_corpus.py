@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from curate.readers import MAX_ROW_BYTES
+from curate.ingest.readers import MAX_ROW_BYTES
 
 
 def _j(value) -> bytes:

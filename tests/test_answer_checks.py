@@ -1,4 +1,4 @@
-"""Answer-level checks (curate.answer_checks, the audit's answer_* rows) on real text: the demo's
+"""Answer-level checks (curate.audit.answer_checks, the audit's answer_* rows) on real text: the demo's
 prompts and the embedded model's own answers from a review of the demo's export, IFEval's prompts,
 Python's textwrap documentation, and this repository's own commits."""
 
@@ -12,12 +12,22 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate import answer_checks
-from curate.audit import (CONFIRMED, REFUTED, UNCHECKABLE, PairTokens, audit_pairs, check_answer_context,
-                          check_answer_format, check_answer_grounding, check_answer_own_text, overall_verdicts)
+from curate.audit import answer_checks
+from curate.audit.checks import (
+    CONFIRMED,
+    REFUTED,
+    UNCHECKABLE,
+    PairTokens,
+    audit_pairs,
+    check_answer_context,
+    check_answer_format,
+    check_answer_grounding,
+    check_answer_own_text,
+    overall_verdicts,
+)
+from curate.ingest.stdlib_docs import render
 from curate.score.verify import constraints as library
 from curate.score.verify.constraints import describe_constraint, load_ifeval_prompts
-from curate.stdlib_docs import render
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 12, 7, tzinfo=timezone.utc)
@@ -198,7 +208,7 @@ def test_invented_literals_on_this_repositorys_history():
 def test_a_side_past_max_pair_tokens_is_refuted(tiny_generator):
     tokens = PairTokens(tiny_generator, limit=200)
     prompt = [{"role": "user", "content": "Reply with the complete updated file."}]
-    long_file = (ROOT / "curate" / "audit.py").read_text()[:4000]
+    long_file = (ROOT / "curate" / "audit" / "checks.py").read_text()[:4000]
     over = check_answer_context(_pair("code_evolution", prompt, long_file, "x = 1"), tokens)
     assert over.verdict == REFUTED and over.detail["chosen_tokens"] > 200 >= over.detail["rejected_tokens"]
     fits = check_answer_context(_pair("code_evolution", prompt, "x = 2", "x = 1"), tokens)
@@ -238,7 +248,7 @@ def test_answer_verdict_over_the_answer_checks():
 
 
 def test_the_answer_judge_compares_on_the_request_without_its_constraints():
-    from curate.audit import stripped_prompt
+    from curate.audit.checks import stripped_prompt
 
     row = _demo_row("Write a short note about the sea")
     rewritten = [{"role": "user", "content": row["base_prompt"] + "\n\nAnswer with at least 40 words."}]
@@ -250,11 +260,11 @@ def test_the_answer_judge_compares_on_the_request_without_its_constraints():
 
 
 def test_curate_audit_checks_pair_length_with_a_tokenizer(tmp_path, curate_cli, tiny_generator):
-    from curate import schemas
-    from curate.lake import Lake
+    from curate.lake import schemas
+    from curate.lake.catalog import Lake
 
-    whole_file = (ROOT / "curate" / "answer_checks.py").read_text()  # a whole-file commit pair: long
-    prompt = [{"role": "user", "content": "Apply this change to `curate/answer_checks.py`: shorten it."}]
+    whole_file = (ROOT / "curate" / "audit" / "answer_checks.py").read_text()  # a whole-file commit pair: long
+    prompt = [{"role": "user", "content": "Apply this change to `curate/audit/answer_checks.py`: shorten it."}]
     pair = {**_pair("code_evolution", prompt, f"```python\n{whole_file}\n```", "```python\nx = 1\n```",
                     details={"commit": None}), "pair_id": "long-pair"}
     with Lake(tmp_path / "lake") as lake:

@@ -14,13 +14,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from curate.audit import read_audits, with_verdicts
-from curate.card import CardContext
+from curate.audit.checks import read_audits, with_verdicts
 from curate.config import parse_config
 from curate.errors import UserError
-from curate.export import ExportOptions, export_pairs
-from curate.export_stream import export_lake
-from curate.lake import Lake
+from curate.lake.catalog import Lake
+from curate.publish.card import CardContext
+from curate.publish.export import ExportOptions, export_pairs
+from curate.publish.stream import export_lake
 
 NOW = datetime(2026, 12, 5, tzinfo=timezone.utc)
 
@@ -164,7 +164,7 @@ def test_card_shows_answer_evidence_per_strategy_and_the_require_used(root, tmp_
 
 
 def test_report_shows_the_answer_columns(root, tmp_path):
-    from curate.report import read_lake_frames, write_report
+    from curate.publish.report import read_lake_frames, write_report
 
     with Lake(root / "lake", read_only=True) as lake:
         page = write_report(read_lake_frames(lake), tmp_path / "report.html").read_text()

@@ -11,13 +11,26 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import audit_facts, ids, schemas
-from curate.audit import (AUDIT_VERSION, CONFIRMED, REFUTED, UNCHECKABLE, audit_lake, audit_run, audit_summary,
-                          check_arithmetic, false_equations, judge_verdict, overall_verdicts, read_audits,
-                          with_verdicts)
-from curate.card import CardContext
-from curate.export import ExportOptions, export_pairs
-from curate.lake import Lake
+from curate import ids
+from curate.audit.checks import (
+    AUDIT_VERSION,
+    CONFIRMED,
+    REFUTED,
+    UNCHECKABLE,
+    audit_lake,
+    audit_run,
+    audit_summary,
+    check_arithmetic,
+    false_equations,
+    judge_verdict,
+    overall_verdicts,
+    read_audits,
+    with_verdicts,
+)
+from curate.lake import audit_facts, schemas
+from curate.lake.catalog import Lake
+from curate.publish.card import CardContext
+from curate.publish.export import ExportOptions, export_pairs
 from curate.score.judge import PairVerdict
 
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -193,7 +206,7 @@ def test_export_leaves_refuted_out_unless_kept(lake, tmp_path):
 
 
 def test_exports_carry_weight_and_details_in_every_style(lake, tmp_path):
-    from curate.export import STYLES
+    from curate.publish.export import STYLES
 
     pairs = lake.read("pairs").with_columns(pl.when(pl.col("pair_id") == "code-ok").then(0.5).alias("weight"))
     for style in STYLES:
@@ -205,7 +218,7 @@ def test_exports_carry_weight_and_details_in_every_style(lake, tmp_path):
 
 
 def test_report_shows_the_audit_per_strategy_and_check(lake, tmp_path):
-    from curate.report import read_lake_frames, write_report
+    from curate.publish.report import read_lake_frames, write_report
 
     page = write_report(read_lake_frames(lake), tmp_path / "report.html").read_text()
     audit = page.split('<section id="audit">')[1].split("</section>")[0]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from curate.config import load_config
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 from curate.pipeline import Pipeline
 from curate.progress import console, summary_table
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from curate.background_commit import commit_while_producing
+from curate.lake.background_commit import commit_while_producing
 
 
 def test_items_are_committed_in_order():

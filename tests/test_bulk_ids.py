@@ -69,7 +69,7 @@ def test_normalised_matches_normalise_text_on_every_character():
 
 
 def test_bulk_ids_on_real_prompts_and_code():
-    from curate.sources import builtin_rows
+    from curate.ingest.sources import builtin_rows
 
     ifeval = [r.value for r in builtin_rows("ifeval")][:120]
     humaneval = [r.value for r in builtin_rows("humaneval")][:60]
@@ -118,8 +118,7 @@ def test_score_ids_equal_per_row_ids():
 def test_content_hashes_equal_content_hash_on_awkward_text():
     """The ids ingest and the audit compute column-wise (imported candidates, audit rows) are the
     per-row ones, whatever the text holds."""
-    from curate import imported
-
+    from curate.ingest import imported
     texts = pl.Series(AWKWARD, dtype=pl.String)
     others = pl.Series(AWKWARD[::-1], dtype=pl.String)
     assert bulk_ids.content_hashes("audit", texts, "check", "1", others).to_list() == [

@@ -14,12 +14,18 @@ import pytest
 from huggingface_hub import DatasetCard
 from PIL import Image
 
-from curate import schemas
-from curate.card import (FIGURE_DPI, FIGURE_SIZE, CardContext, config_hash, verifier_agreement,
-                         write_dataset_card)
-from curate.export import ExportOptions, export_pairs, split_of
-from curate.lake import Lake
-from curate.report import SECTIONS, read_lake_frames, write_report
+from curate.lake import schemas
+from curate.lake.catalog import Lake
+from curate.publish.card import (
+    FIGURE_DPI,
+    FIGURE_SIZE,
+    CardContext,
+    config_hash,
+    verifier_agreement,
+    write_dataset_card,
+)
+from curate.publish.export import ExportOptions, export_pairs, split_of
+from curate.publish.report import SECTIONS, read_lake_frames, write_report
 
 NOW = datetime(2024, 10, 11, tzinfo=timezone.utc)
 PNG_SIZE = (int(FIGURE_SIZE[0] * FIGURE_DPI), int(FIGURE_SIZE[1] * FIGURE_DPI))

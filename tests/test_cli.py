@@ -11,7 +11,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 from tests.helpers import write_config
 
 pytestmark = pytest.mark.slow

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from curate.lake import Lake
-
-from curate.models import check_model_dir
+from curate.lake.catalog import Lake
+from curate.runtime.models import check_model_dir
 from tests.helpers import write_config, write_prompts
 
-CLI = [sys.executable, "-m", "curate.cli"]
+CLI = [sys.executable, "-m", "curate.cli.main"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -174,7 +173,7 @@ def test_bad_inputs_beside_a_good_one_do_not_stop_the_run(tmp_path, tiny_generat
 
 
 def test_an_unexpected_failure_is_one_line_with_its_traceback_in_a_file(tmp_path):
-    script = ("from curate import cli\n"
+    script = ("from curate.cli import main as cli\n"
               "def broken(**kwargs):\n"
               "    raise RuntimeError('Timed out while attempting to connect to ephemeral Prefect API\\nserver.')\n"
               "cli.app = broken\n"

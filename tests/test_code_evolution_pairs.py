@@ -11,13 +11,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate import ids, schemas
+from curate import ids
 from curate.errors import UserError
+from curate.lake import schemas
 from curate.pairs import code_evolution
-from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
-from curate.pairs.code_commits import (comment_only, edit_region, formatting_only, meaningful_subject,
-                                        mine_commits)
+from curate.pairs.code_commits import comment_only, edit_region, formatting_only, meaningful_subject, mine_commits
 from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
+from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)

@@ -6,10 +6,10 @@ import pytest
 
 from curate.config import config_as_dict, parse_config
 from curate.errors import UserError
-from curate.ingest import ingest_rows
+from curate.ingest.sources import builtin_rows
+from curate.ingest.validate import ingest_rows
 from curate.pairs.margin import MarginOptions
 from curate.pairs.registry import PairSpec
-from curate.sources import builtin_rows
 
 
 def test_ifeval_builtin_rows_ingest_cleanly():

@@ -8,9 +8,8 @@ from datetime import datetime, timezone
 import pytest
 
 from curate.errors import UserError
-from curate.ingest import validate_row
+from curate.ingest.validate import validate_row
 from curate.score.verify import constraints as lib
-from curate.score.verify.ifeval_text import capital_words, count_sentences, split_sentences
 from curate.score.verify.constraints import (
     CHECKERS,
     CONSTRAINT_TYPES,
@@ -21,6 +20,7 @@ from curate.score.verify.constraints import (
     load_ifeval_prompts,
     reverse_constraint,
 )
+from curate.score.verify.ifeval_text import capital_words, count_sentences, split_sentences
 
 IFEVAL_IDS = {
     "keywords:existence", "keywords:frequency", "keywords:forbidden_words", "keywords:letter_frequency",

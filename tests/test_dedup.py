@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from curate import schemas
 from curate.dedup import drop_exact_duplicates, pair_dedup_key
+from curate.lake import schemas
 
 NOW = datetime(2024, 9, 1, tzinfo=timezone.utc)
 PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}]

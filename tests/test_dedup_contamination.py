@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import schemas
 from curate.dedup import DedupConfig, decontaminate_prompts, drop_id, load_benchmark_texts
 from curate.errors import UserError
+from curate.ingest.sources import builtin_rows
+from curate.lake import schemas
 from curate.score.verify.humaneval import humaneval_path
-from curate.sources import builtin_rows
 
 NOW = datetime(2024, 9, 1, tzinfo=timezone.utc)
 QUESTIONS = [

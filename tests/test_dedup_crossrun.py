@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 import numpy as np
 import polars as pl
 
-from curate import schemas
 from curate.dedup import DedupConfig, dedup_pairs, drop_id, pair_dedup_key
+from curate.lake import schemas
 
 NOW = datetime(2024, 9, 1, tzinfo=timezone.utc)
 ANSWER = ("To boil an egg, put it in a pot of cold water, bring the water to a boil, then lower the heat "

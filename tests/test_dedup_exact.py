@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import schemas
 from curate.dedup import DedupConfig, dedup_pairs, dedup_prompts, drop_id, pair_dedup_key, prompt_dedup_key
+from curate.lake import schemas
 
 NOW = datetime(2024, 9, 1, tzinfo=timezone.utc)
 EXACT_ONLY = DedupConfig(minhash=False, semantic=False)

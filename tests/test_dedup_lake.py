@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 import numpy as np
 import polars as pl
 
-from curate import schemas
 from curate.dedup import MODEL_NAME, DedupConfig, Embedder, dedup_pairs, pair_dedup_key
-from curate.lake import Lake
+from curate.lake import schemas
+from curate.lake.catalog import Lake
 
 NOW = datetime(2024, 9, 1, tzinfo=timezone.utc)
 

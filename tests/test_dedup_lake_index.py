@@ -8,14 +8,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate import schemas
-from curate.dedup import DedupConfig, dedup_pairs
-from curate.dedup import lake_index
+from curate.dedup import DedupConfig, dedup_pairs, lake_index
 from curate.dedup.lake_index import KeptPairs, band_keys, union_signatures
 from curate.dedup.minhash import minhash_duplicates
 from curate.dedup.pairs import pair_texts
 from curate.dedup.synthetic import WORDS
-from curate.lake import Lake
+from curate.lake import schemas
+from curate.lake.catalog import Lake
 from tests.test_dedup_lake import lake_embedder, pair
 
 

@@ -15,11 +15,10 @@ import random
 import polars as pl
 import pytest
 
-from curate import schemas
-from curate.dedup.synthetic import WORDS
 from curate.dedup import DedupConfig, dedup_pairs, minhash_duplicates, shingles
+from curate.dedup.synthetic import WORDS
+from curate.lake import schemas
 from tests.test_dedup_exact import pair
-
 
 
 def corpus(seed, n_base=2000, n_dups=200, n_hard=200, max_edits=4):

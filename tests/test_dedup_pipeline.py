@@ -8,8 +8,8 @@ import json
 import pytest
 
 from curate.config import parse_config
+from curate.ingest.sources import builtin_rows
 from curate.pipeline import Pipeline
-from curate.sources import builtin_rows
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate import schemas
-from curate.dedup import (DedupConfig, Embedder, dedup_pairs, embedding_id, pair_dedup_key, semantic_duplicates,
-                          text_hash)
+from curate.dedup import (
+    DedupConfig,
+    Embedder,
+    dedup_pairs,
+    embedding_id,
+    pair_dedup_key,
+    semantic_duplicates,
+    text_hash,
+)
+from curate.lake import schemas
 
 NOW = datetime(2024, 9, 1, tzinfo=timezone.utc)
 SEMANTIC_ONLY = DedupConfig(exact=False, minhash=False)

@@ -13,13 +13,13 @@ import polars as pl
 import pytest
 from rensa import RMinHash
 
-from curate import schemas
 from curate.dedup import DedupConfig, dedup_pairs, minhash_duplicates, pair_texts, shingles
 from curate.dedup.lake_index import KeptPairs, band_keys, union_signatures
 from curate.dedup.minhash import PartSignatures, words
 from curate.dedup.pairs import PairSignatures
 from curate.ids import normalise_text
-from curate.lake import Lake
+from curate.lake import schemas
+from curate.lake.catalog import Lake
 from tests.test_dedup_lake import pair
 from tests.test_dedup_minhash import _one_candidate_at_a_time, corpus
 

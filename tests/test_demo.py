@@ -20,7 +20,7 @@ import pytest
 import toml
 
 from curate.config import DEMO_CONFIG, load_config
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def _small_demo(tmp: Path) -> Path:
 
 def _run(config: Path, data: Path) -> str:
     env = {**os.environ, "CURATE_MODELS_DIR": str(ROOT / "data" / "models")}  # convert once, reuse
-    result = subprocess.run([sys.executable, "-m", "curate.cli", "run", str(config), "--data-dir", str(data)],
+    result = subprocess.run([sys.executable, "-m", "curate.cli.main", "run", str(config), "--data-dir", str(data)],
                             capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout

@@ -41,8 +41,7 @@ def test_plan_requests_follows_the_derived_generation_plan():
 
 
 def test_original_prompts_leave_derived_ones_out():
-    from curate import schemas
-
+    from curate.lake import schemas
     plain = schemas.conform("prompts", [{
         "prompt_id": "p-parent", "source": "file", "task": "math", "messages": PARENT, "reference_answer": "4",
         "run_id": "r", "created_at": derived_prompt_rows([_derived("a")], "s", "r").column("created_at")[0].as_py(),

@@ -9,9 +9,9 @@ import datasets
 import polars as pl
 import pytest
 
-from curate import schemas
-from curate.export import LINEAGE_COLUMNS, export_pairs, to_style
-from curate.lake import Lake
+from curate.lake import schemas
+from curate.lake.catalog import Lake
+from curate.publish.export import LINEAGE_COLUMNS, export_pairs, to_style
 
 NOW = datetime(2024, 10, 11, tzinfo=timezone.utc)
 PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}]

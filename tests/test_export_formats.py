@@ -10,10 +10,20 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from curate import schemas
-from curate.export import (LINEAGE_COLUMNS, ExportOptions, export_pairs, render_prompt_text,
-                           runs_between, select_pairs, split_bucket, split_of, style_schema, to_style)
-from curate.lake import Lake
+from curate.lake import schemas
+from curate.lake.catalog import Lake
+from curate.publish.export import (
+    LINEAGE_COLUMNS,
+    ExportOptions,
+    export_pairs,
+    render_prompt_text,
+    runs_between,
+    select_pairs,
+    split_bucket,
+    split_of,
+    style_schema,
+    to_style,
+)
 
 NOW = datetime(2024, 10, 11, tzinfo=timezone.utc)
 SYSTEM_PROMPT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}]

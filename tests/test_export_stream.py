@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.synthetic_lake import fill
-from curate.audit import read_audits, with_verdicts
-from curate.card import CardContext
-from curate.export import ExportOptions, export_pairs
-from curate.export_stream import export_lake
-from curate.lake import Lake
+from curate.audit.checks import read_audits, with_verdicts
+from curate.lake.catalog import Lake
+from curate.publish.card import CardContext
+from curate.publish.export import ExportOptions, export_pairs
+from curate.publish.stream import export_lake
 
 NOW = datetime(2026, 11, 2, tzinfo=timezone.utc)
 

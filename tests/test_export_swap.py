@@ -1,4 +1,4 @@
-"""Exports are whole or absent (curate/export_swap.py): `curate export` killed at ten points of its
+"""Exports are whole or absent (curate/publish/swap.py): `curate export` killed at ten points of its
 work leaves the previous export loadable, and the next export completes and removes the scratch."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from curate.export_swap import PREVIOUS, SCRATCH, recover, staged
-from curate.lake import Lake
+from curate.lake.catalog import Lake
+from curate.publish.swap import PREVIOUS, SCRATCH, recover, staged
 
 NOW = datetime(2024, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 EXPORT_FILES, SPLITS = ("README.md",), ("train", "test")
@@ -30,7 +30,7 @@ def _pairs(start: int, stop: int) -> list[dict]:
 
 
 def _export(data: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "curate.cli", "export", str(out), "--data-dir", str(data)],
+    return subprocess.Popen([sys.executable, "-m", "curate.cli.main", "export", str(out), "--data-dir", str(data)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 

@@ -16,8 +16,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from curate.cli import app
-from curate.lake import Lake
+from curate.cli.main import app
+from curate.lake.catalog import Lake
 from curate.options import option, options_dict
 from curate.pairs import rule
 from curate.pairs.registry import STRATEGIES, register

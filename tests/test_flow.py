@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 from tests.helpers import BROKEN_LINES, GOOD_ROWS, write_config, write_prompts
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
-from curate.ingest import RawRow, ingest_rows
+from curate.ingest.validate import RawRow, ingest_rows
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,11 @@ import pytest
 import toml
 
 from curate.config import parse_config
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 from curate.pairs.derive import derived_info
 from curate.pairs.stepwise import split_steps
-from curate.score.verify.arithmetic import first_false
 from curate.pipeline import Pipeline
+from curate.score.verify.arithmetic import first_false
 
 pytestmark = pytest.mark.slow
 

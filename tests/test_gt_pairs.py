@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import ids, schemas
+from curate import ids
+from curate.lake import schemas
 from curate.pairs import gt
 from curate.pairs.registry import STRATEGIES, build_pairs
 

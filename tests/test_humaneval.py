@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from curate.ingest import validate_row
+from curate.ingest.validate import validate_row
 from curate.score.verify.code import run_tests
 from curate.score.verify.humaneval import load_humaneval
 

@@ -10,12 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate import imported
 from curate.config import parse_config
 from curate.errors import UserError
-from curate.ingest import ingest_batches, read_rows
-from curate.pairs.registry import build_pairs
+from curate.ingest import imported
+from curate.ingest.validate import ingest_batches, read_rows
 from curate.pairs import rule
+from curate.pairs.registry import build_pairs
 from curate.pipeline import Pipeline
 
 # UltraFeedback's shape (openbmb/UltraFeedback): `instruction`, `models`, and per completion the

@@ -8,9 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curate import ids, schemas
+from curate import ids
 from curate.errors import UserError
-from curate.ingest import ingest_file
+from curate.ingest.validate import ingest_file
+from curate.lake import schemas
 
 CHAT = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi."}]}
 MATH = {"task": "math", "prompt": "What is 6 * 7?", "reference_answer": 42}
@@ -269,7 +270,7 @@ def test_unsupported_extension_raises_user_error(tmp_path):
 def test_long_context_row_without_messages_gets_them_from_context_and_question():
     from datetime import datetime, timezone
 
-    from curate.ingest import validate_row
+    from curate.ingest.validate import validate_row
     from curate.pairs.short_to_long import long_context_message
 
     row = validate_row({"task": "long_context", "context": "A long document.", "question": "What is it?"},
@@ -280,7 +281,7 @@ def test_long_context_row_without_messages_gets_them_from_context_and_question()
 # bad rows in Parquet and HF datasets: rejects, not crashes -----------------------------------------
 
 def test_parquet_bad_rows_are_rejects(tmp_path):
-    from curate.readers import MAX_ROW_BYTES
+    from curate.ingest.readers import MAX_ROW_BYTES
 
     path = tmp_path / "bad.parquet"
     # a string column holding invalid UTF-8 in row 2 (Arrow writes it without checking)
@@ -337,7 +338,7 @@ def test_hf_dataset_dict_bad_rows_are_rejects_located_by_split(tmp_path):
 
 
 def test_a_validation_bug_in_one_row_is_a_reject_not_a_crash(tmp_path, monkeypatch):
-    import curate.ingest as ingest
+    import curate.ingest.validate as ingest
 
     real = ingest.constraint_errors
 
@@ -361,7 +362,7 @@ def _contents(prompts) -> list[str]:
 
 
 def test_nesting_limit_is_exact_and_every_problem_is_found_wherever_it_sits():
-    from curate.readers import MAX_DEPTH, value_problem
+    from curate.ingest.readers import MAX_DEPTH, value_problem
 
     def nested(levels: int, leaf):
         value = leaf
@@ -384,7 +385,7 @@ def test_nesting_limit_is_exact_and_every_problem_is_found_wherever_it_sits():
 
 
 def test_oversized_lines_are_rejected_without_being_held_whole(tmp_path):
-    from curate.readers import MAX_ROW_BYTES
+    from curate.ingest.readers import MAX_ROW_BYTES
 
     path = tmp_path / "big.jsonl"
     with path.open("wb") as handle:

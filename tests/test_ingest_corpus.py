@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from curate.ingest import ingest_file
-from curate.lake import open_lake
-from curate.readers import RAW_LIMIT, REASON_LIMIT
+from curate.ingest.readers import RAW_LIMIT, REASON_LIMIT
+from curate.ingest.validate import ingest_file
+from curate.lake.catalog import open_lake
 from tests.helpers import write_prompts
 from tests.ingest_corpus import BAD, build_corpus
 

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from curate import schemas
 from curate.errors import UserError
-from curate.lake import Lake
+from curate.lake import schemas
+from curate.lake.catalog import Lake
 
 NOW = datetime(2024, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 

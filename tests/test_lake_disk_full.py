@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 from tests.test_lake import prompt_row, run_row
 
 SIZE_KB = 6144

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 
 NOW = datetime(2024, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
 ROWS = 50

@@ -16,7 +16,7 @@ import pytest
 
 from curate.config import LakeConfig
 from curate.errors import UserError
-from curate.lake import Lake, open_lake, redact
+from curate.lake.catalog import Lake, open_lake, redact
 from tests.test_lake import prompt_row, run_row
 
 
@@ -207,7 +207,7 @@ def test_cli_query_reads_the_postgres_lake_from_the_environment(tmp_path, catalo
         lake.commit({"prompts": _prompts("p", 4)})
         first = lake.snapshot_id()
         lake.commit({"prompts": _prompts("q", 3)})
-    command = [sys.executable, "-m", "curate.cli", "query", "select count(*) as n_prompts from prompts",
+    command = [sys.executable, "-m", "curate.cli.main", "query", "select count(*) as n_prompts from prompts",
                "--data-dir", str(tmp_path / "empty")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CURATE_")}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from curate import schemas
 from curate.errors import UserError
-from curate.lake import Lake
+from curate.lake import schemas
+from curate.lake.catalog import Lake
 from tests.test_lake import pair_row, prompt_row, reject_row, run_row
 
 TABLES = ("runs", "prompts", "rejects", "pairs")

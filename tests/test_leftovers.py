@@ -9,13 +9,13 @@ import subprocess
 import sys
 import time
 
-from curate.leftovers import alive, left_by_dead_runs, stop_leftovers
+from curate.runtime.leftovers import alive, left_by_dead_runs, stop_leftovers
 
 # A stand-in for `curate run`: marks itself as the run of a data dir, starts a child as the run
 # starts Prefect's server, prints the child's pid and waits.
 RUN = """
 import subprocess, sys, time
-from curate.leftovers import mark_run
+from curate.runtime.leftovers import mark_run
 mark_run(sys.argv[1])
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
 print(child.pid, flush=True)

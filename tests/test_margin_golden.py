@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate import schemas
+from curate.lake import schemas
 from curate.pairs import rule
 from curate.pairs.registry import build_pairs
 from curate.score.registry import task_verifiers

@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import ids, schemas
+from curate import ids
 from curate.dedup import pair_dedup_key
+from curate.lake import schemas
 from curate.pairs.registry import STRATEGIES, build_pairs
 
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 from tests.helpers import write_config, write_prompts
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ def test_served_deployment_runs_and_second_run_adds_nothing(tmp_path, tiny_gener
     served = None
     try:
         _wait_for(lambda: _healthy(url), "the Prefect server")
-        served = _start([sys.executable, "-m", "curate.cli", "serve", str(config), "--data-dir", str(data),
+        served = _start([sys.executable, "-m", "curate.cli.main", "serve", str(config), "--data-dir", str(data),
                          "--cron", "0 3 * * *"], env, tmp_path / "serve.log")
 
         def trigger() -> subprocess.CompletedProcess:

@@ -20,10 +20,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate import schemas
-from curate.env import _cpu_bind
 from curate.generate import SamplingSettings, generate_candidates, plan_requests
-from curate.ingest import RawRow, ingest_rows
+from curate.ingest.validate import RawRow, ingest_rows
+from curate.lake import schemas
+from curate.runtime.env import _cpu_bind
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The views read pair_facts and pair_stats_parts (curate.pair_facts), written with the pairs: on the
+"""The views read pair_facts and pair_stats_parts (curate.lake.pair_facts), written with the pairs: on the
 same rows they give what the former definitions computed from pairs, prompts, scores and audits."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from curate import ids
-from curate.agreement import pair_verifier_sql
-from curate.lake import Lake
+from curate.lake.agreement import pair_verifier_sql
+from curate.lake.catalog import Lake
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
 VERIFIERS = ("math_verify", "constraints", "code_tests")

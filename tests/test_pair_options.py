@@ -1,5 +1,5 @@
 """Typed options (curate/options.py), the strategy registry (curate/pairs/registry.py) and the
-README's option tables (curate/options_tables.py)."""
+README's option tables (curate/cli/options_tables.py)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,24 @@ from typing import Literal
 import polars as pl
 import pytest
 
-from curate import ids, schemas
+from curate import ids
+from curate.cli.options_tables import readme_tables, with_tables
 from curate.config import config_as_dict, parse_config
 from curate.dedup import DedupConfig
 from curate.errors import UserError
+from curate.lake import schemas
 from curate.options import option, options_dict, parse_options
-from curate.options_tables import readme_tables, with_tables
 from curate.pairs.margin_dual import ImplicitMargin, Madpo
-from curate.pairs.registry import (STRATEGIES, PairSpec, build_pairs, options_for, parse_pair_entry, register,
-                                   run_options, strategy_named)
+from curate.pairs.registry import (
+    STRATEGIES,
+    PairSpec,
+    build_pairs,
+    options_for,
+    parse_pair_entry,
+    register,
+    run_options,
+    strategy_named,
+)
 from curate.pairs.rows import finish_pairs, usable_scores
 from curate.pairs.strategy import Strategy
 
@@ -226,7 +235,7 @@ def test_readme_holds_exactly_the_generated_option_tables():
     assert set(tables) == {*STRATEGIES, "dedup"} - {"toy"}
     for name, table in tables.items():
         assert f"<!-- options: {name} -->\n{table}<!-- /options -->" in readme, \
-            f"README's {name} options differ: run python -m curate.options_tables --write README.md"
+            f"README's {name} options differ: run python -m curate.cli.options_tables --write README.md"
     assert with_tables(readme, tables) == readme
     assert "| `implicit_margin.beta` | number | `0.1` |" in tables["margin"]
 

@@ -10,10 +10,11 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import ids, schemas
+from curate import ids
+from curate.lake import schemas
 from curate.pairs import rule
-from curate.pairs.registry import build_pairs
 from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
+from curate.pairs.registry import build_pairs
 
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)
 GOOD = "Tom has 3 apples and buys 2 more, so he has 3 + 2 = 5 apples. The answer is 5."

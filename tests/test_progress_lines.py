@@ -35,10 +35,10 @@ def test_a_terminal_gets_a_bar(monkeypatch, capsys):
 def test_the_gguf_conversion_draws_no_bar_in_a_log_file(monkeypatch, capsys):
     from transformers import modeling_gguf_pytorch_utils as gguf_loader
 
-    import curate.models
+    import curate.runtime.models
 
-    monkeypatch.setattr(curate.models, "interactive", lambda: False)
+    monkeypatch.setattr(curate.runtime.models, "interactive", lambda: False)
     monkeypatch.setattr(gguf_loader, "tqdm", gguf_loader.tqdm)  # restored after the test
-    curate.models._no_gguf_bar_in_a_log_file()
+    curate.runtime.models._no_gguf_bar_in_a_log_file()
     assert list(gguf_loader.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors...")) == [0, 1, 2]
     assert capsys.readouterr().err == ""

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from curate.config import parse_config
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 from curate.pipeline import Pipeline
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "examples"

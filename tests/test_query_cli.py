@@ -15,16 +15,16 @@ import polars as pl
 import pytest
 
 from curate import ids
+from curate.cli.query_output import plain, write_csv, write_jsonl
+from curate.cli.read_only_sql import read_only_statements
 from curate.errors import UserError
-from curate.ingest import RawRow, ingest_rows
-from curate.lake import Lake
-from curate.query_output import plain, write_csv, write_jsonl
-from curate.read_only_sql import read_only_statements
+from curate.ingest.sources import builtin_rows
+from curate.ingest.validate import RawRow, ingest_rows
+from curate.lake.catalog import Lake
 from curate.score import score_candidates
 from curate.score.verifiers import ConstraintScorer
-from curate.sources import builtin_rows
 
-CLI = [sys.executable, "-m", "curate.cli"]
+CLI = [sys.executable, "-m", "curate.cli.main"]
 ODD_TEXTS = [
     "See [address] and [bold]not bold[/bold]; :smile: stays text",
     "ünïcödé — 日本語 — emoji 🙂, a \"quote\", a comma, and a\nnewline",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def _run(config: Path, data: Path, runner: str, home: Path) -> subprocess.Comple
     env = {**os.environ, "HOME": str(home)}
     for key in [k for k in env if k.startswith("RAY_")]:
         del env[key]
-    return subprocess.run([sys.executable, "-m", "curate.cli", "run", str(config), "--data-dir", str(data),
+    return subprocess.run([sys.executable, "-m", "curate.cli.main", "run", str(config), "--data-dir", str(data),
                            "--runner", runner], capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
 
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from curate import schemas
-from curate.lake import Lake
+from curate.lake import schemas
+from curate.lake.catalog import Lake
 from tests.helpers import write_config, write_prompts
 
 pytestmark = pytest.mark.slow

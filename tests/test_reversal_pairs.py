@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import ids, schemas
+from curate import ids
+from curate.lake import schemas
 from curate.pairs import reversal, rule
 from curate.pairs.registry import STRATEGIES, build_pairs
 from curate.score.verify import constraints as library

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from curate.errors import UserError
-from curate.ingest import validate_row
+from curate.ingest.validate import validate_row
 from curate.score import ScoreItem
 from curate.score.verify import code as sandbox
 from curate.score.verify.code import (

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from curate.config import parse_config
-from curate.lake import open_lake
+from curate.lake.catalog import open_lake
 from curate.pipeline import Pipeline
 from curate.score.verify import code as sandbox
 from curate.score.verify.code import run_tests

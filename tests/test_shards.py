@@ -10,9 +10,9 @@ import pytest
 
 from curate.config import parse_config
 from curate.errors import UserError
+from curate.runtime.shards import InProcess, ShardedEmbedder, score_shard, shard_of, sharded_encode, split_frame
 from curate.score import score_candidates
 from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
-from curate.shards import InProcess, ShardedEmbedder, score_shard, shard_of, sharded_encode, split_frame
 
 SHARDS_OF_4 = [1, 2, 3, 2]
 

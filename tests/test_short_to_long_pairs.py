@@ -14,15 +14,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate import ids, schemas
-from curate.ingest import validate_row
+from curate import ids
+from curate.ingest.stdlib_docs import load_stdlib_docs, render, trim_words
+from curate.ingest.validate import validate_row
+from curate.lake import schemas
 from curate.pairs import short_to_long
-from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
 from curate.pairs.chunks import chunk_spans, chunk_text, select_chunks
 from curate.pairs.derive import derived_prompt_rows
 from curate.pairs.questions import key_terms, parse_question, question_messages
+from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
 from curate.pairs.short_to_long import long_context_message
-from curate.stdlib_docs import load_stdlib_docs, render, trim_words
 
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)
 LABELS = Path(__file__).parent / "data" / "stdlib_retrieval_labels.jsonl"

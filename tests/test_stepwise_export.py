@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import datasets
 import pytest
 
-from curate.export import ExportOptions, export_pairs, to_style
+from curate.publish.export import ExportOptions, export_pairs, to_style
 from tests.test_stepwise_pairs import QUESTION, bad, build, good, scripted
 
 PREFIX = "Step 1: 2 + 3 = 5\nStep 2: 5 * 4 = 20\n"

@@ -9,10 +9,11 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import ids, schemas
+from curate import ids
+from curate.lake import schemas
 from curate.pairs import stepwise
-from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
 from curate.pairs.derive import DerivedPrompt, derived_prompt_rows
+from curate.pairs.registry import STRATEGIES, build_pairs, derive_prompts
 from curate.pairs.stepwise import split_steps
 
 NOW = datetime(2024, 7, 8, tzinfo=timezone.utc)

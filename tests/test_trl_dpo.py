@@ -9,8 +9,8 @@ import datasets
 import polars as pl
 import pytest
 
-from curate import schemas
-from curate.export import ExportOptions, export_pairs
+from curate.lake import schemas
+from curate.publish.export import ExportOptions, export_pairs
 
 NOW = datetime(2024, 10, 11, tzinfo=timezone.utc)
 SYSTEM = {"role": "system", "content": "You answer in one short sentence."}

@@ -8,8 +8,11 @@ from datetime import datetime, timezone
 import polars as pl
 import pytest
 
-from curate import ids, schemas
+from curate import ids
+from curate.lake import schemas
 from curate.score import ScoreItem, score_candidates
+from curate.score.math_answer import Extracted, MathVerifier, extract_final_answer, verify_answer
+from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
 from curate.score.verify.constraints import (
     CHECKERS,
     check_all,
@@ -17,8 +20,6 @@ from curate.score.verify.constraints import (
     constraint_errors,
     count_words,
 )
-from curate.score.math_answer import Extracted, MathVerifier, extract_final_answer, verify_answer
-from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
 
 NOW = datetime(2024, 5, 6, tzinfo=timezone.utc)
 

@@ -13,9 +13,9 @@ import json
 import pytest
 
 from bench.synthetic_lake import fill
-from curate.agreement import verifier_scores_sql
-from curate.lake import Lake
-from curate.views import views
+from curate.lake.agreement import verifier_scores_sql
+from curate.lake.catalog import Lake
+from curate.lake.views import views
 
 ID_COLUMNS = {"pair_id", "candidate_id", "prompt_id", "chosen_id", "rejected_id", "audit_id", "score_id"}
 LINEAR_JOINS = {"HASH_JOIN", "DELIM_JOIN", "LEFT_DELIM_JOIN", "RIGHT_DELIM_JOIN"}

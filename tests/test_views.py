@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from curate import ids
-from curate.lake import Lake
+from curate.lake.catalog import Lake
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
 

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from curate import schemas
 from curate.ids import content_hash, normalise_text
+from curate.lake import schemas
 from curate.options import option, parse_options
 
 REASONS = ("exact", "minhash", "semantic", "contamination")

@@ -25,8 +25,8 @@ import polars as pl
 from curate.dedup.config import DedupConfig, drop_rows, drops_frame
 from curate.errors import UserError
 from curate.ids import normalise_text
-from curate.ingest import read_rows
-from curate.sources import builtin_rows
+from curate.ingest.sources import builtin_rows
+from curate.ingest.validate import read_rows
 
 BUILTIN_BENCHMARKS = ("humaneval", "ifeval")
 _MIX = np.uint64(0x9E3779B97F4A7C15)

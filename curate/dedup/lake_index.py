@@ -32,10 +32,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from curate import schemas
 from curate.dedup.config import DedupConfig
 from curate.dedup.minhash import PartSignatures, band_keys, minhash_params_id  # noqa: F401 (band_keys: for callers)
 from curate.dedup.pairs import PairSignatures, pair_texts
+from curate.lake import schemas
 
 TABLE = "pair_dedup_index"
 BATCH = 50_000

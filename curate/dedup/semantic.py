@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.embedding_model import minilm
 from curate.ids import content_hash, normalise_text
+from curate.runtime.embedding_model import minilm
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 Lookup = Callable[[list[str]], dict]

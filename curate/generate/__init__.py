@@ -16,7 +16,8 @@ from typing import Protocol
 import polars as pl
 import pyarrow as pa
 
-from curate import ids, schemas
+from curate import ids
+from curate.lake import schemas
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Generation:
 
 
 class Backend(Protocol):
-    """A generation backend (curate.engines builds them): a local vLLM engine or an OpenAI-compatible
+    """A generation backend (curate.runtime.engines builds them): a local vLLM engine or an OpenAI-compatible
     server. `fingerprint` is the model's identity (part of every candidate id), `model_label` the
     name rows carry. vLLM's backend also streams (`generate_stream`) and gives log-probs
     (`response_logprobs`, for the log-prob scorer)."""

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curate.generate import Generation, Request
-from curate.models import check_model_dir, fingerprint
 from curate.progress import interactive
+from curate.runtime.models import check_model_dir, fingerprint
 
 _ENGINES: dict[tuple, object] = {}
 

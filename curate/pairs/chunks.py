@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from curate.embedding_model import minilm
 from curate.pairs.questions import key_terms
+from curate.runtime.embedding_model import minilm
 
 DEFAULT_CHUNK_WORDS = 120
 SIMILARITY_DIGITS = 4

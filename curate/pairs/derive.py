@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 import polars as pl
 import pyarrow as pa
 
-from curate import ids, schemas
+from curate import ids
+from curate.lake import schemas
 
 DERIVED_SOURCE_PREFIX = "derived:"
 

@@ -42,7 +42,7 @@ from typing import Literal
 
 import polars as pl
 
-from curate.answer_checks import stated_numbers
+from curate.audit.answer_checks import stated_numbers
 from curate.options import non_empty, option, options_dict, positive
 from curate.pairs import rule
 from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores

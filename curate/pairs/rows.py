@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from curate import bulk_ids, schemas
+from curate import bulk_ids
+from curate.lake import schemas
 
 # Columns a strategy provides; finish_pairs adds the rest.
 PICK_COLUMNS = ("prompt_id", "prompt", "chosen", "rejected", "chosen_id", "rejected_id", "scorer",

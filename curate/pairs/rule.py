@@ -17,7 +17,7 @@ its rejected on the evidence the strategy names.
   Where a candidate has no quality row yet (a lake from before the scorer), its gates are
   computed here from its text and finish_reason, the same code.
 - Format: a chosen generation has the format its prompt asks for in so many words (a final "The
-  answer is" line, a code block: curate.answer_checks.FORMATS); a correct answer without it would
+  answer is" line, a code block: curate.audit.answer_checks.FORMATS); a correct answer without it would
   teach the model to ignore the request (a step-wise chosen, one step of an answer, is exempt).
 - Chosen and rejected differ (ids and text, outer whitespace aside, compared in Unicode NFC: "café"
   typed as é or as e + U+0301 is one text).
@@ -35,7 +35,7 @@ from collections import Counter
 
 import polars as pl
 
-from curate.answer_checks import FORMATS
+from curate.audit.answer_checks import FORMATS
 from curate.pairs.rows import newest, row_for_row
 from curate.score.quality import NAME as QUALITY
 from curate.score.quality import gates_of_batch
@@ -121,7 +121,7 @@ def _quality_rows(pool: pl.DataFrame, scores: pl.DataFrame) -> tuple[pl.DataFram
 
 def _format_missing(pool: pl.DataFrame, prompts: pl.DataFrame) -> pl.Series:
     """Per row of `pool` (prompt_id, text): the last user message asks for a format in so many words
-    (curate.answer_checks.FORMATS: a final "The answer is" line, a code block) that the text lacks."""
+    (curate.audit.answer_checks.FORMATS: a final "The answer is" line, a code block) that the text lacks."""
     request = pl.col("messages").list.eval(
         pl.element().filter(pl.element().struct.field("role") == "user").struct.field("content")).list.last()
     asks = prompts.select("prompt_id", *[request.str.contains(f"(?i){pattern}").fill_null(False).alias(name)

@@ -41,7 +41,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from curate.ingest import long_context_message
+from curate.ingest.validate import long_context_message
 from curate.options import non_empty, option, options_dict, positive
 from curate.pairs import rule
 from curate.pairs.chunks import (  # noqa: F401  (public here since before)

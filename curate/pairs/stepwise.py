@@ -331,7 +331,7 @@ def _pair_for_solution(solution_id, text, derived, parents, by_prompt, choosable
     messages = [{"role": m["role"], "content": m["content"]} for m in parents[parent]]
     if error > 1:
         # The correct prefix ends the prompt as an assistant message; the export makes chosen and
-        # rejected its continuation (curate.export.continue_assistant_prefix).
+        # rejected its continuation (curate.publish.export.continue_assistant_prefix).
         messages.append({"role": "assistant", "content": prefix_text(steps, error - 1)})
     by = {(True, True): "both", (True, False): "rollouts", (False, True): "arithmetic"}[
         (rollout_error == error, arithmetic_error == error)]

@@ -16,7 +16,8 @@ from typing import Protocol
 import polars as pl
 import pyarrow as pa
 
-from curate import bulk_ids, ids, schemas
+from curate import bulk_ids, ids
+from curate.lake import schemas
 
 _DETAIL_JSON = json.JSONEncoder(default=str).encode  # one encoder, not one per row
 

@@ -20,7 +20,7 @@ MODEL_FIELDS = frozenset({"model", "name", "dtype", "max_model_len", "kv_cache_m
 
 
 class Models(Protocol):
-    """What a kind's `build` may ask of the run (curate.engines.Engines is the one implementation)."""
+    """What a kind's `build` may ask of the run (curate.runtime.engines.Engines is the one implementation)."""
 
     def scoring_backend(self, spec) -> Any: ...
 

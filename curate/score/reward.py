@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from curate.generate.vllm_backend import EngineSettings, load_engine, resolve_dtype
-from curate.models import check_model_dir, fingerprint
 from curate.progress import interactive
+from curate.runtime.models import check_model_dir, fingerprint
 from curate.score import ScoreItem, ScoreResult
 from curate.score.kind import MODEL_FIELDS, ScorerKind
 

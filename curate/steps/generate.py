@@ -8,8 +8,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.background_commit import commit_while_producing
 from curate.generate import generate_candidates, plan_requests
+from curate.lake.background_commit import commit_while_producing
 from curate.progress import log
 from curate.steps.state import RunContext, RunState
 

@@ -10,13 +10,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate import ids, schemas
+from curate import ids
 from curate.dedup import decontaminate_prompts
 from curate.errors import UserError, describe_os_error, one_line
-from curate.imported import INGEST_BATCH_ROWS, SCORER_PREFIX, imported_of
-from curate.ingest import Ingested, ingest_batches, read_rows
+from curate.ingest.imported import INGEST_BATCH_ROWS, SCORER_PREFIX, imported_of
+from curate.ingest.sources import builtin_rows
+from curate.ingest.validate import Ingested, ingest_batches, read_rows
+from curate.lake import schemas
 from curate.progress import log, warn
-from curate.sources import builtin_rows
 from curate.steps.state import RunContext, RunState
 
 

@@ -15,16 +15,16 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from curate import schemas
 from curate.dedup import MODEL_NAME as EMBEDDING_MODEL
 from curate.dedup import dedup_pairs
 from curate.dedup.lake_index import KeptPairs
 from curate.dedup.pairs import PairSignatures
+from curate.lake import schemas
 from curate.pairs import rule as pair_rule
 from curate.pairs.derive import original_prompts
 from curate.pairs.registry import run_options, strategy_named
 from curate.progress import log
-from curate.shards import ShardedEmbedder
+from curate.runtime.shards import ShardedEmbedder
 from curate.steps.score import count_gates
 from curate.steps.state import RunContext, RunState
 
@@ -46,7 +46,7 @@ def pairs(context: RunContext, state: RunState) -> None:
                                          added + batch_added)
         for strategy, count in kept.group_by("strategy").len().iter_rows():
             state.pairs_by_strategy[strategy] = state.pairs_by_strategy.get(strategy, 0) + count
-    context.lake.merge_pair_stats_parts()  # one pair_stats part per group again (curate.pair_facts)
+    context.lake.merge_pair_stats_parts()  # one pair_stats part per group again (curate.lake.pair_facts)
     state.add("pairs_built", built)
     state.add("pairs_new", added)
     state.add("pairs_duplicates_dropped", dropped)

@@ -12,13 +12,13 @@ from pathlib import Path
 import polars as pl
 
 import curate
-from curate.audit import audit_run
-from curate.card import CardContext
+from curate.audit.checks import audit_run
 from curate.config import config_as_dict
-from curate.export import ExportOptions
-from curate.export_stream import export_lake
-from curate.export_swap import refuse_inside
 from curate.progress import log
+from curate.publish.card import CardContext
+from curate.publish.export import ExportOptions
+from curate.publish.stream import export_lake
+from curate.publish.swap import refuse_inside
 from curate.steps.state import RunContext, RunState
 
 
@@ -48,7 +48,7 @@ def start(context: RunContext) -> RunState:
 
 def audit(context: RunContext, state: RunState) -> None:
     """Re-check the run's pairs (and those of runs that stopped early) not audited yet
-    (curate.audit.audit_run); refuted pairs stay out of exports."""
+    (curate.audit.checks.audit_run); refuted pairs stay out of exports."""
     began = time.monotonic()
     result = audit_run(context.lake, state.run_id, judge=context.engines.audit_judge(),
                        tokens=context.engines.pair_tokens())

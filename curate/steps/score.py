@@ -9,12 +9,12 @@ from collections import Counter
 import polars as pl
 import pyarrow as pa
 
-from curate import schemas
+from curate.lake import schemas
 from curate.progress import log
+from curate.runtime.shards import score_shard, split_frame
 from curate.score import score_candidates, unscored
 from curate.score.quality import NAME as QUALITY
 from curate.score.registry import build_portable, scorer_kind
-from curate.shards import score_shard, split_frame
 from curate.steps.state import RunContext, RunState
 
 

@@ -11,9 +11,9 @@ import polars as pl
 
 from curate.config import RunConfig
 from curate.dedup import DedupConfig, load_benchmark_texts
-from curate.engines import Engines
-from curate.lake import Lake
-from curate.shards import Shards
+from curate.lake.catalog import Lake
+from curate.runtime.engines import Engines
+from curate.runtime.shards import Shards
 
 
 @dataclass
@@ -45,7 +45,7 @@ class RunContext:
     data_dir: Path
     lake: Lake
     engines: Engines
-    shards: Shards  # where shard work runs (curate.shards)
+    shards: Shards  # where shard work runs (curate.runtime.shards)
     dedup: DedupConfig
     _benchmarks: list | None = None
 

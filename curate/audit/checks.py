@@ -16,7 +16,7 @@ stored as a `pair_audits` row: confirmed, refuted or uncheckable (with the evide
 - judge (when one is configured): the pairwise judge in both orders; an order-dependent verdict
   is a tie, and a tie is uncheckable.
 
-Checks of the answer (curate.answer_checks; rows named answer_*): is the chosen a sound answer to the
+Checks of the answer (curate.audit.answer_checks; rows named answer_*): is the chosen a sound answer to the
 prompt exactly as the pair states it, whatever the strategy claims?
 
 - answer_verifier: the chosen passes its task's verifier in full on the pair's prompt (math, code);
@@ -57,17 +57,18 @@ from datetime import datetime, timezone
 import polars as pl
 import pyarrow as pa
 
-from curate import bulk_ids, ids, schemas
-from curate.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
+from curate import bulk_ids, ids
+from curate.audit import answer_checks
 from curate.config import ScorerConfig
 from curate.errors import UserError
+from curate.lake import schemas
+from curate.lake.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
 from curate.score import ScoreItem
 from curate.score.judge import JudgeSettings, PairwiseJudge
 from curate.score.registry import build_portable, task_verifiers
 from curate.score.verify import constraints as library
 from curate.score.verify.arithmetic import equations
 from curate.score.verify.code import extract_code
-from curate import answer_checks
 
 AUDIT_VERSION = "1"
 _DETAIL_JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # one encoder, not one per row
@@ -323,7 +324,7 @@ def check_judge(pairs: list[dict], judge) -> list[Verdict]:
 
 
 # ----------------------------------------------------------------------------------------------
-# checks of the answer (curate.answer_checks): is the chosen a sound answer to the prompt as stated?
+# checks of the answer (curate.audit.answer_checks): is the chosen a sound answer to the prompt as stated?
 
 
 def _last_user(messages) -> str:
@@ -554,7 +555,7 @@ def _with_audit_ids(rows: list[dict]) -> list[dict]:
 
 def overall_verdicts(audits: pl.DataFrame) -> pl.DataFrame:
     """pair_id, verdict, answer_verdict: over each pair's latest row per check (the
-    pair_audit_verdicts view; curate.audit_facts states the rules)."""
+    pair_audit_verdicts view; curate.lake.audit_facts states the rules)."""
     latest = (audits.sort(["created_at", "audit_id"], descending=True)
               .unique(["pair_id", "check_name"], keep="first"))
     answer = pl.col("check_name").str.starts_with(ANSWER_PREFIX)
@@ -659,7 +660,7 @@ def read_audits(lake) -> pl.DataFrame | None:
 
 def audit_judge(audit_config, scoring_backend: Callable):
     """The PairwiseJudge of a run config's [audit] (None without `judge`); `scoring_backend(spec)`
-    gives the model's backend (curate.engines.Engines.scoring_backend: a generator's own engine
+    gives the model's backend (curate.runtime.engines.Engines.scoring_backend: a generator's own engine
     when the judge names one)."""
     if audit_config is None or not audit_config.judge:
         return None

@@ -1,6 +1,6 @@
 """The README's option tables, generated from the options classes' help texts.
 
-`python -m curate.options_tables` prints every table; `--write README.md` replaces each block
+`python -m curate.cli.options_tables` prints every table; `--write README.md` replaces each block
 between `<!-- options: NAME -->` and `<!-- /options -->` with its table (tests/test_pair_options.py
 checks that the README holds exactly these).
 """

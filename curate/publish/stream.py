@@ -22,9 +22,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.audit import audit_summary
-from curate.card import write_dataset_card
-from curate.export import (
+from curate.audit.checks import audit_summary
+from curate.publish.card import write_dataset_card
+from curate.publish.export import (
     _EXPORT_FILES,
     SPLITS,
     ExportOptions,
@@ -34,7 +34,7 @@ from curate.export import (
     style_schema,
     to_style,
 )
-from curate.export_swap import relocated, staged
+from curate.publish.swap import relocated, staged
 
 TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 # what the card reads of each exported pair besides the texts' lengths (kept for every pair)
@@ -105,9 +105,9 @@ class _SplitWriter:
 def export_lake(lake, out_dir: Path | str, options: ExportOptions | None = None, card_context=None,
                 batch_rows: int = 20_000) -> dict:
     """Filter, split and write the lake's pairs batch by batch; returns what `export_pairs` returns.
-    `card_context` (a curate.card.CardContext) writes the card; its scores and candidates may be
+    `card_context` (a curate.publish.card.CardContext) writes the card; its scores and candidates may be
     None: they are then read from the lake for the exported pairs' candidates only. The export is
-    written aside and swapped in whole (curate.export_swap)."""
+    written aside and swapped in whole (curate.publish.swap)."""
     out_dir = Path(out_dir)
     options = replace(options or ExportOptions(), name=(options and options.name) or out_dir.name)
     with staged(out_dir, _EXPORT_FILES, SPLITS) as scratch:

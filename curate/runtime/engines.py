@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from curate.audit import PairTokens, audit_judge
+from curate.audit.checks import PairTokens, audit_judge
 from curate.config import GeneratorConfig, RunConfig
 from curate.generate import Backend, SamplingSettings
 from curate.generate.openai_backend import OpenAIBackend
 from curate.generate.vllm_backend import EngineSettings, VLLMBackend
-from curate.models import EMBEDDED_NAME, embedded_model_dir
+from curate.runtime.models import EMBEDDED_NAME, embedded_model_dir
 from curate.score.registry import scorer_kind
 
 

@@ -15,20 +15,14 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from curate import schemas
-from curate.audit import PairTokens, audit_lake, audit_summary, read_audits
-from curate.card import CardContext
+from curate.audit.checks import PairTokens, audit_lake, audit_summary, read_audits
+from curate.cli.query_output import FORMATS, print_frame, result_table
+from curate.cli.read_only_sql import check_size, confine, lock_down, read_only_statements, run_statements
 from curate.config import DEMO_CONFIG, load_config
-from curate.env import apply_offline_env
 from curate.errors import UserError, describe_os_error, unexpected_error_line
-from curate.export import ExportOptions, runs_between
-from curate.export import push_to_hub as push
-from curate.export_stream import export_lake
-from curate.export_swap import refuse_inside
 from curate.generate.vllm_backend import EngineSettings, VLLMBackend
-from curate.lake import open_lake
-from curate.leftovers import mark_run, stop_leftovers
-from curate.models import check_config_models, embedded_model_dir
+from curate.lake import schemas
+from curate.lake.catalog import open_lake
 from curate.pipeline import Pipeline
 from curate.progress import (
     console,
@@ -37,9 +31,15 @@ from curate.progress import (
     quiet_user_errors_in_prefect_logs,
     summary_table,
 )
-from curate.query_output import FORMATS, print_frame, result_table
-from curate.read_only_sql import check_size, confine, lock_down, read_only_statements, run_statements
-from curate.report import read_lake_frames, write_report
+from curate.publish.card import CardContext
+from curate.publish.export import ExportOptions, runs_between
+from curate.publish.export import push_to_hub as push
+from curate.publish.report import read_lake_frames, write_report
+from curate.publish.stream import export_lake
+from curate.publish.swap import refuse_inside
+from curate.runtime.env import apply_offline_env
+from curate.runtime.leftovers import mark_run, stop_leftovers
+from curate.runtime.models import check_config_models, embedded_model_dir
 from curate.score.judge import JudgeSettings, PairwiseJudge
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,

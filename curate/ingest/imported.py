@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate import bulk_ids, ids
-from curate.readers import RowError, value_problem
+from curate.ingest.readers import RowError, value_problem
 
 INGEST_BATCH_ROWS = 10_000  # input rows validated and committed together (memory is bounded by a batch)
 ORIGIN = "imported"

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import hashlib
 
-from curate.pair_facts import SPLIT_RUNS
+from curate.lake.pair_facts import SPLIT_RUNS
 
 # Runs whose pair_stats group has several parts (commits) not merged yet: their figures are recomputed.
 _SPLIT_RUNS = SPLIT_RUNS.format(parts="pair_stats_parts")
 
 
 def views() -> dict[str, str]:
-    """Each view's SQL. Pair figures come from pair_facts and pair_stats_parts (curate.pair_facts),
-    written with the pairs, audit figures from pair_audit_facts (curate.audit_facts), written with
+    """Each view's SQL. Pair figures come from pair_facts and pair_stats_parts (curate.lake.pair_facts),
+    written with the pairs, audit figures from pair_audit_facts (curate.lake.audit_facts), written with
     the audit rows; scores, rejects and drops are read live."""
     return {
-        # Per pair as of its build (curate.pair_facts): verifier_agrees is curate.agreement's
+        # Per pair as of its build (curate.lake.pair_facts): verifier_agrees is curate.lake.agreement's
         # definition over the scores the lake held when the pair was committed.
         "pair_verdicts": """
         SELECT pair_id, verifier_agrees, verifier_tie, verifiers FROM pair_facts WHERE verifiers > 0""",
@@ -42,8 +42,8 @@ def views() -> dict[str, str]:
         SELECT scorer, scorer_version, status, count(*) AS scores, avg(score) AS mean,
                stddev_samp(score) AS std, min(score) AS min, median(score) AS median, max(score) AS max
         FROM scores GROUP BY ALL""",
-        # The pair audit (curate.audit): each pair's verdict over its latest row per check, as
-        # pair_audit_facts holds it (curate.audit_facts), and per strategy.
+        # The pair audit (curate.audit.checks): each pair's verdict over its latest row per check, as
+        # pair_audit_facts holds it (curate.lake.audit_facts), and per strategy.
         "pair_audit_verdicts": """
         SELECT pair_id, verdict, coalesce(answer_verdict, 'unchecked') AS answer_verdict, checks
         FROM pair_audit_facts""",

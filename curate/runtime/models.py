@@ -3,11 +3,11 @@ GGUF, converted once to safetensors) and content fingerprints that identify any 
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
-import fcntl
-import functools
 import os
 import shutil
 from pathlib import Path

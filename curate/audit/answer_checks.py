@@ -2,7 +2,7 @@
 
 A strategy's claim ("the chosen follows every rewritten constraint", "the short context holds the
 answer") can hold while the chosen is a poor answer. These checks look at the chosen's own text
-against the prompt (docs/architecture.md, "Pair audit"); curate.audit stores each as a
+against the prompt (docs/architecture.md, "Pair audit"); curate.audit.checks stores each as a
 `pair_audits` row named `answer_<check>`. They need no model and cost microseconds per pair:
 
 - `own_text_failures`: a constraint the chosen follows only through text that is not its own (a

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 TABLES = ("runs", "prompts", "candidates", "scores", "pairs", "rejects", "dedup_drops", "embeddings",
           "pair_audits", "pair_dedup_index", "pair_facts", "pair_stats_parts", "pair_audit_facts")
 # Bookkeeping derived from the other tables (dedup's index, what the views read): no report reads it whole.

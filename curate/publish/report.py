@@ -19,9 +19,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from curate import schemas
-from curate.audit import audit_summary
-from curate.card import (
+from curate.audit.checks import audit_summary
+from curate.lake import schemas
+from curate.publish.card import (
     AGREEMENT_HEADERS,
     AGREEMENT_TEXT,
     ANSWER_HEADERS,

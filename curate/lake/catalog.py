@@ -9,7 +9,7 @@ duplicates a row.
 A SQLite catalog (WAL journal) lets readers in other processes open the lake while a run writes:
 one writer at a time holds `<catalog>.lock`, and a reader sees the snapshot that was the latest
 when it opened, for as long as it stays open. A lake whose catalog is the older DuckDB file
-(`root/catalog.ducklake`) is moved to SQLite by its next writer (curate.lake_migrate).
+(`root/catalog.ducklake`) is moved to SQLite by its next writer (curate.lake.migrate).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from curate import audit_facts, schemas
-from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
-from curate.lake_migrate import migrate_to_sqlite
-from curate.pair_facts import SPLIT_RUNS, backfill_sql, facts_sql, merge_sql, parts_sql
+from curate.lake import audit_facts, schemas
+from curate.lake.extensions import extension_path
+from curate.lake.migrate import migrate_to_sqlite
+from curate.lake.pair_facts import SPLIT_RUNS, backfill_sql, facts_sql, merge_sql, parts_sql
+from curate.lake.views import views, views_version
 from curate.progress import log
-from curate.views import views, views_version
 
 LAKE_ALIAS = "lake"
 POSTGRES = "postgres:"
@@ -573,7 +573,7 @@ class Lake:
 
     def _insert_new_rows(self, table: str, conformed: pa.Table) -> pa.Table:
         """Insert the rows whose key is not stored yet; returns them (pairs and audit rows have
-        facts that follow: curate.pair_facts, curate.audit_facts)."""
+        facts that follow: curate.lake.pair_facts, curate.lake.audit_facts)."""
         key = schemas.table(table).key
         self.con.register("_incoming", conformed)
         try:
@@ -606,7 +606,7 @@ class Lake:
             self.con.unregister("_new_facts")
 
     def _refresh_audit_facts(self, audits: pa.Table) -> None:
-        """pair_audit_facts of the pairs these new audit rows are about (curate.audit_facts)."""
+        """pair_audit_facts of the pairs these new audit rows are about (curate.lake.audit_facts)."""
         delete, insert_first, insert_again = audit_facts.refresh_sql(LAKE_ALIAS, "_new_audits")
         self.con.register("_new_audits", audits)
         try:

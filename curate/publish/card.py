@@ -6,7 +6,7 @@ and strategy, models, scorers, margins, lengths, verifier agreement per strategy
 (claim-level verdicts and answer-level evidence) and lineage (run ids, code versions, config
 hashes, the lake snapshot). Two PNGs are saved next to it and linked:
 `margins.png` (margin histogram per strategy) and `lengths.png` (chosen and rejected lengths, and
-their ratio). `curate.report` draws the same figures for the whole lake.
+their ratio). `curate.publish.report` draws the same figures for the whole lake.
 
 Figures use matplotlib's object API on the Agg canvas (no pyplot, no display, no global state).
 Lengths are in characters (no tokenizer is assumed).
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import polars as pl
 
-from curate import schemas
-from curate.agreement import pair_verifier_verdicts
 from curate.ids import content_hash
+from curate.lake import schemas
+from curate.lake.agreement import pair_verifier_verdicts
 from curate.pairs.rows import side_models
 
 FIGURE_SIZE = (8.0, 4.5)  # inches
@@ -40,7 +40,7 @@ AGREEMENT_TEXT = ("Share of pairs whose chosen response a verifier scores strict
                   "agreement. n/a: no verifier applies.")
 AGREEMENT_HEADERS = {"pairs": "pairs checked", "agree": "chosen > rejected", "tie": "tie",
                      "disagree": "chosen < rejected"}
-ANSWER_COLUMNS = ("answer_confirmed", "answer_refuted", "answer_unchecked")  # curate.audit.audit_summary's
+ANSWER_COLUMNS = ("answer_confirmed", "answer_refuted", "answer_unchecked")  # curate.audit.checks.audit_summary's
 ANSWER_TEXT = ("Answer-level evidence: a check of the chosen answer itself against the prompt as the pair states "
                "it (its task's verifier passed in full, or a judge model on the request without its constraints), "
                "beyond the strategy's claim that the chosen beats the rejected. Checks that need no model (the "
@@ -93,7 +93,7 @@ def with_lengths(pairs: pl.DataFrame) -> pl.DataFrame:
 def verifier_agreement(pairs: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFrame:
     """Per strategy and verifier: how often the verifier scores the chosen strictly higher.
 
-    The definition is curate.agreement's (shared with the views and the report): a verifier
+    The definition is curate.lake.agreement's (shared with the views and the report): a verifier
     applies to a pair when it has an ok score for both sides (the newest per candidate); a tie is
     not agreement. Columns: strategy, verifier, pairs (where it applies), agree (chosen >
     rejected), tie, disagree (chosen < rejected), agreement (agree / pairs). Each strategy also has
@@ -402,12 +402,12 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
     """Write README.md (and margins.png, lengths.png) into out_dir; returns the README's path.
 
     pairs: the exported pairs (rows of `pairs`, optionally with the `split` column that
-        `curate.export.select_pairs` adds; without it every pair counts as train).
+        `curate.publish.export.select_pairs` adds; without it every pair counts as train).
     scores, runs: the lake's tables (or None): verifier agreement, scorers, lineage.
     context: a CardContext; its candidates/models/as_of/source fill what the keywords leave None.
     options: the ExportOptions used (format, style and filters are shown).
     data_files: split -> path pattern for the front matter (default: train.jsonl / test.jsonl).
-    audit: the pair audit per strategy over the selected pairs (curate.audit.audit_summary), with
+    audit: the pair audit per strategy over the selected pairs (curate.audit.checks.audit_summary), with
         `refuted_left_out` of them left out of the export, and `answer_left_out` more left out for
         want of answer-level evidence (options.require names "answer"); None: not audited.
     """
@@ -507,7 +507,7 @@ def write_dataset_card(pairs: pl.DataFrame, scores: pl.DataFrame | None, runs: p
                      + (f": {answer_left_out} pairs without answer-level evidence were left out.\n"
                         if "answer" in require else ".\n"))
     else:
-        parts.append("Every pair re-checked with evidence its strategy did not use (curate.audit): refuted if any "
+        parts.append("Every pair re-checked with evidence its strategy did not use (curate.audit.checks): refuted if any "
                      "check refutes it, confirmed if one confirms and none refutes, else uncheckable. "
                      + (f"{refuted_left_out} refuted pairs were left out of this export."
                         if refuted_left_out else "No refuted pair was left out.") + "\n")

@@ -4,7 +4,7 @@ Accepted inputs: JSONL, Parquet, and Hugging Face dataset directories (`save_to_
 has `messages` (chat format) or `prompt` (a string, taken as one user message), a `task`
 (default `chat`) and the fields that task needs. A bad row becomes a reject with a one-line
 reason; the other rows go on. Completions a row holds (a completion list, a binarized pair, an
-HH-RLHF transcript: curate.imported) become imported candidates and their ratings score rows.
+HH-RLHF transcript: curate.ingest.imported) become imported candidates and their ratings score rows.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from curate import bulk_ids, ids, imported, schemas
-from curate.readers import (
+from curate import bulk_ids, ids
+from curate.ingest import imported
+from curate.ingest.readers import (
     RawRow,
     RowError,
     one_line,
@@ -27,6 +28,7 @@ from curate.readers import (
     read_rows,
     value_problem,
 )
+from curate.lake import schemas
 from curate.score.verify.constraints import constraint_errors
 
 __all__ = ["Ingested", "RawRow", "RowError", "ingest_batches", "ingest_file", "ingest_rows", "long_context_message",
@@ -249,7 +251,7 @@ def ingest_batches(rows, source: str, run_id: str, *, columns: dict[str, str] | 
     """Validate rows in batches of `batch_rows` input rows (all at once when None); at least one
     batch, maybe empty. Within a batch, duplicate prompts, candidates and scores collapse to one
     row. Any failure of one row, expected (RowError) or not, makes that row a reject; a malformed
-    completion is a reject of its own (curate.imported): the rest goes on."""
+    completion is a reject of its own (curate.ingest.imported): the rest goes on."""
     columns = columns or {}
     lower_is_better = tuple(lower_is_better)
     batch, yielded = _Batch(source, run_id, input_name, lower_is_better), False

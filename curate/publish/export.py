@@ -1,15 +1,15 @@
 """Export: kept pairs as a training set, in the format a trainer reads.
 
-`export_pairs(pairs, out_dir, options)` writes a frame of pairs (curate.export_stream.export_lake
+`export_pairs(pairs, out_dir, options)` writes a frame of pairs (curate.publish.stream.export_lake
 streams them from the lake, as `curate run` and `curate export` do): filters (`select_pairs`), a stable
 train/test split by a hash of `pair_id`, four styles and three on-disk formats, and optionally a
-dataset card (`curate.card`). It takes the pairs frame as it is; reading the lake stays with
+dataset card (`curate.publish.card`). It takes the pairs frame as it is; reading the lake stays with
 the caller:
 
     lake.read("pairs")                                                # now
     lake.query("SELECT * FROM pairs AT (VERSION => ?)", [snapshot])   # `--as-of SNAPSHOT`
 
-(`curate.report.read_lake_frames(lake, as_of=...)` reads every table at a snapshot, for the card.)
+(`curate.publish.report.read_lake_frames(lake, as_of=...)` reads every table at a snapshot, for the card.)
 
 Styles (`ExportOptions.style`); every style also carries `LINEAGE_COLUMNS`:
 
@@ -68,11 +68,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate import schemas
-from curate.audit import audit_summary
-from curate.card import write_dataset_card
+from curate.audit.checks import audit_summary
 from curate.config import EXPORT_REQUIREMENTS
-from curate.export_swap import relocated, staged
+from curate.lake import schemas
+from curate.publish.card import write_dataset_card
+from curate.publish.swap import relocated, staged
 
 LINEAGE_COLUMNS = ["pair_id", "prompt_id", "strategy", "params_json", "scorer", "chosen_score",
                    "rejected_score", "margin", "weight", "details_json", "reason", "chosen_id", "rejected_id",
@@ -111,7 +111,7 @@ class ExportOptions:
     name: the dataset's name in the card and in LLaMA-Factory's dataset_info.json (default: the
         output directory's name).
     keep_refuted: keep pairs the audit refuted (an `audit_verdict` column on the pairs, see
-        curate.audit.with_verdicts); by default they are left out and counted.
+        curate.audit.checks.with_verdicts); by default they are left out and counted.
     require: evidence a pair must have to be exported (REQUIREMENTS): "answer" keeps only pairs with
         answer-level evidence (an `answer_verdict` of "confirmed"); the others are left out and
         counted. Unaudited pairs have none.
@@ -335,10 +335,10 @@ def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOption
     """Filter, split and write the pairs; returns what was written.
 
     The export is written aside and replaces what an earlier export wrote into out_dir only once
-    it is whole (curate.export_swap); other files there are kept.
+    it is whole (curate.publish.swap); other files there are kept.
 
     pairs: rows of the `pairs` table (read from the lake by the caller, at a snapshot if wanted).
-    card_context: a `curate.card.CardContext` to also write README.md (the dataset card) and its
+    card_context: a `curate.publish.card.CardContext` to also write README.md (the dataset card) and its
         figures into out_dir; None writes no card.
 
     Returns {"out_dir", "format", "style", "files": {split: path}, "counts": {split: rows},

@@ -1,7 +1,7 @@
-"""What the analyst views read per pair, stored when the pair is committed (curate.views).
+"""What the analyst views read per pair, stored when the pair is committed (curate.lake.views).
 
 `pair_facts`: per pair its run, strategy, prompt source, margin, chosen and rejected length in
-characters and its verifier verdict (curate.agreement) over the scores in the lake at that commit,
+characters and its verifier verdict (curate.lake.agreement) over the scores in the lake at that commit,
 so "as of the build": a verifier score added later does not change it. Everything else there is
 fixed with the pair. `pair_stats_parts`: per commit and (strategy, source, run) the pair_stats
 figures of the pairs that commit added; counts and sums add up across parts, and a run with a
@@ -15,7 +15,7 @@ A lake made before these tables gets them, filled for every stored pair, on its 
 
 from __future__ import annotations
 
-from curate.agreement import pair_verifier_sql
+from curate.lake.agreement import pair_verifier_sql
 
 TABLES = ("pair_facts", "pair_stats_parts")
 

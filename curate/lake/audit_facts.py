@@ -1,14 +1,14 @@
 """What the audit views read per pair, rewritten whenever audit rows for the pair are committed.
 
 `pair_audit_facts` holds one row per audited pair: its verdict over its latest `pair_audits` row
-per check (curate.audit's rule: a refuting check refutes, an independent check confirms, else
+per check (curate.audit.checks's rule: a refuting check refutes, an independent check confirms, else
 uncheckable), its answer verdict over the `answer_*` checks (refuted if one refutes, confirmed if
 `answer_verifier` or `answer_judge` confirms, else unchecked), each check's latest verdict and the
 pair's strategy. `Lake.commit` keeps it current
 in the snapshot that adds audit rows: the pairs' old rows are deleted and recomputed from all their
 audit rows. Pairs audited for the first time (every pair of a nightly run) need no read of older
 audit rows, so a night's audit costs the same whatever the lake holds. The views then count these
-rows instead of grouping every audit row (curate.views).
+rows instead of grouping every audit row (curate.lake.views).
 
 A lake made before this table gets it, filled from every audit row, on its first writer open; one
 made before the answer verdict gets the column (null, read as unchecked) the same way.
@@ -19,7 +19,7 @@ from __future__ import annotations
 TABLE = "pair_audit_facts"
 # Only these can confirm a pair: hygiene and score_order re-read the strategy's own evidence.
 INDEPENDENT_CHECKS = ("verifier", "reversal", "arithmetic", "judge")
-# Checks of the answer (curate.answer_checks): is the chosen a sound answer to the prompt as the pair
+# Checks of the answer (curate.audit.answer_checks): is the chosen a sound answer to the prompt as the pair
 # states it? Their names start with ANSWER_PREFIX; only ANSWER_CONFIRMING ones can confirm an answer,
 # the others (format, own text, grounding, context) are necessary conditions that can only refute.
 ANSWER_PREFIX = "answer_"

@@ -17,7 +17,7 @@ import importlib
 import pydoc
 import re
 
-from curate.ingest import long_context_message
+from curate.ingest.validate import long_context_message
 
 MODULES = ("textwrap", "shlex", "json", "fractions", "statistics", "difflib", "csv", "heapq", "bisect",
            "string", "base64", "fnmatch", "glob", "copy", "pprint", "functools", "operator", "secrets",

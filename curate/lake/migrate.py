@@ -14,8 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from curate.duckdb_extensions import extension_path
 from curate.errors import UserError
+from curate.lake.extensions import extension_path
 from curate.progress import log
 
 INTEGER_TYPES = {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",

@@ -11,10 +11,10 @@ import json
 from collections.abc import Callable
 
 from curate.errors import UserError
-from curate.ingest import RawRow
+from curate.ingest.stdlib_docs import load_stdlib_docs
+from curate.ingest.validate import RawRow
 from curate.score.verify.constraints import load_ifeval_prompts
 from curate.score.verify.humaneval import load_humaneval
-from curate.stdlib_docs import load_stdlib_docs
 
 
 def _ifeval() -> list[dict]:

@@ -1,0 +1,1 @@
+"""Publishing the lake's pairs: exports for trainers, the dataset card and the report."""

@@ -1,0 +1,1 @@
+"""What a run runs on: engines (models behind backends), shards, model files, process environment."""
