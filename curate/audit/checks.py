@@ -63,7 +63,7 @@ from curate.config import ScorerConfig
 from curate.errors import UserError
 from curate.lake import schemas
 from curate.lake.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
-from curate.score import ScoreItem
+from curate.score import ScoreItem, newest_scores
 from curate.score.judge import JudgeSettings, PairwiseJudge
 from curate.score.registry import build_portable, task_verifiers
 from curate.score.verify import constraints as library
@@ -126,9 +126,8 @@ def _tie_by_design(pair: dict) -> bool:
 
 def latest_scores(scores: pl.DataFrame) -> pl.DataFrame:
     """The newest row per (candidate, scorer, version) and per (candidate, scorer) (version null)."""
-    ordered = scores.sort(["created_at", "score_id"], descending=True)
-    by_version = ordered.unique(["candidate_id", "scorer", "scorer_version"], keep="first", maintain_order=True)
-    newest = ordered.unique(["candidate_id", "scorer"], keep="first", maintain_order=True).with_columns(
+    by_version = newest_scores(scores, ("candidate_id", "scorer", "scorer_version"))
+    newest = newest_scores(scores, ("candidate_id", "scorer")).with_columns(
         pl.lit(None, dtype=pl.String).alias("scorer_version"))
     return pl.concat([by_version, newest]).select("candidate_id", "scorer", "scorer_version", "score", "status",
                                                   "detail_json")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from curate.score import newest_scores
 from curate.score.registry import verifier_names
 
 
@@ -48,11 +49,9 @@ def pair_verifier_sql(pairs: str = "pairs", scores: str = "scores", only_their_s
 
 def verifier_scores(scores: pl.DataFrame) -> pl.DataFrame:
     """candidate_id, scorer, score: the newest ok verifier score per candidate (as the SQL above)."""
-    return (scores.filter((pl.col("status") == "ok") & pl.col("score").is_not_null()
-                          & pl.col("scorer").is_in(verifier_names()))
-            .sort(["created_at", "score_id"], descending=True)
-            .unique(["candidate_id", "scorer"], keep="first")
-            .select("candidate_id", "scorer", "score"))
+    ok = scores.filter((pl.col("status") == "ok") & pl.col("score").is_not_null()
+                       & pl.col("scorer").is_in(verifier_names()))
+    return newest_scores(ok, ("candidate_id", "scorer")).select("candidate_id", "scorer", "score")
 
 
 def pair_verifier_verdicts(pairs: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFrame:

@@ -31,6 +31,7 @@ import math
 import polars as pl
 
 from curate.pairs.derive import DerivedPrompt, derived_info, original_prompts
+from curate.score import newest_scores
 from curate.score.verify.code import extract_code
 
 STRATEGY = "code_evolution"
@@ -47,8 +48,7 @@ def critique_message(request: str, candidate_text: str) -> str:
 def code_scores(scores: pl.DataFrame, candidates: pl.DataFrame) -> dict[str, dict]:
     """candidate_id -> {prompt_id, text, score, tests_passed, tests_total, duration_s}: the newest
     code_tests row per candidate (as rows.usable_scores picks it), when ok with a score and text."""
-    latest = (scores.filter(pl.col("scorer") == SCORER)
-              .sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first")
+    latest = (newest_scores(scores.filter(pl.col("scorer") == SCORER))
               .filter((pl.col("status") == "ok") & pl.col("score").is_not_null())
               .select("candidate_id", "score", "detail_json"))
     joined = latest.join(candidates.filter(pl.col("text").is_not_null())

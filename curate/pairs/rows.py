@@ -10,6 +10,7 @@ import polars as pl
 
 from curate import bulk_ids
 from curate.lake import schemas
+from curate.score import newest_scores
 
 # Columns a strategy provides; finish_pairs adds the rest.
 PICK_COLUMNS = ("prompt_id", "prompt", "chosen", "rejected", "chosen_id", "rejected_id", "scorer",
@@ -29,7 +30,7 @@ def newest(rows: pl.DataFrame) -> pl.DataFrame:
     Rows already one per candidate are returned as they are."""
     if rows["candidate_id"].n_unique() == rows.height:
         return rows
-    return rows.sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first")
+    return newest_scores(rows)
 
 
 def row_for_row(ids: pl.Series, rows: pl.DataFrame, columns: list[str]) -> pl.DataFrame | None:

@@ -47,6 +47,13 @@ class Scorer(Protocol):
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]: ...
 
 
+def newest_scores(scores: pl.DataFrame, per: tuple[str, ...] = ("candidate_id",)) -> pl.DataFrame:
+    """The newest of `scores` per `per` (latest created_at, then largest score_id): the row every
+    reader of scores takes when a candidate was scored more than once."""
+    return scores.sort(["created_at", "score_id"], descending=True).unique(list(per), keep="first",
+                                                                          maintain_order=True)
+
+
 def with_z_scores(scores: pl.DataFrame) -> pl.DataFrame:
     """`score_z`: each ok score standardised within its (scorer, version) over the given rows,
     so strategies can combine scorers on different scales. Null where the scorer's scores do

@@ -12,7 +12,7 @@ import pyarrow as pa
 from curate.lake import schemas
 from curate.progress import log
 from curate.runtime.shards import score_shard, split_frame
-from curate.score import score_candidates, unscored
+from curate.score import newest_scores, score_candidates, unscored
 from curate.score.quality import NAME as QUALITY
 from curate.score.registry import build_portable, scorer_kind
 from curate.steps.state import RunContext, RunState
@@ -57,8 +57,7 @@ def _scores_of(context: RunContext, kind: str, scorer, prompts: pl.DataFrame, ca
 def count_gates(state: RunState, scores: pl.DataFrame) -> None:
     """Of a batch of the run's candidates (the counts add up over batches): quality_checked, quality_gated (a gate stopped them) and
     quality_gate_<gate> (candidates each gate flagged), from their newest quality rows."""
-    rows = (scores.filter((pl.col("scorer") == QUALITY) & (pl.col("status") == "ok"))
-            .sort(["created_at", "score_id"], descending=True).unique("candidate_id", keep="first"))
+    rows = newest_scores(scores.filter((pl.col("scorer") == QUALITY) & (pl.col("status") == "ok")))
     state.add("quality_checked", rows.height)
     gated = rows.filter(pl.col("score") <= 0)
     state.add("quality_gated", gated.height)
