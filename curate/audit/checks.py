@@ -604,9 +604,7 @@ def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False, toke
     (summary: the pair_audit_summary view, over every pair). Most pairs have audit rows already, so
     pair_audit_facts is rebuilt once at the end rather than rewritten chunk by chunk: until then
     (and if the call is stopped, until the next one ends) the views show the verdicts before it."""
-    todo = lake.query("SELECT pair_id FROM pairs" + (
-        " ANTI JOIN (SELECT DISTINCT pair_id FROM pair_audits WHERE audit_version = ?) USING (pair_id)"
-        if only_unaudited else "") + " ORDER BY pair_id", [AUDIT_VERSION] if only_unaudited else [])["pair_id"]
+    todo = lake.pair_ids_to_audit(AUDIT_VERSION if only_unaudited else None)
     return _audit(lake, todo, run_id, judge, whole_lake=True, tokens=tokens)
 
 
@@ -615,11 +613,8 @@ def audit_run(lake, run_id: str, judge=None, tokens: PairTokens | None = None) -
     failed: their pairs stay theirs when a later run finds them stored) that have no audit yet. It
     reads no other pair, so it costs the same whatever the lake holds; `curate audit` re-audits the
     whole lake (after a new audit version, or for pairs committed outside a run)."""
-    runs = sorted(set(lake.query("SELECT run_id FROM runs WHERE run_id = ? OR status IN ('interrupted', 'failed')",
-                                 [run_id])["run_id"]) | {run_id})
-    # the runs as constants: the scan of pairs skips the files of every other run
-    todo = lake.query(f"""SELECT pair_id FROM (SELECT pair_id FROM pairs WHERE run_id IN ({', '.join('?' * len(runs))}))
-                          ANTI JOIN pair_audit_facts USING (pair_id) ORDER BY pair_id""", runs)["pair_id"]
+    runs = lake.run_and_stopped_runs(run_id)
+    todo = lake.unaudited_pair_ids_of(runs)
     return _audit(lake, todo, run_id, judge, runs=runs, tokens=tokens)
 
 
@@ -646,7 +641,7 @@ def _audit(lake, todo: pl.Series, run_id: str, judge, whole_lake: bool = False,
             added += lake.commit({"pair_audits": rows}, audit_facts_now=not whole_lake)["pair_audits"]
     if whole_lake and added:
         lake.rebuild_audit_facts()
-    summary = lake.query("SELECT * FROM pair_audit_summary ORDER BY strategy")
+    summary = lake.audit_summary()
     return {"audited": todo.len(), "rows_new": added, "summary": summary}
 
 

@@ -154,10 +154,7 @@ def stats(data_dir: Optional[Path] = DataDir, as_of: Optional[str] = AsOf):
         for name, count in counts.items():
             table.add_row(name, str(count))
         console.print(table)
-        _print_frame(lake.query(
-            "SELECT strategy, scorer, count(*) AS pairs, round(avg(margin), 3) AS mean_margin, "
-            "round(avg(length(chosen)) / nullif(avg(length(rejected)), 0), 3) AS length_ratio "
-            "FROM pairs GROUP BY ALL ORDER BY ALL"))
+        _print_frame(lake.pair_stats_by_strategy())
         summary = _audit_summary(lake)
         answers = [c for c in summary.columns if c.startswith("answer_")]
         console.print("pair audit per strategy (curate audit):")
@@ -172,12 +169,12 @@ def _audit_summary(lake) -> pl.DataFrame:
     audit's tables (or the answer verdicts) came (read-only, it has no such view to read)."""
     if "pair_audit_facts" in lake.table_names():
         try:
-            summary = lake.query("SELECT * FROM pair_audit_summary ORDER BY strategy")
+            summary = lake.audit_summary()
             if "answer_confirmed" in summary.columns:
                 return summary
         except duckdb.CatalogException:  # the table without the views: a writer stopped in between
             pass
-    return audit_summary(lake.query("SELECT pair_id, strategy FROM pairs"), read_audits(lake))
+    return audit_summary(lake.pair_strategies(), read_audits(lake))
 
 
 @app.command()

@@ -42,9 +42,7 @@ API
 - Unchanged: `pair_dedup_key(prompt, chosen, rejected)`, `drop_exact_duplicates(pairs, kept_keys)`.
 
 A caller (the pipeline's dedup step) reads kept rows and cached vectors from the lake, e.g.
-    embedder = Embedder(lookup=lambda hashes: dict(lake.query(
-        "SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN "
-        "(SELECT unnest(?::VARCHAR[]))", [MODEL_NAME, hashes]).iter_rows()))
+    embedder = Embedder(lookup=lambda hashes: lake.embeddings_of(MODEL_NAME, hashes))
     kept, drops = dedup_pairs(new, lake.read("pairs"), config, embed=embedder, run_id=run_id)
     lake.commit({"pairs": kept.to_arrow(), "dedup_drops": drops.to_arrow(),
                  "embeddings": embedder.take_new_rows()})

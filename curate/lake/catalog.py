@@ -532,6 +532,41 @@ class Lake:
 
             yield rows
 
+    # named reads of the audit ------------------------------------------------------------
+
+    def pair_ids_to_audit(self, audit_version: str | None = None) -> pl.Series:
+        """Every pair's id, in order; with `audit_version`, only those with no audit row of it."""
+        unaudited = (" ANTI JOIN (SELECT DISTINCT pair_id FROM pair_audits WHERE audit_version = ?) "
+                     "USING (pair_id)" if audit_version is not None else "")
+        return self.query(f"SELECT pair_id FROM pairs{unaudited} ORDER BY pair_id",
+                          [audit_version] if audit_version is not None else [])["pair_id"]
+
+    def run_and_stopped_runs(self, run_id: str) -> list[str]:
+        """`run_id` and every run that stopped before its end (interrupted or failed), sorted."""
+        return sorted(set(self.query("SELECT run_id FROM runs WHERE run_id = ? OR status IN ('interrupted', 'failed')",
+                                     [run_id])["run_id"]) | {run_id})
+
+    def unaudited_pair_ids_of(self, runs: list[str]) -> pl.Series:
+        """The ids of the pairs of `runs` that have no audit verdict yet, in order (the runs as
+        constants: the scan of pairs skips the files of every other run)."""
+        return self.query(f"""SELECT pair_id FROM (SELECT pair_id FROM pairs WHERE run_id IN ({', '.join('?' * len(runs))}))
+                              ANTI JOIN pair_audit_facts USING (pair_id) ORDER BY pair_id""", runs)["pair_id"]
+
+    def audit_summary(self) -> pl.DataFrame:
+        """The pair_audit_summary view, by strategy."""
+        return self.query("SELECT * FROM pair_audit_summary ORDER BY strategy")
+
+    def pair_strategies(self) -> pl.DataFrame:
+        """pair_id and strategy of every pair (two narrow columns, no text)."""
+        return self.query("SELECT pair_id, strategy FROM pairs")
+
+    def pair_stats_by_strategy(self) -> pl.DataFrame:
+        """Per strategy and scorer: pairs, mean margin and chosen/rejected length ratio (`curate stats`)."""
+        return self.query(
+            "SELECT strategy, scorer, count(*) AS pairs, round(avg(margin), 3) AS mean_margin, "
+            "round(avg(length(chosen)) / nullif(avg(length(rejected)), 0), 3) AS length_ratio "
+            "FROM pairs GROUP BY ALL ORDER BY ALL")
+
     def embeddings_of(self, model: str, text_hashes: list[str]) -> dict:
         """text_hash -> stored vector of `model`, for the hashes that have one."""
         if not text_hashes:
