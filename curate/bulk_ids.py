@@ -133,6 +133,16 @@ def content_hashes(*parts: pl.Series | str) -> pl.Series:
     return _sha(_json_list(*parts))
 
 
+def fill_ids(rows: list[dict], key: str, hashes, columns: tuple[str, ...]) -> list[dict]:
+    """Set each row's `key` to `hashes(*columns)`, computed over the rows' `columns` as string Series
+    (one pass for all rows, not one hash call per row); returns the rows."""
+    if rows:
+        series = [pl.Series([row[column] for row in rows], dtype=pl.String) for column in columns]
+        for row, value in zip(rows, hashes(*series).to_list(), strict=True):
+            row[key] = value
+    return rows
+
+
 def pair_ids(strategy: str, chosen_id: pl.Series, rejected_id: pl.Series, prompt_id: pl.Series) -> pl.Series:
     """`ids.pair_id(strategy, chosen_id, rejected_id, prompt_id)` per row."""
     return pair_ids_of(strategy, json_string(chosen_id), json_string(rejected_id), json_string(prompt_id))

@@ -543,13 +543,8 @@ def _row(pair_id: str, verdict: Verdict, run_id: str, now: datetime) -> dict:
 
 def _with_audit_ids(rows: list[dict]) -> list[dict]:
     """Each row's audit_id: ids.content_hash("audit", pair_id, check, version, verdict, detail)."""
-    if rows:
-        columns = [pl.Series([row[key] for row in rows], dtype=pl.String)
-                   for key in ("pair_id", "check_name", "verdict", "detail_json")]
-        audit_ids = bulk_ids.content_hashes("audit", *columns[:2], AUDIT_VERSION, *columns[2:])
-        for row, audit_id in zip(rows, audit_ids.to_list(), strict=True):
-            row["audit_id"] = audit_id
-    return rows
+    return bulk_ids.fill_ids(rows, "audit_id", lambda pair, check, verdict, detail: bulk_ids.content_hashes(
+        "audit", pair, check, AUDIT_VERSION, verdict, detail), ("pair_id", "check_name", "verdict", "detail_json"))
 
 
 def overall_verdicts(audits: pl.DataFrame) -> pl.DataFrame:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 
 from curate import bulk_ids, ids
@@ -29,6 +28,7 @@ from curate.ingest.readers import (
     value_problem,
 )
 from curate.lake import schemas
+from curate.score import SCORE_ID_PARTS
 from curate.score.verify.constraints import constraint_errors
 
 __all__ = ["Ingested", "RawRow", "RowError", "ingest_batches", "ingest_file", "ingest_rows", "long_context_message",
@@ -222,19 +222,11 @@ class _Batch:
         the first one's."""
         if not self.candidates:
             return [], []
-        columns = [pl.Series([c[key] for c in self.candidates], dtype=pl.String) for key in ("prompt_id", "model", "text")]
-        for candidate, candidate_id in zip(self.candidates, imported.candidate_ids(*columns).to_list(), strict=True):
-            candidate["candidate_id"] = candidate_id
+        bulk_ids.fill_ids(self.candidates, "candidate_id", imported.candidate_ids, ("prompt_id", "model", "text"))
         candidates = _first_per(self.candidates, "candidate_id")
-        if not self.scores:
-            return candidates, []
         for position, score in self.scores:
             score["candidate_id"] = self.candidates[position]["candidate_id"]
-        rows = [score for _, score in self.scores]
-        columns = [pl.Series([row[key] for row in rows], dtype=pl.String)
-                   for key in ("candidate_id", "scorer", "scorer_version")]
-        for row, score_id in zip(rows, bulk_ids.score_ids(*columns).to_list(), strict=True):
-            row["score_id"] = score_id
+        rows = bulk_ids.fill_ids([score for _, score in self.scores], "score_id", bulk_ids.score_ids, SCORE_ID_PARTS)
         return candidates, _first_per(rows, "score_id")
 
 

@@ -20,6 +20,7 @@ from curate import bulk_ids, ids
 from curate.lake import schemas
 
 _DETAIL_JSON = json.JSONEncoder(default=str).encode  # one encoder, not one per row
+SCORE_ID_PARTS = ("candidate_id", "scorer", "scorer_version")  # what bulk_ids.score_ids hashes
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,5 @@ def score_candidates(
             results = scorer.score(items)
             for item, result in zip(items, results, strict=True):
                 rows.append(_score_row((item.candidate_id, item.prompt_id), scorer, result, run_id, now))
-    if rows:
-        columns = {key: pl.Series([row[key] for row in rows], dtype=pl.String)
-                   for key in ("candidate_id", "scorer", "scorer_version")}
-        for row, score_id in zip(rows, bulk_ids.score_ids(*columns.values()).to_list(), strict=True):
-            row["score_id"] = score_id
+    bulk_ids.fill_ids(rows, "score_id", bulk_ids.score_ids, SCORE_ID_PARTS)
     return schemas.conform("scores", rows)
