@@ -9,7 +9,8 @@ vocabulary (half of them with a comma) with an `overall_score`. Ingest reads and
 in batches; the score and pairs steps work `--batch-rows` prompts at a time ([runner]
 batch_prompts), so what they hold follows the batch, not the input; dedup and the audit see the
 run's pairs, the export streams them from the lake. Each size runs in a fresh process, so its peak
-resident set size is its own; a sampler thread records the peak RSS during each step.
+resident set size is its own; a sampler thread records the peak RSS during each step (this process
+and its worker processes together, `--runner processes`).
 
     .venv/bin/python bench/recurate_scale.py [--candidates 100000,1000000] [--batch-rows 10000]
         [--workdir /tmp/recurate-scale]
@@ -21,7 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -67,12 +67,15 @@ def write_input(path: Path, prompts: int, seed: int = 0, chunk: int = 10_000) ->
 
 
 class RssSampler:
-    """Peak resident set size per stage, sampled from /proc/self/statm every 20 ms."""
+    """Peak resident set size per stage, sampled every 20 ms: this process and its worker
+    processes together (psutil)."""
 
     def __init__(self):
-        import os
+        import psutil
 
-        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.process = psutil.Process()
+        self.children: list = []
+        self.ticks = 0
         self.stage = "setup"
         self.peaks: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
@@ -80,13 +83,21 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _rss_mib(self) -> float:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * self.page / 2**20
+    def rss_mib(self) -> float:
+        import psutil
+
+        total = self.process.memory_info().rss
+        if self.ticks % 25 == 0:  # the process table is scanned twice a second, each worker read every tick
+            self.children = self.process.children(recursive=True)
+        self.ticks += 1
+        for child in self.children:
+            with contextlib.suppress(psutil.Error):  # a worker that just ended
+                total += child.memory_info().rss
+        return total / 2**20
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), self._rss_mib())
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), self.rss_mib())
 
     @contextlib.contextmanager
     def measure(self, stage: str):
@@ -96,7 +107,7 @@ class RssSampler:
             yield
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.monotonic() - began
-            self.peaks[stage] = max(self.peaks.get(stage, 0.0), self._rss_mib())
+            self.peaks[stage] = max(self.peaks.get(stage, 0.0), self.rss_mib())
             self.stage = previous
 
     def stop(self) -> None:
@@ -122,11 +133,12 @@ scorer = "imported:overall_score"
 [dedup]
 semantic = false
 [runner]
+kind = "{runner}"
 batch_prompts = {batch}
 """
 
 
-def run_one(path: Path, data_dir: Path, batch_rows: int) -> dict:
+def run_one(path: Path, data_dir: Path, batch_rows: int, runner: str) -> dict:
     """One `curate run` of the config above (Pipeline.run_all, no Prefect), each step measured."""
     from curate.config import load_config
     from curate.pipeline import Pipeline
@@ -134,7 +146,7 @@ def run_one(path: Path, data_dir: Path, batch_rows: int) -> dict:
     sampler = RssSampler()
     began = time.monotonic()
     config_path = data_dir.parent / "run.toml"
-    config_path.write_text(CONFIG.format(input=path, batch=batch_rows))
+    config_path.write_text(CONFIG.format(input=path, batch=batch_rows, runner=runner))
     pipeline = Pipeline(load_config(config_path), data_dir)
     run_step = pipeline.run_step
 
@@ -150,7 +162,7 @@ def run_one(path: Path, data_dir: Path, batch_rows: int) -> dict:
     return {"seconds": {step: round(sampler.seconds.get(step, 0.0), 1) for step in STAGES},
             "peak_rss_mib": {step: round(sampler.peaks.get(step, 0.0)) for step in STAGES},
             "total_seconds": round(time.monotonic() - began, 1),
-            "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "max_rss_mib": round(max(sampler.peaks.values())),
             "batches": -(-len(state.prompt_ids) // batch_rows), "candidates": counts.get("candidates_imported_new", 0),
             "scores": counts.get("scores_new", 0), "pairs": counts.get("pairs_new", 0),
             "dropped": counts.get("pairs_duplicates_dropped", 0), "exported": counts.get("pairs_exported", 0)}
@@ -161,11 +173,13 @@ def main() -> None:
     parser.add_argument("--candidates", default="100000,1000000")
     parser.add_argument("--batch-rows", type=int, default=10_000, help="input rows (prompts) per batch")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/recurate-scale"))
+    parser.add_argument("--runner", default="processes", choices=("processes", "threads"),
+                        help="[runner] kind: shard work in worker processes (every core) or in this process")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         size_dir = args.workdir / str(args.child)
-        print(json.dumps(run_one(size_dir / "input.parquet", size_dir / "data", args.batch_rows)))
+        print(json.dumps(run_one(size_dir / "input.parquet", size_dir / "data", args.batch_rows, args.runner)))
         return
     results = {}
     for size in (int(s) for s in args.candidates.split(",")):
@@ -177,7 +191,7 @@ def main() -> None:
             write_input(size_dir / "input.parquet", size // PER_PROMPT)
             print(f"{size:,} candidates: input written in {time.monotonic() - began:.0f} s", flush=True)
         done = subprocess.run([sys.executable, __file__, "--child", str(size), "--batch-rows", str(args.batch_rows),
-                               "--workdir", str(args.workdir)], capture_output=True, text=True)
+                               "--workdir", str(args.workdir), "--runner", args.runner], capture_output=True, text=True)
         if done.returncode:
             sys.exit(f"{size:,} candidates failed:\n{done.stderr[-4000:]}")
         results[size] = json.loads(done.stdout.strip().splitlines()[-1])

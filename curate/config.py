@@ -110,11 +110,14 @@ class AuditConfig:
     max_pair_tokens: int | None = None
 
 
+RUNNER_KINDS = ("threads", "processes", "ray")
+
+
 @dataclass
 class RunnerConfig:
-    kind: str = "threads"  # "threads" or "ray" (prefect-ray's RayTaskRunner)
+    kind: str = "threads"  # "threads", "processes" (this machine's cores) or "ray" (prefect-ray's RayTaskRunner)
     address: str | None = None  # ray: an existing cluster ("ray://head:10001", "auto"); None: start a local one
-    workers: int | None = None  # threads: pool size; local ray: CPUs (None: all)
+    workers: int | None = None  # threads, processes: pool size; local ray: CPUs (None: all)
     shards: int = 4  # shard tasks per stage; the same count gives the same rows on any runner
     dashboard: bool = False  # local ray: start Ray's dashboard
     # prompts per batch of the score and pairs steps: a step holds one batch's candidates and scores
@@ -298,8 +301,8 @@ def _runner(values: dict) -> RunnerConfig:
         value = getattr(runner, name)
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise UserError(f"config: runner.{name} has the wrong type ({value!r})")
-    if runner.kind not in ("threads", "ray"):
-        raise UserError(f"config: runner.kind must be threads or ray, not {runner.kind!r}")
+    if runner.kind not in RUNNER_KINDS:
+        raise UserError(f"config: runner.kind must be threads, processes or ray, not {runner.kind!r}")
     if runner.shards < 1 or runner.batch_prompts < 1 or (runner.workers is not None and runner.workers < 1):
         raise UserError("config: runner.shards, runner.batch_prompts and runner.workers must be at least 1")
     if runner.address is not None and runner.kind != "ray":

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from curate.config import RunConfig
 from curate.lake.catalog import open_lake
 from curate.runtime.engines import Engines
-from curate.runtime.shards import InProcess, Shards
+from curate.runtime.shards import InProcess, ProcessPool, Shards
 from curate.steps import derive as derive_steps
 from curate.steps.generate import generate
 from curate.steps.ingest import ingest
@@ -55,10 +55,13 @@ class Pipeline:
         self.config = config
         self.data_dir = Path(data_dir)
         self.lake = open_lake(self.data_dir, config.lake)
-        # Shard work runs here, one shard after the other, unless the flow hands the steps its
-        # task runner (flows/build.py sets `shards`).
+        # Shard work runs here, one shard after the other, or in worker processes ([runner] kind =
+        # "processes"), unless the flow hands the steps its task runner (flows/build.py sets `shards`).
+        runner = config.runner
+        shards = (ProcessPool(runner.shards, runner.workers) if runner.kind == "processes"
+                  else InProcess(runner.shards))
         self.context = RunContext(config, self.data_dir, self.lake, Engines(config, self.data_dir),
-                                  InProcess(config.runner.shards), config.dedup)
+                                  shards, config.dedup)
         self.steps = {step.name: step for step in run_steps(config)}
 
     @property
@@ -67,6 +70,7 @@ class Pipeline:
 
     @shards.setter
     def shards(self, shards: Shards) -> None:
+        self.context.shards.close()
         self.context.shards = shards
 
     def start(self) -> RunState:
@@ -91,4 +95,5 @@ class Pipeline:
         return state
 
     def close(self) -> None:
+        self.context.shards.close()
         self.lake.close()

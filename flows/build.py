@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from curate.config import load_config
+from curate.config import RUNNER_KINDS, load_config
 from curate.errors import UserError
 from curate.pipeline import Pipeline, RunState, run_steps
 from flows.runners import TaskShards, raise_if_cluster_gone, shared_prefect_api, task_runner_for
@@ -86,8 +86,8 @@ def build_flow(config_path: str | Path, data_dir: str | Path = "data", runner_ki
     given, overrides its kind: the shard count, hence every row, stays the config's)."""
     runner = load_config(Path(config_path)).runner
     if runner_kind is not None:
-        if runner_kind not in ("threads", "ray"):
-            raise UserError(f"--runner must be threads or ray, not {runner_kind!r}")
+        if runner_kind not in RUNNER_KINDS:
+            raise UserError(f"--runner must be threads, processes or ray, not {runner_kind!r}")
         runner = replace(runner, kind=runner_kind, address=runner.address if runner_kind == "ray" else None)
     return build.with_options(task_runner=task_runner_for(runner, Path(data_dir)))
 

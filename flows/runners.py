@@ -1,4 +1,4 @@
-"""The flow's task runner, chosen by the run config's [runner]: threads (default) or Ray.
+"""The flow's task runner, chosen by the run config's [runner]: threads (default), processes or Ray.
 
 Shard work (curate.runtime.shards) is submitted as Prefect tasks to that runner; the steps themselves
 and the lake stay in the flow's process, which commits each stage once.
@@ -17,7 +17,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from curate.config import RunnerConfig
 from curate.errors import UserError
@@ -39,14 +39,27 @@ class TaskShards:
         self._tasks: dict[Callable, object] = {}
 
     def map(self, work: Callable, calls: Sequence[tuple]) -> list:
+        return self.start(work, calls).results()
+
+    def start(self, work: Callable, calls: Sequence[tuple]) -> _TaskFutures:
         if work not in self._tasks:
             self._tasks[work] = task(work, name=work.__name__, cache_policy=NO_CACHE)
-        futures = [self._tasks[work].submit(*args) for args in calls]
-        wait(futures)  # every shard ends before a failure is raised: none is left running
-        failed = [i for i, future in enumerate(futures) if future.state.is_failed() or future.state.is_crashed()]
+        return _TaskFutures(work.__name__, [self._tasks[work].submit(*args) for args in calls])
+
+    def close(self) -> None:
+        pass  # the flow's task runner is the flow's to close
+
+
+class _TaskFutures:
+    def __init__(self, name: str, futures: list):
+        self.name, self.futures = name, futures
+
+    def results(self) -> list:
+        wait(self.futures)  # every shard ends before a failure is raised: none is left running
+        failed = [i for i, future in enumerate(self.futures) if future.state.is_failed() or future.state.is_crashed()]
         if failed:
-            log(f"{work.__name__}: shard(s) {failed} of {len(futures)} failed")
-        return [future.result() for future in futures]
+            log(f"{self.name}: shard(s) {failed} of {len(self.futures)} failed")
+        return [future.result() for future in self.futures]
 
 
 def _short_ray_tmpdir(data_dir: Path) -> Path:
@@ -138,6 +151,8 @@ def task_runner_for(runner: RunnerConfig, data_dir: Path):
     """A Prefect task runner for the config's [runner] section."""
     if runner.kind == "threads":
         return ThreadPoolTaskRunner(max_workers=runner.workers)
+    if runner.kind == "processes":
+        return ProcessPoolTaskRunner(max_workers=runner.workers)
     try:
         from flows.ray_runner import CheckedRayTaskRunner
     except ImportError as exc:

@@ -95,7 +95,7 @@ def test_runner_config(tmp_path):
     assert parse_config(_config(""), tmp_path).runner.kind == "threads"
     ray = parse_config(_config('[runner]\nkind = "ray"\nworkers = 2\nshards = 8\n'), tmp_path).runner
     assert (ray.kind, ray.workers, ray.shards, ray.address, ray.dashboard) == ("ray", 2, 8, None, False)
-    for bad, message in [('[runner]\nkind = "dask"\n', "threads or ray"),
+    for bad, message in [('[runner]\nkind = "dask"\n', "threads, processes or ray"),
                          ('[runner]\nshards = 0\n', "at least 1"),
                          ('[runner]\naddress = "auto"\n', "for kind"),
                          ('[runner]\nnodes = 3\n', "unknown key"),

@@ -63,6 +63,7 @@ from curate.config import ScorerConfig
 from curate.errors import UserError
 from curate.lake import schemas
 from curate.lake.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
+from curate.runtime.shards import Pending, Shards, split_frame
 from curate.score import ScoreItem, newest_scores
 from curate.score.judge import JudgeSettings, PairwiseJudge
 from curate.score.registry import build_portable, task_verifiers
@@ -434,15 +435,23 @@ def check_answer_grounding(pair: dict) -> Verdict:
     return Verdict(name, UNCHECKABLE, {"reason": "no source text the answer must keep to"})
 
 
+@functools.cache
+def _tokenizer(model_dir: str):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
 class PairTokens:
     """Counts a pair side's tokens as a trainer sees them: the prompt and the answer through the
     model's chat template (transformers' tokenizer of a model directory)."""
 
     def __init__(self, model_dir, limit: int):
-        from transformers import AutoTokenizer
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        self.tokenizer = _tokenizer(str(model_dir))
         self.limit = limit
         self.label = str(model_dir)
+
+    def __reduce__(self):  # a shard in another process loads the tokenizer there, once
+        return PairTokens, (self.label, self.limit)
 
     def count(self, prompt: list[dict], answer: str) -> int:
         messages = [{"role": m["role"], "content": m["content"]} for m in prompt or []]
@@ -603,18 +612,18 @@ def audit_lake(lake, run_id: str, judge=None, only_unaudited: bool = False, toke
     return _audit(lake, todo, run_id, judge, whole_lake=True, tokens=tokens)
 
 
-def audit_run(lake, run_id: str, judge=None, tokens: PairTokens | None = None) -> dict:
+def audit_run(lake, run_id: str, judge=None, tokens: PairTokens | None = None, shards: Shards | None = None) -> dict:
     """A run's audit: the pairs of this run and of runs that stopped before their end (interrupted or
     failed: their pairs stay theirs when a later run finds them stored) that have no audit yet. It
     reads no other pair, so it costs the same whatever the lake holds; `curate audit` re-audits the
     whole lake (after a new audit version, or for pairs committed outside a run)."""
     runs = lake.run_and_stopped_runs(run_id)
     todo = lake.unaudited_pair_ids_of(runs)
-    return _audit(lake, todo, run_id, judge, runs=runs, tokens=tokens)
+    return _audit(lake, todo, run_id, judge, runs=runs, tokens=tokens, shards=shards)
 
 
 def _audit(lake, todo: pl.Series, run_id: str, judge, whole_lake: bool = False,
-           runs: list[str] | None = None, tokens: PairTokens | None = None) -> dict:
+           runs: list[str] | None = None, tokens: PairTokens | None = None, shards: Shards | None = None) -> dict:
     added = 0
     pair_ids = todo.to_list()
     chunks = [position // AUDIT_CHUNK_PAIRS for position in range(len(pair_ids))]
@@ -631,13 +640,42 @@ def _audit(lake, todo: pl.Series, run_id: str, judge, whole_lake: bool = False,
                 "prompts", "prompt_id", prompt_keys["prompt_id"].to_list(), prompt_keys["_chunk"].to_list()))
             scores_of = stack.enter_context(lake.grouped_copy(
                 "scores", "candidate_id", candidate_keys["candidate_id"].to_list(), candidate_keys["_chunk"].to_list()))
+        previous = None  # a chunk's checks run in the shards while the chunk before it is committed
         for chunk in range(chunks[-1] + 1 if pair_ids else 0):
-            rows = audit_pairs(pairs_of(chunk), prompts_of(chunk), scores_of(chunk), run_id, judge, tokens)
-            added += lake.commit({"pair_audits": rows}, audit_facts_now=not whole_lake)["pair_audits"]
+            started = _start_chunk(pairs_of(chunk), prompts_of(chunk), scores_of(chunk), run_id, judge, tokens, shards)
+            if previous is not None:
+                added += lake.commit({"pair_audits": previous.rows()}, audit_facts_now=not whole_lake)["pair_audits"]
+            previous = started
+        if previous is not None:
+            added += lake.commit({"pair_audits": previous.rows()}, audit_facts_now=not whole_lake)["pair_audits"]
     if whole_lake and added:
         lake.rebuild_audit_facts()
     summary = lake.audit_summary()
     return {"audited": todo.len(), "rows_new": added, "summary": summary}
+
+
+class _Checked:
+    """A chunk's audit rows: shard results to join, or rows checked in this process."""
+
+    def __init__(self, pending: Pending | None = None, table: pa.Table | None = None):
+        self.pending, self.table = pending, table
+
+    def rows(self) -> pa.Table:
+        return self.table if self.pending is None else pa.concat_tables(self.pending.results())
+
+
+def _start_chunk(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame, run_id: str, judge,
+                 tokens: PairTokens | None, shards: Shards | None) -> _Checked:
+    """A chunk's checks, its pairs split by prompt over the shards (started, not awaited); in this
+    process when a judge (a model of this process) checks them."""
+    if judge is not None or shards is None or pairs.is_empty():
+        return _Checked(table=audit_pairs(pairs, prompts, scores, run_id, judge, tokens))
+    calls = []
+    for part in split_frame(pairs, "prompt_id", shards.count):
+        sides = pl.concat([part["chosen_id"], part["rejected_id"]]).implode()
+        calls.append((part, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].implode())),
+                      scores.filter(pl.col("candidate_id").is_in(sides)), run_id, None, tokens))
+    return _Checked(pending=shards.start(audit_pairs, calls))
 
 
 def read_audits(lake) -> pl.DataFrame | None:

@@ -62,7 +62,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run config (TOML)"),
         demo: bool = typer.Option(False, "--demo", help="Run the embedded demo config"),
         data_dir: Optional[Path] = DataDir,
         no_prefect: bool = typer.Option(False, "--no-prefect", help="Run the steps without Prefect"),
-        runner: Optional[str] = typer.Option(None, "--runner", help="threads or ray: overrides the config's [runner] kind")):
+        runner: Optional[str] = typer.Option(None, "--runner", help="threads, processes or ray: overrides the config's [runner] kind")):
     """Run the build pipeline for CONFIG (or --demo)."""
     if demo == (config is not None):
         raise UserError("give a CONFIG file or --demo (one of them)")

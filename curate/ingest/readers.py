@@ -58,17 +58,64 @@ def printable(raw: str) -> str:
 
 def read_rows(path: Path) -> Iterator[RawRow]:
     """Rows of a JSONL file, a Parquet file or a HF dataset directory. Blank lines are skipped."""
+    for chunk in raw_chunks(path, CHUNK_ROWS):
+        yield from rows_of_chunk(chunk)
+
+
+CHUNK_ROWS = 1024  # rows per RawChunk when the caller does not ask for a size
+
+
+@dataclass
+class RawChunk:
+    """Consecutive rows of an input, read but not parsed: cheap to ship to another process (a
+    shard, curate.runtime.shards), parsed there by `rows_of_chunk`. JSONL: (line number, bytes,
+    size) per non-blank line; Parquet and HF datasets: Arrow record batches, their rows numbered
+    from `first` after `prefix`."""
+
+    lines: list[tuple[int, bytes, int]] | None = None
+    batches: list[pa.RecordBatch] | None = None
+    prefix: str = "row"
+    first: int = 1
+
+
+def raw_chunks(path: Path, rows: int) -> Iterator[RawChunk]:
+    """The input's rows, `rows` at a time (the last chunk may hold fewer; one input row is one
+    RawRow of `rows_of_chunk`). Only a whole input that cannot be read is a UserError."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"prompt file not found: {path}")
     if path.is_dir():
-        yield from _rows_of_hf_dataset(path)
+        yield from _chunks_of_hf_dataset(path, rows)
     elif path.suffix == ".parquet":
-        yield from _rows_of_batches(_parquet_batches(path))
+        yield from _arrow_chunks(_parquet_batches(path), rows)
     elif path.suffix in {".jsonl", ".json"}:
-        yield from _rows_of_jsonl(path)
+        yield from _jsonl_chunks(path, rows)
     else:
         raise UserError(f"{path}: unsupported prompt file (use .jsonl, .parquet or a HF dataset dir)")
+
+
+def rows_of_chunk(chunk: RawChunk) -> Iterator[RawRow]:
+    if chunk.lines is not None:
+        for number, line, size in chunk.lines:
+            yield _row_of_line(f"line {number}", line, size)
+    else:
+        yield from _rows_of_batches(chunk.batches or [], chunk.prefix, chunk.first)
+
+
+def _arrow_chunks(batches, rows: int, prefix: str = "row") -> Iterator[RawChunk]:
+    """Record batches regrouped (sliced, not copied) into chunks of `rows` rows."""
+    held: list[pa.RecordBatch] = []
+    count, first = 0, 1
+    for batch in batches:
+        while batch.num_rows:
+            take = min(rows - count, batch.num_rows)
+            held.append(batch.slice(0, take))
+            batch, count = batch.slice(take), count + take
+            if count == rows:
+                yield RawChunk(batches=held, prefix=prefix, first=first)
+                held, count, first = [], 0, first + rows
+    if held:
+        yield RawChunk(batches=held, prefix=prefix, first=first)
 
 
 # JSONL -----------------------------------------------------------------------------------------
@@ -90,11 +137,12 @@ def _lines(handle) -> Iterator[tuple[int, bytes, int]]:
         yield number, head, size
 
 
-def _rows_of_jsonl(path: Path) -> Iterator[RawRow]:
+def _jsonl_chunks(path: Path, rows: int) -> Iterator[RawChunk]:
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    held: list[tuple[int, bytes, int]] = []
     with handle:
         for number, line, size in _lines(handle):
             if number == 1 and line.startswith(BOM):  # a BOM opening the file is an encoding mark
@@ -102,7 +150,12 @@ def _rows_of_jsonl(path: Path) -> Iterator[RawRow]:
             line = line.removesuffix(b"\r")  # CRLF files
             if size <= MAX_ROW_BYTES and not line.strip():  # (an oversized line's head may be blank)
                 continue
-            yield _row_of_line(f"line {number}", line, size)
+            held.append((number, line, size))
+            if len(held) == rows:
+                yield RawChunk(lines=held)
+                held = []
+    if held:
+        yield RawChunk(lines=held)
 
 
 def _row_of_line(location: str, line: bytes, size: int) -> RawRow:
@@ -166,14 +219,10 @@ def _parquet_batches(path: Path) -> Iterator[pa.RecordBatch]:
         raise UserError(f"{path}: not a readable Parquet file ({one_line(exc)})") from exc
 
 
-def _rows_of_table(table: pa.Table, prefix: str = "row") -> Iterator[RawRow]:
-    yield from _rows_of_batches(table.to_batches(max_chunksize=1024), prefix)
-
-
-def _rows_of_batches(batches, prefix: str = "row") -> Iterator[RawRow]:
-    """Rows of Arrow record batches; a row Arrow cannot turn into Python (e.g. invalid UTF-8 in a
-    string column) is refused alone."""
-    number = 0
+def _rows_of_batches(batches, prefix: str = "row", first: int = 1) -> Iterator[RawRow]:
+    """Rows of Arrow record batches, numbered from `first`; a row Arrow cannot turn into Python
+    (e.g. invalid UTF-8 in a string column) is refused alone."""
+    number = first - 1
     for batch in batches:
         try:
             values = batch.to_pylist()
@@ -203,7 +252,7 @@ def _row_of_value(location: str, value: dict) -> RawRow:
     return RawRow(location, printable(raw), value)
 
 
-def _rows_of_hf_dataset(path: Path) -> Iterator[RawRow]:
+def _chunks_of_hf_dataset(path: Path, rows: int) -> Iterator[RawChunk]:
     import datasets
 
     try:
@@ -212,9 +261,9 @@ def _rows_of_hf_dataset(path: Path) -> Iterator[RawRow]:
         raise UserError(f"{path}: not a Hugging Face dataset directory ({one_line(exc)})") from exc
     if isinstance(loaded, datasets.DatasetDict):  # splits one after the other, each with its own rows
         for split, dataset in loaded.items():
-            yield from _rows_of_table(dataset.data.table, f"{split} row")
+            yield from _arrow_chunks(dataset.data.table.to_batches(max_chunksize=CHUNK_ROWS), rows, f"{split} row")
     else:
-        yield from _rows_of_table(loaded.data.table)
+        yield from _arrow_chunks(loaded.data.table.to_batches(max_chunksize=CHUNK_ROWS), rows)
 
 
 # values ----------------------------------------------------------------------------------------

@@ -20,11 +20,13 @@ import pyarrow as pa
 from curate import bulk_ids, ids
 from curate.ingest import imported
 from curate.ingest.readers import (
+    RawChunk,
     RawRow,
     RowError,
     one_line,
     printable,
     read_rows,
+    rows_of_chunk,
     value_problem,
 )
 from curate.lake import schemas
@@ -254,6 +256,14 @@ def ingest_batches(rows, source: str, run_id: str, *, columns: dict[str, str] | 
             batch, yielded = _Batch(source, run_id, input_name, lower_is_better), True
     if batch.rows or not yielded:
         yield batch.tables()
+
+
+def ingest_chunk(chunk: RawChunk, source: str, run_id: str, columns: dict[str, str] | None = None,
+                 input_name: str | None = None, lower_is_better=imported.DEFAULT_LOWER_IS_BETTER) -> Ingested:
+    """One batch of ingest_batches from a chunk of raw rows: shard work (curate.runtime.shards), so
+    that a run's input is parsed and validated on every core."""
+    return next(ingest_batches(rows_of_chunk(chunk), source, run_id, columns=columns, input_name=input_name,
+                               lower_is_better=lower_is_better))
 
 
 def ingest_rows(rows, source: str, run_id: str) -> tuple[pa.Table, pa.Table]:

@@ -593,14 +593,16 @@ class Lake:
             raise
         self.con.execute("COMMIT")
 
-    def _insert_new(self, table: str, conformed: pa.Table) -> int:
+    def _insert_new(self, table: str, conformed: pa.Table, checked: bool = False) -> int:
+        """Insert the rows whose key is not stored yet (one per key); `checked`: the caller has just
+        looked the keys up itself, so the anti-join over the table's keys is skipped."""
         key = schemas.table(table).key
+        new = "" if checked else f" WHERE NOT EXISTS (SELECT 1 FROM {LAKE_ALIAS}.{table} t WHERE t.{key} = i.{key})"
         self.con.register("_incoming", conformed)
         try:
             inserted = self.con.execute(
                 f"INSERT INTO {LAKE_ALIAS}.{table} BY NAME "
-                f"SELECT * FROM (SELECT DISTINCT ON ({key}) * FROM _incoming ORDER BY {key}) i "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {LAKE_ALIAS}.{table} t WHERE t.{key} = i.{key})"
+                f"SELECT * FROM (SELECT DISTINCT ON ({key}) * FROM _incoming ORDER BY {key}) i{new}"
             ).fetchone()
             return inserted[0]
         finally:
@@ -669,12 +671,16 @@ class Lake:
             self.con.execute(f"DELETE FROM {LAKE_ALIAS}.{audit_facts.TABLE}")
             self.con.execute(audit_facts.backfill_sql(LAKE_ALIAS))
 
-    def commit(self, tables: dict[str, pa.Table | list[dict]], audit_facts_now: bool = True) -> dict[str, int]:
+    def commit(self, tables: dict[str, pa.Table | list[dict]], audit_facts_now: bool = True,
+               checked: tuple[str, ...] = ()) -> dict[str, int]:
         """Append rows to several tables in one snapshot; returns rows added per table. New pairs
         get their pair_facts and pair_stats_parts rows in the same snapshot, after every table of
         the call is in (so from the prompts and scores committed with them too); the pairs of new
         audit rows get their pair_audit_facts rewritten, after that (unless `audit_facts_now` is
-        false: the caller then calls rebuild_audit_facts)"""
+        false: the caller then calls rebuild_audit_facts). A row whose key is stored already is
+        left out, found by an anti-join over the table's keys, except in the `checked` tables of a
+        local lake: their rows' keys were just looked up by the caller (existing_ids), and this
+        process, the lake's one writer, has added none since (a shared catalog checks anyway)."""
         if self.read_only:
             raise UserError("the lake is open read-only")
         added, new = {}, {}
@@ -685,7 +691,8 @@ class Lake:
                     new[name] = self._insert_new_rows(name, rows)
                     added[name] = new[name].num_rows
                 else:
-                    added[name] = self._insert_new(name, rows) if rows.num_rows else 0
+                    added[name] = (self._insert_new(name, rows, checked=name in checked and not self.is_postgres)
+                                   if rows.num_rows else 0)
             if added.get("pairs"):
                 self._insert_pair_facts(new["pairs"])
             if added.get("pair_audits") and audit_facts_now:

@@ -1,8 +1,9 @@
 """Sharded stage work: split rows by a stable hash of their key, run one task per shard.
 
 The pipeline hands shard work to a `Shards` runner: `InProcess` runs it in this process (plain
-calls, tests and notebooks), the Prefect flow's runner submits each shard as a task to the flow's
-task runner (threads or Ray; flows/build.py). The split depends only on the keys and the shard
+calls, tests and notebooks), `ProcessPool` in worker processes of this machine (`[runner] kind =
+"processes"`: every core, not one), the Prefect flow's runner submits each shard as a task to the
+flow's task runner (threads, processes or Ray; flows/build.py). The split depends only on the keys and the shard
 count, never on the runner, so every runner computes the same rows; the caller commits all
 shards' rows in one lake transaction.
 
@@ -13,8 +14,10 @@ to another process: they build what they need (a verifier, the embedding model) 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +25,8 @@ import polars as pl
 import pyarrow as pa
 
 from curate.dedup import Embedder, default_embedder
+from curate.dedup.config import DedupConfig
+from curate.dedup.minhash import sign_items
 from curate.score import score_candidates
 from curate.score.registry import build_portable
 
@@ -42,10 +47,41 @@ def split_frame(frame: pl.DataFrame, column: str, shards: int) -> list[pl.DataFr
     return [parts[(s,)].drop("_shard") for s in range(shards) if (s,) in parts]
 
 
+class Pending(Protocol):
+    def results(self) -> list: ...
+
+
 class Shards(Protocol):
+    """`map` runs shard work and returns its results in the order of `calls`; `start` begins it
+    and returns at once, so that the caller can commit the previous batch meanwhile (`results()`
+    waits). Every shard of a call ends before a failure of one is raised: none is left running."""
+
     count: int
 
     def map(self, work: Callable, calls: Sequence[tuple]) -> list: ...
+
+    def start(self, work: Callable, calls: Sequence[tuple]) -> Pending: ...
+
+    def close(self) -> None: ...
+
+
+class _Later:
+    """Work done when its results are asked for (InProcess: the calls run in this process anyway)."""
+
+    def __init__(self, work: Callable, calls: Sequence[tuple]):
+        self.work, self.calls = work, calls
+
+    def results(self) -> list:
+        return [self.work(*args) for args in self.calls]
+
+
+class _Futures:
+    def __init__(self, futures: list):
+        self.futures = futures
+
+    def results(self) -> list:
+        wait(self.futures)
+        return [future.result() for future in self.futures]
 
 
 class InProcess:
@@ -55,7 +91,39 @@ class InProcess:
         self.count = count
 
     def map(self, work: Callable, calls: Sequence[tuple]) -> list:
-        return [work(*args) for args in calls]
+        return self.start(work, calls).results()
+
+    def start(self, work: Callable, calls: Sequence[tuple]) -> Pending:
+        return _Later(work, calls)
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessPool:
+    """Shard work in a pool of worker processes (started on first use, kept for the run): the
+    arguments and results travel pickled, so a shard's frames are copied in and its rows out.
+    Workers start from a fork server, never a fork of this process (its DuckDB and model threads)."""
+
+    def __init__(self, count: int = DEFAULT_SHARDS, workers: int | None = None):
+        self.count = count
+        self.workers = workers or multiprocessing.cpu_count()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map(self, work: Callable, calls: Sequence[tuple]) -> list:
+        return self.start(work, calls).results()
+
+    def start(self, work: Callable, calls: Sequence[tuple]) -> Pending:
+        if self._pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        return _Futures([self._pool.submit(work, *args) for args in calls])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
 
 # shard work -------------------------------------------------------------------------------
@@ -64,6 +132,20 @@ def score_shard(kind: str, prompts: pl.DataFrame, candidates: pl.DataFrame, run_
     """Scores of one shard's candidates (all unscored) by one scorer that needs no model, built here
     from its kind (nothing shipped but the name)."""
     return score_candidates(prompts, candidates, [build_portable(kind)], run_id)
+
+
+def sign_shard(items: list[tuple[str, ...]], config: DedupConfig, parts: int) -> np.ndarray:
+    """MinHash LSH signatures of one shard's items (curate.dedup.minhash.sign_items)."""
+    return sign_items(items, config, parts)
+
+
+def sharded_signatures(shards: Shards, config: DedupConfig, parts: int, items: list[tuple[str, ...]]) -> np.ndarray:
+    """`sign_shard` over consecutive slices of `items`, one per shard, stacked in their order."""
+    size = -(-len(items) // shards.count)
+    slices = [items[start:start + size] for start in range(0, len(items), size)] if items else []
+    if len(slices) < 2:
+        return sign_items(items, config, parts) if items else np.zeros((0, config.num_perm), np.uint32)
+    return np.concatenate(shards.map(sign_shard, [(part, config, parts) for part in slices]))
 
 
 _embedder_lock = threading.Lock()

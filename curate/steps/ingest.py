@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -14,10 +15,12 @@ from curate import ids
 from curate.dedup import decontaminate_prompts
 from curate.errors import UserError, describe_os_error, one_line
 from curate.ingest.imported import INGEST_BATCH_ROWS, SCORER_PREFIX, imported_of
+from curate.ingest.readers import raw_chunks
 from curate.ingest.sources import builtin_rows
-from curate.ingest.validate import Ingested, ingest_batches, read_rows
+from curate.ingest.validate import Ingested, ingest_batches, ingest_chunk
 from curate.lake import schemas
 from curate.progress import log, warn
+from curate.runtime.shards import Shards
 from curate.steps.state import RunContext, RunState
 
 
@@ -27,7 +30,7 @@ def ingest(context: RunContext, state: RunState) -> None:
     run_prompts: set[str] = set()  # distinct prompts read so far (a prompt may recur across batches and inputs)
     for spec in context.config.inputs:
         read: dict[str, set | int] = {"prompts": set(), "new": 0, "rejects": 0, "candidates": 0, "reversed": 0}
-        for part in _read_input(spec, state.run_id):
+        for part in _read_input(spec, state.run_id, context.shards):
             _commit(context, part, state, read, run_prompts, spec.lower_is_better)
         (generating if spec.generate else state.no_generation).update(read["prompts"])
         prompts, rejects = len(read["prompts"]), read["rejects"]
@@ -94,15 +97,30 @@ def _commit(context: RunContext, part: Ingested, state: RunState, read: dict, ru
             state.add(key, count)
 
 
-def _read_input(spec, run_id: str) -> Iterator[Ingested]:
-    """Batches of one [[inputs]] entry. An input that cannot be read at all is one reject
-    naming the input and why, and a warning; the other inputs go on."""
+def _read_input(spec, run_id: str, shards: Shards) -> Iterator[Ingested]:
+    """Batches of one [[inputs]] entry, in input order. A file's batches are parsed and validated
+    as shard work, as many at a time as there are shards, the next ones while the caller commits
+    these. An input that cannot be read at all is
+    one reject naming the input and why, and a warning; the other inputs go on."""
     source = spec.source or (spec.path.stem if spec.path is not None else spec.builtin)
     try:
-        rows = read_rows(spec.path) if spec.path is not None else builtin_rows(spec.builtin, spec.limit)
-        yield from ingest_batches(rows, source, run_id, columns=spec.columns, batch_rows=INGEST_BATCH_ROWS,
-                                  lower_is_better=spec.lower_is_better,
-                                  input_name=str(spec.path) if spec.path is not None else f"builtin:{spec.builtin}")
+        if spec.path is None:
+            yield from ingest_batches(builtin_rows(spec.builtin, spec.limit), source, run_id, columns=spec.columns,
+                                      batch_rows=INGEST_BATCH_ROWS, lower_is_better=spec.lower_is_better,
+                                      input_name=f"builtin:{spec.builtin}")
+            return
+        chunks, previous, empty = raw_chunks(spec.path, INGEST_BATCH_ROWS), None, True
+        while window := list(itertools.islice(chunks, shards.count)):
+            empty = False
+            started = shards.start(ingest_chunk, [(chunk, source, run_id, spec.columns, str(spec.path),
+                                                   tuple(spec.lower_is_better)) for chunk in window])
+            if previous is not None:  # committed by the caller while the shards parse the next window
+                yield from previous.results()
+            previous = started
+        if previous is not None:
+            yield from previous.results()
+        if empty:  # one batch, empty, as ingest_batches gives for no rows
+            yield from ingest_batches([], source, run_id, input_name=str(spec.path))
         return
     except (UserError, OSError, UnicodeError) as exc:
         reason = f"input not read: {one_line(exc if isinstance(exc, UserError) else describe_os_error(exc))}"

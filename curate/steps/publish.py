@@ -51,7 +51,7 @@ def audit(context: RunContext, state: RunState) -> None:
     (curate.audit.checks.audit_run); refuted pairs stay out of exports."""
     began = time.monotonic()
     result = audit_run(context.lake, state.run_id, judge=context.engines.audit_judge(),
-                       tokens=context.engines.pair_tokens())
+                       tokens=context.engines.pair_tokens(), shards=context.shards)
     state.audit = {row["strategy"]: row for row in result["summary"].to_dicts()}
     state.add("pairs_audited", result["audited"])
     refuted = sum(row["refuted"] for row in state.audit.values())

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from curate.lake import schemas
 from curate.progress import log
-from curate.runtime.shards import score_shard, split_frame
+from curate.runtime.shards import Pending, score_shard, split_frame
 from curate.score import newest_scores, score_candidates, unscored
 from curate.score.quality import NAME as QUALITY
 from curate.score.registry import build_portable, scorer_kind
@@ -20,18 +20,32 @@ from curate.steps.state import RunContext, RunState
 
 def score(context: RunContext, state: RunState, timing: str = "score") -> None:
     """The quality gates first (always: no model, no config), then the configured scorers, prompt
-    batch by prompt batch, each scorer's rows of a batch in one commit."""
+    batch by prompt batch, each scorer's rows of a batch in one commit. A batch's shard work starts
+    before the previous batch is committed, so the shards score while this process writes."""
     began = time.monotonic()
     plan = [(QUALITY, build_portable(QUALITY)), *context.engines.scorers()]
     added, statuses = Counter(), {scorer.name: Counter() for _, scorer in plan}
     batches = context.batch_count(state)
-    for number, (prompts, candidates) in enumerate(context.prompt_batches(state), start=1):
-        for kind, scorer in plan:
-            scores = _scores_of(context, kind, scorer, prompts, candidates, state.run_id)
-            added[scorer.name] += context.lake.commit({"scores": scores})["scores"]
+    previous = None
+
+    def commit(number: int, prompts: int, candidates: int, started: list) -> None:
+        for scorer, pending in started:
+            tables = pending.results()
+            scores = pa.concat_tables(tables) if tables else schemas.conform("scores", [])
+            # the keys were looked up by `unscored` for this batch, and no other batch has them
+            added[scorer.name] += context.lake.commit({"scores": scores}, checked=("scores",))["scores"]
             statuses[scorer.name].update(scores.column("status").to_pylist())
         if batches > 1:
-            log(f"score: batch {number}/{batches} ({prompts.height} prompts, {candidates.height} candidates) done")
+            log(f"score: batch {number}/{batches} ({prompts} prompts, {candidates} candidates) done")
+
+    for number, (prompts, candidates) in enumerate(context.prompt_batches(state), start=1):
+        started = [(scorer, _start_scores(context, kind, scorer, prompts, candidates, state.run_id))
+                   for kind, scorer in plan]
+        if previous is not None:
+            commit(*previous)
+        previous = (number, prompts.height, candidates.height, started)
+    if previous is not None:
+        commit(*previous)
     for _, scorer in plan:
         state.add("scores_new", added[scorer.name])
         for status, count in statuses[scorer.name].items():
@@ -43,15 +57,24 @@ def score(context: RunContext, state: RunState, timing: str = "score") -> None:
     state.took(timing, time.monotonic() - began)
 
 
-def _scores_of(context: RunContext, kind: str, scorer, prompts: pl.DataFrame, candidates: pl.DataFrame,
-               run_id: str) -> pa.Table:
+class _Scored:
+    """Rows scored in this process already (a model scorer), as a started shard call."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    def results(self) -> list:
+        return [self.table]
+
+
+def _start_scores(context: RunContext, kind: str, scorer, prompts: pl.DataFrame, candidates: pl.DataFrame,
+                  run_id: str) -> Pending | _Scored:
     todo = unscored(prompts, candidates, scorer, lambda wanted: context.lake.existing_ids("scores", wanted))
     if scorer_kind(kind).needs_model:  # a model scorer runs on this process's engine
-        return score_candidates(prompts, todo, [scorer], run_id)
+        return _Scored(score_candidates(prompts, todo, [scorer], run_id))
     calls = [(kind, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].unique().implode())),
               part, run_id) for part in split_frame(todo, "prompt_id", context.shards.count)]
-    tables = context.shards.map(score_shard, calls)
-    return pa.concat_tables(tables) if tables else schemas.conform("scores", [])
+    return context.shards.start(score_shard, calls)
 
 
 def count_gates(state: RunState, scores: pl.DataFrame) -> None:
