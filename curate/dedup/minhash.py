@@ -9,9 +9,9 @@ The LSH buckets are that signature's `band_keys` (the keys the lake stores for c
 curate.dedup.lake_index): two items are candidates when they share a band's signature values, as in
 rensa's RMinHashLSH (both hash a band to 64 bits). Candidates are verified with RMinHash.jaccard on
 the parts' MinHashes, so only the union signatures leave rensa as arrays (turning a signature into
-Python ints costs more than computing it). `PartSignatures` computes each distinct text's MinHash
-and each item's union signature and band keys once, for as long as it is kept (the pairs step: a
-batch, curate.dedup.pairs.PairSignatures).
+Python ints costs more than computing it). `PartSignatures` computes each item's union signature and
+band keys once, for as long as it is kept (the pairs step: a batch, curate.dedup.pairs.PairSignatures),
+and a part's MinHash only for the texts of items that share a bucket.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from rensa import RMinHash
@@ -75,12 +75,16 @@ def band_keys(signatures: np.ndarray, config: DedupConfig) -> np.ndarray:
 
 class PartSignatures:
     """MinHashes of items (tuples of `parts` texts), each computed once and kept as long as this
-    object (the pairs step makes one per batch: curate.dedup.pairs.PairSignatures): per distinct text
-    of a part its MinHash (an RMinHash, to compare), per distinct item the LSH signature of its parts
-    together and that signature's band keys. With several parts, part p's shingles are tagged "p|"."""
+    object (the pairs step makes one per batch: curate.dedup.pairs.PairSignatures): per distinct
+    item the LSH signature of its parts together and that signature's band keys, and per text of a
+    part that is compared its MinHash (an RMinHash, made when first needed). With several parts,
+    part p's shingles are tagged "p|"."""
 
-    def __init__(self, config: DedupConfig, parts: int):
+    def __init__(self, config: DedupConfig, parts: int,
+                 sign: Callable[[list[tuple[str, ...]]], np.ndarray] | None = None):
         self.config, self.parts = config, parts
+        # items -> their union signatures: sign_items here, or the same work spread over shards
+        self._sign = sign or (lambda items: sign_items(items, config, parts))
         self._part: list[dict[str, RMinHash]] = [{} for _ in range(parts)]
         self._row: dict[tuple[str, ...], int] = {}  # item -> its row of _union and _keys
         self._union = np.zeros((0, config.num_perm), np.uint32)
@@ -96,9 +100,25 @@ class PartSignatures:
         rows = self._rows(items)
         return self._keys[rows]
 
-    def part_minhashes(self, items: Sequence[tuple[str, ...]], part: int) -> list[RMinHash]:
-        """Each item's MinHash of the part (of items already signed: by `union` or `band_keys`)."""
-        return [self._part[part][item[part]] for item in items]
+    def warm(self, items: Sequence[tuple[str, ...]]) -> None:
+        """Make the part MinHashes of `items` (those that will be compared) in one call per part."""
+        k, perm, seed = self.config.shingle_size, self.config.num_perm, self.config.minhash_seed
+        for part, minhashes in enumerate(self._part):
+            tag = f"{part}|" if self.parts > 1 else ""
+            texts = [text for text in dict.fromkeys(item[part] for item in items) if text not in minhashes]
+            if texts:
+                minhashes.update(zip(texts, RMinHash.from_token_sets([shingles(t, k, tag) for t in texts], perm, seed)))
+
+    def part_minhash(self, text: str, part: int) -> RMinHash:
+        """The MinHash of one part's text, computed when first asked: only the items that share an
+        LSH bucket are ever compared part by part, so most texts never need one."""
+        found = self._part[part].get(text)
+        if found is None:
+            tag = f"{part}|" if self.parts > 1 else ""
+            found = RMinHash.from_token_sets([shingles(text, self.config.shingle_size, tag)], self.config.num_perm,
+                                             self.config.minhash_seed)[0]
+            self._part[part][text] = found
+        return found
 
     def _rows(self, items: Sequence[tuple[str, ...]]) -> np.ndarray:
         """Each item's row of the union signatures and band keys; new items are signed."""
@@ -110,17 +130,17 @@ class PartSignatures:
             self._keys = np.concatenate([self._keys, band_keys(union, self.config)])
         return np.fromiter((self._row[item] for item in items), np.int64, len(items))
 
-    def _sign(self, items: list[tuple[str, ...]]) -> np.ndarray:
-        """The union signatures of `items`; the MinHashes of their parts' new texts are kept."""
-        k, perm, seed = self.config.shingle_size, self.config.num_perm, self.config.minhash_seed
-        sets = []  # per part: text -> shingles
-        for p, minhashes in enumerate(self._part):
-            tag = f"{p}|" if self.parts > 1 else ""
-            sets.append({text: shingles(text, k, tag) for text in dict.fromkeys(item[p] for item in items)})
-            unseen = [text for text in sets[p] if text not in minhashes]
-            minhashes.update(zip(unseen, RMinHash.from_token_sets([sets[p][text] for text in unseen], perm, seed)))
-        union = [[s for p in range(self.parts) for s in sets[p][item[p]]] for item in items]
-        return np.array(RMinHash.digest_matrix_from_token_sets(union, perm, seed).to_rows(), dtype=np.uint32)
+
+def sign_items(items: Sequence[tuple[str, ...]], config: DedupConfig, parts: int) -> np.ndarray:
+    """(n, num_perm) uint32: each item's LSH signature, the MinHash of its parts' shingles together
+    (part p's tagged "p|" when there are several), each distinct text of a part shingled once."""
+    k, perm, seed = config.shingle_size, config.num_perm, config.minhash_seed
+    sets = []  # per part: text -> shingles
+    for p in range(parts):
+        tag = f"{p}|" if parts > 1 else ""
+        sets.append({text: shingles(text, k, tag) for text in dict.fromkeys(item[p] for item in items)})
+    union = [[s for p in range(parts) for s in sets[p][item[p]]] for item in items]
+    return np.array(RMinHash.digest_matrix_from_token_sets(union, perm, seed).to_rows(), dtype=np.uint32)
 
 
 def _items(items: Sequence) -> list[tuple[str, ...]]:
@@ -164,10 +184,12 @@ def minhash_duplicates(items: Sequence[str | Sequence[str]], n_kept: int = 0,
     elif signatures.parts != n_parts or signatures.config.minhash_params() != config.minhash_params():
         raise ValueError("signatures made for other items or settings")
     keys = signatures.band_keys(rows)
-    minhashes = [signatures.part_minhashes(rows, p) for p in range(n_parts)]
+    shared = _shared_buckets(keys)
+    signatures.warm([rows[i] for i in shared])
+    minhashes = [_PartMinHashes(signatures, rows, p) for p in range(n_parts)]
     members: dict[int, list[int]] = {}  # bucket -> its items kept so far
     found = []
-    for i, buckets in sorted(_shared_buckets(keys).items()):
+    for i, buckets in sorted(shared.items()):
         if i >= n_kept:  # (an item that shares no bucket has no candidate and is no one's)
             hit = _closest(i, sorted({j for b in buckets for j in members.get(b, ())}), minhashes, config)
             if hit:
@@ -178,7 +200,17 @@ def minhash_duplicates(items: Sequence[str | Sequence[str]], n_kept: int = 0,
     return found
 
 
-def _closest(i: int, candidates: list[int], minhashes: list[list[RMinHash]],
+class _PartMinHashes:
+    """minhashes[p][j]: item j's MinHash of part p, computed on first use (PartSignatures.part_minhash)."""
+
+    def __init__(self, signatures: PartSignatures, rows: list[tuple[str, ...]], part: int):
+        self.signatures, self.rows, self.part = signatures, rows, part
+
+    def __getitem__(self, index: int) -> RMinHash:
+        return self.signatures.part_minhash(self.rows[index][self.part], self.part)
+
+
+def _closest(i: int, candidates: list[int], minhashes: list[_PartMinHashes],
              config: DedupConfig) -> tuple[int, int, float, list[float]] | None:
     """(i, the most similar candidate (then the earliest), its similarity, per-part similarities)
     when a candidate is at least the threshold in every part, else None. The answers are compared

@@ -32,8 +32,8 @@ class PairSignatures:
     however often the batch's lake probe, dedup and index rows ask for them: make one per batch
     (it keeps every text it sees) and pass it to each (curate.steps.pairs)."""
 
-    def __init__(self, config: DedupConfig):
-        self.minhashes = PartSignatures(config, parts=3)
+    def __init__(self, config: DedupConfig, sign: Callable[[list[tuple[str, str, str]]], np.ndarray] | None = None):
+        self.minhashes = PartSignatures(config, parts=3, sign=sign)  # sign: as PartSignatures' (shards)
         self._normalised: dict[str, str] = {}
 
     def normalise(self, text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import polars as pl
 
@@ -24,7 +25,7 @@ from curate.pairs import rule as pair_rule
 from curate.pairs.derive import original_prompts
 from curate.pairs.registry import run_options, strategy_named
 from curate.progress import log
-from curate.runtime.shards import ShardedEmbedder
+from curate.runtime.shards import ShardedEmbedder, sharded_signatures
 from curate.steps.score import count_gates
 from curate.steps.state import RunContext, RunState
 
@@ -121,7 +122,8 @@ def _dedup_and_commit(context: RunContext, index: KeptPairs, embedder: ShardedEm
     if fresh.is_empty():
         return fresh, 0, 0
     index.sync()
-    signatures = PairSignatures(context.dedup)  # each text normalised and MinHashed once for the batch
+    # each text normalised and MinHashed once for the batch, the MinHashes computed in the shards
+    signatures = PairSignatures(context.dedup, sign=partial(sharded_signatures, context.shards, context.dedup, 3))
     # the lake's semantic neighbours are looked up only for the pairs that pass exact and MinHash
     kept, drops = dedup_pairs(fresh, index.candidates(fresh, semantic=False, signatures=signatures), context.dedup,
                               embed=embedder, run_id=state.run_id, signatures=signatures,
