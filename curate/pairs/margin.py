@@ -322,7 +322,7 @@ def _one_per_text(scored: pl.DataFrame) -> pl.DataFrame:
     """One candidate per text of a prompt (rule.same_text: NFC, outer whitespace aside), the best
     ranked (then the smallest id); the others are counted as same_text. Paired, they would be refused
     as identical and their prompt would get no pair; so the pick falls to the next distinct text."""
-    keyed = scored.with_columns(rule.same_text("text").hash().alias("_text"))
+    keyed = scored.with_columns(rule.same_text_in(scored, "text").hash().alias("_text"))
     if keyed.select(pl.struct("prompt_id", "_text").is_unique().all()).item():
         return scored
     ordered = keyed.with_row_index("_order").sort(["prompt_id", "_text", "rank", "candidate_id"],

@@ -66,7 +66,7 @@ class RunContext:
         what a step holds at once follows the batch size, not the run's. The run's rows are read
         from the lake once, into local files ordered by batch (Lake.grouped_copy). Scores are
         copied as they are when the iteration starts."""
-        ours = pl.Series(state.candidate_ids, dtype=pl.Utf8).implode()
+        ours = pl.Series(state.candidate_ids, dtype=pl.Utf8).sort()
         size = self.config.runner.batch_prompts
         ids, batches = state.prompt_ids, [k // size for k in range(len(state.prompt_ids))]
         with contextlib.ExitStack() as stack:
@@ -74,8 +74,17 @@ class RunContext:
                       for table in ("prompts", "candidates", "scores")[:3 if with_scores else 2]]
             for batch in range(-(-len(ids) // size)):
                 prompts, candidates, *scores = (rows(batch) for rows in copies)
-                yield (prompts, candidates.filter(pl.col("candidate_id").is_in(ours)),
-                       *(part.filter(pl.col("candidate_id").is_in(ours)) for part in scores))
+                yield (prompts, candidates.filter(_among(candidates["candidate_id"], ours)),
+                       *(part.filter(_among(part["candidate_id"], ours)) for part in scores))
 
     def batch_count(self, state: RunState) -> int:
         return -(-len(state.prompt_ids) // self.config.runner.batch_prompts)
+
+
+def _among(values: pl.Series, ours: pl.Series) -> pl.Series:
+    """Which of `values` are in `ours` (sorted): a binary search per value. (`is_in` would hash
+    the run's million ids again for every batch.)"""
+    if ours.is_empty():
+        return pl.Series([False] * len(values), dtype=pl.Boolean)
+    found = ours.gather(ours.search_sorted(values).clip(0, len(ours) - 1))
+    return (found == values).fill_null(False)
