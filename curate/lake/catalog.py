@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.errors import UserError
 from curate.lake import audit_facts, schemas
@@ -101,6 +102,14 @@ def _take_writer_lock(catalog_file: Path, location: str):
         handle.close()
         raise UserError(f"the lake at {location} is in use by another curate process (a run writes to it)") from None
     return handle
+
+
+def _one_per_key(incoming: pa.Table, key: str) -> str:
+    """The relation of _incoming's rows, one per key (the first by key order): the rows as they are
+    when their keys are distinct already (as they mostly are), without sorting wide rows to find out."""
+    if pc.count_distinct(incoming.column(key)).as_py() == incoming.num_rows:
+        return "_incoming"
+    return f"(SELECT DISTINCT ON ({key}) * FROM _incoming ORDER BY {key})"
 
 
 def open_lake(data_dir: Path | str, lake_config=None, read_only: bool = False,
@@ -601,8 +610,7 @@ class Lake:
         self.con.register("_incoming", conformed)
         try:
             inserted = self.con.execute(
-                f"INSERT INTO {LAKE_ALIAS}.{table} BY NAME "
-                f"SELECT * FROM (SELECT DISTINCT ON ({key}) * FROM _incoming ORDER BY {key}) i{new}"
+                f"INSERT INTO {LAKE_ALIAS}.{table} BY NAME SELECT * FROM {_one_per_key(conformed, key)} i{new}"
             ).fetchone()
             return inserted[0]
         finally:
@@ -615,7 +623,7 @@ class Lake:
         self.con.register("_incoming", conformed)
         try:
             new = self.con.execute(
-                f"SELECT * FROM (SELECT DISTINCT ON ({key}) * FROM _incoming ORDER BY {key}) i WHERE NOT EXISTS "
+                f"SELECT * FROM {_one_per_key(conformed, key)} i WHERE NOT EXISTS "
                 f"(SELECT 1 FROM {LAKE_ALIAS}.{table} t WHERE t.{key} = i.{key})").to_arrow_table()
         finally:
             self.con.unregister("_incoming")
