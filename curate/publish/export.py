@@ -310,7 +310,14 @@ def _style_row(row: dict, style: str) -> dict:
 def to_style(pairs: pl.DataFrame, style: str = "trl_conversational") -> pa.Table:
     """The pairs (in their given order) as rows of an export style, as an Arrow table."""
     schema = style_schema(style)
-    rows = [_style_row(row, style) for row in split_assistant_prefix(pairs).select(
+    split = split_assistant_prefix(pairs)
+    if style == "trl_conversational" and not split.is_empty():  # (the default) column-wise: _style_row's rows
+        def reply(side: str) -> pl.Expr:
+            content = (pl.col("assistant_prefix") + pl.col(side)).alias("content")
+            return pl.concat_list(pl.struct(pl.lit("assistant").alias("role"), content)).alias(side)
+
+        return split.select("prompt", reply("chosen"), reply("rejected"), *LINEAGE_COLUMNS).to_arrow().cast(schema)
+    rows = [_style_row(row, style) for row in split.select(
         "prompt", "assistant_prefix", "chosen", "rejected", *LINEAGE_COLUMNS).iter_rows(named=True)]
     return pa.Table.from_pylist(rows, schema=schema)
 
