@@ -42,7 +42,8 @@ def split_frame(frame: pl.DataFrame, column: str, shards: int) -> list[pl.DataFr
     """`frame`'s rows in `shards` parts by the hash of `column`; empty parts are left out."""
     if frame.is_empty():
         return []
-    index = pl.Series([shard_of(k, shards) for k in frame[column].to_list()], dtype=pl.Int64)
+    keys = frame[column].unique().to_list()  # each key hashed once (a prompt's candidates share it)
+    index = frame[column].replace_strict(dict(zip(keys, (shard_of(k, shards) for k in keys))), return_dtype=pl.Int64)
     parts = frame.with_columns(index.alias("_shard")).partition_by("_shard", as_dict=True, maintain_order=True)
     return [parts[(s,)].drop("_shard") for s in range(shards) if (s,) in parts]
 
