@@ -142,6 +142,8 @@ def sign_shard(items: list[tuple[str, ...]], config: DedupConfig, parts: int) ->
 
 def sharded_signatures(shards: Shards, config: DedupConfig, parts: int, items: list[tuple[str, ...]]) -> np.ndarray:
     """`sign_shard` over consecutive slices of `items`, one per shard, stacked in their order."""
+    if isinstance(shards, InProcess):  # one call: a text shared by several slices is shingled once
+        return sign_items(items, config, parts) if items else np.zeros((0, config.num_perm), np.uint32)
     size = -(-len(items) // shards.count)
     slices = [items[start:start + size] for start in range(0, len(items), size)] if items else []
     if len(slices) < 2:
