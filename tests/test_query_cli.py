@@ -16,7 +16,7 @@ import pytest
 
 from curate import ids
 from curate.cli.query_output import plain, write_csv, write_jsonl
-from curate.cli.read_only_sql import read_only_statements
+from curate.lake.read_only_sql import read_only_statements
 from curate.errors import UserError
 from curate.ingest.sources import builtin_rows
 from curate.ingest.validate import RawRow, ingest_rows

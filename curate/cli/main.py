@@ -17,7 +17,7 @@ from rich.table import Table
 
 from curate.audit.checks import PairTokens, audit_lake, audit_summary, read_audits
 from curate.cli.query_output import FORMATS, print_frame, result_table
-from curate.cli.read_only_sql import check_size, confine, lock_down, read_only_statements, run_statements
+from curate.lake.read_only_sql import check_size, confine, lock_down, read_only_statements, run_statements
 from curate.config import DEMO_CONFIG, load_config
 from curate.errors import UserError, describe_os_error, unexpected_error_line
 from curate.generate.vllm_backend import EngineSettings, VLLMBackend

@@ -1,4 +1,6 @@
-"""Dedup and decontamination: plain functions over Polars frames, no lake access.
+"""Dedup and decontamination: plain functions over Polars frames, no lake access (but for
+`lake_index.KeptPairs`, which picks the kept pairs a batch can collide with through the named reads
+of curate.lake.dedup_reads).
 
 Stages run in order exact -> near-duplicate (MinHash LSH) -> semantic (embeddings); a row dropped at
 one stage is not seen by the next. Every function takes the rows already kept (in the lake) besides

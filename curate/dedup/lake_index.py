@@ -35,10 +35,9 @@ import pyarrow as pa
 from curate.dedup.config import DedupConfig
 from curate.dedup.minhash import PartSignatures, band_keys, minhash_params_id  # noqa: F401 (band_keys: for callers)
 from curate.dedup.pairs import PairSignatures, pair_texts
-from curate.lake import schemas
+from curate.lake import dedup_reads, schemas
+from curate.lake.dedup_reads import TABLE
 
-TABLE = "pair_dedup_index"
-BATCH = 50_000
 # Vectors per segment file: the nights' vectors go into the newest segment until it holds this many.
 # A search maps one segment at a time, so this bounds the index's share of a night's memory
 # (a 384-dim model's joined vectors take 2.3 KB each in f16: about 1.1 GiB per full segment).
@@ -174,11 +173,9 @@ class KeptPairs:
         """Index the kept pairs the index lacks (pairs kept before it existed, or a file that missed
         a commit); returns how many. Cheap when nothing is missing: two counts."""
         lake, done = self.lake, 0
-        indexed = lake.con.execute(f"SELECT count(*) FROM {TABLE} WHERE minhash_params = ?", [self.params]).fetchone()[0]
-        if indexed < lake.count("pairs"):
-            missing = lake.query(f"SELECT pair_id FROM pairs ANTI JOIN (SELECT pair_id FROM {TABLE} "
-                                 "WHERE minhash_params = ?) USING (pair_id) ORDER BY pair_id", [self.params])
-            for frame in self._chunks(missing, "pair_id", "SELECT pair_id, prompt, chosen, rejected FROM pairs"):
+        if dedup_reads.indexed_pairs(lake, self.params) < lake.count("pairs"):
+            missing = dedup_reads.unindexed_pair_ids(lake, self.params)
+            for frame in dedup_reads.pair_texts(lake, missing):
                 lake.commit({TABLE: self.index_rows(frame)})
                 self.save()
                 done += frame.height
@@ -186,29 +183,13 @@ class KeptPairs:
             done += self._repair_file()
         return done
 
-    def _chunks(self, ids: pl.DataFrame, column: str, query: str, alias: str = ""):
-        """The rows of `query` for `ids` (one column), BATCH ids at a time: the connection stays
-        free between chunks for the commits and cache reads done with each."""
-        for start in range(0, ids.height, BATCH):
-            self.lake.con.register("_chunk_ids", ids.slice(start, BATCH).to_arrow())
-            try:
-                where = " AND " if " WHERE " in query else " WHERE "
-                frame = self.lake.query(f"{query}{where}{alias}{column} IN (SELECT {column} FROM _chunk_ids)")
-            finally:
-                self.lake.con.unregister("_chunk_ids")
-            yield frame
-
     def _repair_file(self) -> int:
-        stored = self.lake.con.execute(f"SELECT count(*) FROM {TABLE} WHERE vector_model = ?", [self.model]).fetchone()[0]
-        if stored == self.indexed():
+        if dedup_reads.indexed_vectors(self.lake, self.model) == self.indexed():
             return 0
-        keys = self.lake.query(f"SELECT vector_key FROM {TABLE} WHERE vector_model = ?", [self.model])["vector_key"]
-        keys = keys.to_numpy().astype(np.uint64)
+        keys = dedup_reads.vector_keys(self.lake, self.model).to_numpy().astype(np.uint64)
         present = self._contains(keys)
         missing = pl.DataFrame({"vector_key": keys[~present].astype(np.int64)})
-        query = (f"SELECT p.pair_id, p.prompt, p.chosen, p.rejected, i.vector_key FROM {TABLE} i "
-                 f"JOIN pairs p USING (pair_id) WHERE i.vector_model = '{self.model.replace(chr(39), chr(39) * 2)}'")
-        for frame in self._chunks(missing, "vector_key", query, alias="i."):
+        for frame in dedup_reads.pair_texts_of_vectors(self.lake, missing, self.model):
             texts = [pair_texts(*row) for row in frame.select("prompt", "chosen", "rejected").iter_rows()]
             self._add(frame["vector_key"].to_numpy().astype(np.uint64), self._vectors(texts))
         self._flush()
@@ -226,34 +207,20 @@ class KeptPairs:
         """The kept pairs (all `pairs` columns) that can collide with `fresh` at some stage (with
         `semantic` false: at the exact and MinHash stages; `exact_and_minhash` false: at the semantic one).
         `signatures`: the batch's texts and MinHashes, shared with dedup_pairs and index_rows."""
-        con, probes = self.lake.con, []
         if fresh.is_empty():
-            return self.lake.query("SELECT * FROM pairs LIMIT 0")
+            return self.lake.no_rows("pairs")
         exact, minhash = self.config.exact and exact_and_minhash, self.config.minhash and exact_and_minhash
         semantic = self.config.semantic and semantic
-        if exact:
-            probes.append("SELECT pair_id FROM pairs WHERE dedup_key IN (SELECT dedup_key FROM _fresh_keys)")
         signatures = signatures or PairSignatures(self.config)
         texts = signatures.texts(fresh) if minhash or semantic else None
-        bands = pa.table({"band_key": pa.array([], pa.int64())})
-        if minhash:
-            bands = pa.table({"band_key": _distinct(signatures.band_keys(texts))})
-            probes.append(f"SELECT DISTINCT pair_id FROM (SELECT pair_id, unnest(band_keys) AS band_key FROM {TABLE} "
-                          f"WHERE minhash_params = '{self.params}') JOIN _fresh_bands USING (band_key)")
-        near = pa.table({"vector_key": pa.array([], pa.int64())})
+        near = None
         if semantic and self.embed is not None and self._segment_files():
             near = pa.table({"vector_key": self._neighbours(self._vectors(texts))})
-            probes.append(f"SELECT pair_id FROM {TABLE} JOIN _fresh_near USING (vector_key)")
-        if not probes:
-            return self.lake.query("SELECT * FROM pairs LIMIT 0")
-        con.register("_fresh_keys", fresh.select("dedup_key").to_arrow())
-        con.register("_fresh_bands", bands)
-        con.register("_fresh_near", near)
-        try:
-            ids = self.lake.query(' UNION '.join(probes))["pair_id"].to_list()
-        finally:
-            for name in ("_fresh_keys", "_fresh_bands", "_fresh_near"):
-                con.unregister(name)
+        if not (exact or minhash or near is not None):
+            return self.lake.no_rows("pairs")
+        ids = dedup_reads.colliding_pair_ids(
+            self.lake, fresh.select("dedup_key").to_arrow() if exact else None,
+            pa.table({"band_key": _distinct(signatures.band_keys(texts))}) if minhash else None, near, self.params)
         return self.lake.rows_where_in("pairs", "pair_id", ids)  # the rows of those pairs' runs only
 
     def _neighbours(self, vectors: np.ndarray, k: int = 16) -> np.ndarray:

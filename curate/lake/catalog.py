@@ -460,6 +460,10 @@ class Lake:
         sql = f"SELECT * FROM {LAKE_ALIAS}.{table}" + (f" WHERE {where}" if where else "")
         return self.query(sql)
 
+    def no_rows(self, table: str) -> pl.DataFrame:
+        """The table's columns as stored (an older lake's may lack newer ones), no row."""
+        return self.query(f"SELECT * FROM {LAKE_ALIAS}.{table} LIMIT 0")
+
     def existing_ids(self, table: str, ids: list[str], column: str | None = None) -> set[str]:
         """Which of `ids` are already stored in `table` (in its key column unless named)."""
         if not ids:

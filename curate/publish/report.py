@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from curate.audit.checks import audit_summary
-from curate.lake import schemas
+from curate.lake import export_reads, schemas
 from curate.publish.card import (
     AGREEMENT_HEADERS,
     AGREEMENT_TEXT,
@@ -67,17 +67,14 @@ def read_lake_frames(lake, as_of: int | None = None, tables=schemas.DATA_TABLES)
     for name in tables:
         declared = schemas.table(name).arrow_schema()
         skip = _SKIP_COLUMNS.get(name, set())
-        at = " AT (VERSION => ?)" if as_of is not None else ""
-        params = [as_of] if as_of is not None else None
         try:
-            present = lake.query(f"SELECT * FROM {name}{at} LIMIT 0", params).columns
+            present = export_reads.columns_at(lake, name, as_of)
         except (duckdb.CatalogException, duckdb.BinderException, duckdb.InvalidInputException):
             frames[name] = empty_frame(name).drop(list(skip))
             continue
         # A lake written by an older curate may lack newer columns: they read as nulls.
         wanted = [c for c in declared.names if c not in skip]
-        columns = ", ".join(f'"{c}"' for c in wanted if c in present)
-        frame = lake.query(f"SELECT {columns} FROM {name}{at}", params)
+        frame = export_reads.rows_at(lake, name, [c for c in wanted if c in present], as_of)
         dtypes = empty_frame(name).schema
         missing = [pl.lit(None, dtype=dtypes[c]).alias(c) for c in wanted if c not in present]
         frames[name] = frame.with_columns(missing).select(wanted) if missing else frame.select(wanted)

@@ -17,12 +17,12 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.audit.checks import audit_summary
+from curate.lake import export_reads
 from curate.publish.card import write_dataset_card
 from curate.publish.export import (
     _EXPORT_FILES,
@@ -40,30 +40,6 @@ TEXT_COLUMNS = ("prompt", "chosen", "rejected")
 # what the card reads of each exported pair besides the texts' lengths (kept for every pair)
 CARD_COLUMNS = ("pair_id", "prompt_id", "strategy", "scorer", "chosen_score", "rejected_score", "margin", "weight",
                 "chosen_id", "rejected_id", "run_id", "split", "audit_verdict", "answer_verdict")
-
-
-def _selection_sql(lake, options: ExportOptions) -> tuple[str, list]:
-    where, params = [], []
-    if options.strategies is not None:
-        where.append("list_contains(?, p.strategy)")
-        params.append(options.strategies)
-    if options.min_margin is not None:
-        where.append("p.margin IS NOT NULL AND p.margin >= ?")
-        params.append(options.min_margin)
-    if options.runs is not None:
-        where.append("list_contains(?, p.run_id)")
-        params.append(options.runs)
-    try:
-        have = {c[0] for c in lake.con.execute("SELECT * FROM pair_audit_verdicts LIMIT 0").description}
-    except duckdb.Error:  # a lake from before the audit
-        have = set()
-    verdict = "v.verdict" if "verdict" in have else "NULL::VARCHAR"
-    # a lake no writer opened since answer verdicts came has none: its pairs have no answer-level evidence
-    answer = "v.answer_verdict" if "answer_verdict" in have else "NULL::VARCHAR"
-    join = " LEFT JOIN pair_audit_verdicts v USING (pair_id)" if have else ""
-    sql = (f"SELECT p.*, {verdict} AS audit_verdict, {answer} AS answer_verdict FROM pairs p{join}"
-           + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY p.pair_id")
-    return sql, params
 
 
 class _SplitWriter:
@@ -122,8 +98,8 @@ def _write_lake_export(lake, out_dir: Path, options: ExportOptions, card_context
     writers = {split: _SplitWriter(out_dir, split, options, scratch) for split in splits}
     lineage = []  # per selected pair: what the card reads (CARD_COLUMNS, the texts' lengths)
     try:
-        sql, params = _selection_sql(lake, options)
-        for batch in lake.con.execute(sql, params).to_arrow_reader(batch_rows):
+        for batch in export_reads.pairs_with_verdicts(lake, options.strategies, options.min_margin, options.runs,
+                                                      batch_rows):
             selected = select_pairs(pl.from_arrow(pa.Table.from_batches([batch])), options)
             lineage.append(selected.select(*CARD_COLUMNS, pl.col("chosen").str.len_chars().alias("chosen_chars"),
                                            pl.col("rejected").str.len_chars().alias("rejected_chars")))
@@ -140,7 +116,7 @@ def _write_lake_export(lake, out_dir: Path, options: ExportOptions, card_context
 
     every = pl.concat(lineage) if lineage else None
     if every is None:
-        every = select_pairs(lake.query("SELECT * FROM pairs LIMIT 0").with_columns(
+        every = select_pairs(lake.no_rows("pairs").with_columns(
             pl.lit(None, pl.String).alias("audit_verdict"), pl.lit(None, pl.String).alias("answer_verdict")),
             options).select(
             *CARD_COLUMNS, pl.lit(None, pl.UInt32).alias("chosen_chars"), pl.lit(None, pl.UInt32).alias("rejected_chars"))
@@ -195,14 +171,9 @@ def _card_context(lake, given, kept: pl.DataFrame):
     the lake where the caller left them out."""
     if given.scores is not None and given.candidates is not None:
         return given
-    ids = pa.table({"candidate_id": pl.concat([kept["chosen_id"], kept["rejected_id"]]).unique().to_arrow()})
-    lake.con.register("_export_sides", ids)
-    try:
-        scores = given.scores if given.scores is not None else lake.query(
-            "SELECT s.* FROM scores s SEMI JOIN _export_sides USING (candidate_id)")
-        candidates = given.candidates if given.candidates is not None else lake.query(
-            "SELECT c.candidate_id, c.model FROM candidates c SEMI JOIN _export_sides USING (candidate_id)")
-    finally:
-        lake.con.unregister("_export_sides")
+    scores, candidates = export_reads.scores_and_models_of(
+        lake, pl.concat([kept["chosen_id"], kept["rejected_id"]]).unique())
+    scores = given.scores if given.scores is not None else scores
+    candidates = given.candidates if given.candidates is not None else candidates
     runs = given.runs if given.runs is not None else lake.read("runs")
     return replace(given, scores=scores, candidates=candidates, runs=runs)
