@@ -72,7 +72,9 @@ def _input(path: Path) -> None:
 
 def _run(tmp_path: Path, kind: str, monkeypatch) -> tuple[dict, dict]:
     monkeypatch.setattr("curate.steps.ingest.INGEST_BATCH_ROWS", 4)  # several chunks, several windows
-    monkeypatch.setattr("curate.audit.checks.AUDIT_CHUNK_PAIRS", 5)
+    monkeypatch.setattr("curate.audit.checks.AUDIT_CHUNK_PAIRS", 12)
+    for module in ("curate.audit.checks", "curate.runtime.shards"):  # shard even this little work
+        monkeypatch.setattr(f"{module}.MIN_SHARDED_ITEMS", 1)
     _input(tmp_path / "input.jsonl")
     values = tomllib.loads((EXAMPLES / "ultrafeedback.toml").read_text())
     values["inputs"][0]["path"] = "input.jsonl"
@@ -121,7 +123,7 @@ def test_process_pool_keeps_order_and_raises_a_failed_shard():
         pool.close()
 
 
-def test_sharded_signatures_are_those_of_one_call():
+def test_sharded_signatures_are_those_of_one_call(monkeypatch):
     from curate.dedup.config import DedupConfig
     from curate.dedup.minhash import sign_items
     from curate.runtime.shards import sharded_signatures
@@ -130,6 +132,7 @@ def test_sharded_signatures_are_those_of_one_call():
     words = "a pair of texts shares some words with its neighbours and differs in others entirely".split()
     items = [tuple(" ".join(rng.choice(words) for _ in range(rng.randint(1, 25))) for _ in range(3)) for _ in range(50)]
     config = DedupConfig()
+    monkeypatch.setattr("curate.runtime.shards.MIN_SHARDED_ITEMS", 1)
     one = sign_items(items, config, 3)
     assert one.shape == (50, config.num_perm)
     pool = ProcessPool(count=4, workers=2)

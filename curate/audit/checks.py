@@ -63,7 +63,7 @@ from curate.config import ScorerConfig
 from curate.errors import UserError
 from curate.lake import schemas
 from curate.lake.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
-from curate.runtime.shards import InProcess, Pending, Shards, split_frame
+from curate.runtime.shards import MIN_SHARDED_ITEMS, InProcess, Pending, Shards, split_frame
 from curate.score import ScoreItem, newest_scores
 from curate.score.judge import JudgeSettings, PairwiseJudge
 from curate.score.registry import build_portable, task_verifiers
@@ -667,8 +667,9 @@ class _Checked:
 def _start_chunk(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame, run_id: str, judge,
                  tokens: PairTokens | None, shards: Shards | None) -> _Checked:
     """A chunk's checks, its pairs split by prompt over the shards (started, not awaited); in this
-    process, in one call, when a judge (a model of this process) checks them or the shards run here."""
-    if judge is not None or shards is None or isinstance(shards, InProcess) or pairs.is_empty():
+    process, in one call, when a judge (a model of this process) checks them, the shards run here
+    or the chunk is small."""
+    if judge is not None or shards is None or isinstance(shards, InProcess) or pairs.height < MIN_SHARDED_ITEMS:
         return _Checked(table=audit_pairs(pairs, prompts, scores, run_id, judge, tokens))
     calls = []
     for part in split_frame(pairs, "prompt_id", shards.count):

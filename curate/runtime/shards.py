@@ -31,6 +31,9 @@ from curate.score import score_candidates
 from curate.score.registry import build_portable
 
 DEFAULT_SHARDS = 4
+# Work on fewer items than this runs in one call in this process, whatever the runner: shipping it
+# (a Prefect task per shard) costs more than it takes (MinHash signatures, the audit's checks).
+MIN_SHARDED_ITEMS = 2_000
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -142,7 +145,7 @@ def sign_shard(items: list[tuple[str, ...]], config: DedupConfig, parts: int) ->
 
 def sharded_signatures(shards: Shards, config: DedupConfig, parts: int, items: list[tuple[str, ...]]) -> np.ndarray:
     """`sign_shard` over consecutive slices of `items`, one per shard, stacked in their order."""
-    if isinstance(shards, InProcess):  # one call: a text shared by several slices is shingled once
+    if isinstance(shards, InProcess) or len(items) < MIN_SHARDED_ITEMS:  # one call here: cheaper
         return sign_items(items, config, parts) if items else np.zeros((0, config.num_perm), np.uint32)
     size = -(-len(items) // shards.count)
     slices = [items[start:start + size] for start in range(0, len(items), size)] if items else []
