@@ -142,3 +142,45 @@ def test_sharded_signatures_are_those_of_one_call(monkeypatch):
             assert sharded_signatures(shards, config, 3, []).shape == (0, config.num_perm)
     finally:
         pool.close()
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+WORKERS_OF_A_KILLED_RUN = """
+import sys, time
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {tests!r})
+from curate.runtime.shards import ProcessPool
+import test_process_runner
+if __name__ == "__main__":
+    pool = ProcessPool(count=2, workers=2)
+    print(*pool.map(test_process_runner._pid, [(), ()]), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_run_leaves_no_worker_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(WORKERS_OF_A_KILLED_RUN.format(root=str(EXAMPLES.parent.parent), tests=str(Path(__file__).parent)))
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in run.stdout.readline().split()]
+    assert len(workers) >= 1 and run.pid not in workers
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+    for pid in alive:  # leave none behind, whatever the verdict
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, wait
 from typing import Protocol
@@ -121,13 +123,28 @@ class ProcessPool:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([__name__])
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                             initializer=_end_with, initargs=(os.getpid(),))
         return _Futures([self._pool.submit(work, *args) for args in calls])
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def _end_with(parent: int) -> None:
+    """A worker's initializer: the worker ends within a second of the process that started the
+    pool (a killed run leaves no worker behind; the fork server, not it, is the worker's parent)."""
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="curate-parent-watch", daemon=True).start()
 
 
 # shard work -------------------------------------------------------------------------------
