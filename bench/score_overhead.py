@@ -68,9 +68,9 @@ def bench_reward(items_count: int) -> None:
 
 def bench_sandbox(runs: int) -> None:
     try:
-        from curate.score.verify.code import run_tests
+        from curate.sandbox.isolation import run_tests
     except ImportError:
-        print("\nsandbox: curate.score.verify.code not available")
+        print("\nsandbox: curate.sandbox.isolation not available")
         return
     code = "def add(a, b):\n    return a + b\n"
     tests = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from curate.ingest.validate import validate_row
-from curate.score.verify.code import run_tests
+from curate.sandbox.isolation import run_tests
 from curate.score.verify.humaneval import load_humaneval
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox_to_itself")]

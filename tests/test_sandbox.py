@@ -25,15 +25,9 @@ import pytest
 from curate.errors import UserError
 from curate.ingest.validate import validate_row
 from curate.score import ScoreItem
-from curate.score.verify import code as sandbox
-from curate.score.verify.code import (
-    SANDBOX_UIDS,
-    CodeTestsScorer,
-    SandboxLimits,
-    extract_code,
-    plan_tests,
-    run_tests,
-)
+from curate.sandbox import isolation as sandbox
+from curate.sandbox.isolation import SANDBOX_UIDS, SandboxLimits, plan_tests, run_tests
+from curate.score.verify.code import CodeTestsScorer, extract_code
 
 FAST = SandboxLimits(cpu_seconds=2, wall_seconds=4)
 ADD = "def add(a, b):\n    return a + b\n"
@@ -592,10 +586,8 @@ def test_code_tests_scorer(unharmed):
 def test_a_checkout_under_tmp_is_not_mounted_over(monkeypatch, tmp_path):
     """CI may clone the project under /tmp, which the sandbox replaces with its own tmpfs: hiding
     the checkout there would fail ("mount point does not exist") and is needless."""
-    from curate.score.verify import code
-
-    monkeypatch.setattr(code, "_project_root", lambda: tmp_path)
-    hidden = code._hidden_dirs()
+    monkeypatch.setattr(sandbox, "_project_root", lambda: tmp_path)
+    hidden = sandbox._hidden_dirs()
     assert str(tmp_path) not in hidden and not any(h.startswith("/tmp/") for h in hidden)
 
 

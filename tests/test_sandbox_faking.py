@@ -19,8 +19,8 @@ import pytest
 from curate.config import parse_config
 from curate.lake.catalog import open_lake
 from curate.pipeline import Pipeline
-from curate.score.verify import code as sandbox
-from curate.score.verify.code import run_tests
+from curate.sandbox import isolation as sandbox
+from curate.sandbox.isolation import run_tests
 
 CHECK = ("def check(candidate):\n"
          "    assert candidate(1, 2) == 3\n"

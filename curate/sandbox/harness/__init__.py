@@ -1,4 +1,4 @@
-"""The programs that run inside the code sandbox (curate.score.verify.code), as plain files.
+"""The programs that run inside the code sandbox (curate.sandbox.isolation), as plain files.
 
 They run under `python -I` with no access to this package, so each is made self-contained when
 the sandbox copies it in: `wire.py` is prepended to the candidate's server and to the judge, and
