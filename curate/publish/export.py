@@ -61,6 +61,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -325,100 +327,156 @@ def to_style(pairs: pl.DataFrame, style: str = "trl_conversational") -> pa.Table
 # ----------------------------------------------------------------------------------------------
 # writing
 
-
-def _write_split(table: pa.Table, out_dir: Path, split: str, fmt: str) -> Path:
-    if fmt == "jsonl":
-        path = out_dir / f"{split}.jsonl"
-        pl.from_arrow(table).write_ndjson(path) if table.num_rows else path.write_text("")
-        return path
-
-    path = out_dir / f"{split}.parquet"
-    pq.write_table(table, path, compression="zstd")
-    return path
+# what the card reads of each exported pair besides the texts' lengths (kept for every pair)
+CARD_COLUMNS = ("pair_id", "prompt_id", "strategy", "scorer", "chosen_score", "rejected_score", "margin", "weight",
+                "chosen_id", "rejected_id", "run_id", "split", "audit_verdict", "answer_verdict")
 
 
 def export_pairs(pairs: pl.DataFrame, out_dir: Path | str, options: ExportOptions | None = None,
                  card_context=None) -> dict:
-    """Filter, split and write the pairs; returns what was written.
+    """Filter, split and write a frame of pairs (rows of the `pairs` table, with the audit's
+    `audit_verdict` and `answer_verdict` where known); returns what was written. The lake's pairs
+    go through `curate.publish.stream.export_lake`, batch by batch, by the same `write_batches`.
 
     The export is written aside and replaces what an earlier export wrote into out_dir only once
-    it is whole (curate.publish.swap); other files there are kept.
-
-    pairs: rows of the `pairs` table (read from the lake by the caller, at a snapshot if wanted).
-    card_context: a `curate.publish.card.CardContext` to also write README.md (the dataset card) and its
-        figures into out_dir; None writes no card.
+    it is whole (curate.publish.swap); other files there are kept. card_context: a
+    `curate.publish.card.CardContext` to also write README.md (the dataset card) and its figures
+    into out_dir; None writes no card.
 
     Returns {"out_dir", "format", "style", "files": {split: path}, "counts": {split: rows},
     "strategies": {split: {strategy: rows}}, "total", "card": path or None, "dataset_info": path or
     None, "refuted_left_out": pairs the audit refuted that were left out, "answer_left_out": pairs
     left out for want of answer-level evidence (`require=("answer",)`; see `leave_out`)}.
     """
+    audited = "audit_verdict" in pairs.columns
+    for column in ("audit_verdict", "answer_verdict"):
+        if column not in pairs.columns:
+            pairs = pairs.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    return write_batches([pairs], pairs.head(0), out_dir, options, lambda kept: card_context, audited=audited)
+
+
+def write_batches(batches, empty: pl.DataFrame, out_dir: Path | str, options: ExportOptions | None,
+                  card_for, audited: bool = True) -> dict:
+    """The export of pairs given in frames (`export_pairs`' result): each frame filtered, split and
+    written as it comes, so memory follows the frame. `empty`: a frame of no pairs with their columns
+    (for an export of none); `card_for(kept)`: the CardContext of the kept pairs' lineage, or None
+    for no card; `audited`: False when the pairs carry no audit verdicts (the card then says nothing
+    of the audit)."""
     out_dir = Path(out_dir)
     options = replace(options or ExportOptions(), name=(options and options.name) or out_dir.name)
     with staged(out_dir, _EXPORT_FILES, SPLITS) as scratch:
-        written = _write_export(pairs, scratch, options, card_context)
+        written = _write_batches(batches, empty, scratch, options, card_for, audited)
     return {**relocated(written, scratch, out_dir), "out_dir": out_dir}
 
 
-def _write_export(pairs: pl.DataFrame, out_dir: Path, options: ExportOptions, card_context) -> dict:
-    name = options.name
-    selected = select_pairs(pairs, options)
-    audit = audit_summary(selected, None) if "audit_verdict" in selected.columns else None
-    selected, left_out = leave_out(selected, options)
+def _write_batches(batches, empty: pl.DataFrame, out_dir: Path, options: ExportOptions, card_for,
+                   audited: bool) -> dict:
     splits = ["train", "test"] if options.test_fraction > 0 else ["train"]
-    tables = {split: to_style(selected.filter(pl.col("split") == split), options.style) for split in splits}
+    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    writers = {split: _SplitWriter(out_dir, split, options, scratch) for split in splits}
+    lineage = []  # per selected pair: what the card reads (CARD_COLUMNS, the texts' lengths)
+    try:
+        for batch in batches:
+            selected = select_pairs(batch, options)
+            lineage.append(_lineage(selected))
+            selected, _ = leave_out(selected, options)
+            for split in splits:
+                part = selected.filter(pl.col("split") == split)
+                if part.height:
+                    writers[split].write(to_style(part, options.style))
+        for writer in writers.values():
+            writer.close()
+        files = _finish_files(writers, out_dir, options, splits)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
-    files: dict[str, Path] = {}
-    if options.format == "datasets":
-        import datasets
-
-        dataset_dict = datasets.DatasetDict({split: datasets.Dataset(table) for split, table in tables.items()})
-        # An empty split saved with the default sharding cannot be loaded back; one shard can.
-        # LLaMA-Factory names one file per split, so its style is saved in one shard too.
-        one_shard = options.style == "llamafactory"
-        num_shards = {split: 1 if one_shard or table.num_rows == 0 else None for split, table in tables.items()}
-        if all(v is None for v in num_shards.values()):
-            num_shards = None
-        dataset_dict.save_to_disk(str(out_dir), num_shards=num_shards)
-        for split in splits:
-            shards = sorted((out_dir / split).glob("*.arrow"))
-            files[split] = shards[0] if len(shards) == 1 else out_dir / split
-    else:
-        for split, table in tables.items():
-            files[split] = _write_split(table, out_dir, split, options.format)
-
-    dataset_info = None
-    if options.style == "llamafactory":
-        dataset_info = out_dir / "dataset_info.json"
-        entries = {
-            f"{name}_{split}": {
-                "file_name": path.relative_to(out_dir).as_posix(),
-                "formatting": "sharegpt",
-                "ranking": True,
-                "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected",
-                            "system": "system"},
-            }
-            for split, path in files.items()
-        }
-        dataset_info.write_text(json.dumps(entries, indent=2) + "\n")
-
+    every = pl.concat(lineage) if lineage else _lineage(select_pairs(empty, options))
+    audit = audit_summary(every, None) if audited else None
+    kept, left_out = leave_out(every, options)
+    dataset_info = _write_dataset_info(out_dir, options.name, files) if options.style == "llamafactory" else None
     card = None
-    if card_context is not None:
+    context = card_for(kept)
+    if context is not None:
         data_files = {split: _hub_data_path(out_dir, split, options.format) for split in splits}
-        card = write_dataset_card(selected, card_context.scores, card_context.runs, out_dir,
-                                  context=card_context, options=options, data_files=data_files, name=name,
-                                  audit=audit, **left_out)
-
-    counts = {split: tables[split].num_rows for split in splits}
-    strategies = {
-        split: dict(sorted(
-            selected.filter(pl.col("split") == split).group_by("strategy").len().iter_rows()
-        ))
-        for split in splits
-    }
+        card = write_dataset_card(kept, context.scores, context.runs, out_dir, context=context, options=options,
+                                  data_files=data_files, name=options.name, audit=audit, **left_out)
+    strategies = {split: dict(sorted(kept.filter(pl.col("split") == split).group_by("strategy").len().iter_rows()))
+                  for split in splits}
     return {"out_dir": out_dir, "format": options.format, "style": options.style, "files": files,
-            "counts": counts, "strategies": strategies, "total": selected.height, "card": card,
-            "dataset_info": dataset_info, **left_out}
+            "counts": {split: writers[split].rows for split in splits}, "strategies": strategies,
+            "total": kept.height, "card": card, "dataset_info": dataset_info, **left_out}
+
+
+def _lineage(selected: pl.DataFrame) -> pl.DataFrame:
+    return selected.select(*CARD_COLUMNS, pl.col("chosen").str.len_chars().alias("chosen_chars"),
+                           pl.col("rejected").str.len_chars().alias("rejected_chars"))
+
+
+class _SplitWriter:
+    """One split's output file, written a batch at a time."""
+
+    def __init__(self, out_dir: Path, split: str, options: ExportOptions, scratch: Path):
+        self.schema = style_schema(options.style)
+        self.format, self.rows = options.format, 0
+        if options.format == "parquet":
+            self.path = out_dir / f"{split}.parquet"
+            self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+        elif options.format == "jsonl":
+            self.path = out_dir / f"{split}.jsonl"
+            self._file = open(self.path, "wb")
+        else:  # an Arrow stream file that datasets memory-maps, then saves in its own layout
+            self.path = scratch / f"{split}.arrow"
+            self._sink = pa.OSFile(str(self.path), "wb")
+            self._writer = pa.ipc.new_stream(self._sink, self.schema)
+
+    def write(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if self.format == "jsonl":
+            if table.num_rows:
+                pl.from_arrow(table).write_ndjson(self._file)
+        else:
+            self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self.format == "jsonl":
+            self._file.close()
+        else:
+            if self.format == "datasets" and self.rows == 0:  # datasets cannot read a stream of no batch
+                self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=self.schema))
+            self._writer.close()
+            if self.format == "datasets":
+                self._sink.close()
+
+
+def _finish_files(writers: dict, out_dir: Path, options: ExportOptions, splits: list[str]) -> dict[str, Path]:
+    if options.format != "datasets":
+        return {split: writers[split].path for split in splits}
+    import datasets
+
+    dataset_dict = datasets.DatasetDict({split: datasets.Dataset.from_file(str(writers[split].path))
+                                         for split in splits})
+    # An empty split saved with the default sharding cannot be loaded back; one shard can.
+    # LLaMA-Factory names one file per split, so its style is saved in one shard too.
+    one_shard = options.style == "llamafactory"
+    num_shards = {split: 1 if one_shard or writers[split].rows == 0 else None for split in splits}
+    dataset_dict.save_to_disk(str(out_dir), num_shards=None if all(v is None for v in num_shards.values())
+                              else num_shards)
+    files = {}
+    for split in splits:
+        shards = sorted((out_dir / split).glob("*.arrow"))
+        files[split] = shards[0] if len(shards) == 1 else out_dir / split
+    return files
+
+
+def _write_dataset_info(out_dir: Path, name: str, files: dict[str, Path]) -> Path:
+    path = out_dir / "dataset_info.json"
+    entries = {f"{name}_{split}": {"file_name": file.relative_to(out_dir).as_posix(), "formatting": "sharegpt",
+                                   "ranking": True,
+                                   "columns": {"messages": "conversations", "chosen": "chosen",
+                                               "rejected": "rejected", "system": "system"}}
+               for split, file in files.items()}
+    path.write_text(json.dumps(entries, indent=2) + "\n")
+    return path
 
 
 def _hub_data_path(out_dir: Path, split: str, fmt: str) -> str:
