@@ -69,10 +69,10 @@ def _texts_and_pairs(data: Path) -> tuple[dict, dict]:
 
 
 def test_killed_run_resumes_without_losing_or_duplicating(tmp_path, curate_cli, tiny_generator, tiny_reward):
-    prompts = _many_prompts(tmp_path / "prompts.jsonl")
+    prompts = _many_prompts(tmp_path / "prompts.jsonl", 15)
     config = write_config(tmp_path / "run.toml", prompts, tiny_generator, tiny_reward, n=3, chunk_size=6)
     config.write_text(config.read_text().replace("default = 12", "default = 48"))
-    planned = 35 * 3
+    planned = 20 * 3
 
     # the reference run needs no Prefect: the same steps, without the server's start-up
     _run(curate_cli, "run", str(config), "--no-prefect", "--data-dir", str(tmp_path / "straight"))

@@ -166,10 +166,10 @@ def test_assistant_prefix_continues_the_reply(server):
 def test_survives_server_restart(server):
     backend = _backend(server, max_concurrency=4, max_retries=40, backoff_s=0.5, max_backoff_s=4,
                        timeout_s=30)
-    texts = [f"Question {i}: tell me about the number {i}." for i in range(20)]
+    texts = [f"Question {i}: tell me about the number {i}." for i in range(14)]
     requests = plan_requests(_prompts(texts), backend.fingerprint,
-                             lambda task: SamplingSettings(n=2, max_tokens=128))
-    assert len(requests) == 40
+                             lambda task: SamplingSettings(n=2, max_tokens=64))
+    assert len(requests) == 28
     tables, failure = [], []
 
     def run():
