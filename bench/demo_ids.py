@@ -4,7 +4,7 @@
     python bench/demo_ids.py compare BEFORE.json AFTER.json
 
 `dump` runs the reduced demo config of tests/test_demo.py through `curate run` on a fresh lake and
-writes the sorted prompt, candidate, score, pair and dedup-drop ids. `compare` prints, per table,
+writes the sorted prompt, candidate, score, pair, dedup-drop and audit ids. `compare` prints, per table,
 how many ids both dumps hold and how many only one does. Generation on CPU depends on batch
 composition, so compare dumps made on the same machine type.
 """
@@ -24,7 +24,7 @@ from curate.lake.catalog import Lake  # noqa: E402
 from tests.test_demo import _run, _small_demo  # noqa: E402
 
 KEYS = {"prompts": "prompt_id", "candidates": "candidate_id", "scores": "score_id", "pairs": "pair_id",
-        "dedup_drops": "drop_id"}
+        "dedup_drops": "drop_id", "pair_audits": "audit_id"}
 
 
 def dump(out: Path, data_dir: Path | None) -> None:

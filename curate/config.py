@@ -6,6 +6,7 @@ error, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import importlib
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from curate.ingest.imported import check_columns, check_lower_is_better
 from curate.lake.catalog import redact, scheme_of
 from curate.options import UnknownKey, parse_options
 from curate.pairs.registry import PairSpec, pair_entry_dict, parse_pair_entry
+from curate.runtime.shards import INLINE_BELOW
+from curate.score.kind import ScorerOptions
 from curate.score.registry import scorer_kind
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "demo" / "demo.toml"
@@ -80,24 +83,6 @@ class SamplingConfig:
 
 
 @dataclass
-class ScorerConfig:
-    kind: str  # a kind of curate.score.registry; each reads only some of the fields below
-    model: str | None = None  # reward: a directory; judge/logprob: "generator", a generator's name,
-    #                           "embedded" or a directory
-    name: str | None = None
-    max_model_len: int = 4096
-    kv_cache_memory_bytes: int = 1 << 29
-    dtype: str = "auto"  # bfloat16 where the hardware has it, else float32
-    engine: str = "vllm"  # reward only: "vllm" (pooling runner) or "transformers" (fallback)
-    # judge only
-    aspects: list[str] = field(default_factory=lambda: ["helpfulness"])
-    tasks: list[str] | None = None  # tasks to judge (default: all)
-    max_tokens: int = 256
-    max_retries: int = 2
-    reply_prefix: str = ""  # e.g. "Rating:" to force a small judge straight to its verdict
-
-
-@dataclass
 class AuditConfig:
     """[audit]: the pair audit's pairwise judge (none unless `judge` names a model: "generator", a
     generator's name, "embedded" or a directory); see curate.audit.checks."""
@@ -122,6 +107,8 @@ class RunnerConfig:
     dashboard: bool = False  # local ray: start Ray's dashboard
     # prompts per batch of the score and pairs steps: a step holds one batch's candidates and scores
     batch_prompts: int = 10_000
+    # shard work on fewer items (MinHash signatures, a chunk's audit checks) runs in the run's process
+    inline_below: int = INLINE_BELOW
 
 
 @dataclass
@@ -135,10 +122,11 @@ class LakeConfig:
 @dataclass
 class RunConfig:
     name: str = "run"
+    plugins: list[str] = field(default_factory=list)  # modules imported first: scorer kinds, strategies they register
     inputs: list[InputConfig] = field(default_factory=list)
     generators: list[GeneratorConfig] = field(default_factory=lambda: [GeneratorConfig()])
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    scorers: list[ScorerConfig] = field(default_factory=list)
+    scorers: list[ScorerOptions] = field(default_factory=list)  # each its kind's options (curate.score.kind)
     pairs: list[PairSpec] = field(default_factory=list)
     export_path: str | None = None  # relative to the data dir unless absolute
     export_require: list[str] = field(default_factory=list)  # EXPORT_REQUIREMENTS the run's export requires
@@ -162,6 +150,7 @@ def _build(cls, values: dict, where: str):
 
 def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) -> RunConfig:
     values = dict(values)
+    values["plugins"] = import_plugins(values.get("plugins", []))  # before the entries that name what they add
     inputs = []
     for index, item in enumerate(values.pop("inputs", [])):
         spec = _build(InputConfig, item, f"inputs.{index}")
@@ -245,18 +234,38 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
     return config
 
 
-def _scorer(values: dict, index: int, base_dir: Path, generators: list) -> ScorerConfig:
-    """One [[scorers]] entry, checked by its kind (curate.score.registry): the keys it reads, its model."""
-    spec = _build(ScorerConfig, values, f"scorers.{index}")
-    if spec.kind == "quality":
+def import_plugins(modules) -> list[str]:
+    """Import the modules a config's `plugins` names (each registers the scorer kinds and strategies
+    it declares: `register_scorer(KIND)`, `register(STRATEGY)`). They must be importable where shards
+    run too: a worker process or Ray worker imports a plugin's module when it is sent its kind or
+    strategy (curate.declarations)."""
+    if not isinstance(modules, list) or not all(isinstance(m, str) and m.strip() for m in modules):
+        raise UserError(f"config: plugins must be a list of module names, e.g. [\"my_team.scorers\"] (got {modules!r})")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # any failure of a user's module is one line naming it
+            raise UserError(f"config: plugins: cannot import {module!r}: {type(exc).__name__}: {exc}") from exc
+    return list(modules)
+
+
+def _scorer(values: dict, index: int, base_dir: Path, generators: list) -> ScorerOptions:
+    """One [[scorers]] entry, parsed into its kind's options (curate.score.kind) and checked by the kind."""
+    where = f"scorers.{index}"
+    if not isinstance(values, dict):
+        raise UserError(f"config: [{where}] must be a table")
+    if "kind" not in values:
+        raise UserError(f"config: {where}: kind is required")
+    if values["kind"] == "quality":
         raise UserError("config: the quality scorer always runs, on every candidate; drop its [[scorers]] entry")
     try:
-        kind = scorer_kind(spec.kind)
-        useless = sorted(set(values) - {"kind"} - kind.fields)
-        if useless:
-            reads = ", ".join(sorted(kind.fields)) or "nothing but `kind`"
-            raise ValueError(f"scorers.{index}: {', '.join(useless)} has no effect on a {kind.name} scorer "
-                             f"(it reads {reads})")
+        kind = scorer_kind(values["kind"])
+        try:
+            spec = parse_options(kind.options, values, where)
+        except UnknownKey as exc:
+            reads = ", ".join(key for key in exc.known if key != "kind") or "nothing but `kind`"
+            raise ValueError(f"{where}: {', '.join(exc.unknown)} has no effect on a {kind.name} scorer "
+                             f"(it reads {reads})") from None
         if kind.resolve is not None:
             kind.resolve(spec, base_dir, generators)
     except ValueError as exc:
@@ -296,7 +305,7 @@ def _export_require(value) -> list[str]:
 def _runner(values: dict) -> RunnerConfig:
     runner = _build(RunnerConfig, values, "runner")
     types = {"kind": (str,), "address": (str, type(None)), "workers": (int, type(None)), "shards": (int,),
-             "dashboard": (bool,), "batch_prompts": (int,)}
+             "dashboard": (bool,), "batch_prompts": (int,), "inline_below": (int,)}
     for name, allowed in types.items():
         value = getattr(runner, name)
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
@@ -305,6 +314,8 @@ def _runner(values: dict) -> RunnerConfig:
         raise UserError(f"config: runner.kind must be threads, processes or ray, not {runner.kind!r}")
     if runner.shards < 1 or runner.batch_prompts < 1 or (runner.workers is not None and runner.workers < 1):
         raise UserError("config: runner.shards, runner.batch_prompts and runner.workers must be at least 1")
+    if runner.inline_below < 0:
+        raise UserError("config: runner.inline_below must be at least 0")
     if runner.address is not None and runner.kind != "ray":
         raise UserError("config: runner.address is for kind = \"ray\"")
     return runner

@@ -58,7 +58,7 @@ class Pipeline:
         # Shard work runs here, one shard after the other, or in worker processes ([runner] kind =
         # "processes"), unless the flow hands the steps its task runner (flows/build.py sets `shards`).
         runner = config.runner
-        shards = (ProcessPool(runner.shards, runner.workers) if runner.kind == "processes"
+        shards = (ProcessPool(runner.shards, runner.workers, runner.inline_below) if runner.kind == "processes"
                   else InProcess(runner.shards))
         self.context = RunContext(config, self.data_dir, self.lake, Engines(config, self.data_dir),
                                   shards, config.dedup)

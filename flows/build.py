@@ -60,7 +60,7 @@ def build(config_path: str, data_dir: str = "data") -> dict:
     """Run the pipeline for one config; returns the run's id and counts."""
     raise_if_cluster_gone()  # checked as each run starts: a served deployment outlives clusters
     pipeline = Pipeline(load_config(Path(config_path)), Path(data_dir))
-    pipeline.shards = TaskShards(pipeline.config.runner.shards)
+    pipeline.shards = TaskShards(pipeline.config.runner.shards, pipeline.config.runner.inline_below)
     try:
         state = pipeline.start()
     except BaseException:

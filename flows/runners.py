@@ -23,6 +23,7 @@ from curate.config import RunnerConfig
 from curate.errors import UserError
 from curate.progress import log
 from curate.runtime.leftovers import alive
+from curate.runtime.shards import INLINE_BELOW
 from flows.reachable import check_reachable
 
 # Ray builds socket paths under its temp dir (session_<time>_<pid>/sockets/plasma_store): a
@@ -34,9 +35,13 @@ RAY_SESSIONS_KEPT = 3  # old session folders (logs, sockets) a new local Ray lea
 class TaskShards:
     """Each shard one Prefect task on the flow's task runner; results in the order of `calls`."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, inline_below: int = INLINE_BELOW):
         self.count = count
+        self.inline_below = inline_below
         self._tasks: dict[Callable, object] = {}
+
+    def spreads(self, items: int) -> bool:
+        return items >= self.inline_below
 
     def map(self, work: Callable, calls: Sequence[tuple]) -> list:
         return self.start(work, calls).results()

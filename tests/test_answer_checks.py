@@ -21,11 +21,11 @@ from curate.audit.checks import (
     audit_pairs,
     check_answer_context,
     check_answer_format,
-    check_answer_grounding,
     check_answer_own_text,
     overall_verdicts,
 )
 from curate.ingest.stdlib_docs import render
+from curate.pairs import code_evolution, short_to_long
 from curate.score.verify import constraints as library
 from curate.score.verify.constraints import describe_constraint, load_ifeval_prompts
 
@@ -166,12 +166,12 @@ def test_a_short_to_long_chosen_that_invents_and_contradicts_its_chunk_is_refute
     assert any("__init__" in c and "width=70" in c for c in found["contradictions"])
     pair = _pair("short_to_long", [{"role": "user", "content": "long doc\n\n" + question}], chosen,
                  details={"question": question, "chunk": {"text": chunk}})
-    assert check_answer_grounding(pair).verdict == REFUTED
+    assert short_to_long.check_grounding(pair).verdict == REFUTED
     grounded = ("TextWrapper's __init__ takes keyword arguments such as width (70 by default), "
                 "initial_indent and tabsize (8 by default).")
     assert not any(answer_checks.invented_terms(grounded, chunk + question).values())
     good = _pair("short_to_long", pair["prompt"], grounded, details={"question": question, "chunk": {"text": chunk}})
-    assert check_answer_grounding(good).verdict == CONFIRMED
+    assert short_to_long.check_grounding(good).verdict == CONFIRMED
 
 
 # ------------------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_invented_literals_on_this_repositorys_history():
     chosen, rejected = f"```python\n{after}\n```", f"```python\n{before}\n```"
     pair = _pair("code_evolution", [{"role": "user", "content": subject}], chosen, rejected,
                  details={"commit": sha, "path": path})
-    verdict = check_answer_grounding(pair)
+    verdict = code_evolution.check_commit_grounding(pair)
     assert verdict.verdict == REFUTED and verdict.detail["invented_literals"] == ["300.0"]
 
 

@@ -20,8 +20,6 @@ from curate.audit.checks import (
     audit_lake,
     audit_run,
     audit_summary,
-    check_arithmetic,
-    false_equations,
     judge_verdict,
     overall_verdicts,
     read_audits,
@@ -29,6 +27,7 @@ from curate.audit.checks import (
 )
 from curate.lake import audit_facts, schemas
 from curate.lake.catalog import Lake
+from curate.pairs.stepwise import check_arithmetic
 from curate.publish.card import CardContext
 from curate.publish.export import ExportOptions, export_pairs
 from curate.score.judge import PairVerdict
@@ -171,13 +170,13 @@ def test_overall_verdicts_view_and_reaudit(lake):
 
 def test_arithmetic_check_verdicts():
     step = dict(PAIRS[-1])
-    assert check_arithmetic(step, None).verdict == UNCHECKABLE
-    assert check_arithmetic(step, false_equations).verdict == CONFIRMED  # rejected states 2 + 2 = 5
+    assert check_arithmetic(step, checker=None).verdict == UNCHECKABLE
+    assert check_arithmetic(step).verdict == CONFIRMED  # rejected states 2 + 2 = 5
     bad_prefix = {**step, "prompt": [{"role": "user", "content": "q"},
                                      {"role": "assistant", "content": "9 * 11 = 98\n"}]}
-    verdict = check_arithmetic(bad_prefix, false_equations)
+    verdict = check_arithmetic(bad_prefix)
     assert verdict.verdict == REFUTED and verdict.detail["prefix_false"] == ["9 * 11 = 98"]
-    assert check_arithmetic({**step, "rejected": "so 4 it is"}, false_equations).verdict == UNCHECKABLE
+    assert check_arithmetic({**step, "rejected": "so 4 it is"}).verdict == UNCHECKABLE
 
 
 def test_judge_verdicts_map_to_audit_verdicts():

@@ -22,6 +22,7 @@ from curate.lake import schemas
 from curate.options import option, options_dict, parse_options
 from curate.pairs.margin_dual import ImplicitMargin, Madpo
 from curate.pairs.registry import (
+    BUILT_IN,
     STRATEGIES,
     PairSpec,
     build_pairs,
@@ -32,6 +33,7 @@ from curate.pairs.registry import (
     strategy_named,
 )
 from curate.pairs.rows import finish_pairs, usable_scores
+from curate.score.registry import SCORER_KINDS
 from curate.pairs.strategy import Strategy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,7 +234,7 @@ def test_a_toy_strategy_is_one_options_class_one_build_and_one_registration(toy)
 def test_readme_holds_exactly_the_generated_option_tables():
     readme = (ROOT / "README.md").read_text()
     tables = readme_tables()
-    assert set(tables) == {*STRATEGIES, "dedup"} - {"toy"}
+    assert set(tables) == {s.name for s in BUILT_IN} | {"dedup", "scorer:reward", "scorer:judge", "scorer:logprob"}
     for name, table in tables.items():
         assert f"<!-- options: {name} -->\n{table}<!-- /options -->" in readme, \
             f"README's {name} options differ: run python -m curate.cli.options_tables --write README.md"
@@ -244,6 +246,7 @@ def test_every_option_has_a_help_text():
     import dataclasses
 
     classes = [s.options for s in STRATEGIES.values()] + [DedupConfig, Madpo, ImplicitMargin]
+    classes += [kind.options for kind in SCORER_KINDS.values()]
     for cls in classes:
         assert all(f.metadata.get("help") for f in dataclasses.fields(cls)), cls.__name__
 

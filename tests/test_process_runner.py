@@ -73,14 +73,17 @@ def _input(path: Path) -> None:
 def _run(tmp_path: Path, kind: str, monkeypatch) -> tuple[dict, dict]:
     monkeypatch.setattr("curate.steps.ingest.INGEST_BATCH_ROWS", 4)  # several chunks, several windows
     monkeypatch.setattr("curate.audit.checks.AUDIT_CHUNK_PAIRS", 12)
-    for module in ("curate.audit.checks", "curate.runtime.shards"):  # shard even this little work
-        monkeypatch.setattr(f"{module}.MIN_SHARDED_ITEMS", 1)
     _input(tmp_path / "input.jsonl")
     values = tomllib.loads((EXAMPLES / "ultrafeedback.toml").read_text())
     values["inputs"][0]["path"] = "input.jsonl"
     values["scorers"].append({"kind": "constraints"})
     values["pairs"].append({"strategy": "margin", "scorer": "constraints"})
-    values["runner"] = {"kind": kind, "batch_prompts": 8, "shards": 3, "workers": 2}
+    # a scorer kind and a strategy added by plugins: workers import their modules (tests/plugins/)
+    values["plugins"] = ["tests.plugins.length_scorer", "tests.plugins.longest_strategy"]
+    values["scorers"].append({"kind": "length", "unit": "chars"})
+    values["pairs"].append({"strategy": "longest", "scorer": "length:chars"})
+    # inline_below = 1: shard even this little work
+    values["runner"] = {"kind": kind, "batch_prompts": 8, "shards": 3, "workers": 2, "inline_below": 1}
     values["dedup"] = {"semantic": False}  # (MiniLM in every worker: slow, and tested elsewhere)
     pipeline = Pipeline(parse_config(values, tmp_path), tmp_path / "data")
     assert isinstance(pipeline.shards, ProcessPool if kind == "processes" else InProcess)
@@ -89,6 +92,8 @@ def _run(tmp_path: Path, kind: str, monkeypatch) -> tuple[dict, dict]:
     with Lake(tmp_path / "data" / "lake", read_only=True) as lake:
         ids = {table: sorted(lake.query(f"SELECT {key} FROM {table}")[key].to_list()) for table, key in KEYS.items()}
         ids["reject_reasons"] = sorted(lake.query("SELECT location || ': ' || reason AS r FROM rejects")["r"])
+        ids["own_checks"] = lake.query("SELECT count(*) AS n FROM pair_audits a JOIN pairs p USING (pair_id) "
+                                       "WHERE p.strategy = 'longest' AND a.check_name = 'length_ratio'")["n"][0]
     return ids, state.counts
 
 
@@ -100,6 +105,7 @@ def test_processes_write_the_rows_of_one_process(tmp_path, monkeypatch):
     assert pooled == alone
     assert counts_pooled == counts_alone
     assert len(alone["pairs"]) >= 20 and len(alone["pair_audits"]) > len(alone["pairs"])
+    assert alone["own_checks"] > 0  # the plugin strategy's pairs, audited by its own check in the workers
     assert counts_alone["prompts_read"] == 27 + 6  # the repeated prompts count once
     assert any("line 31" in reason for reason in alone["reject_reasons"])  # the broken row, located
     assert any("line 6 completions[2]" in reason for reason in alone["reject_reasons"])
@@ -123,7 +129,7 @@ def test_process_pool_keeps_order_and_raises_a_failed_shard():
         pool.close()
 
 
-def test_sharded_signatures_are_those_of_one_call(monkeypatch):
+def test_sharded_signatures_are_those_of_one_call():
     from curate.dedup.config import DedupConfig
     from curate.dedup.minhash import sign_items
     from curate.runtime.shards import sharded_signatures
@@ -132,10 +138,9 @@ def test_sharded_signatures_are_those_of_one_call(monkeypatch):
     words = "a pair of texts shares some words with its neighbours and differs in others entirely".split()
     items = [tuple(" ".join(rng.choice(words) for _ in range(rng.randint(1, 25))) for _ in range(3)) for _ in range(50)]
     config = DedupConfig()
-    monkeypatch.setattr("curate.runtime.shards.MIN_SHARDED_ITEMS", 1)
     one = sign_items(items, config, 3)
     assert one.shape == (50, config.num_perm)
-    pool = ProcessPool(count=4, workers=2)
+    pool = ProcessPool(count=4, workers=2, inline_below=1)
     try:
         for shards in (InProcess(4), InProcess(1), pool):
             assert (sharded_signatures(shards, config, 3, items) == one).all()

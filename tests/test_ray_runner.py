@@ -37,6 +37,8 @@ def _rows(data: Path) -> dict:
             "candidates": set(lake.read("candidates")["candidate_id"]),
             "scores": set(lake.query("SELECT score_id, score, status FROM scores").iter_rows()),
             "pairs": set(lake.read("pairs")["pair_id"]),
+            "audits": set(lake.read("pair_audits")["audit_id"]),
+            "own_checks": lake.query("SELECT count(*) AS n FROM pair_audits WHERE check_name = 'length_ratio'")["n"][0],
             "drops": set(lake.query("SELECT drop_id, kept_id FROM dedup_drops").iter_rows()),
         }
 
@@ -68,6 +70,8 @@ def test_ray_runner_gives_the_thread_runners_rows(tmp_path):
     config.write_text(f"""
 name = "ray-test"
 generators = []
+# a scorer kind and a strategy of plugins (tests/plugins/): Ray's workers import their modules
+plugins = ["tests.plugins.length_scorer", "tests.plugins.longest_strategy"]
 [[inputs]]
 path = "{prompts}"
 [[scorers]]
@@ -81,9 +85,17 @@ scorer = "math_verify"
 strategy = "margin"
 scorer = "imported:rating"
 pairing = "all_pairs_above_margin"
+[[scorers]]
+kind = "length"
+unit = "chars"
+[[pairs]]
+strategy = "longest"
+scorer = "length:chars"
+min_ratio = 1.2
 [runner]
 workers = 2
 shards = 3
+inline_below = 0  # ship even this little work to Ray: the audit's checks and signatures too
 [dedup]
 minhash = false
 semantic_threshold = 0.5
@@ -102,7 +114,7 @@ semantic_threshold = 0.5
     assert "Ray (local, 2 CPUs), 3 shards per stage" in ray.stderr + ray.stdout
 
     expected, got = _rows(tmp_path / "threads"), _rows(tmp_path / "ray")
-    assert expected["pairs"] and expected["scores"] and expected["drops"]
+    assert expected["pairs"] and expected["scores"] and expected["drops"] and expected["own_checks"]
     assert got == expected
 
     # Ray's sessions, logs and auth token live in the data dir; nothing under ~/.ray.
@@ -113,7 +125,8 @@ semantic_threshold = 0.5
     sessions = [p for p in sessions if not p.name.startswith("session_2020")]
     assert len(sessions) == 1, sorted(p.name for p in ray_dir.iterdir())
     logs = "".join(p.read_text(errors="replace") for p in sessions[0].glob("logs/worker-*.out"))
-    assert "score_shard" in logs and "embed_shard" in logs  # the shard tasks ran on Ray's workers
+    # the shard tasks ran on Ray's workers, the plugin scorer's and strategy's among them
+    assert all(task in logs for task in ("score_shard", "embed_shard", "audit_pairs")), logs[-2000:]
     assert (ray_dir / "auth_token").stat().st_mode & 0o777 == 0o600
     assert not (home / ".ray").exists()
     for link in Path("/tmp").glob("curate-ray-*"):  # the short link to this test's long data dir

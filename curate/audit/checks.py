@@ -9,10 +9,11 @@ stored as a `pair_audits` row: confirmed, refuted or uncheckable (with the evide
   lake's current scores (the version the pair names, else the newest row per candidate).
 - verifier: the task's verifier (math_verify, constraints, code_tests; code only in the sandbox)
   re-run on both texts. A tie refutes a pair whose evidence is that verifier or a ground truth.
-- reversal (reversal pairs): the chosen follows every rewritten constraint and the rejected fails
-  one, by the constraint library.
-- arithmetic (step-wise pairs): every `a op b = c` stated in the correct prefix and the chosen
-  step holds, and the rejected step states a false one (sympy, curate.score.verify.arithmetic).
+- the strategy's own checks, declared on its record (curate.pairs.strategy.StrategyAudit), which
+  also says which shared checks do not apply to its pairs and why: reversal (reversal pairs: the
+  chosen follows every rewritten constraint and the rejected fails one, by the constraint library),
+  arithmetic (step-wise pairs: every `a op b = c` stated in the correct prefix and the chosen step
+  holds, and the rejected step states a false one).
 - judge (when one is configured): the pairwise judge in both orders; an order-dependent verdict
   is a tie, and a tie is uncheckable.
 
@@ -26,8 +27,9 @@ prompt exactly as the pair states it, whatever the strategy claims?
 - answer_own_text: every constraint the prompt states holds by the chosen's own text (not pasted
   URLs or copied prompt text) and own words (no "darkest" under a ban on "dark", no "street" found
   only in "streetlights").
-- answer_grounding: a short-to-long chosen invents no identifier, signature or number its chunk
-  lacks; a commit's edit adds no literal that neither the request nor the code gives.
+- answer_grounding (declared by the strategies whose pairs have a source): a short-to-long chosen
+  invents no identifier, signature or number its chunk lacks; a commit's edit adds no literal that
+  neither the request nor the code gives. Uncheckable for other strategies.
 - answer_context: prompt + each side fits `max_pair_tokens` in the model's tokenizer.
 - answer_judge (with a judge): the pairwise judge in both orders on the task with its constraints
   stripped (the prompt's base_prompt).
@@ -36,7 +38,8 @@ Answer verdict: refuted if an answer check refutes, confirmed if answer_verifier
 confirms, else unchecked. An answer check that refutes also refutes the pair.
 
 A pair's verdict over its latest row per check: refuted if any check refutes, confirmed if at least
-one INDEPENDENT check (verifier, reversal, arithmetic, judge) confirms and none refutes, else
+one INDEPENDENT check (verifier, judge, and the strategies' checks that confirm: reversal,
+arithmetic) confirms and none refutes, else
 uncheckable. hygiene and score_order are necessary conditions, not evidence that the chosen is
 better (score_order re-reads the strategy's own evidence): they can refute a pair, never confirm
 it (`overall_verdicts`; the `pair_audit_verdicts`
@@ -50,8 +53,7 @@ import contextlib
 import dataclasses
 import functools
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
 import polars as pl
@@ -59,66 +61,32 @@ import pyarrow as pa
 
 from curate import bulk_ids, ids
 from curate.audit import answer_checks
-from curate.config import ScorerConfig
+from curate.audit.verdicts import CONFIRMED, REFUTED, UNCHECKABLE, Verdict, json_object, prompt_text
 from curate.errors import UserError
 from curate.lake import schemas
 from curate.lake.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
-from curate.runtime.shards import MIN_SHARDED_ITEMS, InProcess, Pending, Shards, split_frame
+from curate.pairs.registry import STRATEGIES
+from curate.pairs.strategy import Strategy, StrategyAudit
+from curate.runtime.shards import Pending, Shards, split_frame
 from curate.score import ScoreItem, newest_scores
 from curate.score.judge import JudgeSettings, PairwiseJudge
-from curate.score.registry import build_portable, task_verifiers
+from curate.score.kind import ModelOptions, backend_label
+from curate.score.registry import scorer_kind, task_verifiers
 from curate.score.verify import constraints as library
-from curate.score.verify.arithmetic import equations
-from curate.score.verify.code import extract_code
 
 AUDIT_VERSION = "1"
 _DETAIL_JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # one encoder, not one per row
-CONFIRMED, REFUTED, UNCHECKABLE = "confirmed", "refuted", "uncheckable"
 UNCHECKED = "unchecked"  # the answer verdict's "no evidence either way"
 VERDICTS = (CONFIRMED, REFUTED, UNCHECKABLE)
-CHECKS = ("hygiene", "score_order", "verifier", "reversal", "arithmetic", "judge")
-ANSWER_CHECKS = ("answer_verifier", "answer_format", "answer_own_text", "answer_grounding", "answer_context",
-                 "answer_judge")
 QUALITY_SCORER = "quality"
-GROUND_TRUTH_STRATEGIES = ("gt",)
+NO_SOURCE = "no source text the answer must keep to"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    check: str
-    verdict: str
-    detail: dict
-
-
-def _json_object(pair: dict, column: str) -> dict:
-    """The pair's JSON column as a dict ({} when missing or not an object); read-only: the checks
-    of one pair share it."""
-    text = pair.get(column) or "{}"
-    return _parsed_object(text) if isinstance(text, str) else {}
-
-
-@functools.lru_cache(maxsize=256)  # the checks of a pair ask for its columns one after another
-def _parsed_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _details(pair: dict) -> dict:
-    return _json_object(pair, "details_json")
-
-
-def _params(pair: dict) -> dict:
-    return _json_object(pair, "params_json")
-
-
-def _tie_by_design(pair: dict) -> bool:
-    """Pairs that prefer by something other than the score (faster code, a shorter correct
-    solution): equal scores are what they expect."""
-    details = _details(pair)
-    return details.get("property") == "efficiency" or (pair["strategy"] == "stepwise" and "length_ratio" in details)
+def declared_audit(pair: dict, strategies: Mapping[str, Strategy] | None = None) -> StrategyAudit:
+    """What the pair's strategy declares for the audit (from `strategies`, else this process's
+    registry); nothing for a strategy neither knows (pairs a plugin made)."""
+    strategy = (strategies if strategies is not None else STRATEGIES).get(pair["strategy"])
+    return strategy.audit if strategy is not None else StrategyAudit()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,43 +141,45 @@ def _loads(text):
         return text
 
 
-def _order(check: str, chosen: float, rejected: float, pair: dict, tie_refutes: bool, detail: dict) -> Verdict:
+def _order(check: str, chosen: float, rejected: float, pair: dict, tie_refutes: bool, detail: dict,
+           audit: StrategyAudit) -> Verdict:
     detail = {**detail, "chosen": chosen, "rejected": rejected}
     if chosen > rejected:
         return Verdict(check, CONFIRMED, detail)
     if chosen < rejected:
         return Verdict(check, REFUTED, {**detail, "reason": "chosen scores below rejected"})
-    if tie_refutes and not _tie_by_design(pair):
+    if tie_refutes and not audit.tie_by_design(pair):
         return Verdict(check, REFUTED, {**detail, "reason": "a tie: chosen is not better"})
     return Verdict(check, UNCHECKABLE, {**detail, "reason": "a tie: this evidence does not separate them"})
 
 
-def check_score_order(pair: dict, lookup: ScoreLookup) -> Verdict:
-    if pair["strategy"] == "reversal":
-        return Verdict("score_order", UNCHECKABLE, {"reason": "scored on the rewritten constraints: "
-                                                              "see the reversal check"})
-    if pair["strategy"] == "stepwise" and "erroneous_step" in _details(pair):
-        return Verdict("score_order", UNCHECKABLE, {"reason": "scores are prefix success rates from rollouts"})
+def check_score_order(pair: dict, lookup: ScoreLookup, audit: StrategyAudit | None = None) -> Verdict:
+    audit = audit or declared_audit(pair)
+    waived = audit.waives(pair).get("score_order")
+    if waived:
+        return Verdict("score_order", UNCHECKABLE, {"reason": waived})
     scorer = pair["scorer"]
     if not scorer:
         return Verdict("score_order", UNCHECKABLE, {"reason": "the strategy names no scorer"})
-    version = _params(pair).get("scorer_version") if _params(pair).get("scorer") == scorer else None
+    params = json_object(pair, "params_json")
+    version = params.get("scorer_version") if params.get("scorer") == scorer else None
     sides = {side: lookup.get(pair[f"{side}_id"], scorer, version) for side in ("chosen", "rejected")}
     missing = [side for side, row in sides.items() if row is None or row["status"] != "ok" or row["score"] is None]
     detail = {"scorer": scorer, "scorer_version": version}
     if missing:
         return Verdict("score_order", UNCHECKABLE, {**detail, "reason": f"no ok {scorer} score for "
                                                                         f"{' and '.join(missing)}"})
-    return _order("score_order", sides["chosen"]["score"], sides["rejected"]["score"], pair, True, detail)
+    return _order("score_order", sides["chosen"]["score"], sides["rejected"]["score"], pair, True, detail, audit)
 
 
-def rerun_verifiers(pairs: list[dict], prompts: dict[str, dict]) -> dict[tuple[str, str], tuple]:
+def rerun_verifiers(pairs: list[dict], prompts: dict[str, dict],
+                    strategies: Mapping[str, Strategy] | None = None) -> dict[tuple[str, str], tuple]:
     """(prompt_id, text) -> (score or None, status, detail) from the task's verifier, run once per text."""
     wanted: dict[str, dict[tuple[str, str], ScoreItem]] = {}
     for pair in pairs:
         prompt = prompts.get(pair["prompt_id"])
         kind = task_verifiers().get(prompt["task"]) if prompt else None
-        if kind is None or not _verifiable(pair, prompt):
+        if kind is None or _not_verifiable(pair, prompt, declared_audit(pair, strategies)):
             continue
         for text in (pair["chosen"], pair["rejected"]):
             key = (pair["prompt_id"], text)
@@ -219,7 +189,7 @@ def rerun_verifiers(pairs: list[dict], prompts: dict[str, dict]) -> dict[tuple[s
     results: dict[tuple[str, str], tuple] = {}
     for kind, items in wanted.items():
         try:
-            scored = build_portable(kind).score(list(items.values()))
+            scored = scorer_kind(kind).build_here().score(list(items.values()))
         except UserError as exc:  # e.g. no sandbox here: uncheckable, never unsandboxed
             scored = [None] * len(items)
             failure = str(exc)
@@ -229,25 +199,25 @@ def rerun_verifiers(pairs: list[dict], prompts: dict[str, dict]) -> dict[tuple[s
     return results
 
 
-def _verifiable(pair: dict, prompt: dict) -> str | None:
-    if pair["strategy"] == "reversal":
-        return None
-    if pair["strategy"] == "stepwise" and "erroneous_step" in _details(pair):
-        return None
+def _not_verifiable(pair: dict, prompt: dict, audit: StrategyAudit) -> str | None:
+    """Why the task's verifier says nothing of this pair (None: it does)."""
+    waived = audit.waives(pair).get("verifier")
+    if waived:
+        return waived
     if prompt["task"] == "instruction" and not prompt.get("constraints_json"):
-        return None
-    return task_verifiers().get(prompt["task"])
+        return "the prompt states no constraints"
+    return None
 
 
-def check_verifier(pair: dict, prompt: dict | None, verified: dict) -> Verdict:
+def check_verifier(pair: dict, prompt: dict | None, verified: dict, audit: StrategyAudit | None = None) -> Verdict:
+    audit = audit or declared_audit(pair)
     if prompt is None:
         return Verdict("verifier", UNCHECKABLE, {"reason": "the pair's prompt is not in the lake"})
     kind = task_verifiers().get(prompt["task"])
     if kind is None:
         return Verdict("verifier", UNCHECKABLE, {"reason": f"no verifier for task {prompt['task']}"})
-    if not _verifiable(pair, prompt):
-        why = ("see the reversal check" if pair["strategy"] == "reversal" else
-               "chosen and rejected are single steps, not whole answers")
+    why = _not_verifiable(pair, prompt, audit)
+    if why:
         return Verdict("verifier", UNCHECKABLE, {"verifier": kind, "reason": why})
     chosen = verified.get((pair["prompt_id"], pair["chosen"]))
     rejected = verified.get((pair["prompt_id"], pair["rejected"]))
@@ -257,52 +227,8 @@ def check_verifier(pair: dict, prompt: dict | None, verified: dict) -> Verdict:
             reason = (result[2] or {}).get("error") if result else None
             return Verdict("verifier", UNCHECKABLE, {**detail, "reason": f"{kind} could not score the {side}"
                                                                         + (f": {reason}" if reason else "")})
-    tie_refutes = pair["scorer"] == kind or pair["strategy"] in GROUND_TRUTH_STRATEGIES
-    return _order("verifier", chosen[0], rejected[0], pair, tie_refutes, detail)
-
-
-def check_reversal(pair: dict) -> Verdict:
-    rewritten = _details(pair).get("rewritten_constraints")
-    if not isinstance(rewritten, list) or not rewritten or library.constraint_errors(rewritten):
-        return Verdict("reversal", UNCHECKABLE, {"reason": "no valid rewritten constraints in details_json"})
-    chosen = library.check_all(pair["chosen"], rewritten)
-    rejected = library.check_all(pair["rejected"], rewritten)
-    chosen_fails = [c["type"] for c, ok in zip(rewritten, chosen) if not ok]
-    rejected_fails = [c["type"] for c, ok in zip(rewritten, rejected) if not ok]
-    detail = {"chosen_fails": chosen_fails, "rejected_fails": rejected_fails}
-    if chosen_fails:
-        return Verdict("reversal", REFUTED, {**detail, "reason": "the chosen fails a rewritten constraint"})
-    if not rejected_fails:
-        return Verdict("reversal", REFUTED, {**detail, "reason": "the rejected follows every rewritten constraint"})
-    return Verdict("reversal", CONFIRMED, detail)
-
-
-def false_equations(text: str) -> list[str]:
-    """The `a op b = c` links a text states that do not hold (step-wise's sympy checker,
-    curate.score.verify.arithmetic; what it cannot judge is left out, never called false)."""
-    return [equation.text for equation in equations(text or "") if not equation.holds]
-
-
-def arithmetic_checker() -> Callable[[str], list] | None:
-    return false_equations
-
-
-def check_arithmetic(pair: dict, checker: Callable[[str], list] | None) -> Verdict:
-    if checker is None:
-        return Verdict("arithmetic", UNCHECKABLE, {"reason": "no arithmetic step checker available"})
-    details = _details(pair)
-    if "erroneous_step" not in details:
-        return Verdict("arithmetic", UNCHECKABLE, {"reason": "not a first-wrong-step pair"})
-    prompt = pair["prompt"] or []
-    prefix = prompt[-1]["content"] if prompt and prompt[-1]["role"] == "assistant" else ""
-    found = {side: [str(e) for e in checker(text)] for side, text in
-             (("prefix", prefix), ("chosen", pair["chosen"]), ("rejected", pair["rejected"]))}
-    detail = {f"{side}_false": errors for side, errors in found.items()}
-    if found["prefix"] or found["chosen"]:
-        return Verdict("arithmetic", REFUTED, {**detail, "reason": "a false equation in the prefix or the chosen step"})
-    if found["rejected"]:
-        return Verdict("arithmetic", CONFIRMED, detail)
-    return Verdict("arithmetic", UNCHECKABLE, {**detail, "reason": "no false equation in the rejected step"})
+    tie_refutes = pair["scorer"] == kind or audit.ground_truth
+    return _order("verifier", chosen[0], rejected[0], pair, tie_refutes, detail, audit)
 
 
 def judge_verdict(verdict, label: str | None = None) -> Verdict:
@@ -332,15 +258,10 @@ def _last_user(messages) -> str:
     return users[-1] if users else ""
 
 
-def _prompt_text(messages) -> str:
-    return "\n".join(m["content"] for m in (messages or []))
-
-
-def _claimed_constraints(pair: dict, prompt: dict | None) -> list[dict] | None:
-    """The constraints the pair's prompt states: reversal's rewritten ones, else the prompt's own."""
-    if pair["strategy"] == "reversal":
-        rewritten = _details(pair).get("rewritten_constraints")
-        return rewritten if isinstance(rewritten, list) and not library.constraint_errors(rewritten) else None
+def _claimed_constraints(pair: dict, prompt: dict | None, audit: StrategyAudit) -> list[dict] | None:
+    """The constraints the pair's prompt states: the strategy's (reversal's rewritten ones), else the prompt's own."""
+    if audit.stated_constraints is not None:
+        return audit.stated_constraints(pair)
     if prompt is None or prompt.get("task") != "instruction" or not prompt.get("constraints_json"):
         return None
     try:
@@ -350,11 +271,7 @@ def _claimed_constraints(pair: dict, prompt: dict | None) -> list[dict] | None:
     return None if library.constraint_errors(constraints) else constraints
 
 
-def _step_pair(pair: dict) -> bool:
-    return pair["strategy"] == "stepwise" and "erroneous_step" in _details(pair)
-
-
-def check_answer_verifier(pair: dict, prompt: dict | None, verified: dict) -> Verdict:
+def check_answer_verifier(pair: dict, prompt: dict | None, verified: dict, audit: StrategyAudit | None = None) -> Verdict:
     """The chosen passes its task's verifier in full on the pair's prompt (a right final answer,
     every test): evidence that it answers the prompt. Constraints say nothing of the task itself,
     so instruction prompts are left to the judge."""
@@ -362,10 +279,10 @@ def check_answer_verifier(pair: dict, prompt: dict | None, verified: dict) -> Ve
     if prompt is None:
         return Verdict(name, UNCHECKABLE, {"reason": "the pair's prompt is not in the lake"})
     kind = task_verifiers().get(prompt["task"])
-    if kind is None or prompt["task"] == "instruction" or _step_pair(pair):
-        why = ("the chosen is one step, not a whole answer" if _step_pair(pair) else
-               "constraints say nothing of the task itself" if prompt["task"] == "instruction" else
-               f"no verifier for task {prompt['task']}")
+    waived = (audit or declared_audit(pair)).waives(pair).get(name)
+    if kind is None or prompt["task"] == "instruction" or waived:
+        why = (waived or ("constraints say nothing of the task itself" if prompt["task"] == "instruction" else
+                          f"no verifier for task {prompt['task']}"))
         return Verdict(name, UNCHECKABLE, {"reason": why})
     result = verified.get((pair["prompt_id"], pair["chosen"]))
     if result is None or result[1] != "ok" or result[0] is None:
@@ -376,10 +293,11 @@ def check_answer_verifier(pair: dict, prompt: dict | None, verified: dict) -> Ve
                                        "reason": "the chosen passes only part of the verifier"})
 
 
-def check_answer_format(pair: dict) -> Verdict:
+def check_answer_format(pair: dict, audit: StrategyAudit | None = None) -> Verdict:
     name = "answer_format"
-    if _step_pair(pair):
-        return Verdict(name, UNCHECKABLE, {"reason": "the chosen is one step, not a whole answer"})
+    waived = (audit or declared_audit(pair)).waives(pair).get(name)
+    if waived:
+        return Verdict(name, UNCHECKABLE, {"reason": waived})
     request = _last_user(pair["prompt"])
     asked = answer_checks.requested_formats(request)
     if not asked:
@@ -391,48 +309,16 @@ def check_answer_format(pair: dict) -> Verdict:
     return Verdict(name, CONFIRMED, {"asked": asked})
 
 
-def check_answer_own_text(pair: dict, prompt: dict | None) -> Verdict:
+def check_answer_own_text(pair: dict, prompt: dict | None, audit: StrategyAudit | None = None) -> Verdict:
     name = "answer_own_text"
-    constraints = _claimed_constraints(pair, prompt)
+    constraints = _claimed_constraints(pair, prompt, audit or declared_audit(pair))
     if not constraints:
         return Verdict(name, UNCHECKABLE, {"reason": "the pair's prompt states no constraints"})
-    failures = answer_checks.own_text_failures(pair["chosen"] or "", constraints, _prompt_text(pair["prompt"]))
+    failures = answer_checks.own_text_failures(pair["chosen"] or "", constraints, prompt_text(pair["prompt"]))
     if failures:
         return Verdict(name, REFUTED, {"failures": failures, "reason": "the chosen meets a constraint only "
                                                                       "through text or words not its own"})
     return Verdict(name, CONFIRMED, {"constraints": len(constraints)})
-
-
-def _source_texts(pair: dict) -> list[str]:
-    details = _details(pair)
-    chunk = details.get("chunk")
-    texts = [chunk.get("text")] if isinstance(chunk, dict) else []
-    texts += [c.get("text") for c in details.get("chunks") or [] if isinstance(c, dict)]
-    return [t for t in texts if isinstance(t, str)]
-
-
-def check_answer_grounding(pair: dict) -> Verdict:
-    """short_to_long: the chosen invents no identifier, signature or number its chunk lacks and does
-    not contradict a signature; code_evolution commits: the edit adds no literal that neither the
-    request nor the code gives."""
-    name = "answer_grounding"
-    sources = _source_texts(pair)
-    if pair["strategy"] == "short_to_long" and sources:
-        source = "\n".join([*sources, str(_details(pair).get("question") or "")])
-        found = answer_checks.invented_terms(pair["chosen"] or "", source)
-        if any(found.values()):
-            return Verdict(name, REFUTED, {**found, "reason": "the chosen states what its source text does not"})
-        return Verdict(name, CONFIRMED, {"source_chars": len(source)})
-    if pair["strategy"] == "code_evolution" and "commit" in _details(pair):
-        before, after = extract_code(pair["rejected"] or ""), extract_code(pair["chosen"] or "")
-        invented = answer_checks.invented_literals(before, after, _prompt_text(pair["prompt"]))
-        if invented is None:
-            return Verdict(name, UNCHECKABLE, {"reason": "the changed lines do not tokenize as Python"})
-        if invented:
-            return Verdict(name, REFUTED, {"invented_literals": invented[:20],
-                                           "reason": "the edit adds literals the prompt does not give"})
-        return Verdict(name, CONFIRMED, {"invented_literals": []})
-    return Verdict(name, UNCHECKABLE, {"reason": "no source text the answer must keep to"})
 
 
 @functools.cache
@@ -459,7 +345,7 @@ class PairTokens:
         try:
             encoded = self.tokenizer.apply_chat_template(messages, tokenize=True)
         except Exception:  # no chat template: plain text
-            encoded = self.tokenizer(_prompt_text(messages))
+            encoded = self.tokenizer(prompt_text(messages))
         # transformers 5 returns a BatchEncoding, older versions the ids
         return len(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
 
@@ -512,33 +398,37 @@ def check_answer_judge(pairs: list[dict], prompts: dict[str, dict], judge, judge
 
 
 def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame, run_id: str,
-                judge=None, tokens: PairTokens | None = None) -> pa.Table:
-    """`pair_audits` rows for every pair (see the module doc for the checks), claim and answer."""
+                judge=None, tokens: PairTokens | None = None, strategies: Mapping[str, Strategy] | None = None) -> pa.Table:
+    """`pair_audits` rows for every pair (see the module doc for the checks), claim and answer.
+    `strategies`: the pairs' strategies by name (None: this process's registry; a shard in another
+    process is given them, so a strategy registered at run time is audited there by its own checks)."""
     now = datetime.now(timezone.utc)
     rows = pairs.to_dicts()
     prompt_rows = {p["prompt_id"]: p for p in prompts.to_dicts()}
     lookup = ScoreLookup(scores)
-    verified = rerun_verifiers(rows, prompt_rows)
-    checker = arithmetic_checker()
+    verified = rerun_verifiers(rows, prompt_rows, strategies)
     judged = check_judge(rows, judge) if judge is not None and rows else [None] * len(rows)
     answer_judged = (check_answer_judge(rows, prompt_rows, judge, judged) if judge is not None and rows
                      else [None] * len(rows))
     out = []
     for pair, by_judge, answer_judge in zip(rows, judged, answer_judged, strict=True):
         prompt = prompt_rows.get(pair["prompt_id"])
-        verdicts = [check_hygiene(pair, lookup), check_score_order(pair, lookup),
-                    check_verifier(pair, prompt, verified)]
-        if pair["strategy"] == "reversal":
-            verdicts.append(check_reversal(pair))
-        if pair["strategy"] == "stepwise":
-            verdicts.append(check_arithmetic(pair, checker))
-        if by_judge is not None:
-            verdicts.append(by_judge)
-        verdicts += [check_answer_verifier(pair, prompt, verified), check_answer_format(pair),
-                     check_answer_own_text(pair, prompt), check_answer_grounding(pair),
-                     check_answer_context(pair, tokens)]
-        if answer_judge is not None:
-            verdicts.append(answer_judge)
+        audit = declared_audit(pair, strategies)
+        claim = [check_hygiene(pair, lookup), check_score_order(pair, lookup, audit),
+                 check_verifier(pair, prompt, verified, audit)]
+        answer = [check_answer_verifier(pair, prompt, verified, audit), check_answer_format(pair, audit),
+                  check_answer_own_text(pair, prompt, audit), Verdict("answer_grounding", UNCHECKABLE, {"reason": NO_SOURCE}),
+                  check_answer_context(pair, tokens)]
+        for declared in audit.checks:  # the strategy's own: beside the shared ones, or instead of one of the same name
+            verdicts = answer if declared.name.startswith(ANSWER_PREFIX) else claim
+            verdict = declared.check(pair, prompt)
+            same = [k for k, v in enumerate(verdicts) if v.check == declared.name]
+            if same:
+                verdicts[same[0]] = verdict
+            else:
+                verdicts.append(verdict)
+        verdicts = [*claim, *([by_judge] if by_judge is not None else []),
+                    *answer, *([answer_judge] if answer_judge is not None else [])]
         out.extend(_row(pair["pair_id"], v, run_id, now) for v in verdicts)
     return schemas.conform("pair_audits", _with_audit_ids(out))
 
@@ -669,13 +559,14 @@ def _start_chunk(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFram
     """A chunk's checks, its pairs split by prompt over the shards (started, not awaited); in this
     process, in one call, when a judge (a model of this process) checks them, the shards run here
     or the chunk is small."""
-    if judge is not None or shards is None or isinstance(shards, InProcess) or pairs.height < MIN_SHARDED_ITEMS:
+    if judge is not None or shards is None or not shards.spreads(pairs.height):
         return _Checked(table=audit_pairs(pairs, prompts, scores, run_id, judge, tokens))
     calls = []
     for part in split_frame(pairs, "prompt_id", shards.count):
         sides = pl.concat([part["chosen_id"], part["rejected_id"]]).implode()
+        strategies = {name: STRATEGIES[name] for name in part["strategy"].unique().to_list() if name in STRATEGIES}
         calls.append((part, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].implode())),
-                      scores.filter(pl.col("candidate_id").is_in(sides)), run_id, None, tokens))
+                      scores.filter(pl.col("candidate_id").is_in(sides)), run_id, None, tokens, strategies))
     return _Checked(pending=shards.start(audit_pairs, calls))
 
 
@@ -692,7 +583,7 @@ def audit_judge(audit_config, scoring_backend: Callable):
     when the judge names one)."""
     if audit_config is None or not audit_config.judge:
         return None
-    backend = scoring_backend(ScorerConfig(kind="judge", model=audit_config.judge))
+    backend = scoring_backend(ModelOptions(kind="judge", model=audit_config.judge))
     settings = JudgeSettings(max_tokens=audit_config.judge_max_tokens, max_retries=audit_config.judge_max_retries,
                              reply_prefix=audit_config.judge_reply_prefix)
-    return PairwiseJudge(backend, settings, label=backend.model_label.split("@")[0])
+    return PairwiseJudge(backend, settings, label=backend_label(backend))

@@ -41,6 +41,7 @@ from curate.runtime.env import apply_offline_env
 from curate.runtime.leftovers import mark_run, stop_leftovers
 from curate.runtime.models import check_config_models, embedded_model_dir
 from curate.score.judge import JudgeSettings, PairwiseJudge
+from curate.score.kind import backend_label
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build preference datasets: prompts in, (prompt, chosen, rejected) pairs out.")
@@ -263,7 +264,7 @@ def audit(data_dir: Optional[Path] = DataDir,
         path = model_dir(judge, "--judge")
         backend = VLLMBackend(EngineSettings(str(path), max_model_len=4096, kv_cache_memory_bytes=1 << 29))
         judge_model = PairwiseJudge(backend, JudgeSettings(max_tokens=judge_max_tokens, max_retries=1),
-                                    label=backend.model_label.split("@")[0])
+                                    label=backend_label(backend))
     with open_lake(directory) as lake:  # writable: an older lake gets its pair_audits table here
         result = audit_lake(lake, f"audit-{uuid.uuid4().hex[:12]}", judge=judge_model, tokens=tokens)
     console.print(f"audited {result['audited']} pairs: {result['rows_new']} new verdicts")

@@ -16,15 +16,29 @@ made before the answer verdict gets the column (null, read as unchecked) the sam
 
 from __future__ import annotations
 
+import re
+
 TABLE = "pair_audit_facts"
-# Only these can confirm a pair: hygiene and score_order re-read the strategy's own evidence.
-INDEPENDENT_CHECKS = ("verifier", "reversal", "arithmetic", "judge")
+# Only these can confirm a pair: hygiene and score_order re-read the strategy's own evidence. The
+# audit's shared checks (verifier, judge) and the built-in strategies' own (reversal, arithmetic: their
+# declarations mark them `confirms`; tests/test_extension_points.py checks that the two agree). A
+# strategy added at run time adds its own with `count_as_evidence` (curate.pairs.registry.register).
+INDEPENDENT_CHECKS = ["verifier", "reversal", "arithmetic", "judge"]
 # Checks of the answer (curate.audit.answer_checks): is the chosen a sound answer to the prompt as the pair
 # states it? Their names start with ANSWER_PREFIX; only ANSWER_CONFIRMING ones can confirm an answer,
 # the others (format, own text, grounding, context) are necessary conditions that can only refute.
 ANSWER_PREFIX = "answer_"
-ANSWER_CONFIRMING = ("answer_verifier", "answer_judge")
+ANSWER_CONFIRMING = ["answer_verifier", "answer_judge"]
 ANSWER_VERDICTS = ("confirmed", "refuted", "unchecked")
+
+
+def count_as_evidence(check: str) -> None:
+    """A check whose confirmed verdict confirms the pair (or, named answer_*, the answer)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", check):
+        raise ValueError(f"an audit check's name is lower-case letters, digits and _, not {check!r}")
+    confirming = ANSWER_CONFIRMING if check.startswith(ANSWER_PREFIX) else INDEPENDENT_CHECKS
+    if check not in confirming:
+        confirming.append(check)
 
 
 def facts_sql(audits: str, pair_facts: str = "pair_facts") -> str:

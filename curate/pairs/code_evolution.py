@@ -42,13 +42,16 @@ from typing import ClassVar, Literal
 
 import polars as pl
 
+from curate.audit import answer_checks
+from curate.audit.verdicts import CONFIRMED, REFUTED, UNCHECKABLE, Verdict, pair_details, prompt_text
 from curate.options import option, options_dict
 from curate.pairs import rule
 from curate.pairs.code_commits import commit_picks, derive_commits, mine_commits  # noqa: F401
 from curate.pairs.code_critiques import critique_picks, derive_critiques
 from curate.pairs.derive import DerivedPrompt
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs
-from curate.pairs.strategy import Strategy
+from curate.pairs.strategy import AuditCheck, Strategy, StrategyAudit
+from curate.score.verify.code import extract_code
 
 NAME = "code_evolution"
 COMMITS, CRITIQUES = ("commits",), ("critiques",)
@@ -152,6 +155,25 @@ def build(prompts: pl.DataFrame, candidates: pl.DataFrame, scores: pl.DataFrame,
     return finish_pairs(picks, NAME, options_dict(options), run_id)
 
 
-STRATEGY = Strategy(NAME, CodeEvolutionOptions, build, derive)
+def check_commit_grounding(pair: dict, prompt: dict | None = None) -> Verdict:
+    """A commit pair's edit adds no literal that neither the request nor the code gives (the
+    audit's answer_grounding)."""
+    name = "answer_grounding"
+    if "commit" not in pair_details(pair):
+        return Verdict(name, UNCHECKABLE, {"reason": "no source text the answer must keep to"})
+    before, after = extract_code(pair["rejected"] or ""), extract_code(pair["chosen"] or "")
+    invented = answer_checks.invented_literals(before, after, prompt_text(pair["prompt"]))
+    if invented is None:
+        return Verdict(name, UNCHECKABLE, {"reason": "the changed lines do not tokenize as Python"})
+    if invented:
+        return Verdict(name, REFUTED, {"invented_literals": invented[:20],
+                                       "reason": "the edit adds literals the prompt does not give"})
+    return Verdict(name, CONFIRMED, {"invented_literals": []})
+
+
+STRATEGY = Strategy(NAME, CodeEvolutionOptions, build, derive, audit=StrategyAudit(
+    checks=(AuditCheck("answer_grounding", check_commit_grounding),),
+    # efficiency pairs (equal tests, faster code; lakes made before they were retired) tie by design
+    tie_by_design=lambda pair: pair_details(pair).get("property") == "efficiency"))
 
 __all__ = ["STRATEGY", "CodeEvolutionOptions", "build", "derive", "mine_commits"]

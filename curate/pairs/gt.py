@@ -47,7 +47,7 @@ from curate.options import non_empty, option, options_dict, positive
 from curate.pairs import rule
 from curate.pairs.rows import empty_pairs, finish_pairs, usable_scores
 from curate.pairs.rule import REFERENCE_ID
-from curate.pairs.strategy import Strategy
+from curate.pairs.strategy import Strategy, StrategyAudit
 from curate.score.registry import task_verifiers, verifier_names
 from curate.score.verify.code import extract_code
 
@@ -295,4 +295,4 @@ def _teacher_student_pairs(prompts, candidates, scores, options) -> pl.DataFrame
     return picks.filter(pl.col("margin") >= float(options.agree_min_margin))
 
 
-STRATEGY = Strategy("gt", GtOptions, build, per_prompt=lambda options: True)
+STRATEGY = Strategy("gt", GtOptions, build, per_prompt=lambda options: True, audit=StrategyAudit(ground_truth=True))

@@ -15,18 +15,20 @@ from typing import Any
 
 import polars as pl
 
+from curate.lake.audit_facts import count_as_evidence
 from curate.options import parse_options
 from curate.pairs import code_evolution, gt, margin, reversal, short_to_long, stepwise
 from curate.pairs.strategy import Strategy
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+BUILT_IN = (
     margin.STRATEGY,
     gt.STRATEGY,
     reversal.STRATEGY,
     stepwise.STRATEGY,
     short_to_long.STRATEGY,
     code_evolution.STRATEGY,
-)}
+)
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in BUILT_IN}
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,11 @@ class PairSpec:
 
 
 def register(strategy: Strategy) -> Strategy:
+    """Add a strategy (replacing one of the same name); its confirming audit checks count as evidence."""
     STRATEGIES[strategy.name] = strategy
+    for check in strategy.audit.checks:
+        if check.confirms:
+            count_as_evidence(check.name)
     return strategy
 
 

@@ -45,10 +45,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from curate.audit.verdicts import CONFIRMED, REFUTED, UNCHECKABLE, Verdict, pair_details
 from curate.options import non_empty, option, options_dict
 from curate.pairs import rule
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
-from curate.pairs.strategy import Strategy
+from curate.pairs.strategy import AuditCheck, Strategy, StrategyAudit
 from curate.score.verify import constraints as library  # called through the module: patchable
 
 SCORER = "constraints"
@@ -199,4 +200,34 @@ def rewrite_instruction(messages: list[dict], rewritten: list[dict],
     return out, how
 
 
-STRATEGY = Strategy("reversal", ReversalOptions, build, per_prompt=lambda options: True)
+# the audit ------------------------------------------------------------------------------------
+
+def check_reversal(pair: dict, prompt: dict | None = None) -> Verdict:
+    """The chosen follows every rewritten constraint and the rejected fails one, by the constraint library."""
+    rewritten = pair_details(pair).get("rewritten_constraints")
+    if not isinstance(rewritten, list) or not rewritten or library.constraint_errors(rewritten):
+        return Verdict("reversal", UNCHECKABLE, {"reason": "no valid rewritten constraints in details_json"})
+    chosen = library.check_all(pair["chosen"], rewritten)
+    rejected = library.check_all(pair["rejected"], rewritten)
+    chosen_fails = [c["type"] for c, ok in zip(rewritten, chosen) if not ok]
+    rejected_fails = [c["type"] for c, ok in zip(rewritten, rejected) if not ok]
+    detail = {"chosen_fails": chosen_fails, "rejected_fails": rejected_fails}
+    if chosen_fails:
+        return Verdict("reversal", REFUTED, {**detail, "reason": "the chosen fails a rewritten constraint"})
+    if not rejected_fails:
+        return Verdict("reversal", REFUTED, {**detail, "reason": "the rejected follows every rewritten constraint"})
+    return Verdict("reversal", CONFIRMED, detail)
+
+
+def rewritten_constraints(pair: dict) -> list | None:
+    """The constraints a reversal pair's prompt states: the rewritten ones (None when not valid)."""
+    rewritten = pair_details(pair).get("rewritten_constraints")
+    return rewritten if isinstance(rewritten, list) and not library.constraint_errors(rewritten) else None
+
+
+_WAIVED = {"score_order": "scored on the rewritten constraints: see the reversal check",
+           "verifier": "see the reversal check"}
+
+STRATEGY = Strategy("reversal", ReversalOptions, build, per_prompt=lambda options: True, audit=StrategyAudit(
+    checks=(AuditCheck("reversal", check_reversal, confirms=True),),
+    waives=lambda pair: _WAIVED, stated_constraints=rewritten_constraints))

@@ -41,6 +41,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from curate.audit import answer_checks
+from curate.audit.verdicts import CONFIRMED, REFUTED, UNCHECKABLE, Verdict, pair_details
 from curate.ingest.validate import long_context_message
 from curate.options import non_empty, option, options_dict, positive
 from curate.pairs import rule
@@ -68,7 +70,7 @@ from curate.pairs.questions import (
     question_messages,
 )
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
-from curate.pairs.strategy import Strategy
+from curate.pairs.strategy import AuditCheck, Strategy, StrategyAudit
 
 NAME = "short_to_long"
 TASK = "long_context"
@@ -349,7 +351,25 @@ def _pairs(prompts, candidates, scores, options) -> pl.DataFrame:
                         gated_rejected=options.gated_rejected, scored=judge is not None)
 
 
-STRATEGY = Strategy(NAME, ShortToLongOptions, build, derive, derive_rounds=2)  # round 1 asks, round 2 answers
+def check_grounding(pair: dict, prompt: dict | None = None) -> Verdict:
+    """The chosen invents no identifier, signature or number its chunk lacks and does not contradict
+    a signature (the audit's answer_grounding)."""
+    details = pair_details(pair)
+    chunk = details.get("chunk")
+    sources = [chunk.get("text")] if isinstance(chunk, dict) else []
+    sources += [c.get("text") for c in details.get("chunks") or [] if isinstance(c, dict)]
+    sources = [text for text in sources if isinstance(text, str)]
+    if not sources:
+        return Verdict("answer_grounding", UNCHECKABLE, {"reason": "no source text the answer must keep to"})
+    source = "\n".join([*sources, str(details.get("question") or "")])
+    found = answer_checks.invented_terms(pair["chosen"] or "", source)
+    if any(found.values()):
+        return Verdict("answer_grounding", REFUTED, {**found, "reason": "the chosen states what its source text does not"})
+    return Verdict("answer_grounding", CONFIRMED, {"source_chars": len(source)})
+
+
+STRATEGY = Strategy(NAME, ShortToLongOptions, build, derive, derive_rounds=2,  # round 1 asks, round 2 answers
+                    audit=StrategyAudit(checks=(AuditCheck("answer_grounding", check_grounding),)))
 
 __all__ = ["DISCARD_REASONS", "NAME", "STRATEGY", "build", "chunk_text", "derive", "embed", "long_context_message",
            "question_chunks", "select_chunks"]

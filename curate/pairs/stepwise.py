@@ -77,12 +77,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from curate.audit.verdicts import CONFIRMED, REFUTED, UNCHECKABLE, Verdict, pair_details
 from curate.options import as_floats, non_empty, option, options_dict, positive
 from curate.pairs import rule
 from curate.pairs.derive import DerivedPrompt, derived_info, original_prompts
 from curate.pairs.rows import PICK_SCHEMA, empty_pairs, finish_pairs, usable_scores
-from curate.pairs.strategy import Strategy
-from curate.score.verify.arithmetic import first_false
+from curate.pairs.strategy import AuditCheck, Strategy, StrategyAudit
+from curate.score.verify.arithmetic import equations, first_false
 
 NAME = "stepwise"
 CORRECT = 1.0  # a score at or above this is a correct answer (math_verify gives 0 or 1)
@@ -393,4 +394,43 @@ def _recut_pairs(prompts, candidates, scores, choosable, options) -> list[dict]:
     return picks
 
 
-STRATEGY = Strategy(NAME, StepwiseOptions, build, derive)
+# the audit ------------------------------------------------------------------------------------
+
+def false_equations(text: str) -> list[str]:
+    """The `a op b = c` links a text states that do not hold (sympy, curate.score.verify.arithmetic;
+    what it cannot judge is left out, never called false)."""
+    return [equation.text for equation in equations(text or "") if not equation.holds]
+
+
+def check_arithmetic(pair: dict, prompt: dict | None = None, checker=false_equations) -> Verdict:
+    """Every `a op b = c` stated in the correct prefix and the chosen step holds, and the rejected
+    step states a false one."""
+    if checker is None:
+        return Verdict("arithmetic", UNCHECKABLE, {"reason": "no arithmetic step checker available"})
+    if "erroneous_step" not in pair_details(pair):
+        return Verdict("arithmetic", UNCHECKABLE, {"reason": "not a first-wrong-step pair"})
+    messages = pair["prompt"] or []
+    prefix = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
+    found = {side: [str(e) for e in checker(text)] for side, text in
+             (("prefix", prefix), ("chosen", pair["chosen"]), ("rejected", pair["rejected"]))}
+    detail = {f"{side}_false": errors for side, errors in found.items()}
+    if found["prefix"] or found["chosen"]:
+        return Verdict("arithmetic", REFUTED, {**detail, "reason": "a false equation in the prefix or the chosen step"})
+    if found["rejected"]:
+        return Verdict("arithmetic", CONFIRMED, detail)
+    return Verdict("arithmetic", UNCHECKABLE, {**detail, "reason": "no false equation in the rejected step"})
+
+
+_ONE_STEP = "the chosen is one step, not a whole answer"
+_STEP_WAIVED = {"score_order": "scores are prefix success rates from rollouts",
+                "verifier": "chosen and rejected are single steps, not whole answers",
+                "answer_verifier": _ONE_STEP, "answer_format": _ONE_STEP}
+
+
+def _waived(pair: dict) -> dict[str, str]:
+    return _STEP_WAIVED if "erroneous_step" in pair_details(pair) else {}
+
+
+STRATEGY = Strategy(NAME, StepwiseOptions, build, derive, audit=StrategyAudit(
+    checks=(AuditCheck("arithmetic", check_arithmetic, confirms=True),), waives=_waived,
+    tie_by_design=lambda pair: "length_ratio" in pair_details(pair)))  # ReCUT: both correct, the shorter

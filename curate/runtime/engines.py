@@ -69,9 +69,9 @@ class Engines:
                                           kv_cache_memory_bytes=spec.kv_cache_memory_bytes))
 
     def scorers(self) -> list:
-        """(kind name, scorer) of every [[scorers]] entry, built once per run."""
+        """(entry, scorer) of every [[scorers]] entry, built once per run."""
         if self._scorers is None:
-            self._scorers = [(spec.kind, scorer_kind(spec.kind).build(spec, self)) for spec in self.config.scorers]
+            self._scorers = [(spec, scorer_kind(spec.kind).build(spec, self)) for spec in self.config.scorers]
         return self._scorers
 
     def scorer_versions(self) -> dict[str, str]:

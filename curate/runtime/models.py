@@ -14,6 +14,7 @@ from pathlib import Path
 
 from curate.errors import UserError
 from curate.progress import interactive
+from curate.score.kind import ModelOptions
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -142,9 +143,8 @@ def check_config_models(config) -> None:
         if generator.backend == "vllm" and generator.model != "embedded":
             check_model_dir(generator.model, f"generators.{index} model")
     for index, scorer in enumerate(config.scorers):
-        model = scorer.model
-        if scorer.kind in ("reward", "judge", "logprob") and model and model not in {"generator", "embedded"} \
-                and model not in generator_names:
+        model = scorer.model if isinstance(scorer, ModelOptions) else None
+        if model and model not in {"generator", "embedded"} and model not in generator_names:
             check_model_dir(model, f"scorers.{index} ({scorer.kind}) model")
 
 

@@ -30,12 +30,13 @@ from curate.dedup import Embedder, default_embedder
 from curate.dedup.config import DedupConfig
 from curate.dedup.minhash import sign_items
 from curate.score import score_candidates
-from curate.score.registry import build_portable
+from curate.score.kind import ScorerKind
 
 DEFAULT_SHARDS = 4
 # Work on fewer items than this runs in one call in this process, whatever the runner: shipping it
 # (a Prefect task per shard) costs more than it takes (MinHash signatures, the audit's checks).
-MIN_SHARDED_ITEMS = 2_000
+# [runner] inline_below sets it for a run.
+INLINE_BELOW = 2_000
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -60,9 +61,13 @@ class Pending(Protocol):
 class Shards(Protocol):
     """`map` runs shard work and returns its results in the order of `calls`; `start` begins it
     and returns at once, so that the caller can commit the previous batch meanwhile (`results()`
-    waits). Every shard of a call ends before a failure of one is raised: none is left running."""
+    waits). Every shard of a call ends before a failure of one is raised: none is left running.
+    `spreads(items)`: whether work on that many items is worth shipping to the shards (else the
+    caller does it in one call, in its own process)."""
 
     count: int
+
+    def spreads(self, items: int) -> bool: ...
 
     def map(self, work: Callable, calls: Sequence[tuple]) -> list: ...
 
@@ -96,6 +101,9 @@ class InProcess:
     def __init__(self, count: int = DEFAULT_SHARDS):
         self.count = count
 
+    def spreads(self, items: int) -> bool:
+        return False  # the shards would run here too, one after the other
+
     def map(self, work: Callable, calls: Sequence[tuple]) -> list:
         return self.start(work, calls).results()
 
@@ -111,10 +119,14 @@ class ProcessPool:
     arguments and results travel pickled, so a shard's frames are copied in and its rows out.
     Workers start from a fork server, never a fork of this process (its DuckDB and model threads)."""
 
-    def __init__(self, count: int = DEFAULT_SHARDS, workers: int | None = None):
+    def __init__(self, count: int = DEFAULT_SHARDS, workers: int | None = None, inline_below: int = INLINE_BELOW):
         self.count = count
         self.workers = workers or multiprocessing.cpu_count()
+        self.inline_below = inline_below
         self._pool: ProcessPoolExecutor | None = None
+
+    def spreads(self, items: int) -> bool:
+        return items >= self.inline_below
 
     def map(self, work: Callable, calls: Sequence[tuple]) -> list:
         return self.start(work, calls).results()
@@ -149,10 +161,10 @@ def _end_with(parent: int) -> None:
 
 # shard work -------------------------------------------------------------------------------
 
-def score_shard(kind: str, prompts: pl.DataFrame, candidates: pl.DataFrame, run_id: str) -> pa.Table:
+def score_shard(kind: ScorerKind, entry, prompts: pl.DataFrame, candidates: pl.DataFrame, run_id: str) -> pa.Table:
     """Scores of one shard's candidates (all unscored) by one scorer that needs no model, built here
-    from its kind (nothing shipped but the name)."""
-    return score_candidates(prompts, candidates, [build_portable(kind)], run_id)
+    from its kind and its [[scorers]] entry."""
+    return score_candidates(prompts, candidates, [kind.build_here(entry)], run_id)
 
 
 def sign_shard(items: list[tuple[str, ...]], config: DedupConfig, parts: int) -> np.ndarray:
@@ -162,7 +174,7 @@ def sign_shard(items: list[tuple[str, ...]], config: DedupConfig, parts: int) ->
 
 def sharded_signatures(shards: Shards, config: DedupConfig, parts: int, items: list[tuple[str, ...]]) -> np.ndarray:
     """`sign_shard` over consecutive slices of `items`, one per shard, stacked in their order."""
-    if isinstance(shards, InProcess) or len(items) < MIN_SHARDED_ITEMS:  # one call here: cheaper
+    if not shards.spreads(len(items)):  # one call here: cheaper
         return sign_items(items, config, parts) if items else np.zeros((0, config.num_perm), np.uint32)
     size = -(-len(items) // shards.count)
     slices = [items[start:start + size] for start in range(0, len(items), size)] if items else []

@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass, field
 
 from curate.generate import Request, SamplingSettings
+from curate.options import option
 from curate.score import ScoreItem, ScoreResult
-from curate.score.kind import MODEL_FIELDS, ScorerKind, model_label, resolve_scoring_model
+from curate.score.kind import ModelOptions, ScorerKind, model_label, resolve_scoring_model
 
 TEMPLATE_VERSION = "1"
 ASPECTS = {
@@ -206,5 +207,15 @@ def _resolve(spec, base_dir, generators) -> None:
     resolve_scoring_model(spec, base_dir, generators)
 
 
-KIND = ScorerKind("judge", _build_pointwise, needs_model=True, resolve=_resolve,
-                  fields=MODEL_FIELDS | {"aspects", "tasks", "max_tokens", "max_retries", "reply_prefix"})
+@dataclass
+class JudgeOptions(ModelOptions):
+    aspects: list[str] = option(default_factory=lambda: ["helpfulness"], help="what the judge rates: "
+                                + ", ".join(sorted(ASPECTS)))
+    tasks: list[str] | None = option(None, help="the tasks it judges (default: all)")
+    max_tokens: int = option(256, help="tokens of the judge's reply")
+    max_retries: int = option(2, help="asks again when a reply has no verdict")
+    reply_prefix: str = option("", help="the start of the judge's reply, e.g. \"Rating:\" to bring a small "
+                                        "judge straight to its verdict")
+
+
+KIND = ScorerKind("judge", _build_pointwise, JudgeOptions, needs_model=True, resolve=_resolve)

@@ -9,7 +9,7 @@ the templated prompt + response, see VLLMBackend.response_logprobs); a backend w
 from __future__ import annotations
 
 from curate.score import ScoreItem, ScoreResult
-from curate.score.kind import MODEL_FIELDS, ScorerKind, model_label, resolve_scoring_model
+from curate.score.kind import ModelOptions, ScorerKind, model_label, resolve_scoring_model
 
 
 class SequenceLogprobScorer:
@@ -39,4 +39,4 @@ def _build(spec, models) -> SequenceLogprobScorer:
     return SequenceLogprobScorer(backend, model_label(spec, backend))
 
 
-KIND = ScorerKind("logprob", _build, fields=MODEL_FIELDS, needs_model=True, resolve=resolve_scoring_model)
+KIND = ScorerKind("logprob", _build, ModelOptions, needs_model=True, resolve=resolve_scoring_model)

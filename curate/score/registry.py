@@ -19,6 +19,7 @@ _BUILT_IN = (
     judge.KIND,
     logprob.KIND,
 )
+BUILT_IN = _BUILT_IN
 SCORER_KINDS: dict[str, ScorerKind] = {kind.name: kind for kind in _BUILT_IN}
 
 
@@ -47,10 +48,3 @@ def verifier_names() -> tuple[str, ...]:
     """The correctness verifiers, in registration order."""
     return tuple(kind.name for kind in SCORER_KINDS.values() if kind.verifies)
 
-
-def build_portable(name: str):
-    """A kind that needs no model, built where a shard runs (nothing shipped but its name)."""
-    kind = scorer_kind(name)
-    if kind.needs_model:
-        raise ValueError(f"scorer {name!r} needs a model and does not run in shards")
-    return kind.build(None, None)

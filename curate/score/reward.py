@@ -5,13 +5,16 @@ cut from the left when longer than the model takes (flagged on the row)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from curate.generate.vllm_backend import EngineSettings, load_engine, resolve_dtype
+from curate.options import option
 from curate.progress import interactive
 from curate.runtime.models import check_model_dir, fingerprint
 from curate.score import ScoreItem, ScoreResult
-from curate.score.kind import MODEL_FIELDS, ScorerKind
+from curate.score.kind import ModelOptions, ScorerKind
 
 ENGINES = ("vllm", "transformers")
 
@@ -98,12 +101,15 @@ def _build(spec, models) -> RewardModelScorer:
 
 
 def _resolve(spec, base_dir: Path, generators) -> None:
-    if spec.engine not in ENGINES:
-        raise ValueError(f"reward engine must be vllm or transformers, not {spec.engine!r}")
     if not spec.model:
         raise ValueError("a reward scorer needs `model` (a model directory)")
     if not Path(spec.model).is_absolute():
         spec.model = str((base_dir / spec.model).resolve())
 
 
-KIND = ScorerKind("reward", _build, fields=MODEL_FIELDS | {"engine"}, needs_model=True, resolve=_resolve)
+@dataclass
+class RewardOptions(ModelOptions):
+    engine: Literal["vllm", "transformers"] = option("vllm", help="vllm (its pooling runner) or transformers (a fallback)")
+
+
+KIND = ScorerKind("reward", _build, RewardOptions, needs_model=True, resolve=_resolve)

@@ -14,7 +14,7 @@ from curate.progress import log
 from curate.runtime.shards import Pending, score_shard, split_frame
 from curate.score import newest_scores, score_candidates, unscored
 from curate.score.quality import NAME as QUALITY
-from curate.score.registry import build_portable, scorer_kind
+from curate.score.registry import scorer_kind
 from curate.steps.state import RunContext, RunState
 
 
@@ -23,7 +23,8 @@ def score(context: RunContext, state: RunState, timing: str = "score") -> None:
     batch by prompt batch, each scorer's rows of a batch in one commit. A batch's shard work starts
     before the previous batch is committed, so the shards score while this process writes."""
     began = time.monotonic()
-    plan = [(QUALITY, build_portable(QUALITY)), *context.engines.scorers()]
+    quality = scorer_kind(QUALITY).default_entry()
+    plan = [(quality, scorer_kind(QUALITY).build_here(quality)), *context.engines.scorers()]
     added, statuses = Counter(), {scorer.name: Counter() for _, scorer in plan}
     batches = context.batch_count(state)
     previous = None
@@ -39,8 +40,8 @@ def score(context: RunContext, state: RunState, timing: str = "score") -> None:
             log(f"score: batch {number}/{batches} ({prompts} prompts, {candidates} candidates) done")
 
     for number, (prompts, candidates) in enumerate(context.prompt_batches(state), start=1):
-        started = [(scorer, _start_scores(context, kind, scorer, prompts, candidates, state.run_id))
-                   for kind, scorer in plan]
+        started = [(scorer, _start_scores(context, entry, scorer, prompts, candidates, state.run_id))
+                   for entry, scorer in plan]
         if previous is not None:
             commit(*previous)
         previous = (number, prompts.height, candidates.height, started)
@@ -67,12 +68,14 @@ class _Scored:
         return [self.table]
 
 
-def _start_scores(context: RunContext, kind: str, scorer, prompts: pl.DataFrame, candidates: pl.DataFrame,
+def _start_scores(context: RunContext, entry, scorer, prompts: pl.DataFrame, candidates: pl.DataFrame,
                   run_id: str) -> Pending | _Scored:
+    """`entry`: the scorer's [[scorers]] entry (its kind's options)."""
     todo = unscored(prompts, candidates, scorer, lambda wanted: context.lake.existing_ids("scores", wanted))
-    if scorer_kind(kind).needs_model:  # a model scorer runs on this process's engine
+    kind = scorer_kind(entry.kind)
+    if kind.needs_model:  # a model scorer runs on this process's engine
         return _Scored(score_candidates(prompts, todo, [scorer], run_id))
-    calls = [(kind, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].unique().implode())),
+    calls = [(kind, entry, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].unique().implode())),
               part, run_id) for part in split_frame(todo, "prompt_id", context.shards.count)]
     return context.shards.start(score_shard, calls)
 
