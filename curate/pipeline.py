@@ -8,6 +8,7 @@ curate/steps/, the models they use in curate/runtime/engines.py (the composition
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -29,8 +30,9 @@ __all__ = ["Pipeline", "RunState", "Step", "run_steps"]
 
 
 class Step(NamedTuple):
-    name: str  # the flow task's name and the key of its timing
+    name: str  # the flow task's name
     run: Callable[[RunContext, RunState], None]
+    timing: str | None = None  # the key its seconds add to in RunState.timings (default: its name)
 
 
 def run_steps(config: RunConfig) -> list[Step]:
@@ -42,9 +44,9 @@ def run_steps(config: RunConfig) -> list[Step]:
         steps.append(Step("derive", derive_steps.no_generator))
     for index in range(rounds):
         suffix = f"_{index + 1}" if index else ""
-        steps += [Step(f"derive{suffix}", partial(derive_steps.derive, round_index=index)),
-                  Step(f"generate_derived{suffix}", derive_steps.generate_derived),
-                  Step(f"score_derived{suffix}", derive_steps.score_derived)]
+        steps += [Step(f"derive{suffix}", partial(derive_steps.derive, round_index=index), "derive"),
+                  Step(f"generate_derived{suffix}", derive_steps.generate_derived, "generate_derived"),
+                  Step(f"score_derived{suffix}", score, "score_derived")]
     return steps + [Step("pairs", pairs), Step("audit", audit), Step("export", export)]
 
 
@@ -77,7 +79,13 @@ class Pipeline:
         return start(self.context)
 
     def run_step(self, name: str, state: RunState) -> None:
-        self.steps[name].run(self.context, state)
+        """One step, timed here (every runner goes through this: run_all, the flow's tasks)."""
+        step = self.steps[name]
+        began = time.monotonic()
+        try:
+            step.run(self.context, state)
+        finally:
+            state.took(step.timing or step.name, time.monotonic() - began)
 
     def finish(self, state: RunState, status: str = "completed") -> None:
         finish(self.context, state, status)

@@ -17,12 +17,12 @@ from rich.table import Table
 
 from curate.audit.checks import PairTokens, audit_lake, audit_summary, read_audits
 from curate.cli.query_output import FORMATS, print_frame, result_table
-from curate.lake.read_only_sql import check_size, confine, lock_down, read_only_statements, run_statements
 from curate.config import DEMO_CONFIG, load_config
 from curate.errors import UserError, describe_os_error, unexpected_error_line
 from curate.generate.vllm_backend import EngineSettings, VLLMBackend
 from curate.lake import schemas
 from curate.lake.catalog import open_lake
+from curate.lake.read_only_sql import check_size, confine, lock_down, read_only_statements, run_statements
 from curate.pipeline import Pipeline
 from curate.progress import (
     console,
@@ -39,7 +39,7 @@ from curate.publish.stream import export_lake
 from curate.publish.swap import refuse_inside
 from curate.runtime.env import apply_offline_env
 from curate.runtime.leftovers import mark_run, stop_leftovers
-from curate.runtime.models import check_config_models, embedded_model_dir
+from curate.runtime.models import check_config_models, model_dir
 from curate.score.judge import JudgeSettings, PairwiseJudge
 from curate.score.kind import backend_label
 
@@ -251,17 +251,16 @@ def audit(data_dir: Optional[Path] = DataDir,
     """Re-check every pair with evidence its strategy did not use; verdicts go to pair_audits."""
     directory = _data_dir(data_dir)
 
-    def model_dir(name: str, option: str) -> Path:
-        path = (embedded_model_dir(Path(os.environ.get("CURATE_MODELS_DIR") or directory / "models"))
-                if name == "embedded" else Path(name))
+    def existing_dir(name: str, option: str) -> Path:
+        path = model_dir(name, directory)
         if not path.is_dir():
             raise UserError(f"{option}: no model directory at {path}")
         return path
 
-    tokens = PairTokens(model_dir(tokenizer, "--tokenizer"), max_pair_tokens) if max_pair_tokens else None
+    tokens = PairTokens(existing_dir(tokenizer, "--tokenizer"), max_pair_tokens) if max_pair_tokens else None
     judge_model = None
     if judge is not None:
-        path = model_dir(judge, "--judge")
+        path = existing_dir(judge, "--judge")
         backend = VLLMBackend(EngineSettings(str(path), max_model_len=4096, kv_cache_memory_bytes=1 << 29))
         judge_model = PairwiseJudge(backend, JudgeSettings(max_tokens=judge_max_tokens, max_retries=1),
                                     label=backend_label(backend))

@@ -7,7 +7,6 @@ curate.score.registry) and the audit's pairwise judge. Nothing loads before it i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from curate.audit.checks import PairTokens, audit_judge
@@ -15,7 +14,7 @@ from curate.config import GeneratorConfig, RunConfig
 from curate.generate import Backend, SamplingSettings
 from curate.generate.openai_backend import OpenAIBackend
 from curate.generate.vllm_backend import EngineSettings, VLLMBackend
-from curate.runtime.models import EMBEDDED_NAME, embedded_model_dir
+from curate.runtime.models import EMBEDDED_NAME, model_dir
 from curate.score.registry import scorer_kind
 
 
@@ -27,8 +26,7 @@ class Engines:
         self._scorers: list | None = None
 
     def model_path(self, model: str) -> Path:
-        models_dir = Path(os.environ.get("CURATE_MODELS_DIR") or self.data_dir / "models")
-        return embedded_model_dir(models_dir) if model == "embedded" else Path(model)
+        return model_dir(model, self.data_dir)
 
     def generator_backend(self, generator: GeneratorConfig) -> Backend:
         """The backend of one [[generators]] entry (one engine per entry and process)."""

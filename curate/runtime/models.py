@@ -45,6 +45,14 @@ def embedded_gguf() -> Path:
     return path
 
 
+def model_dir(model: str, data_dir: Path) -> Path:
+    """A config's `model` as a directory: "embedded" is the converted SmolLM2 under
+    $CURATE_MODELS_DIR, else the data dir's models/ (converted on first use); else the path given."""
+    if model != "embedded":
+        return Path(model)
+    return embedded_model_dir(Path(os.environ.get("CURATE_MODELS_DIR") or Path(data_dir) / "models"))
+
+
 def embedded_model_dir(models_dir: Path) -> Path:
     """The converted safetensors directory, converting on first use (about a minute)."""
     target = Path(models_dir) / EMBEDDED_NAME

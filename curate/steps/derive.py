@@ -7,7 +7,6 @@ and times them apart. A strategy with more rounds derives again from what earlie
 
 from __future__ import annotations
 
-import time
 
 import pyarrow as pa
 
@@ -15,7 +14,6 @@ from curate.pairs.derive import derived_prompt_rows, original_prompts
 from curate.pairs.registry import PairSpec, strategy_named
 from curate.progress import log
 from curate.steps.generate import generate_for
-from curate.steps.score import score
 from curate.steps.state import RunContext, RunState
 
 
@@ -38,7 +36,6 @@ def no_generator(context: RunContext, state: RunState) -> None:
 
 
 def derive(context: RunContext, state: RunState, round_index: int) -> None:
-    began = time.monotonic()
     specs = [s for s in deriving_specs(context.config) if strategy_named(s.strategy).derive_rounds > round_index]
     prompts, candidates = context.run_prompts_and_candidates(state)
     if round_index == 0:
@@ -58,16 +55,10 @@ def derive(context: RunContext, state: RunState, round_index: int) -> None:
     state.add("derived_prompts_new", added)
     state.prompt_ids = sorted(set(state.prompt_ids) | set(fresh))
     state.derived_to_generate = fresh
-    state.took("derive", time.monotonic() - began)
 
 
 def generate_derived(context: RunContext, state: RunState) -> None:
     """The derived prompts of the last round, answered by the first generator."""
-    began = time.monotonic()
     prompts = context.lake.rows_where_in("prompts", "prompt_id", state.derived_to_generate)
     generate_for(context, prompts, context.config.generators[:1], state)
-    state.took("generate_derived", time.monotonic() - began)
 
-
-def score_derived(context: RunContext, state: RunState) -> None:
-    score(context, state, timing="score_derived")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import polars as pl
 import pyarrow as pa
@@ -15,7 +14,6 @@ from curate.steps.state import RunContext, RunState
 
 
 def generate(context: RunContext, state: RunState) -> None:
-    began = time.monotonic()
     wanted = [p for p in state.prompt_ids if p not in state.no_generation]
     if len(wanted) < len(state.prompt_ids):
         log(f"generate: {len(state.prompt_ids) - len(wanted)} prompts of inputs with generate = false skipped")
@@ -23,7 +21,6 @@ def generate(context: RunContext, state: RunState) -> None:
         log(f"generate: no generators in this run; {len(wanted)} prompts keep only their imported completions")
     generate_for(context, context.lake.rows_where_in("prompts", "prompt_id", wanted), context.config.generators,
                  state)
-    state.took("generate", time.monotonic() - began)
 
 
 def generate_for(context: RunContext, prompts: pl.DataFrame, generators: list, state: RunState) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -25,7 +24,6 @@ from curate.steps.state import RunContext, RunState
 
 
 def ingest(context: RunContext, state: RunState) -> None:
-    began = time.monotonic()
     generating: set[str] = set()  # prompts of inputs that generate (a prompt may come from both kinds)
     run_prompts: set[str] = set()  # distinct prompts read so far (a prompt may recur across batches and inputs)
     for spec in context.config.inputs:
@@ -51,7 +49,6 @@ def ingest(context: RunContext, state: RunState) -> None:
         log("ingest: no valid prompts in any input; the run goes on with nothing to generate")
         warn(f"no prompts: every input failed or was empty ({state.counts.get('rejects_read', 0)} rejected); "
              "the run goes on with zeros. See: curate query \"select location, reason from rejects\"")
-    state.took("ingest", time.monotonic() - began)
 
 
 def _remark(prompts: int, rejects: int) -> str:

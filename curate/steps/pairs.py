@@ -10,7 +10,6 @@ with their drops, index rows and embeddings, so the step holds one batch's pairs
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from functools import partial
 
@@ -31,7 +30,6 @@ from curate.steps.state import RunContext, RunState
 
 
 def pairs(context: RunContext, state: RunState) -> None:
-    began = time.monotonic()
     embedder = ShardedEmbedder(context.shards, lookup=lambda hashes: context.lake.embeddings_of(EMBEDDING_MODEL, hashes),
                                batch_size=context.dedup.embed_batch_size)
     # only the kept pairs that can collide with a batch's are read (curate.dedup.lake_index)
@@ -52,7 +50,6 @@ def pairs(context: RunContext, state: RunState) -> None:
     state.add("pairs_new", added)
     state.add("pairs_duplicates_dropped", dropped)
     log(f"pairs: {built} built, {stored} already stored, {dropped} dropped by dedup, {added} new")
-    state.took("pairs", time.monotonic() - began)
 
 
 def _one_per_pair_id(batch: pl.DataFrame, state: RunState) -> pl.DataFrame:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,7 +48,6 @@ def start(context: RunContext) -> RunState:
 def audit(context: RunContext, state: RunState) -> None:
     """Re-check the run's pairs (and those of runs that stopped early) not audited yet
     (curate.audit.checks.audit_run); refuted pairs stay out of exports."""
-    began = time.monotonic()
     result = audit_run(context.lake, state.run_id, judge=context.engines.audit_judge(),
                        tokens=context.engines.pair_tokens(), shards=context.shards)
     state.audit = {row["strategy"]: row for row in result["summary"].to_dicts()}
@@ -58,13 +56,11 @@ def audit(context: RunContext, state: RunState) -> None:
     answer = {v: sum(row.get(f"answer_{v}", 0) for row in state.audit.values()) for v in ("confirmed", "refuted")}
     log(f"audit: {result['audited']} pairs checked, {result['rows_new']} verdicts new; {refuted} pairs refuted; "
         f"answers: {answer['confirmed']} confirmed, {answer['refuted']} refuted")
-    state.took("audit", time.monotonic() - began)
 
 
 def export(context: RunContext, state: RunState) -> None:
     if not context.config.export_path:
         return
-    began = time.monotonic()
     out = _export_dir(context)
     refuse_inside(out, context.lake.root)
     # Everything this run writes to the lake is in: the run is `exporting` (its finish time and
@@ -87,7 +83,6 @@ def export(context: RunContext, state: RunState) -> None:
     log(f"export: {written['total']} pairs to {out} ({written['refuted_left_out']} refuted left out"
         + (f", {written['answer_left_out']} without answer-level evidence left out" if options.require else "")
         + ")")
-    state.took("export", time.monotonic() - began)
 
 
 def _export_dir(context: RunContext) -> Path:

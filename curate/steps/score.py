@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 
 import polars as pl
@@ -18,11 +17,10 @@ from curate.score.registry import scorer_kind
 from curate.steps.state import RunContext, RunState
 
 
-def score(context: RunContext, state: RunState, timing: str = "score") -> None:
+def score(context: RunContext, state: RunState) -> None:
     """The quality gates first (always: no model, no config), then the configured scorers, prompt
     batch by prompt batch, each scorer's rows of a batch in one commit. A batch's shard work starts
     before the previous batch is committed, so the shards score while this process writes."""
-    began = time.monotonic()
     quality = scorer_kind(QUALITY).default_entry()
     plan = [(quality, scorer_kind(QUALITY).build_here(quality)), *context.engines.scorers()]
     added, statuses = Counter(), {scorer.name: Counter() for _, scorer in plan}
@@ -55,7 +53,6 @@ def score(context: RunContext, state: RunState, timing: str = "score") -> None:
         detail = ", ".join(f"{count} {status}" for status, count in sorted(statuses[scorer.name].items()))
         if detail:
             log(f"score {scorer.name}: {added[scorer.name]} new scores ({detail})")
-    state.took(timing, time.monotonic() - began)
 
 
 class _Scored:
