@@ -67,7 +67,7 @@ from curate.lake import schemas
 from curate.lake.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
 from curate.pairs.registry import STRATEGIES
 from curate.pairs.strategy import Strategy, StrategyAudit
-from curate.runtime.shards import Pending, Shards, split_frame
+from curate.runtime.shards import Done, Pending, Shards, split_frame
 from curate.score import ScoreItem, newest_scores
 from curate.score.judge import JudgeSettings, PairwiseJudge
 from curate.score.kind import ModelOptions, backend_label
@@ -271,7 +271,8 @@ def _claimed_constraints(pair: dict, prompt: dict | None, audit: StrategyAudit) 
     return None if library.constraint_errors(constraints) else constraints
 
 
-def check_answer_verifier(pair: dict, prompt: dict | None, verified: dict, audit: StrategyAudit | None = None) -> Verdict:
+def check_answer_verifier(pair: dict, prompt: dict | None, verified: dict,
+                          audit: StrategyAudit | None = None) -> Verdict:
     """The chosen passes its task's verifier in full on the pair's prompt (a right final answer,
     every test): evidence that it answers the prompt. Constraints say nothing of the task itself,
     so instruction prompts are left to the judge."""
@@ -398,7 +399,8 @@ def check_answer_judge(pairs: list[dict], prompts: dict[str, dict], judge, judge
 
 
 def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame, run_id: str,
-                judge=None, tokens: PairTokens | None = None, strategies: Mapping[str, Strategy] | None = None) -> pa.Table:
+                judge=None, tokens: PairTokens | None = None,
+                strategies: Mapping[str, Strategy] | None = None) -> pa.Table:
     """`pair_audits` rows for every pair (see the module doc for the checks), claim and answer.
     `strategies`: the pairs' strategies by name (None: this process's registry; a shard in another
     process is given them, so a strategy registered at run time is audited there by its own checks)."""
@@ -417,7 +419,8 @@ def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame
         claim = [check_hygiene(pair, lookup), check_score_order(pair, lookup, audit),
                  check_verifier(pair, prompt, verified, audit)]
         answer = [check_answer_verifier(pair, prompt, verified, audit), check_answer_format(pair, audit),
-                  check_answer_own_text(pair, prompt, audit), Verdict("answer_grounding", UNCHECKABLE, {"reason": NO_SOURCE}),
+                  check_answer_own_text(pair, prompt, audit),
+                  Verdict("answer_grounding", UNCHECKABLE, {"reason": NO_SOURCE}),
                   check_answer_context(pair, tokens)]
         for declared in audit.checks:  # the strategy's own: beside the shared ones, or instead of one of the same name
             verdicts = answer if declared.name.startswith(ANSWER_PREFIX) else claim
@@ -530,44 +533,39 @@ def _audit(lake, todo: pl.Series, run_id: str, judge, whole_lake: bool = False,
                 "prompts", "prompt_id", prompt_keys["prompt_id"].to_list(), prompt_keys["_chunk"].to_list()))
             scores_of = stack.enter_context(lake.grouped_copy(
                 "scores", "candidate_id", candidate_keys["candidate_id"].to_list(), candidate_keys["_chunk"].to_list()))
+        deferred = ("pair_audits",) if whole_lake else ()  # rebuilt once at the end
         previous = None  # a chunk's checks run in the shards while the chunk before it is committed
         for chunk in range(chunks[-1] + 1 if pair_ids else 0):
             started = _start_chunk(pairs_of(chunk), prompts_of(chunk), scores_of(chunk), run_id, judge, tokens, shards)
             if previous is not None:
-                added += lake.commit({"pair_audits": previous.rows()}, audit_facts_now=not whole_lake)["pair_audits"]
+                added += _commit(lake, previous, deferred)
             previous = started
         if previous is not None:
-            added += lake.commit({"pair_audits": previous.rows()}, audit_facts_now=not whole_lake)["pair_audits"]
+            added += _commit(lake, previous, deferred)
     if whole_lake and added:
         lake.rebuild_audit_facts()
     summary = lake.audit_summary()
     return {"audited": todo.len(), "rows_new": added, "summary": summary}
 
 
-class _Checked:
-    """A chunk's audit rows: shard results to join, or rows checked in this process."""
-
-    def __init__(self, pending: Pending | None = None, table: pa.Table | None = None):
-        self.pending, self.table = pending, table
-
-    def rows(self) -> pa.Table:
-        return self.table if self.pending is None else pa.concat_tables(self.pending.results())
+def _commit(lake, checked: Pending, deferred: tuple[str, ...]) -> int:
+    return lake.commit({"pair_audits": pa.concat_tables(checked.results())}, deferred_facts=deferred)["pair_audits"]
 
 
 def _start_chunk(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame, run_id: str, judge,
-                 tokens: PairTokens | None, shards: Shards | None) -> _Checked:
+                 tokens: PairTokens | None, shards: Shards | None) -> Pending:
     """A chunk's checks, its pairs split by prompt over the shards (started, not awaited); in this
     process, in one call, when a judge (a model of this process) checks them, the shards run here
     or the chunk is small."""
     if judge is not None or shards is None or not shards.spreads(pairs.height):
-        return _Checked(table=audit_pairs(pairs, prompts, scores, run_id, judge, tokens))
+        return Done([audit_pairs(pairs, prompts, scores, run_id, judge, tokens)])
     calls = []
     for part in split_frame(pairs, "prompt_id", shards.count):
         sides = pl.concat([part["chosen_id"], part["rejected_id"]]).implode()
         strategies = {name: STRATEGIES[name] for name in part["strategy"].unique().to_list() if name in STRATEGIES}
         calls.append((part, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].implode())),
                       scores.filter(pl.col("candidate_id").is_in(sides)), run_id, None, tokens, strategies))
-    return _Checked(pending=shards.start(audit_pairs, calls))
+    return shards.start(audit_pairs, calls)
 
 
 def read_audits(lake) -> pl.DataFrame | None:

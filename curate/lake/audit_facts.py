@@ -79,3 +79,12 @@ def refresh_sql(lake: str, new_audits: str) -> tuple[str, str, str]:
 def backfill_sql(lake: str) -> str:
     """The statement that fills the table from every audit row of a lake made before it."""
     return f"INSERT INTO {lake}.{TABLE} BY NAME {facts_sql(f'{lake}.pair_audits', f'{lake}.pair_facts')}"
+
+
+def keep_facts_of_new_audits(lake, audits) -> None:
+    """The commit hook of `pair_audits` (curate.lake.catalog.FACTS): the pair_audit_facts of the
+    pairs these new audit rows are about, rewritten in the same snapshot."""
+    delete, insert_first, insert_again = refresh_sql(lake.alias, "_new_audits")
+    with lake.registered("_new_audits", audits):
+        deleted = lake.con.execute(delete).fetchone()[0]
+        lake.con.execute(insert_again if deleted else insert_first)

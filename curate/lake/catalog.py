@@ -32,11 +32,14 @@ from curate.errors import UserError
 from curate.lake import audit_facts, schemas
 from curate.lake.extensions import extension_path
 from curate.lake.migrate import migrate_to_sqlite
-from curate.lake.pair_facts import SPLIT_RUNS, backfill_sql, facts_sql, merge_sql, parts_sql
+from curate.lake.pair_facts import SPLIT_RUNS, backfill_sql, keep_facts_of_new_pairs, merge_sql
 from curate.lake.views import views, views_version
 from curate.progress import log
 
 LAKE_ALIAS = "lake"
+# Tables whose commits keep facts of their new rows, in this order, in the commit's snapshot:
+# table -> hook(lake, new rows) (curate.lake.pair_facts, curate.lake.audit_facts)
+FACTS = {"pairs": keep_facts_of_new_pairs, "pair_audits": audit_facts.keep_facts_of_new_audits}
 POSTGRES = "postgres:"
 SQLITE = "sqlite:"
 CATALOG_FILE = "catalog.sqlite"
@@ -127,6 +130,8 @@ class Lake:
     """A connection to the lake at `root`: catalog `root/catalog.ducklake` and files under
     `root/files/`, unless `catalog` (a DuckDB file or `postgres:<libpq connection string>`) and
     `data_path` (a folder or an s3://, gs://, r2://, https:// prefix) say otherwise."""
+
+    alias = LAKE_ALIAS  # the lake's name in this connection's SQL (its tables are alias.table)
 
     def __init__(self, root: Path | str, read_only: bool = False, snapshot: int | None = None,
                  catalog: str | None = None, data_path: str | None = None):
@@ -470,13 +475,10 @@ class Lake:
             return set()
         key = column or schemas.table(table).key
         wanted = pa.table({"id": pa.array(list(ids), pa.string())})
-        self.con.register("_wanted_ids", wanted)
-        try:
+        with self.registered("_wanted_ids", wanted):
             rows = self.con.execute(
                 f"SELECT DISTINCT t.{key} FROM {LAKE_ALIAS}.{table} t JOIN _wanted_ids w ON t.{key} = w.id"
             ).fetchall()
-        finally:
-            self.con.unregister("_wanted_ids")
         return {r[0] for r in rows}
 
     def rows_where_in(self, table: str, column: str, values: list[str], runs: list[str] | None = None) -> pl.DataFrame:
@@ -499,8 +501,7 @@ class Lake:
             yield None, None
             return
         joined = f"FROM {LAKE_ALIAS}.{table} t JOIN _ids ON t.{column} = _ids.id"
-        self.con.register("_ids", pl.DataFrame({"id": values}).to_arrow())
-        try:
+        with self.registered("_ids", pl.DataFrame({"id": values}).to_arrow()):
             if runs is None and "run_id" in schemas.table(table).column_names:
                 runs = self.query(f"SELECT DISTINCT t.run_id {joined}")["run_id"].to_list()
                 if not runs:
@@ -508,8 +509,6 @@ class Lake:
                     return
             in_runs = f" WHERE t.run_id IN ({', '.join('?' * len(runs))})" if runs else ""
             yield f"SELECT t.* {joined}{in_runs}", list(runs or [])
-        finally:
-            self.con.unregister("_ids")
 
     @contextmanager
     def grouped_copy(self, table: str, column: str, keys: list[str], groups: list[int],
@@ -526,14 +525,11 @@ class Lake:
             distinct = list(dict.fromkeys(keys))
             with self._select_where_in(table, column, distinct, runs) as (sql, params):
                 if sql is not None:
-                    self.con.register("_chunks", mapping)
-                    try:  # one folder of files per group, written as the rows stream in (no sort)
+                    with self.registered("_chunks", mapping):  # a folder per group, written as rows stream in
                         self.con.execute(
                             f"COPY (SELECT w.*, _chunks.chunk AS _chunk FROM ({sql}) w JOIN _chunks "
                             f"ON w.{column} = _chunks.key) TO '{scratch}/rows' "
                             "(FORMAT parquet, PARTITION_BY (_chunk), OVERWRITE_OR_IGNORE)", params)
-                    finally:
-                        self.con.unregister("_chunks")
 
             def rows(group: int, columns: tuple[str, ...] = ()) -> pl.DataFrame:
                 """The group's rows (only `columns`, when given)."""
@@ -611,58 +607,32 @@ class Lake:
         looked the keys up itself, so the anti-join over the table's keys is skipped."""
         key = schemas.table(table).key
         new = "" if checked else f" WHERE NOT EXISTS (SELECT 1 FROM {LAKE_ALIAS}.{table} t WHERE t.{key} = i.{key})"
-        self.con.register("_incoming", conformed)
-        try:
-            inserted = self.con.execute(
+        with self.registered("_incoming", conformed):
+            return self.con.execute(
                 f"INSERT INTO {LAKE_ALIAS}.{table} BY NAME SELECT * FROM {_one_per_key(conformed, key)} i{new}"
-            ).fetchone()
-            return inserted[0]
-        finally:
-            self.con.unregister("_incoming")
+            ).fetchone()[0]
 
     def _insert_new_rows(self, table: str, conformed: pa.Table) -> pa.Table:
         """Insert the rows whose key is not stored yet; returns them (pairs and audit rows have
         facts that follow: curate.lake.pair_facts, curate.lake.audit_facts)."""
         key = schemas.table(table).key
-        self.con.register("_incoming", conformed)
-        try:
+        with self.registered("_incoming", conformed):
             new = self.con.execute(
                 f"SELECT * FROM {_one_per_key(conformed, key)} i WHERE NOT EXISTS "
                 f"(SELECT 1 FROM {LAKE_ALIAS}.{table} t WHERE t.{key} = i.{key})").to_arrow_table()
-        finally:
-            self.con.unregister("_incoming")
         if new.num_rows:
-            self.con.register("_new_rows", new)
-            try:
+            with self.registered("_new_rows", new):
                 self.con.execute(f"INSERT INTO {LAKE_ALIAS}.{table} BY NAME SELECT * FROM _new_rows")
-            finally:
-                self.con.unregister("_new_rows")
         return new
 
-    def _insert_pair_facts(self, pairs: pa.Table) -> None:
-        """pair_facts and pair_stats_parts rows of new pairs, from the prompts and scores stored now."""
-        self.con.register("_new_pairs", pairs)
+    @contextmanager
+    def registered(self, name: str, table):
+        """`table` (Arrow or Polars) visible to this connection's SQL as `name` inside the block."""
+        self.con.register(name, table)
         try:
-            facts = self.con.execute(facts_sql("_new_pairs", f"{LAKE_ALIAS}.prompts", f"{LAKE_ALIAS}.scores")
-                                     ).to_arrow_table()
+            yield
         finally:
-            self.con.unregister("_new_pairs")
-        self.con.register("_new_facts", facts)
-        try:
-            self.con.execute(f"INSERT INTO {LAKE_ALIAS}.pair_facts BY NAME SELECT * FROM _new_facts")
-            self.con.execute(f"INSERT INTO {LAKE_ALIAS}.pair_stats_parts BY NAME {parts_sql('_new_facts')}")
-        finally:
-            self.con.unregister("_new_facts")
-
-    def _refresh_audit_facts(self, audits: pa.Table) -> None:
-        """pair_audit_facts of the pairs these new audit rows are about (curate.lake.audit_facts)."""
-        delete, insert_first, insert_again = audit_facts.refresh_sql(LAKE_ALIAS, "_new_audits")
-        self.con.register("_new_audits", audits)
-        try:
-            deleted = self.con.execute(delete).fetchone()[0]
-            self.con.execute(insert_again if deleted else insert_first)
-        finally:
-            self.con.unregister("_new_audits")
+            self.con.unregister(name)
 
     def merge_pair_stats_parts(self) -> list[str]:
         """Give every run whose pairs came in several commits one pair_stats part per group (from
@@ -683,32 +653,31 @@ class Lake:
             self.con.execute(f"DELETE FROM {LAKE_ALIAS}.{audit_facts.TABLE}")
             self.con.execute(audit_facts.backfill_sql(LAKE_ALIAS))
 
-    def commit(self, tables: dict[str, pa.Table | list[dict]], audit_facts_now: bool = True,
+    def commit(self, tables: dict[str, pa.Table | list[dict]], deferred_facts: tuple[str, ...] = (),
                checked: tuple[str, ...] = ()) -> dict[str, int]:
-        """Append rows to several tables in one snapshot; returns rows added per table. New pairs
-        get their pair_facts and pair_stats_parts rows in the same snapshot, after every table of
-        the call is in (so from the prompts and scores committed with them too); the pairs of new
-        audit rows get their pair_audit_facts rewritten, after that (unless `audit_facts_now` is
-        false: the caller then calls rebuild_audit_facts). A row whose key is stored already is
-        left out, found by an anti-join over the table's keys, except in the `checked` tables of a
-        local lake: their rows' keys were just looked up by the caller (existing_ids), and this
-        process, the lake's one writer, has added none since (a shared catalog checks anyway)."""
+        """Append rows to several tables in one snapshot; returns rows added per table. A table with
+        facts (FACTS: pairs, pair_audits) has them kept by its hook in the same snapshot, after every
+        table of the call is in (so new pairs' facts read the prompts and scores committed with them);
+        not for the tables in `deferred_facts` (the caller then rebuilds them: rebuild_audit_facts).
+        A row whose key is stored already is left out, found by an anti-join over the table's keys,
+        except in the `checked` tables of a local lake: their rows' keys were just looked up by the
+        caller (existing_ids), and this process, the lake's one writer, has added none since (a
+        shared catalog checks anyway)."""
         if self.read_only:
             raise UserError("the lake is open read-only")
         added, new = {}, {}
         with self.transaction():
             for name, rows in tables.items():
                 rows = schemas.conform(name, rows)
-                if name in ("pairs", "pair_audits") and rows.num_rows:
+                if name in FACTS and rows.num_rows:
                     new[name] = self._insert_new_rows(name, rows)
                     added[name] = new[name].num_rows
                 else:
                     added[name] = (self._insert_new(name, rows, checked=name in checked and not self.is_postgres)
                                    if rows.num_rows else 0)
-            if added.get("pairs"):
-                self._insert_pair_facts(new["pairs"])
-            if added.get("pair_audits") and audit_facts_now:
-                self._refresh_audit_facts(new["pair_audits"])
+            for name, keep_facts in FACTS.items():
+                if added.get(name) and name not in deferred_facts:
+                    keep_facts(self, new[name])
         return added
 
     def mark_dead_runs_interrupted(self) -> None:

@@ -4,6 +4,7 @@ that can collide with a batch of new ones."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import polars as pl
@@ -39,12 +40,9 @@ def vector_keys(lake, model: str) -> pl.Series:
 
 def _chunks(lake, ids: pl.DataFrame, column: str, query: str, alias: str = "") -> Iterator[pl.DataFrame]:
     for start in range(0, ids.height, CHUNK_IDS):
-        lake.con.register("_chunk_ids", ids.slice(start, CHUNK_IDS).to_arrow())
-        try:
+        with lake.registered("_chunk_ids", ids.slice(start, CHUNK_IDS).to_arrow()):
             where = " AND " if " WHERE " in query else " WHERE "
             frame = lake.query(f"{query}{where}{alias}{column} IN (SELECT {column} FROM _chunk_ids)")
-        finally:
-            lake.con.unregister("_chunk_ids")
         yield frame
 
 
@@ -80,10 +78,7 @@ def colliding_pair_ids(lake, dedup_keys: pa.Table | None, band_keys: pa.Table | 
         tables["_fresh_near"] = vector_keys_near
     if not probes:
         return []
-    for name, table in tables.items():
-        lake.con.register(name, table)
-    try:
+    with contextlib.ExitStack() as stack:
+        for name, table in tables.items():
+            stack.enter_context(lake.registered(name, table))
         return lake.query(" UNION ".join(probes))["pair_id"].to_list()
-    finally:
-        for name in tables:
-            lake.con.unregister(name)

@@ -45,12 +45,9 @@ def pairs_with_verdicts(lake, strategies: list[str] | None = None, min_margin: f
 
 def scores_and_models_of(lake, candidate_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(every score row of these candidates, their candidate_id and model)."""
-    lake.con.register("_export_sides", pa.table({"candidate_id": candidate_ids.to_arrow()}))
-    try:
+    with lake.registered("_export_sides", pa.table({"candidate_id": candidate_ids.to_arrow()})):
         scores = lake.query("SELECT s.* FROM scores s SEMI JOIN _export_sides USING (candidate_id)")
         models = lake.query("SELECT c.candidate_id, c.model FROM candidates c SEMI JOIN _export_sides USING (candidate_id)")
-    finally:
-        lake.con.unregister("_export_sides")
     return scores, models
 
 

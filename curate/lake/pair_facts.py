@@ -64,3 +64,14 @@ def backfill_sql(lake: str) -> list[str]:
     """Statements that fill both tables for every pair of a lake made before them."""
     return [f"INSERT INTO {lake}.pair_facts BY NAME {facts_sql(f'{lake}.pairs', f'{lake}.prompts', f'{lake}.scores', few=False)}",
             f"INSERT INTO {lake}.pair_stats_parts BY NAME {parts_sql(f'{lake}.pair_facts')}"]
+
+
+def keep_facts_of_new_pairs(lake, pairs) -> None:
+    """The commit hook of `pairs` (curate.lake.catalog.FACTS): pair_facts and pair_stats_parts rows
+    of the new pairs, from the prompts and scores stored now (in the same snapshot)."""
+    with lake.registered("_new_pairs", pairs):
+        facts = lake.con.execute(facts_sql("_new_pairs", f"{lake.alias}.prompts", f"{lake.alias}.scores")
+                                 ).to_arrow_table()
+    with lake.registered("_new_facts", facts):
+        lake.con.execute(f"INSERT INTO {lake.alias}.pair_facts BY NAME SELECT * FROM _new_facts")
+        lake.con.execute(f"INSERT INTO {lake.alias}.pair_stats_parts BY NAME {parts_sql('_new_facts')}")

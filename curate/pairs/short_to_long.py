@@ -364,7 +364,8 @@ def check_grounding(pair: dict, prompt: dict | None = None) -> Verdict:
     source = "\n".join([*sources, str(details.get("question") or "")])
     found = answer_checks.invented_terms(pair["chosen"] or "", source)
     if any(found.values()):
-        return Verdict("answer_grounding", REFUTED, {**found, "reason": "the chosen states what its source text does not"})
+        return Verdict("answer_grounding", REFUTED,
+                       {**found, "reason": "the chosen states what its source text does not"})
     return Verdict("answer_grounding", CONFIRMED, {"source_chars": len(source)})
 
 

@@ -86,6 +86,16 @@ class _Later:
         return [self.work(*args) for args in self.calls]
 
 
+class Done:
+    """Results computed already (in this process), as a started call's."""
+
+    def __init__(self, results: list):
+        self._results = results
+
+    def results(self) -> list:
+        return self._results
+
+
 class _Futures:
     def __init__(self, futures: list):
         self.futures = futures

@@ -109,7 +109,8 @@ def _resolve(spec, base_dir: Path, generators) -> None:
 
 @dataclass
 class RewardOptions(ModelOptions):
-    engine: Literal["vllm", "transformers"] = option("vllm", help="vllm (its pooling runner) or transformers (a fallback)")
+    engine: Literal["vllm", "transformers"] = option(
+        "vllm", help="vllm (its pooling runner) or transformers (a fallback)")
 
 
 KIND = ScorerKind("reward", _build, RewardOptions, needs_model=True, resolve=_resolve)

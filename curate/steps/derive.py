@@ -7,7 +7,6 @@ and times them apart. A strategy with more rounds derives again from what earlie
 
 from __future__ import annotations
 
-
 import pyarrow as pa
 
 from curate.pairs.derive import derived_prompt_rows, original_prompts

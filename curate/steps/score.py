@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from curate.lake import schemas
 from curate.progress import log
-from curate.runtime.shards import Pending, score_shard, split_frame
+from curate.runtime.shards import Done, Pending, score_shard, split_frame
 from curate.score import newest_scores, score_candidates, unscored
 from curate.score.quality import NAME as QUALITY
 from curate.score.registry import scorer_kind
@@ -55,23 +55,13 @@ def score(context: RunContext, state: RunState) -> None:
             log(f"score {scorer.name}: {added[scorer.name]} new scores ({detail})")
 
 
-class _Scored:
-    """Rows scored in this process already (a model scorer), as a started shard call."""
-
-    def __init__(self, table: pa.Table):
-        self.table = table
-
-    def results(self) -> list:
-        return [self.table]
-
-
 def _start_scores(context: RunContext, entry, scorer, prompts: pl.DataFrame, candidates: pl.DataFrame,
-                  run_id: str) -> Pending | _Scored:
+                  run_id: str) -> Pending:
     """`entry`: the scorer's [[scorers]] entry (its kind's options)."""
     todo = unscored(prompts, candidates, scorer, lambda wanted: context.lake.existing_ids("scores", wanted))
     kind = scorer_kind(entry.kind)
     if kind.needs_model:  # a model scorer runs on this process's engine
-        return _Scored(score_candidates(prompts, todo, [scorer], run_id))
+        return Done([score_candidates(prompts, todo, [scorer], run_id)])
     calls = [(kind, entry, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].unique().implode())),
               part, run_id) for part in split_frame(todo, "prompt_id", context.shards.count)]
     return context.shards.start(score_shard, calls)

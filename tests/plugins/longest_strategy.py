@@ -39,7 +39,8 @@ def build(prompts, candidates, scores, options: LongestOptions, run_id: str = ""
                      pl.col("candidate_id_c").alias("chosen_id"), pl.col("candidate_id_r").alias("rejected_id"),
                      pl.lit(options.scorer).alias("scorer"), pl.col("score_c").alias("chosen_score"),
                      pl.col("score_r").alias("rejected_score"),
-                     (pl.col("score_c") - pl.col("score_r")).alias("margin"), pl.lit("the longest answer").alias("reason")))
+                     (pl.col("score_c") - pl.col("score_r")).alias("margin"),
+                     pl.lit("the longest answer").alias("reason")))
     picks = rule.enforce(picks, rule.candidate_facts(prompts, candidates, scores))
     return finish_pairs(picks, "longest", options_dict(options), run_id)
 
@@ -52,5 +53,5 @@ def check_length_ratio(pair: dict, prompt: dict | None) -> Verdict:
     return Verdict("length_ratio", CONFIRMED if ratio >= min_ratio else REFUTED, detail)
 
 
-STRATEGY = register(Strategy("longest", LongestOptions, build, per_prompt=lambda options: True,
-                             audit=StrategyAudit(checks=(AuditCheck("length_ratio", check_length_ratio, confirms=True),))))
+STRATEGY = register(Strategy("longest", LongestOptions, build, per_prompt=lambda options: True, audit=StrategyAudit(
+    checks=(AuditCheck("length_ratio", check_length_ratio, confirms=True),))))
