@@ -30,24 +30,41 @@ __all__ = ["Pipeline", "RunState", "Step", "run_steps"]
 
 
 class Step(NamedTuple):
+    """A step and its contract: the RunState fields it reads and those it writes (besides `counts`,
+    to which every step adds, and `timings`, the runner's). A field a step reads is written by an
+    earlier step or is the state's own start (run_id); tests/test_step_contract.py runs the steps
+    on a recording state and holds each to what it declares."""
     name: str  # the flow task's name
     run: Callable[[RunContext, RunState], None]
+    reads: frozenset[str] = frozenset()
+    writes: frozenset[str] = frozenset()
     timing: str | None = None  # the key its seconds add to in RunState.timings (default: its name)
+
+
+RUN = frozenset({"prompt_ids", "candidate_ids"})  # the run's prompts and candidates, read by most steps
 
 
 def run_steps(config: RunConfig) -> list[Step]:
     """The steps of a run of `config`, in order. Each derive round is three steps: its prompts,
     their generation, their scores (round k > 1 names them derive_k, ...)."""
-    steps = [Step("ingest", ingest), Step("generate", generate), Step("score", score)]
+    steps = [Step("ingest", ingest, writes=RUN | {"no_generation"}),
+             Step("generate", generate, reads=RUN | {"no_generation"}, writes=frozenset({"candidate_ids"})),
+             Step("score", score, reads=RUN)]
     rounds = derive_steps.rounds_of(config)
     if derive_steps.deriving_specs(config) and not rounds:
         steps.append(Step("derive", derive_steps.no_generator))
     for index in range(rounds):
         suffix = f"_{index + 1}" if index else ""
-        steps += [Step(f"derive{suffix}", partial(derive_steps.derive, round_index=index), "derive"),
-                  Step(f"generate_derived{suffix}", derive_steps.generate_derived, "generate_derived"),
-                  Step(f"score_derived{suffix}", score, "score_derived")]
-    return steps + [Step("pairs", pairs), Step("audit", audit), Step("export", export)]
+        steps += [Step(f"derive{suffix}", partial(derive_steps.derive, round_index=index), reads=RUN,
+                       writes=frozenset({"prompt_ids", "derived_to_generate"}), timing="derive"),
+                  Step(f"generate_derived{suffix}", derive_steps.generate_derived,
+                       reads=frozenset({"derived_to_generate", "candidate_ids"}),
+                       writes=frozenset({"candidate_ids"}), timing="generate_derived"),
+                  Step(f"score_derived{suffix}", score, reads=RUN, timing="score_derived")]
+    outcome = frozenset({"pairs_by_strategy", "refused_by_strategy"})
+    return steps + [Step("pairs", pairs, reads=RUN, writes=outcome),
+                    Step("audit", audit, writes=frozenset({"audit"})),
+                    Step("export", export, reads=outcome, writes=frozenset({"export_path"}))]
 
 
 class Pipeline:
