@@ -583,6 +583,13 @@ def test_code_tests_scorer(unharmed):
     json.dumps([r.detail for r in results])
 
 
+def test_the_project_root_is_the_folder_that_holds_the_curate_package():
+    root = sandbox._project_root()
+    assert (root / "curate" / "sandbox" / "isolation.py").is_file()
+    hidden = sandbox._hidden_dirs()  # model-written code never sees the project or its lake
+    assert any(str(root) == h or str(root).startswith(h.rstrip("/") + "/") for h in hidden), hidden
+
+
 def test_a_checkout_under_tmp_is_not_mounted_over(monkeypatch, tmp_path):
     """CI may clone the project under /tmp, which the sandbox replaces with its own tmpfs: hiding
     the checkout there would fail ("mount point does not exist") and is needless."""

@@ -222,7 +222,8 @@ def _world_executable(path: Path) -> bool:
 
 
 def _project_root() -> Path:
-    return Path(__file__).resolve().parents[3]
+    """The checkout (or site-packages folder) that holds the curate package: hidden in the sandbox."""
+    return Path(__file__).resolve().parents[2]
 
 
 def _find_python() -> str | None:
