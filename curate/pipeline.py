@@ -99,10 +99,8 @@ class Pipeline:
         """One step, timed here (every runner goes through this: run_all, the flow's tasks)."""
         step = self.steps[name]
         began = time.monotonic()
-        try:
-            step.run(self.context, state)
-        finally:
-            state.took(step.timing or step.name, time.monotonic() - began)
+        step.run(self.context, state)
+        state.took(step.timing or step.name, time.monotonic() - began)  # a failed attempt is not timed
 
     def finish(self, state: RunState, status: str = "completed") -> None:
         finish(self.context, state, status)

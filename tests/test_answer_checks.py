@@ -166,12 +166,12 @@ def test_a_short_to_long_chosen_that_invents_and_contradicts_its_chunk_is_refute
     assert any("__init__" in c and "width=70" in c for c in found["contradictions"])
     pair = _pair("short_to_long", [{"role": "user", "content": "long doc\n\n" + question}], chosen,
                  details={"question": question, "chunk": {"text": chunk}})
-    assert short_to_long.check_grounding(pair).verdict == REFUTED
+    assert short_to_long.check_chunk_grounding(pair).verdict == REFUTED
     grounded = ("TextWrapper's __init__ takes keyword arguments such as width (70 by default), "
                 "initial_indent and tabsize (8 by default).")
     assert not any(answer_checks.invented_terms(grounded, chunk + question).values())
     good = _pair("short_to_long", pair["prompt"], grounded, details={"question": question, "chunk": {"text": chunk}})
-    assert short_to_long.check_grounding(good).verdict == CONFIRMED
+    assert short_to_long.check_chunk_grounding(good).verdict == CONFIRMED
 
 
 # ------------------------------------------------------------------------------------------------

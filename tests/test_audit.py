@@ -20,6 +20,7 @@ from curate.audit.checks import (
     audit_lake,
     audit_run,
     audit_summary,
+    check_verifier,
     judge_verdict,
     overall_verdicts,
     read_audits,
@@ -170,7 +171,6 @@ def test_overall_verdicts_view_and_reaudit(lake):
 
 def test_arithmetic_check_verdicts():
     step = dict(PAIRS[-1])
-    assert check_arithmetic(step, checker=None).verdict == UNCHECKABLE
     assert check_arithmetic(step).verdict == CONFIRMED  # rejected states 2 + 2 = 5
     bad_prefix = {**step, "prompt": [{"role": "user", "content": "q"},
                                      {"role": "assistant", "content": "9 * 11 = 98\n"}]}
@@ -345,14 +345,20 @@ def test_card_names_the_snapshot_read_and_every_model(tmp_path, lake):
 def test_hygiene_and_score_order_alone_never_confirm(lake):
     """They re-read the strategy's own evidence: a pair passing only them is uncheckable, in Python
     and in the SQL of the view's table alike."""
-    rows = [("only-own", "hygiene", CONFIRMED), ("only-own", "score_order", CONFIRMED),
-            ("with-verifier", "hygiene", CONFIRMED), ("with-verifier", "verifier", CONFIRMED),
-            ("own-refutes", "score_order", REFUTED), ("own-refutes", "verifier", CONFIRMED)]
+    evidence = '{"counts_as_evidence": true, "ratio": 2.0}'  # a plugin's confirming check says so in its rows
+    rows = [("only-own", "hygiene", CONFIRMED, None), ("only-own", "score_order", CONFIRMED, None),
+            ("with-verifier", "hygiene", CONFIRMED, None), ("with-verifier", "verifier", CONFIRMED, None),
+            ("own-refutes", "score_order", REFUTED, None), ("own-refutes", "verifier", CONFIRMED, None),
+            ("plugin", "length_ratio", CONFIRMED, evidence), ("plugin-unflagged", "length_ratio", CONFIRMED, "{}"),
+            ("plugin-answer", "answer_length", CONFIRMED, evidence)]
     audits = pl.DataFrame({"pair_id": [r[0] for r in rows], "check_name": [r[1] for r in rows],
-                           "verdict": [r[2] for r in rows], "audit_id": [f"a{i}" for i in range(len(rows))],
+                           "verdict": [r[2] for r in rows], "detail_json": [r[3] for r in rows],
+                           "audit_id": [f"a{i}" for i in range(len(rows))],
                            "created_at": [datetime(2026, 1, 1, tzinfo=timezone.utc)] * len(rows)})
     assert dict(overall_verdicts(audits).select("pair_id", "verdict").iter_rows()) == {
-        "only-own": UNCHECKABLE, "with-verifier": CONFIRMED, "own-refutes": REFUTED}
+        "only-own": UNCHECKABLE, "with-verifier": CONFIRMED, "own-refutes": REFUTED, "plugin": CONFIRMED,
+        "plugin-unflagged": UNCHECKABLE, "plugin-answer": UNCHECKABLE}
+    assert dict(overall_verdicts(audits).select("pair_id", "answer_verdict").iter_rows())["plugin-answer"] == CONFIRMED
     lake.con.register("_audits", audits.to_arrow())
     try:
         in_sql = lake.query(audit_facts.facts_sql("_audits"))  # what pair_audit_verdicts reads
@@ -361,3 +367,11 @@ def test_hygiene_and_score_order_alone_never_confirm(lake):
     in_python = overall_verdicts(audits)
     for column in ("verdict", "answer_verdict"):
         assert dict(in_sql.select("pair_id", column).iter_rows()) == dict(in_python.select("pair_id", column).iter_rows())
+
+
+def test_the_verifier_says_why_it_cannot_judge_an_instruction_prompt_without_constraints():
+    pair = {"pair_id": "p1", "prompt_id": "q", "strategy": "margin", "chosen": "a", "rejected": "b",
+            "chosen_id": "c", "rejected_id": "r", "scorer": "judge:x", "details_json": "{}", "params_json": "{}"}
+    verdict = check_verifier(pair, {"task": "instruction", "constraints_json": None}, {})
+    assert verdict.verdict == UNCHECKABLE
+    assert verdict.detail == {"verifier": "constraints", "reason": "the prompt states no constraints"}

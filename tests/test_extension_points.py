@@ -76,6 +76,11 @@ def test_a_plugin_scorer_and_strategy_run_through_curate_run(tmp_path):
     for pair_id, verdict in verdicts.items():
         assert verdict != "confirmed" or own[pair_id] == "confirmed"
         assert own[pair_id] != "refuted" or verdict == "refuted"
+    # the rows say they count as evidence: facts rebuilt where the plugin is not imported agree
+    SCORER_KINDS.pop("length"), STRATEGIES.pop("longest")
+    with Lake(data / "lake") as lake:
+        lake.rebuild_audit_facts()
+        assert dict(lake.query("SELECT pair_id, verdict FROM pair_audit_verdicts").iter_rows()) == verdicts
 
 
 def test_the_kind_reads_its_own_option_and_nothing_else(tmp_path):
@@ -112,7 +117,15 @@ def test_kinds_and_strategies_travel_to_workers_by_their_module():
 
 def test_confirming_checks_are_what_the_strategies_declare():
     declared = {check.name for s in BUILT_IN for check in s.audit.checks if check.confirms}
-    assert {"verifier", "judge"} | declared == set(audit_facts.INDEPENDENT_CHECKS) - {"length_ratio"}
+    assert {"verifier", "judge"} | declared == set(audit_facts.INDEPENDENT_CHECKS)
+
+
+def test_a_variant_of_a_declared_record_refuses_to_travel():
+    import dataclasses
+
+    variant = dataclasses.replace(STRATEGIES["margin"], derive_rounds=3)
+    with pytest.raises(pickle.PicklingError, match="not the one curate.pairs.margin declares"):
+        pickle.dumps(variant)
 
 
 def test_readme_tables_cover_every_built_in_strategy_and_a_new_one_gets_its_block():

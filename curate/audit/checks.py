@@ -35,7 +35,8 @@ prompt exactly as the pair states it, whatever the strategy claims?
   stripped (the prompt's base_prompt).
 
 Answer verdict: refuted if an answer check refutes, confirmed if answer_verifier or answer_judge
-confirms, else unchecked. An answer check that refutes also refutes the pair.
+(or a strategy's answer check that confirms, curate.lake.audit_facts.EVIDENCE_KEY) confirms, else
+unchecked. An answer check that refutes also refutes the pair.
 
 A pair's verdict over its latest row per check: refuted if any check refutes, confirmed if at least
 one INDEPENDENT check (verifier, judge, and the strategies' checks that confirm: reversal,
@@ -61,16 +62,22 @@ import pyarrow as pa
 
 from curate import bulk_ids, ids
 from curate.audit import answer_checks
-from curate.audit.verdicts import CONFIRMED, REFUTED, UNCHECKABLE, Verdict, json_object, prompt_text
+from curate.audit.verdicts import CONFIRMED, NO_SOURCE, REFUTED, UNCHECKABLE, Verdict, json_object, prompt_text
 from curate.errors import UserError
 from curate.lake import schemas
-from curate.lake.audit_facts import ANSWER_CONFIRMING, ANSWER_PREFIX, ANSWER_VERDICTS, INDEPENDENT_CHECKS
+from curate.lake.audit_facts import (
+    ANSWER_CONFIRMING,
+    ANSWER_PREFIX,
+    ANSWER_VERDICTS,
+    EVIDENCE_KEY,
+    INDEPENDENT_CHECKS,
+)
 from curate.pairs.registry import STRATEGIES
 from curate.pairs.strategy import Strategy, StrategyAudit
 from curate.runtime.shards import Done, Pending, Shards, split_frame
 from curate.score import ScoreItem, newest_scores
 from curate.score.judge import JudgeSettings, PairwiseJudge
-from curate.score.kind import ModelOptions, backend_label
+from curate.score.kind import ModelOptions, ScorerKind, backend_label
 from curate.score.registry import scorer_kind, task_verifiers
 from curate.score.verify import constraints as library
 
@@ -79,7 +86,6 @@ _DETAIL_JSON = json.JSONEncoder(sort_keys=True, default=str).encode  # one encod
 UNCHECKED = "unchecked"  # the answer verdict's "no evidence either way"
 VERDICTS = (CONFIRMED, REFUTED, UNCHECKABLE)
 QUALITY_SCORER = "quality"
-NO_SOURCE = "no source text the answer must keep to"
 
 
 def declared_audit(pair: dict, strategies: Mapping[str, Strategy] | None = None) -> StrategyAudit:
@@ -172,24 +178,31 @@ def check_score_order(pair: dict, lookup: ScoreLookup, audit: StrategyAudit | No
     return _order("score_order", sides["chosen"]["score"], sides["rejected"]["score"], pair, True, detail, audit)
 
 
-def rerun_verifiers(pairs: list[dict], prompts: dict[str, dict],
-                    strategies: Mapping[str, Strategy] | None = None) -> dict[tuple[str, str], tuple]:
-    """(prompt_id, text) -> (score or None, status, detail) from the task's verifier, run once per text."""
+def verifier_kinds() -> dict[str, ScorerKind]:
+    """task -> the scorer kind that verifies its answers, from this process's registry."""
+    return {task: scorer_kind(name) for task, name in task_verifiers().items()}
+
+
+def rerun_verifiers(pairs: list[dict], prompts: dict[str, dict], strategies: Mapping[str, Strategy] | None = None,
+                    verifiers: Mapping[str, ScorerKind] | None = None) -> dict[tuple[str, str], tuple]:
+    """(prompt_id, text) -> (score or None, status, detail) from the task's verifier, run once per
+    text. `verifiers`: task -> its verifier kind (default: this process's registry)."""
+    verifiers = verifier_kinds() if verifiers is None else verifiers
     wanted: dict[str, dict[tuple[str, str], ScoreItem]] = {}
     for pair in pairs:
         prompt = prompts.get(pair["prompt_id"])
-        kind = task_verifiers().get(prompt["task"]) if prompt else None
-        if kind is None or _not_verifiable(pair, prompt, declared_audit(pair, strategies)):
+        if prompt is None or prompt["task"] not in verifiers or _not_verifiable(pair, prompt,
+                                                                                declared_audit(pair, strategies)):
             continue
         for text in (pair["chosen"], pair["rejected"]):
             key = (pair["prompt_id"], text)
-            if text is not None and key not in wanted.setdefault(kind, {}):
-                wanted[kind][key] = ScoreItem("audit", pair["prompt_id"], prompt["task"], prompt["messages"],
-                                              text, prompt)
+            if text is not None and key not in wanted.setdefault(prompt["task"], {}):
+                wanted[prompt["task"]][key] = ScoreItem("audit", pair["prompt_id"], prompt["task"],
+                                                        prompt["messages"], text, prompt)
     results: dict[tuple[str, str], tuple] = {}
-    for kind, items in wanted.items():
+    for task, items in wanted.items():
         try:
-            scored = scorer_kind(kind).build_here().score(list(items.values()))
+            scored = verifiers[task].build_here().score(list(items.values()))
         except UserError as exc:  # e.g. no sandbox here: uncheckable, never unsandboxed
             scored = [None] * len(items)
             failure = str(exc)
@@ -209,11 +222,13 @@ def _not_verifiable(pair: dict, prompt: dict, audit: StrategyAudit) -> str | Non
     return None
 
 
-def check_verifier(pair: dict, prompt: dict | None, verified: dict, audit: StrategyAudit | None = None) -> Verdict:
+def check_verifier(pair: dict, prompt: dict | None, verified: dict, audit: StrategyAudit | None = None,
+                   verifiers: Mapping[str, str] | None = None) -> Verdict:
+    """`verifiers`: task -> the name of its verifier kind (default: this process's registry)."""
     audit = audit or declared_audit(pair)
     if prompt is None:
         return Verdict("verifier", UNCHECKABLE, {"reason": "the pair's prompt is not in the lake"})
-    kind = task_verifiers().get(prompt["task"])
+    kind = (task_verifiers() if verifiers is None else verifiers).get(prompt["task"])
     if kind is None:
         return Verdict("verifier", UNCHECKABLE, {"reason": f"no verifier for task {prompt['task']}"})
     why = _not_verifiable(pair, prompt, audit)
@@ -272,14 +287,14 @@ def _claimed_constraints(pair: dict, prompt: dict | None, audit: StrategyAudit) 
 
 
 def check_answer_verifier(pair: dict, prompt: dict | None, verified: dict,
-                          audit: StrategyAudit | None = None) -> Verdict:
+                          audit: StrategyAudit | None = None, verifiers: Mapping[str, str] | None = None) -> Verdict:
     """The chosen passes its task's verifier in full on the pair's prompt (a right final answer,
     every test): evidence that it answers the prompt. Constraints say nothing of the task itself,
     so instruction prompts are left to the judge."""
     name = "answer_verifier"
     if prompt is None:
         return Verdict(name, UNCHECKABLE, {"reason": "the pair's prompt is not in the lake"})
-    kind = task_verifiers().get(prompt["task"])
+    kind = (task_verifiers() if verifiers is None else verifiers).get(prompt["task"])
     waived = (audit or declared_audit(pair)).waives(pair).get(name)
     if kind is None or prompt["task"] == "instruction" or waived:
         why = (waived or ("constraints say nothing of the task itself" if prompt["task"] == "instruction" else
@@ -399,8 +414,8 @@ def check_answer_judge(pairs: list[dict], prompts: dict[str, dict], judge, judge
 
 
 def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame, run_id: str,
-                judge=None, tokens: PairTokens | None = None,
-                strategies: Mapping[str, Strategy] | None = None) -> pa.Table:
+                judge=None, tokens: PairTokens | None = None, strategies: Mapping[str, Strategy] | None = None,
+                verifiers: Mapping[str, ScorerKind] | None = None) -> pa.Table:
     """`pair_audits` rows for every pair (see the module doc for the checks), claim and answer.
     `strategies`: the pairs' strategies by name (None: this process's registry; a shard in another
     process is given them, so a strategy registered at run time is audited there by its own checks)."""
@@ -408,7 +423,9 @@ def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame
     rows = pairs.to_dicts()
     prompt_rows = {p["prompt_id"]: p for p in prompts.to_dicts()}
     lookup = ScoreLookup(scores)
-    verified = rerun_verifiers(rows, prompt_rows, strategies)
+    verifiers = verifier_kinds() if verifiers is None else verifiers
+    names = {task: kind.name for task, kind in verifiers.items()}
+    verified = rerun_verifiers(rows, prompt_rows, strategies, verifiers)
     judged = check_judge(rows, judge) if judge is not None and rows else [None] * len(rows)
     answer_judged = (check_answer_judge(rows, prompt_rows, judge, judged) if judge is not None and rows
                      else [None] * len(rows))
@@ -417,14 +434,16 @@ def audit_pairs(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFrame
         prompt = prompt_rows.get(pair["prompt_id"])
         audit = declared_audit(pair, strategies)
         claim = [check_hygiene(pair, lookup), check_score_order(pair, lookup, audit),
-                 check_verifier(pair, prompt, verified, audit)]
-        answer = [check_answer_verifier(pair, prompt, verified, audit), check_answer_format(pair, audit),
+                 check_verifier(pair, prompt, verified, audit, names)]
+        answer = [check_answer_verifier(pair, prompt, verified, audit, names), check_answer_format(pair, audit),
                   check_answer_own_text(pair, prompt, audit),
                   Verdict("answer_grounding", UNCHECKABLE, {"reason": NO_SOURCE}),
                   check_answer_context(pair, tokens)]
         for declared in audit.checks:  # the strategy's own: beside the shared ones, or instead of one of the same name
             verdicts = answer if declared.name.startswith(ANSWER_PREFIX) else claim
             verdict = declared.check(pair, prompt)
+            if declared.confirms and declared.name not in (*INDEPENDENT_CHECKS, *ANSWER_CONFIRMING):
+                verdict = dataclasses.replace(verdict, detail={**verdict.detail, EVIDENCE_KEY: True})
             same = [k for k, v in enumerate(verdicts) if v.check == declared.name]
             if same:
                 verdicts[same[0]] = verdict
@@ -455,11 +474,13 @@ def overall_verdicts(audits: pl.DataFrame) -> pl.DataFrame:
     latest = (audits.sort(["created_at", "audit_id"], descending=True)
               .unique(["pair_id", "check_name"], keep="first"))
     answer = pl.col("check_name").str.starts_with(ANSWER_PREFIX)
+    evidence = (pl.col("detail_json").str.json_path_match(f"$.{EVIDENCE_KEY}") == "true").fill_null(False)
+    confirmed = pl.col("verdict") == CONFIRMED
     return (latest.group_by("pair_id").agg(
         (pl.col("verdict") == REFUTED).any().alias("_refuted"),
-        ((pl.col("verdict") == CONFIRMED) & pl.col("check_name").is_in(INDEPENDENT_CHECKS)).any().alias("_ok"),
+        (confirmed & (pl.col("check_name").is_in(INDEPENDENT_CHECKS) | (evidence & ~answer))).any().alias("_ok"),
         ((pl.col("verdict") == REFUTED) & answer).any().alias("_answer_refuted"),
-        ((pl.col("verdict") == CONFIRMED) & pl.col("check_name").is_in(ANSWER_CONFIRMING)).any().alias("_answer_ok"))
+        (confirmed & (pl.col("check_name").is_in(ANSWER_CONFIRMING) | (evidence & answer))).any().alias("_answer_ok"))
         .select("pair_id", pl.when("_refuted").then(pl.lit(REFUTED)).when("_ok").then(pl.lit(CONFIRMED))
                 .otherwise(pl.lit(UNCHECKABLE)).alias("verdict"),
                 pl.when("_answer_refuted").then(pl.lit(REFUTED)).when("_answer_ok").then(pl.lit(CONFIRMED))
@@ -564,7 +585,8 @@ def _start_chunk(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFram
         sides = pl.concat([part["chosen_id"], part["rejected_id"]]).implode()
         strategies = {name: STRATEGIES[name] for name in part["strategy"].unique().to_list() if name in STRATEGIES}
         calls.append((part, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].implode())),
-                      scores.filter(pl.col("candidate_id").is_in(sides)), run_id, None, tokens, strategies))
+                      scores.filter(pl.col("candidate_id").is_in(sides)), run_id, None, tokens, strategies,
+                      verifier_kinds()))  # sent, not looked up there: a plugin's verifier too
     return shards.start(audit_pairs, calls)
 
 

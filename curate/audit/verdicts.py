@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 
 CONFIRMED, REFUTED, UNCHECKABLE = "confirmed", "refuted", "uncheckable"
+NO_SOURCE = "no source text the answer must keep to"  # answer_grounding's reason where a pair has no source
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from curate.audit.checks import PairTokens, audit_lake, audit_summary, read_audits
 from curate.cli.query_output import FORMATS, print_frame, result_table
-from curate.config import DEMO_CONFIG, load_config
+from curate.config import DEMO_CONFIG, import_plugins, load_config
 from curate.errors import UserError, describe_os_error, unexpected_error_line
 from curate.generate.vllm_backend import EngineSettings, VLLMBackend
 from curate.lake import schemas
@@ -247,9 +247,13 @@ def audit(data_dir: Optional[Path] = DataDir,
                                               help="answer_context: prompt + each side must fit this many tokens "
                                                    "of --tokenizer's chat template (0: not checked)"),
           tokenizer: str = typer.Option("embedded", "--tokenizer", help="The model directory whose tokenizer "
-                                        "counts --max-pair-tokens (\"embedded\": SmolLM2-135M-Instruct)")):
+                                        "counts --max-pair-tokens (\"embedded\": SmolLM2-135M-Instruct)"),
+          plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="A module of the run config's "
+                                                     "`plugins`, whose strategies' pairs are then checked by "
+                                                     "their own audit (repeatable)")):
     """Re-check every pair with evidence its strategy did not use; verdicts go to pair_audits."""
     directory = _data_dir(data_dir)
+    import_plugins(list(plugin or []))
 
     def existing_dir(name: str, option: str) -> Path:
         path = model_dir(name, directory)

@@ -52,7 +52,11 @@ def with_tables(text: str, tables: dict[str, str], strategies: list[str] | None 
     for name in names:
         if name in present or name not in tables:
             continue
-        last = [m for m in BLOCK.finditer(text) if m.group(2) in names][-1]
+        blocks = [m for m in BLOCK.finditer(text) if m.group(2) in names]
+        if not blocks:
+            raise ValueError(f"no strategy's options block to add {name!r}'s after: add "
+                             f"<!-- options: {name} -->\n<!-- /options --> where it belongs")
+        last = blocks[-1]
         block = f"\n**`{name}`**\n\n<!-- options: {name} -->\n{tables[name]}<!-- /options -->\n"
         end = last.end() + 1  # after the last block's closing line
         text = text[:end] + block + text[end:]

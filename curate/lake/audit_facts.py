@@ -16,29 +16,21 @@ made before the answer verdict gets the column (null, read as unchecked) the sam
 
 from __future__ import annotations
 
-import re
-
 TABLE = "pair_audit_facts"
 # Only these can confirm a pair: hygiene and score_order re-read the strategy's own evidence. The
 # audit's shared checks (verifier, judge) and the built-in strategies' own (reversal, arithmetic: their
-# declarations mark them `confirms`; tests/test_extension_points.py checks that the two agree). A
-# strategy added at run time adds its own with `count_as_evidence` (curate.pairs.registry.register).
-INDEPENDENT_CHECKS = ["verifier", "reversal", "arithmetic", "judge"]
+# declarations mark them `confirms`; tests/test_extension_points.py checks that the two agree).
+INDEPENDENT_CHECKS = ("verifier", "reversal", "arithmetic", "judge")
 # Checks of the answer (curate.audit.answer_checks): is the chosen a sound answer to the prompt as the pair
 # states it? Their names start with ANSWER_PREFIX; only ANSWER_CONFIRMING ones can confirm an answer,
 # the others (format, own text, grounding, context) are necessary conditions that can only refute.
 ANSWER_PREFIX = "answer_"
-ANSWER_CONFIRMING = ["answer_verifier", "answer_judge"]
+ANSWER_CONFIRMING = ("answer_verifier", "answer_judge")
 ANSWER_VERDICTS = ("confirmed", "refuted", "unchecked")
-
-
-def count_as_evidence(check: str) -> None:
-    """A check whose confirmed verdict confirms the pair (or, named answer_*, the answer)."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", check):
-        raise ValueError(f"an audit check's name is lower-case letters, digits and _, not {check!r}")
-    confirming = ANSWER_CONFIRMING if check.startswith(ANSWER_PREFIX) else INDEPENDENT_CHECKS
-    if check not in confirming:
-        confirming.append(check)
+# Any other check a strategy declares `confirms` (a plugin's) says so in each of its rows, in
+# detail_json: the rows, not a registry of this process, decide what confirms a pair, so the facts
+# come out the same in any process that rebuilds them, the plugin imported or not.
+EVIDENCE_KEY = "counts_as_evidence"
 
 
 def facts_sql(audits: str, pair_facts: str = "pair_facts") -> str:
@@ -47,18 +39,23 @@ def facts_sql(audits: str, pair_facts: str = "pair_facts") -> str:
     independent = ", ".join(f"'{check}'" for check in INDEPENDENT_CHECKS)
     confirming = ", ".join(f"'{check}'" for check in ANSWER_CONFIRMING)
     answer = f"starts_with(l.check_name, '{ANSWER_PREFIX}')"
+    evidence = (f"CASE WHEN verdict = 'confirmed' THEN coalesce(json_extract_string(detail_json, '$.{EVIDENCE_KEY}') "
+                "= 'true', false) ELSE false END")
     return f"""
     SELECT l.pair_id, any_value(f.strategy) AS strategy,
            CASE WHEN bool_or(l.verdict = 'refuted') THEN 'refuted'
-                WHEN bool_or(l.verdict = 'confirmed' AND l.check_name IN ({independent})) THEN 'confirmed'
+                WHEN bool_or(l.verdict = 'confirmed' AND (l.check_name IN ({independent})
+                                                          OR (l.evidence AND NOT {answer}))) THEN 'confirmed'
                 ELSE 'uncheckable' END AS verdict,
            CASE WHEN bool_or(l.verdict = 'refuted' AND {answer}) THEN 'refuted'
-                WHEN bool_or(l.verdict = 'confirmed' AND l.check_name IN ({confirming})) THEN 'confirmed'
+                WHEN bool_or(l.verdict = 'confirmed' AND (l.check_name IN ({confirming})
+                                                          OR (l.evidence AND {answer}))) THEN 'confirmed'
                 ELSE 'unchecked' END AS answer_verdict,
            count(*) AS checks,
            list({{'check_name': l.check_name, 'verdict': l.verdict}} ORDER BY l.check_name) AS check_verdicts,
            max(l.at) AS audited_at
-    FROM (SELECT pair_id, check_name, arg_max(verdict, (created_at, audit_id)) AS verdict, max(created_at) AS at
+    FROM (SELECT pair_id, check_name, arg_max(verdict, (created_at, audit_id)) AS verdict,
+                 arg_max({evidence}, (created_at, audit_id)) AS evidence, max(created_at) AS at
           FROM {audits} GROUP BY pair_id, check_name) l
     LEFT JOIN (SELECT pair_id, strategy FROM {pair_facts}
                WHERE pair_id IN (SELECT pair_id FROM {audits})) f ON f.pair_id = l.pair_id

@@ -43,7 +43,7 @@ from typing import ClassVar, Literal
 import polars as pl
 
 from curate.audit import answer_checks
-from curate.audit.verdicts import CONFIRMED, REFUTED, UNCHECKABLE, Verdict, pair_details, prompt_text
+from curate.audit.verdicts import CONFIRMED, NO_SOURCE, REFUTED, UNCHECKABLE, Verdict, pair_details, prompt_text
 from curate.options import option, options_dict
 from curate.pairs import rule
 from curate.pairs.code_commits import commit_picks, derive_commits, mine_commits  # noqa: F401
@@ -160,7 +160,7 @@ def check_commit_grounding(pair: dict, prompt: dict | None = None) -> Verdict:
     audit's answer_grounding)."""
     name = "answer_grounding"
     if "commit" not in pair_details(pair):
-        return Verdict(name, UNCHECKABLE, {"reason": "no source text the answer must keep to"})
+        return Verdict(name, UNCHECKABLE, {"reason": NO_SOURCE})
     before, after = extract_code(pair["rejected"] or ""), extract_code(pair["chosen"] or "")
     invented = answer_checks.invented_literals(before, after, prompt_text(pair["prompt"]))
     if invented is None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import polars as pl
 
-from curate.lake.audit_facts import count_as_evidence
 from curate.options import parse_options
 from curate.pairs import code_evolution, gt, margin, reversal, short_to_long, stepwise
 from curate.pairs.strategy import Strategy
@@ -42,11 +41,8 @@ class PairSpec:
 
 
 def register(strategy: Strategy) -> Strategy:
-    """Add a strategy (replacing one of the same name); its confirming audit checks count as evidence."""
+    """Add a strategy (replacing one of the same name)."""
     STRATEGIES[strategy.name] = strategy
-    for check in strategy.audit.checks:
-        if check.confirms:
-            count_as_evidence(check.name)
     return strategy
 
 

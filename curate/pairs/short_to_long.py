@@ -42,7 +42,7 @@ import numpy as np
 import polars as pl
 
 from curate.audit import answer_checks
-from curate.audit.verdicts import CONFIRMED, REFUTED, UNCHECKABLE, Verdict, pair_details
+from curate.audit.verdicts import CONFIRMED, NO_SOURCE, REFUTED, UNCHECKABLE, Verdict, pair_details
 from curate.ingest.validate import long_context_message
 from curate.options import non_empty, option, options_dict, positive
 from curate.pairs import rule
@@ -351,7 +351,7 @@ def _pairs(prompts, candidates, scores, options) -> pl.DataFrame:
                         gated_rejected=options.gated_rejected, scored=judge is not None)
 
 
-def check_grounding(pair: dict, prompt: dict | None = None) -> Verdict:
+def check_chunk_grounding(pair: dict, prompt: dict | None = None) -> Verdict:
     """The chosen invents no identifier, signature or number its chunk lacks and does not contradict
     a signature (the audit's answer_grounding)."""
     details = pair_details(pair)
@@ -360,7 +360,7 @@ def check_grounding(pair: dict, prompt: dict | None = None) -> Verdict:
     sources += [c.get("text") for c in details.get("chunks") or [] if isinstance(c, dict)]
     sources = [text for text in sources if isinstance(text, str)]
     if not sources:
-        return Verdict("answer_grounding", UNCHECKABLE, {"reason": "no source text the answer must keep to"})
+        return Verdict("answer_grounding", UNCHECKABLE, {"reason": NO_SOURCE})
     source = "\n".join([*sources, str(details.get("question") or "")])
     found = answer_checks.invented_terms(pair["chosen"] or "", source)
     if any(found.values()):
@@ -370,7 +370,7 @@ def check_grounding(pair: dict, prompt: dict | None = None) -> Verdict:
 
 
 STRATEGY = Strategy(NAME, ShortToLongOptions, build, derive, derive_rounds=2,  # round 1 asks, round 2 answers
-                    audit=StrategyAudit(checks=(AuditCheck("answer_grounding", check_grounding),)))
+                    audit=StrategyAudit(checks=(AuditCheck("answer_grounding", check_chunk_grounding),)))
 
 __all__ = ["DISCARD_REASONS", "NAME", "STRATEGY", "build", "chunk_text", "derive", "embed", "long_context_message",
            "question_chunks", "select_chunks"]

@@ -304,8 +304,8 @@ def _pair_for_solution(solution_id, text, derived, parents, by_prompt, choosable
     samples, rates = found
     threshold = options.threshold
     rollout_error = _rollout_error(rates, threshold)
-    false_equations = [first_false(step) for step in steps]
-    arithmetic_error = next((k for k, equation in enumerate(false_equations, 1) if equation is not None), None)
+    wrong_links = [first_false(step) for step in steps]
+    arithmetic_error = next((k for k, equation in enumerate(wrong_links, 1) if equation is not None), None)
     located = [k for k in (rollout_error, arithmetic_error) if k is not None]
     if not located:
         return None
@@ -323,7 +323,7 @@ def _pair_for_solution(solution_id, text, derived, parents, by_prompt, choosable
             break
     if chosen is None:
         return None
-    failing = false_equations[error - 1]
+    failing = wrong_links[error - 1]
     # A step with a false equation is worth nothing, whatever its rollouts reached by luck.
     before = rates[error - 1]
     after = 0.0 if failing is not None else rates[error]
@@ -405,8 +405,6 @@ def false_equations(text: str) -> list[str]:
 def check_arithmetic(pair: dict, prompt: dict | None = None, checker=false_equations) -> Verdict:
     """Every `a op b = c` stated in the correct prefix and the chosen step holds, and the rejected
     step states a false one."""
-    if checker is None:
-        return Verdict("arithmetic", UNCHECKABLE, {"reason": "no arithmetic step checker available"})
     if "erroneous_step" not in pair_details(pair):
         return Verdict("arithmetic", UNCHECKABLE, {"reason": "not a first-wrong-step pair"})
     messages = pair["prompt"] or []

@@ -33,8 +33,8 @@ class ScorerOptions:
 @dataclass
 class ModelOptions(ScorerOptions):
     """A scorer that runs a model (reward, judge, log-prob)."""
-    model: str | None = option(None, help="reward: a model directory; judge, logprob: \"generator\" (the "
-                                          "first generator's engine), a generator's name, \"embedded\" or a directory")
+    model: str | None = option(None, help="\"generator\" (the default: the first generator's engine), a "
+                                          "generator's name, \"embedded\" or a model directory")
     name: str | None = option(None, help="the name in the scorer's label (default: the model's)")
     max_model_len: int = option(4096, help="the engine's context length")
     kv_cache_memory_bytes: int = option(1 << 29, help="the engine's KV cache (CPU)")

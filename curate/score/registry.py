@@ -1,6 +1,6 @@
 """The scorer kinds a run can name: one registration line per kind (see curate/score/kind.py).
 
-A new kind is one module with its `KIND` and one line in `_BUILT_IN` (or `register_scorer(KIND)` at
+A new kind is one module with its `KIND` and one line in `BUILT_IN` (or `register_scorer(KIND)` at
 run time, for a plugin or a test). An unknown kind is an error, never a default.
 """
 
@@ -10,7 +10,7 @@ from curate.score import judge, logprob, quality, reward, verifiers
 from curate.score.kind import ScorerKind
 from curate.score.verify import code
 
-_BUILT_IN = (
+BUILT_IN = (
     quality.KIND,
     verifiers.MATH_KIND,
     verifiers.CONSTRAINTS_KIND,
@@ -19,8 +19,7 @@ _BUILT_IN = (
     judge.KIND,
     logprob.KIND,
 )
-BUILT_IN = _BUILT_IN
-SCORER_KINDS: dict[str, ScorerKind] = {kind.name: kind for kind in _BUILT_IN}
+SCORER_KINDS: dict[str, ScorerKind] = {kind.name: kind for kind in BUILT_IN}
 
 
 def register_scorer(kind: ScorerKind) -> ScorerKind:

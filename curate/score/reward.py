@@ -109,6 +109,7 @@ def _resolve(spec, base_dir: Path, generators) -> None:
 
 @dataclass
 class RewardOptions(ModelOptions):
+    model: str | None = option(None, help="the reward model: a sequence-classification directory (required)")
     engine: Literal["vllm", "transformers"] = option(
         "vllm", help="vllm (its pooling runner) or transformers (a fallback)")
 
