@@ -12,6 +12,7 @@ from curate.config import parse_config
 from curate.errors import UserError
 from curate.runtime.shards import InProcess, ShardedEmbedder, score_shard, shard_of, sharded_encode, split_frame
 from curate.score import score_candidates
+from curate.score.registry import scorer_kind
 from curate.score.verifiers import ConstraintScorer, MathAnswerScorer
 
 SHARDS_OF_4 = [1, 2, 3, 2]
@@ -64,7 +65,7 @@ def _math_and_instruction():
 def test_score_shards_give_the_rows_of_one_call(kind, scorer):
     prompts, candidates = _math_and_instruction()
     whole = pl.from_arrow(score_candidates(prompts, candidates, [scorer()], "run"))
-    parts = [pl.from_arrow(score_shard(kind, prompts, part, "run"))
+    parts = [pl.from_arrow(score_shard(scorer_kind(kind), None, prompts, part, "run"))
              for part in split_frame(candidates, "prompt_id", 3)]
     sharded = pl.concat(parts)
     columns = ["score_id", "candidate_id", "score", "status", "detail_json"]
