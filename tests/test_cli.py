@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 from curate.lake.catalog import Lake
 from tests.helpers import write_config
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "examples"
 
 pytestmark = pytest.mark.slow
 
@@ -131,11 +134,15 @@ def test_killed_run_resumes_without_losing_or_duplicating(tmp_path, curate_cli, 
     assert all(pairs.get(p, set()) == straight_pairs.get(p, set()) for p in whole)
 
 
-def test_query_stats_export_and_errors(tmp_path, curate_cli, tiny_generator):
+def test_query_stats_export_and_errors(tmp_path, curate_cli):
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(json.dumps({"prompt": "What is 1 + 1?", "task": "math", "reference_answer": "2"}) + "\n"
-                       + "not json\n")
-    config = write_config(tmp_path / "run.toml", prompts, tiny_generator, None, n=2, export=None)
+    answers = [{"text": "1 + 1 = 2. The answer is 2."}, {"text": "1 + 1 = 3. The answer is 3."}]  # imported
+    prompts.write_text(json.dumps({"prompt": "What is 1 + 1?", "task": "math", "reference_answer": "2",
+                                   "completions": answers}) + "\n" + "not json\n")
+    config = tmp_path / "run.toml"
+    config.write_text(f'name = "test"\ngenerators = []\n[[inputs]]\npath = "{prompts}"\n[[scorers]]\n'
+                      'kind = "math_verify"\n[[pairs]]\nstrategy = "margin"\nscorer = "math_verify"\n'
+                      "[dedup]\nsemantic = false\n")
     data = tmp_path / "data"
     run = _run(curate_cli, "run", str(config), "--data-dir", str(data), "--no-prefect")
     assert "curate run" in run.stdout and "rejects" in run.stdout
@@ -166,12 +173,15 @@ def test_query_stats_export_and_errors(tmp_path, curate_cli, tiny_generator):
     assert "Traceback" not in typo.stdout + typo.stderr
 
 
-def test_a_run_killed_during_its_export_is_interrupted_and_the_previous_export_stays(tmp_path, curate_cli,
-                                                                                      tiny_generator):
+def test_a_run_killed_during_its_export_is_interrupted_and_the_previous_export_stays(tmp_path, curate_cli):
     import time
 
-    config = write_config(tmp_path / "run.toml", _many_prompts(tmp_path / "prompts.jsonl", 6), tiny_generator,
-                          None, n=2)
+    # the UltraFeedback example's own completions: no model to load, the export is what takes time
+    shutil.copy(EXAMPLES / "ultrafeedback.jsonl", tmp_path)
+    config = tmp_path / "run.toml"
+    config.write_text((EXAMPLES / "ultrafeedback.toml").read_text()
+                      .replace('export_path = "export/ultrafeedback-example"', 'export_path = "export/test"')
+                      + "\n[dedup]\nsemantic = false\n")
     data, out = tmp_path / "data", tmp_path / "data" / "export" / "test"
     _run(curate_cli, "run", str(config), "--no-prefect", "--data-dir", str(data))
     before = datasets.load_from_disk(str(out))["train"]["pair_id"]

@@ -586,8 +586,9 @@ def test_code_tests_scorer(unharmed):
 def test_the_project_root_is_the_folder_that_holds_the_curate_package():
     root = sandbox._project_root()
     assert (root / "curate" / "sandbox" / "isolation.py").is_file()
-    hidden = sandbox._hidden_dirs()  # model-written code never sees the project or its lake
-    assert any(str(root) == h or str(root).startswith(h.rstrip("/") + "/") for h in hidden), hidden
+    # model-written code never sees the project or its lake: hidden, or under the sandbox's own /tmp
+    covered = [*sandbox._hidden_dirs(), *sandbox._PRIVATE_TMPFS]
+    assert any(str(root) == h or str(root).startswith(h.rstrip("/") + "/") for h in covered), covered
 
 
 def test_a_checkout_under_tmp_is_not_mounted_over(monkeypatch, tmp_path):
