@@ -24,9 +24,9 @@ import pytest
 
 from curate.errors import UserError
 from curate.ingest.validate import validate_row
-from curate.score import ScoreItem
 from curate.sandbox import isolation as sandbox
 from curate.sandbox.isolation import SANDBOX_UIDS, SandboxLimits, plan_tests, run_tests
+from curate.score import ScoreItem
 from curate.score.verify.code import CodeTestsScorer, extract_code
 
 FAST = SandboxLimits(cpu_seconds=2, wall_seconds=4)
