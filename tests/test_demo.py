@@ -50,10 +50,10 @@ def _small_demo(tmp: Path) -> Path:
     return path
 
 
-def _run(config: Path, data: Path) -> str:
+def _run(config: Path, data: Path, *extra: str) -> str:
     env = {**os.environ, "CURATE_MODELS_DIR": str(ROOT / "data" / "models")}  # convert once, reuse
-    result = subprocess.run([sys.executable, "-m", "curate.cli.main", "run", str(config), "--data-dir", str(data)],
-                            capture_output=True, text=True, env=env, timeout=900)
+    result = subprocess.run([sys.executable, "-m", "curate.cli.main", "run", str(config), "--data-dir", str(data),
+                             *extra], capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -104,7 +104,7 @@ def test_demo_config_runs_end_to_end_and_second_run_adds_nothing(tmp_path):
         assert original[-1]["content"] not in rewritten[-1]["content"]
     assert {"prompt", "chosen", "rejected", "weight", "details_json"} <= set(exported.column_names)
 
-    second = _run(config, data)
+    second = _run(config, data, "--no-prefect")  # the same steps; the first run went through the flow
     assert f"{samples * 4} already in the lake, 0 to generate" in second
     with Lake(data / "lake", read_only=True) as lake:
         assert {t: lake.count(t) for t in counts} == counts
