@@ -580,13 +580,13 @@ def _start_chunk(pairs: pl.DataFrame, prompts: pl.DataFrame, scores: pl.DataFram
     or the chunk is small."""
     if judge is not None or shards is None or not shards.spreads(pairs.height):
         return Done([audit_pairs(pairs, prompts, scores, run_id, judge, tokens)])
-    calls = []
+    calls, verifiers = [], verifier_kinds()  # sent, not looked up there: a plugin's verifier too
     for part in split_frame(pairs, "prompt_id", shards.count):
         sides = pl.concat([part["chosen_id"], part["rejected_id"]]).implode()
         strategies = {name: STRATEGIES[name] for name in part["strategy"].unique().to_list() if name in STRATEGIES}
         calls.append((part, prompts.filter(pl.col("prompt_id").is_in(part["prompt_id"].implode())),
                       scores.filter(pl.col("candidate_id").is_in(sides)), run_id, None, tokens, strategies,
-                      verifier_kinds()))  # sent, not looked up there: a plugin's verifier too
+                      verifiers))
     return shards.start(audit_pairs, calls)
 
 
