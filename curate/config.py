@@ -54,6 +54,7 @@ class GeneratorConfig:
     # backend = "openai": any OpenAI-compatible server (model = the served model's name)
     backend: str = "vllm"
     base_url: str | None = None
+    base_urls: list[str] | None = None  # several servers of the same model: balanced, with failover
     api_key_env: str = "OPENAI_API_KEY"
     max_concurrency: int = 8
     max_retries: int = 20
@@ -62,11 +63,20 @@ class GeneratorConfig:
     tensor_parallel_size: int = 1
     data_parallel_size: int = 1
     enable_prefix_caching: bool = True
+    # placement = "ray": `replicas` engines on the run's Ray cluster ([runner] address), each with
+    # cpus_per_replica CPUs and gpus_per_replica GPUs (default: tensor_parallel_size on a GPU cluster)
+    placement: str = "local"
+    replicas: int = 1
+    cpus_per_replica: float = 1
+    gpus_per_replica: float | None = None
     # Per-generator overrides of [sampling], and which tasks this generator answers (default all).
     n: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     tasks: list[str] | None = None
+
+
+PLACEMENTS = ("local", "ray")
 
 
 @dataclass
@@ -179,9 +189,13 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
         generator = _build(GeneratorConfig, spec, f"generators.{index}")
         if generator.backend not in ("vllm", "openai"):
             raise UserError(f"config: generators.{index}: backend must be vllm or openai, not {generator.backend!r}")
+        check_placement(generator, f"generators.{index}")
         if generator.backend == "openai":
-            if not generator.base_url:
-                raise UserError(f"config: generators.{index}: an openai backend needs `base_url`")
+            if bool(generator.base_url) == bool(generator.base_urls):
+                raise UserError(f"config: generators.{index}: an openai backend needs `base_url` or `base_urls`")
+            if generator.placement != "local":
+                raise UserError(f"config: generators.{index}: placement = {generator.placement!r} is for vllm "
+                                "engines; served models are placed by their servers (give `base_urls`)")
         elif generator.model != "embedded" and not Path(generator.model).is_absolute():
             generator.model = str((base_dir / generator.model).resolve())
         generators.append(generator)
@@ -231,6 +245,9 @@ def parse_config(values: dict, base_dir: Path, source_file: Path | None = None) 
                                 "scorers": scorers, "pairs": pairs, "lake": lake}, "run")
     config.export_require = _export_require(config.export_require)
     config.source_file = source_file
+    placed = [e for e in [*generators, *scorers] if getattr(e, "placement", "local") == "ray"]
+    if config.runner.address is not None and config.runner.kind != "ray" and not placed:
+        raise UserError("config: runner.address is for kind = \"ray\" or models with placement = \"ray\"")
     return config
 
 
@@ -247,6 +264,16 @@ def import_plugins(modules) -> list[str]:
         except Exception as exc:  # any failure of a user's module is one line naming it
             raise UserError(f"config: plugins: cannot import {module!r}: {type(exc).__name__}: {exc}") from exc
     return list(modules)
+
+
+def check_placement(entry, where: str) -> None:
+    """placement, replicas and the replica resources of a generator or a model scorer."""
+    if entry.placement not in PLACEMENTS:
+        raise UserError(f"config: {where}: placement must be {' or '.join(PLACEMENTS)}, not {entry.placement!r}")
+    if entry.replicas < 1 or entry.cpus_per_replica <= 0 or (entry.gpus_per_replica or 0) < 0:
+        raise UserError(f"config: {where}: replicas must be at least 1 and cpus_per_replica above 0")
+    if entry.placement == "local" and entry.replicas > 1:
+        raise UserError(f"config: {where}: replicas = {entry.replicas} needs placement = \"ray\"")
 
 
 def _scorer(values: dict, index: int, base_dir: Path, generators: list) -> ScorerOptions:
@@ -270,6 +297,8 @@ def _scorer(values: dict, index: int, base_dir: Path, generators: list) -> Score
             kind.resolve(spec, base_dir, generators)
     except ValueError as exc:
         raise UserError(f"config: {exc}") from exc
+    if hasattr(spec, "placement"):
+        check_placement(spec, where)
     return spec
 
 
@@ -316,8 +345,6 @@ def _runner(values: dict) -> RunnerConfig:
         raise UserError("config: runner.shards, runner.batch_prompts and runner.workers must be at least 1")
     if runner.inline_below < 0:
         raise UserError("config: runner.inline_below must be at least 0")
-    if runner.address is not None and runner.kind != "ray":
-        raise UserError("config: runner.address is for kind = \"ray\"")
     return runner
 
 

@@ -119,4 +119,5 @@ class Pipeline:
 
     def close(self) -> None:
         self.context.shards.close()
+        self.context.engines.close()
         self.lake.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from prefect_ray import RayTaskRunner
 
 from curate.errors import UserError
-from flows.reachable import check_reachable
+from curate.runtime.ray_cluster import check_reachable
 
 
 class CheckedRayTaskRunner(RayTaskRunner):

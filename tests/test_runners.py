@@ -11,7 +11,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from curate.config import RunnerConfig
 from curate.errors import UserError
-from flows.runners import RAY_TMPDIR_MAX, check_reachable, contain_ray, task_runner_for
+from curate.runtime.ray_cluster import RAY_TMPDIR_MAX, check_reachable, contain_ray
+from flows.runners import task_runner_for
 
 RAY_VARS = ("RAY_TMPDIR", "RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_AUTH_MODE",
             "RAY_AUTH_TOKEN_PATH")
@@ -91,7 +92,6 @@ def test_a_built_ray_runner_checks_the_address_again_each_time_it_starts(tmp_pat
 @pytest.mark.slow
 @pytest.mark.timeout(600)  # Ray on its own retries for minutes; the message below says we did not
 def test_a_flow_run_against_a_gone_cluster_fails_at_once_with_one_line(tmp_path, clean_ray_env, tiny_generator):
-    import time
 
     from flows.build import build_flow
     from tests.helpers import write_config, write_prompts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from curate.generate import Generation, Request
@@ -200,46 +201,68 @@ class VLLMBackend:
         call over all of them. A caller that stops early (an exception while committing) aborts
         what is still in flight.
         """
-        engine = self.llm.llm_engine
+        stream = EngineStream(self)
         pending = iter(requests)
-        in_flight: dict[str, Request] = {}
-        internal: dict[str, str] = {}  # our id -> the engine's id, for aborting
-        refused: list[tuple[Request, Generation]] = []
+        stream.admit(islice(pending, window))
+        try:
+            while stream.busy():
+                yield from stream.step()
+                if stream.in_flight() < window // 2:
+                    stream.admit(islice(pending, window - stream.in_flight()))
+        finally:
+            stream.abort()
 
-        def admit() -> None:
-            batch = []
-            for request in pending:
-                prepared = self._prepare(request)
-                if isinstance(prepared, Generation):
-                    refused.append((request, prepared))
-                else:
-                    batch.append((request, *prepared))
-                if len(in_flight) + len(batch) >= window:
-                    break
-            if batch:
-                internal_ids = self.llm.enqueue([b[1] for b in batch], [b[2] for b in batch], use_tqdm=False)
-                # vLLM suffixes the id it reports back with "-" and 8 random characters
-                in_flight.update(zip((i.rsplit("-", 1)[0] for i in internal_ids), (b[0] for b in batch),
-                                     strict=True))
-                internal.update(zip((i.rsplit("-", 1)[0] for i in internal_ids), internal_ids, strict=True))
 
+class EngineStream:
+    """Requests admitted into one vLLM engine, handed back one engine step at a time as they
+    finish: `VLLMBackend.generate_stream` feeds it from a list, an engine replica on a Ray
+    cluster (curate.generate.replicas) from what its driver sends."""
+
+    def __init__(self, backend: VLLMBackend):
+        self.backend = backend
+        self.engine = backend.llm.llm_engine
+        self._in_flight: dict[str, Request] = {}
+        self._internal: dict[str, str] = {}  # our id -> the engine's id, for aborting
+        self._refused: list[tuple[Request, Generation]] = []
         # An empty prefix cache at the start: a run computes the same numbers whatever this
         # process generated before.
-        self.llm.reset_prefix_cache()
-        admit()
-        try:
-            while in_flight or refused:
-                yield from refused
-                refused.clear()
-                if not in_flight:
-                    admit()
-                    continue
-                for output in engine.step():
-                    if output.finished:
-                        internal.pop(output.request_id, None)
-                        yield in_flight.pop(output.request_id), self._generation(output)
-                if len(in_flight) < window // 2:
-                    admit()
-        finally:
-            if in_flight:
-                engine.abort_request([internal[i] for i in in_flight], internal=True)
+        backend.llm.reset_prefix_cache()
+
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def busy(self) -> bool:
+        return bool(self._in_flight or self._refused)
+
+    def admit(self, requests) -> None:
+        """Enqueue `requests` in one batch; one whose prompt leaves no room comes back as an error."""
+        batch = []
+        for request in requests:
+            prepared = self.backend._prepare(request)
+            if isinstance(prepared, Generation):
+                self._refused.append((request, prepared))
+            else:
+                batch.append((request, *prepared))
+        if not batch:
+            return
+        internal_ids = self.backend.llm.enqueue([b[1] for b in batch], [b[2] for b in batch], use_tqdm=False)
+        for internal_id, (request, _, _) in zip(internal_ids, batch, strict=True):
+            ours = internal_id.rsplit("-", 1)[0]  # vLLM suffixes the id it reports with "-" and 8 characters
+            self._in_flight[ours] = request
+            self._internal[ours] = internal_id
+
+    def step(self) -> list[tuple[Request, Generation]]:
+        """The refused requests, then one engine step's finished requests."""
+        finished, self._refused = self._refused, []
+        if self._in_flight:
+            for output in self.engine.step():
+                if output.finished:
+                    self._internal.pop(output.request_id, None)
+                    finished.append((self._in_flight.pop(output.request_id), self.backend._generation(output)))
+        return finished
+
+    def abort(self) -> None:
+        if self._in_flight:
+            self.engine.abort_request(list(self._internal.values()), internal=True)
+            self._in_flight.clear()
+            self._internal.clear()

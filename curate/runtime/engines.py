@@ -13,7 +13,9 @@ from curate.audit.checks import PairTokens, audit_judge
 from curate.config import GeneratorConfig, RunConfig
 from curate.generate import Backend, SamplingSettings
 from curate.generate.openai_backend import OpenAIBackend
+from curate.generate.replicas import Placement, ReplicaPool, ReplicatedBackend
 from curate.generate.vllm_backend import EngineSettings, VLLMBackend
+from curate.runtime import ray_cluster
 from curate.runtime.models import EMBEDDED_NAME, model_dir
 from curate.score.registry import scorer_kind
 
@@ -24,6 +26,8 @@ class Engines:
         self.data_dir = Path(data_dir)
         self._backends: dict[int, Backend] = {}
         self._scorers: list | None = None
+        self._pools: list[ReplicaPool] = []  # engine replicas on the Ray cluster, stopped by close()
+        self._shared_pools: dict[tuple, ReplicaPool] = {}
 
     def model_path(self, model: str) -> Path:
         return model_dir(model, self.data_dir)
@@ -37,7 +41,8 @@ class Engines:
 
     def _new_generator_backend(self, generator: GeneratorConfig) -> Backend:
         if generator.backend == "openai":
-            return OpenAIBackend(generator.base_url, generator.model, api_key_env=generator.api_key_env,
+            return OpenAIBackend(generator.base_urls or [generator.base_url], generator.model,
+                                 api_key_env=generator.api_key_env,
                                  label=generator.name, max_concurrency=generator.max_concurrency,
                                  max_retries=generator.max_retries)
         label = generator.name or (EMBEDDED_NAME if generator.model == "embedded" else None)
@@ -47,7 +52,41 @@ class Engines:
             gpu_memory_utilization=generator.gpu_memory_utilization,
             tensor_parallel_size=generator.tensor_parallel_size, data_parallel_size=generator.data_parallel_size,
             enable_prefix_caching=generator.enable_prefix_caching)
+        if generator.placement == "ray":
+            return self._replicated(settings, label, generator)
         return VLLMBackend(settings, label)
+
+    def connect_ray(self) -> None:
+        """This process joins the run's Ray cluster ([runner] address; unset: a local Ray)."""
+        runner = self.config.runner
+        ray_cluster.connect(runner.address, self.data_dir, runner.workers)
+
+    def _placement(self, entry) -> Placement:
+        return Placement(entry.replicas, entry.cpus_per_replica, entry.gpus_per_replica,
+                         getattr(entry, "tensor_parallel_size", 1))
+
+    def _replicated(self, settings: EngineSettings, label: str | None, entry) -> ReplicatedBackend:
+        """A generation backend on engine replicas; generators of the same engine settings and
+        placement share their replicas, as they share one engine in this process."""
+        placement = self._placement(entry)
+        key = (settings.key(), placement)
+        if key not in self._shared_pools:
+            name = label or Path(settings.model_path).name
+            self._shared_pools[key] = self.replica_pool(name, VLLMBackend, (settings, label), placement)
+        return ReplicatedBackend(settings, label, self._shared_pools[key])
+
+    def replica_pool(self, name: str, build, args: tuple, spec) -> ReplicaPool:
+        """Engine replicas of a model: `build(*args)` in each (a reward model's scorer, a generator's
+        VLLMBackend); `spec` is a Placement or an entry with placement options."""
+        placement = spec if isinstance(spec, Placement) else self._placement(spec)
+        pool = ReplicaPool(name, build, args, placement, self.connect_ray)
+        self._pools.append(pool)
+        return pool
+
+    def close(self) -> None:
+        """Stops the run's engine replicas (in-process engines stay loaded for the next run)."""
+        for pool in self._pools:
+            pool.close()
 
     @property
     def backend(self) -> Backend:
@@ -62,9 +101,11 @@ class Engines:
         for generator in self.config.generators:
             if generator.name and generator.name == spec.model:
                 return self.generator_backend(generator)
-        return VLLMBackend(EngineSettings(str(self.model_path(spec.model)), dtype=spec.dtype,
-                                          max_model_len=spec.max_model_len,
-                                          kv_cache_memory_bytes=spec.kv_cache_memory_bytes))
+        settings = EngineSettings(str(self.model_path(spec.model)), dtype=spec.dtype,
+                                  max_model_len=spec.max_model_len, kv_cache_memory_bytes=spec.kv_cache_memory_bytes)
+        if getattr(spec, "placement", "local") == "ray":
+            return self._replicated(settings, spec.name, spec)
+        return VLLMBackend(settings)
 
     def scorers(self) -> list:
         """(entry, scorer) of every [[scorers]] entry, built once per run."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from curate.declarations import by_declaration
 from curate.options import option
@@ -39,6 +39,13 @@ class ModelOptions(ScorerOptions):
     max_model_len: int = option(4096, help="the engine's context length")
     kv_cache_memory_bytes: int = option(1 << 29, help="the engine's KV cache (CPU)")
     dtype: str = option("auto", help="bfloat16 where the hardware has it, else float32")
+    placement: Literal["local", "ray"] = option(
+        "local", help="local (this process's engine) or ray: `replicas` engines on the run's Ray cluster "
+                      "(a model directory's; a generator's model is placed by its generator)")
+    replicas: int = option(1, help="engines of this model on the cluster (placement = \"ray\")")
+    cpus_per_replica: float = option(1, help="CPUs each replica asks of the cluster")
+    gpus_per_replica: float | None = option(None, help="GPUs each replica asks of the cluster (default: 1 on a "
+                                                       "cluster with GPUs, else 0)")
 
 
 class Models(Protocol):
@@ -47,6 +54,8 @@ class Models(Protocol):
     def scoring_backend(self, spec) -> Any: ...
 
     def model_path(self, model: str) -> Path: ...
+
+    def replica_pool(self, name: str, build: Callable, args: tuple, spec) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ class RewardModelScorer:
     tasks = None
 
     def __init__(self, settings: EngineSettings, label: str | None = None, engine: str = "vllm",
-                 batch_size: int = 8):
+                 batch_size: int = 8, pool=None):
         if engine not in ENGINES:
             raise ValueError(f"unknown reward engine {engine!r} (known: {ENGINES})")
         self.settings = settings
@@ -36,10 +36,16 @@ class RewardModelScorer:
         self.version = fingerprint(Path(settings.model_path))
         self._model = None
         self._tokenizer = None
+        self.pool = pool  # engine replicas on the Ray cluster (curate.generate.replicas), or None: here
+
+    def warm(self) -> None:
+        """Loads the engine (a replica, before it says it is ready)."""
+        if self.engine == "vllm":
+            load_engine(self.settings)
 
     def tokenizer(self):
         if self._tokenizer is None:
-            if self.engine == "vllm":
+            if self.engine == "vllm" and self.pool is None:
                 self._tokenizer = load_engine(self.settings).get_tokenizer()
             else:
                 from transformers import AutoTokenizer
@@ -84,7 +90,12 @@ class RewardModelScorer:
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         encoded = self.conversation_tokens(items)
         token_lists = [ids for ids, _ in encoded]
-        raw = self._scores_vllm(token_lists) if self.engine == "vllm" else self._scores_transformers(token_lists)
+        if self.pool is not None:
+            raw = self.pool.map("_scores_vllm" if self.engine == "vllm" else "_scores_transformers", token_lists)
+        elif self.engine == "vllm":
+            raw = self._scores_vllm(token_lists)
+        else:
+            raw = self._scores_transformers(token_lists)
         results = []
         for (ids, full_length), value in zip(encoded, raw, strict=True):
             detail = {"engine": self.engine}
@@ -97,7 +108,11 @@ class RewardModelScorer:
 def _build(spec, models) -> RewardModelScorer:
     settings = EngineSettings(spec.model, dtype=spec.dtype, max_model_len=spec.max_model_len,
                               kv_cache_memory_bytes=spec.kv_cache_memory_bytes, runner="pooling")
-    return RewardModelScorer(settings, spec.name, engine=spec.engine)
+    pool = None
+    if spec.placement == "ray":
+        name = f"reward-{spec.name or Path(spec.model).name}"
+        pool = models.replica_pool(name, RewardModelScorer, (settings, spec.name, spec.engine), spec)
+    return RewardModelScorer(settings, spec.name, engine=spec.engine, pool=pool)
 
 
 def _resolve(spec, base_dir: Path, generators) -> None:
