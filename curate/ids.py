@@ -7,6 +7,7 @@ import json
 import re
 import unicodedata
 
+
 # one encoder for every call: json.dumps with options builds a new one each time
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 

@@ -53,7 +53,8 @@ A caller (the pipeline's dedup step) reads kept rows and cached vectors from the
 
 from curate.dedup.config import DedupConfig, drop_id, prompt_text
 from curate.dedup.contamination import decontaminate_prompts, load_benchmark_texts
-from curate.dedup.exact import dedup_prompts, drop_exact_duplicates, exact_duplicates, pair_dedup_key, prompt_dedup_key
+from curate.dedup.exact import (dedup_prompts, drop_exact_duplicates, exact_duplicates, pair_dedup_key,
+                                prompt_dedup_key)
 from curate.dedup.minhash import minhash_duplicates, shingles
 from curate.dedup.pairs import dedup_pairs, pair_texts
 from curate.dedup.semantic import MODEL_NAME, Embedder, default_embedder, embedding_id, semantic_duplicates, text_hash

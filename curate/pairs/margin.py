@@ -64,14 +64,8 @@ import polars_hash as plh
 from curate import bulk_ids
 from curate.options import as_floats, option, options_dict
 from curate.pairs import rule
-from curate.pairs.margin_dual import (
-    DualCombine,
-    DualNormalise,
-    ImplicitMargin,
-    Madpo,
-    add_madpo_weight,
-    apply_dual_margin,
-)
+from curate.pairs.margin_dual import (DualCombine, DualNormalise, ImplicitMargin, Madpo, add_madpo_weight,
+                                      apply_dual_margin)
 from curate.pairs.rows import ID_PARTS, KEY_PARTS, PICK_COLUMNS, finish_pairs, ok_scores, row_for_row, usable_scores
 from curate.pairs.strategy import Strategy
 from curate.score import with_z_scores

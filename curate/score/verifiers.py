@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+
 from curate.progress import progress
 from curate.score import ScoreItem, ScoreResult
 from curate.score.kind import ScorerKind
-from curate.score.math_answer import DEFAULT_TIMEOUT_S, MathVerifier, extract_final_answer
 from curate.score.verify.constraints import evaluate_all
+from curate.score.math_answer import DEFAULT_TIMEOUT_S, MathVerifier, extract_final_answer
 
 
 class MathAnswerScorer:
