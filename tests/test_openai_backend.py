@@ -7,6 +7,7 @@ distribution "vllm"), killed mid-run and started again to test retries.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -195,3 +196,76 @@ def test_survives_server_restart(server):
     assert frame["candidate_id"].n_unique() == len(requests)
     assert sorted(frame["candidate_id"]) == sorted(r.candidate_id for r in requests)
     assert frame["text"].null_count() == 0 and frame["error"].null_count() == len(requests)
+
+
+class _Relay:
+    """A TCP relay in front of the server: a second address for it, which the test can cut (its
+    listener and every open connection closed), as a server or its network path dies mid-run."""
+
+    def __init__(self, port: int):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1"
+        self.connections: list[socket.socket] = []
+        self.accepted = 0
+        self._target = port
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            self.connections += [client, upstream]
+            self.accepted += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.listener.close()
+        for connection in self.connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+
+
+def test_several_base_urls_balance_and_fail_over(server):
+    """Three addresses: the server, a relay to it (cut mid-run) and a port nobody listens on. Every
+    request is answered exactly once, both live addresses get work, and a lost address costs its
+    requests a retry on another, not a wait for it to come back."""
+    from curate.generate.openai_backend import OpenAIBackend
+
+    relay = _Relay(server.port)
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    backend = OpenAIBackend([server.base_url, relay.url, dead], SERVED_NAME, label="tiny", max_concurrency=4,
+                            max_retries=6, backoff_s=30, max_backoff_s=60, timeout_s=30)
+    assert backend.fingerprint == _backend(server).fingerprint  # the same model wherever it is served
+    texts = [f"Question {i}: say something about {i}." for i in range(12)]
+    requests = plan_requests(_prompts(texts), backend.fingerprint, lambda task: SamplingSettings(n=2, max_tokens=48))
+    tables = []
+    for table in generate_candidates(requests, backend, "run-1", chunk_size=4):
+        tables.append(table)
+        if len(tables) == 1:
+            answered_by_relay = backend.endpoints[1].answered
+            relay.cut()
+    frame = pl.concat([pl.from_arrow(t) for t in tables])
+    assert sorted(frame["candidate_id"]) == sorted(r.candidate_id for r in requests)
+    assert frame["text"].null_count() == 0 and frame["error"].null_count() == len(requests)
+    assert answered_by_relay > 0 and relay.accepted > 0  # balanced: the relay had its share before the cut
+    assert backend.endpoints[2].answered == 0 and backend.endpoints[2].failures > 0
+    assert backend.endpoints[0].answered > len(requests) // 2
+    # with a 30 s back-off, waiting for a lost address would take minutes; retries went elsewhere
+    assert backend.endpoints[1].down_until > 0 and backend.retries >= 1

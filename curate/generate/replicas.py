@@ -79,6 +79,11 @@ class EngineReplica:
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()[:12],
                 "host": os.uname().nodename}
 
+    def peak_rss_mib(self) -> float:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     def submit(self, requests: list[Request]) -> None:
         with self._lock:
             self._inbox.extend(requests)
@@ -154,6 +159,7 @@ class ReplicaPool:
         self.placement = placement
         self._connect = connect
         self._actors: dict[str, object] = {}  # replica name -> actor handle, the live ones
+        self.where: dict[str, dict] = {}  # replica name -> its node, host and pid
         self.lost: list[str] = []  # replicas that died during this run
         self.requeued = 0  # requests given to another replica after theirs died
 
@@ -189,6 +195,7 @@ class ReplicaPool:
                 log(f"replicas: {name} did not start: {_reason(exc)}")
                 continue
             self._actors[name] = handle
+            self.where[name] = where
             log(f"replicas: {name} ready on node {where['node']} ({where['host']}, pid {where['pid']})")
         if not self._actors:
             raise RuntimeError(f"no replica of {self.name} started (see the lines above)")
@@ -215,6 +222,11 @@ class ReplicaPool:
     def live(self) -> list[str]:
         self._start()
         return list(self._actors)
+
+    def peak_rss_mib(self) -> dict[str, float]:
+        """Each live replica's peak resident memory."""
+        ray = self._ray()
+        return {name: ray.get(handle.peak_rss_mib.remote()) for name, handle in self._actors.items()}
 
     # -- generation -----------------------------------------------------------------------
 
