@@ -2,14 +2,16 @@
 on the same work: requests/s and output tokens/s with 1 and 2 replicas, and a replica killed
 halfway through.
 
-The work is the demo's 34 file prompts x `--n` samples (seeded, temperature 0.8, `--max-tokens`).
+The work is the demo's 34 file prompts x `--n` samples (seeded, temperature 0.8, `--max-tokens`) per
+replica: k replicas get k times the samples, so each has what one replica has alone (an engine's
+throughput grows with its batch, and a split of the same work would compare smaller batches).
 Bare vLLM is one `LLM.generate` call over the same token ids and sampling in a process of its own,
 pinned to `--node-cpus` cores (taskset) with as many OpenMP threads: one replica's share. Without
 `--address` the cluster is simulated on this machine (`ray.cluster_utils.Cluster`, 2 nodes of
 `--node-cpus` CPUs each), each replica asking `--node-cpus` CPUs, so 2 replicas land on 2 nodes.
 Engine start-up is not timed: each configuration starts its replicas, then times the generation.
-The replicas' sum is "1 replica" twice: each replica alone does the same work on the same split
-of cores. Prints the machine's load beside the figures; take them on an idle machine.
+The replicas' sum is "1 replica" twice: each replica alone does the same work on the same share
+of cores. "bare vLLM x2" runs two bare processes at once, one per core: what the machine allows. Prints the machine's load beside the figures; take them on an idle machine.
 
     .venv/bin/python bench/cluster_generate.py [--n 2] [--max-tokens 96] [--node-cpus 1]
     # a GPU cluster: every node with this project installed and the model at the same path
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def plan(args, fingerprint: str):
+def plan(args, fingerprint: str, scale: int = 1):
     import polars as pl
 
     from curate.generate import SamplingSettings, plan_requests
@@ -42,7 +44,7 @@ def plan(args, fingerprint: str):
 
     prompts = pl.concat([pl.from_arrow(ingest_file(ROOT / "data" / "demo" / f"{name}.jsonl", "bench")[0])
                          for name in ("math", "instruction", "chat")])
-    sampling = SamplingSettings(n=args.n, temperature=0.8, max_tokens=args.max_tokens)
+    sampling = SamplingSettings(n=args.n * scale, temperature=0.8, max_tokens=args.max_tokens)
     return plan_requests(prompts, fingerprint, lambda task: sampling)
 
 
@@ -76,17 +78,28 @@ def bare_worker(args) -> None:
                       "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def run_bare(args) -> dict:
-    command = [sys.executable, __file__, "--bare-worker", *sys.argv[1:]]
-    env = dict(os.environ)
-    if not args.gpus_per_replica:
-        cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:args.node_cpus])
-        command = ["taskset", "-c", cores, *command]
-        env.update(OMP_NUM_THREADS=str(args.node_cpus), CURATE_VLLM_ONE_THREAD="1", VLLM_CPU_OMP_THREADS_BIND=cores)
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"bare vLLM failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def run_bare(args, copies: int = 1) -> dict:
+    """Bare vLLM in `copies` processes at once, each pinned to its own `--node-cpus` cores; their
+    tokens summed over the slowest one's time."""
+    procs = []
+    for copy in range(copies):
+        command = [sys.executable, __file__, "--bare-worker", *sys.argv[1:]]
+        env = dict(os.environ)
+        if not args.gpus_per_replica:
+            mine = sorted(os.sched_getaffinity(0))[copy * args.node_cpus:(copy + 1) * args.node_cpus]
+            cores = ",".join(map(str, mine))
+            command = ["taskset", "-c", cores, *command]
+            env.update(OMP_NUM_THREADS=str(args.node_cpus), CURATE_VLLM_ONE_THREAD="1",
+                       VLLM_CPU_OMP_THREADS_BIND=cores)
+        procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"bare vLLM failed:\n{err[-3000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return {"seconds": max(r["seconds"] for r in results), "requests": sum(r["requests"] for r in results),
+            "tokens": sum(r["tokens"] for r in results), "rss_mib": max(r["rss_mib"] for r in results)}
 
 
 def run_replicas(args, replicas: int, connect, kill_at: float | None = None) -> dict:
@@ -98,7 +111,7 @@ def run_replicas(args, replicas: int, connect, kill_at: float | None = None) -> 
                           args.gpus_per_replica, args.tensor_parallel_size)
     pool = ReplicaPool("bench", VLLMBackend, (engine, "bench"), placement, connect)
     backend = ReplicatedBackend(engine, "bench", pool)
-    requests = plan(args, backend.fingerprint)
+    requests = plan(args, backend.fingerprint, replicas)  # the same work per replica
     pool.live()  # start-up is not timed
     answered: list[str] = []
     tokens = 0
@@ -145,6 +158,8 @@ def main() -> None:
 
     load = os.getloadavg()
     bare = run_bare(args)
+    bare_pair = run_bare(args, 2) if not args.gpus_per_replica and len(os.sched_getaffinity(0)) >= 2 * args.node_cpus \
+        else None
     cluster = None
     if args.address is None:
         for name in [n for n in os.environ if n.startswith("RAY_")]:
@@ -164,16 +179,21 @@ def main() -> None:
         ray_cluster.connect(address, work)
 
     rows = [("bare vLLM, one LLM.generate", bare)]
+    if bare_pair:
+        rows.append(("bare vLLM x2 at once, own cores", bare_pair))
     counts = [int(c) for c in args.replicas.split(",")]
     for count in counts:
         rows.append((f"{count} replica{'s' if count > 1 else ''}", run_replicas(args, count, connect)))
     if not args.no_loss and max(counts) >= 2:
         rows.append((f"{max(counts)} replicas, one killed at 50%", run_replicas(args, max(counts), connect, 0.5)))
     if cluster is not None:
+        import ray
+
+        ray.shutdown()  # the driver leaves before its cluster goes
         cluster.shutdown()
 
     base = bare["tokens"] / bare["seconds"]
-    print(f"\n{bare['requests']} requests (demo prompts x {args.n}, max_tokens {args.max_tokens}); "
+    print(f"\n{bare['requests']} requests per engine (demo prompts x {args.n}, max_tokens {args.max_tokens}); "
           f"{'simulated 2-node cluster, ' + str(args.node_cpus) + ' CPU(s) per node' if cluster else address}; "
           f"load before {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     print(f"{'':32s} {'seconds':>8s} {'req/s':>7s} {'out tok/s':>10s} {'vs bare':>8s} {'lost':>5s} "
@@ -183,11 +203,16 @@ def main() -> None:
         print(f"{name:32s} {row['seconds']:8.2f} {row['requests'] / row['seconds']:7.2f} {rate:10.1f} "
               f"{rate / base:8.3f} {row.get('lost', 0):5d} {row.get('requeued', 0):9d} "
               f"{str(row.get('exactly_once', True)).lower():>5s} {row['rss_mib']:13.0f}")
-    by_count = dict(zip(counts, rows[1:1 + len(counts)], strict=True))
+    first = 2 if bare_pair else 1
+    by_count = dict(zip(counts, rows[first:first + len(counts)], strict=True))
     if 1 in by_count and 2 in by_count:
         one, two = by_count[1][1], by_count[2][1]
         ratio = (two["tokens"] / two["seconds"]) / (2 * one["tokens"] / one["seconds"])
         print(f"2 replicas / the sum of each replica alone (output tokens/s): {ratio:.3f}")
+        if bare_pair:
+            pair_rate = bare_pair["tokens"] / bare_pair["seconds"]
+            print(f"bare vLLM x2 at once / twice bare alone: {pair_rate / (2 * base):.3f} (what the machine allows); "
+                  f"2 replicas / bare x2 at once: {(two['tokens'] / two['seconds']) / pair_rate:.3f}")
     print(f"driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
