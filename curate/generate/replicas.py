@@ -205,6 +205,9 @@ class ReplicaPool:
             log(f"replicas: {name} ready on node {where['node']} ({where['host']}, pid {where['pid']})")
         if not self._actors:
             raise RuntimeError(f"no replica of {self.name} started (see the lines above)")
+        if ray.available_resources().get("CPU", 0) < 1:
+            log("replicas: the replicas hold every CPU of the cluster until the run ends; Ray shard tasks "
+                "([runner] kind = \"ray\") will wait for them (give the cluster more CPUs or lower cpus_per_replica)")
 
     def _lose(self, name: str, exc: BaseException) -> None:
         import ray
@@ -221,6 +224,8 @@ class ReplicaPool:
         """The ray module, once this process is connected and the replicas are up (Ray must not be
         imported before `connect` has set its environment)."""
         self._start()
+        if not self._actors:
+            raise RuntimeError(f"every replica of {self.name} is gone (see the lines above)")
         import ray
 
         return ray
