@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,22 +32,25 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "data" / "models"
 FILE_PROMPTS = {"math.jsonl": 5, "instruction.jsonl": 3, "chat.jsonl": 1}
-SAMPLES = 3
+SAMPLES = 2
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """Two Ray nodes of one CPU each on this machine; no RAY_* variable of other tests leaks in."""
     from ray.cluster_utils import Cluster
 
     saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("RAY_")}
-    os.environ["RAY_TMPDIR"] = str(tmp_path_factory.mktemp("ray"))
+    # short: Ray's socket paths under it must stay within AF_UNIX's 107 bytes
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    os.environ["RAY_TMPDIR"] = temp
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     nodes.add_node(num_cpus=1)
     nodes.wait_for_nodes()
     yield nodes
     nodes.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
     for name in [n for n in os.environ if n.startswith("RAY_")]:
         del os.environ[name]
     os.environ.update(saved)
@@ -75,9 +80,9 @@ cpus_per_replica = 0.5
 
 [sampling]
 n = {SAMPLES}
-chunk_size = 3
+chunk_size = 2
 [sampling.max_tokens]
-default = 64
+default = 48
 
 [[scorers]]
 kind = "logprob"

@@ -19,6 +19,7 @@ builds it must be importable on every node; the model directory must be at the s
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import uuid
 from collections import deque
@@ -81,8 +82,6 @@ class EngineReplica:
                 "host": os.uname().nodename}
 
     def peak_rss_mib(self) -> float:
-        import resource
-
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def submit(self, requests: list[Request]) -> None:
