@@ -271,7 +271,8 @@ def check_placement(entry, where: str) -> None:
     if entry.placement not in PLACEMENTS:
         raise UserError(f"config: {where}: placement must be {' or '.join(PLACEMENTS)}, not {entry.placement!r}")
     if entry.replicas < 1 or entry.cpus_per_replica <= 0 or (entry.gpus_per_replica or 0) < 0:
-        raise UserError(f"config: {where}: replicas must be at least 1 and cpus_per_replica above 0")
+        raise UserError(f"config: {where}: replicas must be at least 1, cpus_per_replica above 0 and "
+                        "gpus_per_replica at least 0")
     if entry.placement == "local" and entry.replicas > 1:
         raise UserError(f"config: {where}: replicas = {entry.replicas} needs placement = \"ray\"")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.generate import Generation, Request
-from curate.generate.vllm_backend import EngineStream, chat_token_ids
+from curate.generate.vllm_backend import EngineStream, sequence_tokens
 from curate.progress import log
 from curate.runtime.models import check_model_dir, fingerprint
 
@@ -61,7 +61,6 @@ class EngineReplica:
             # vLLM on CPU: as many OpenMP threads as the replica's CPUs, placed by the OS (several
             # replicas may share one machine, and each would otherwise bind every core)
             os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus)))
-            os.environ.setdefault("CURATE_VLLM_ONE_THREAD", "1")
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = os.environ.get("CURATE_REPLICA_CPU_BIND", "nobind")
         self.worker = build(*args)
         self._lock = threading.Condition()
@@ -353,8 +352,7 @@ class ReplicatedBackend:
             from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.settings.model_path)
-        prompt_ids = chat_token_ids(self._tokenizer, messages)
-        return prompt_ids + self._tokenizer.encode(text, add_special_tokens=False), len(prompt_ids)
+        return sequence_tokens(self._tokenizer, messages, text)
 
     def response_logprobs(self, conversations: list[tuple[list[dict], str]]) -> list:
         return self.pool.map("response_logprobs", conversations)

@@ -113,6 +113,12 @@ def chat_token_ids(tokenizer, messages: list[dict]) -> list[int]:
     return list(encoded)
 
 
+def sequence_tokens(tokenizer, messages: list[dict], text: str) -> tuple[list[int], int]:
+    """(templated prompt + response token ids, number of prompt tokens)."""
+    prompt_ids = chat_token_ids(tokenizer, messages)
+    return prompt_ids + tokenizer.encode(text, add_special_tokens=False), len(prompt_ids)
+
+
 class VLLMBackend:
     """Generates with a local model directory through vLLM's offline engine."""
 
@@ -160,10 +166,7 @@ class VLLMBackend:
                           cumulative_logprob=completion.cumulative_logprob)
 
     def sequence_tokens(self, messages: list[dict], text: str) -> tuple[list[int], int]:
-        """(templated prompt + response token ids, number of prompt tokens)."""
-        tokenizer = self.llm.get_tokenizer()
-        prompt_ids = chat_token_ids(tokenizer, messages)
-        return prompt_ids + tokenizer.encode(text, add_special_tokens=False), len(prompt_ids)
+        return sequence_tokens(self.llm.get_tokenizer(), messages, text)
 
     def response_logprobs(self, conversations: list[tuple[list[dict], str]]
                           ) -> list[tuple[float | None, int | None, str | None]]:

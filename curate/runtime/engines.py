@@ -68,18 +68,16 @@ class Engines:
     def _replicated(self, settings: EngineSettings, label: str | None, entry) -> ReplicatedBackend:
         """A generation backend on engine replicas; generators of the same engine settings and
         placement share their replicas, as they share one engine in this process."""
-        placement = self._placement(entry)
-        key = (settings.key(), placement)
+        key = (settings.key(), self._placement(entry))
         if key not in self._shared_pools:
             name = label or Path(settings.model_path).name
-            self._shared_pools[key] = self.replica_pool(name, VLLMBackend, (settings, label), placement)
+            self._shared_pools[key] = self.replica_pool(name, VLLMBackend, (settings, label), entry)
         return ReplicatedBackend(settings, label, self._shared_pools[key])
 
-    def replica_pool(self, name: str, build, args: tuple, spec) -> ReplicaPool:
-        """Engine replicas of a model: `build(*args)` in each (a reward model's scorer, a generator's
-        VLLMBackend); `spec` is a Placement or an entry with placement options."""
-        placement = spec if isinstance(spec, Placement) else self._placement(spec)
-        pool = ReplicaPool(name, build, args, placement, self.connect_ray)
+    def replica_pool(self, name: str, build, args: tuple, entry) -> ReplicaPool:
+        """Engine replicas of a model, placed as its config entry says: `build(*args)` in each (a
+        reward model's scorer, a generator's VLLMBackend)."""
+        pool = ReplicaPool(name, build, args, self._placement(entry), self.connect_ray)
         self._pools.append(pool)
         return pool
 

@@ -90,12 +90,9 @@ class RewardModelScorer:
     def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
         encoded = self.conversation_tokens(items)
         token_lists = [ids for ids, _ in encoded]
-        if self.pool is not None:
-            raw = self.pool.map("_scores_vllm" if self.engine == "vllm" else "_scores_transformers", token_lists)
-        elif self.engine == "vllm":
-            raw = self._scores_vllm(token_lists)
-        else:
-            raw = self._scores_transformers(token_lists)
+        scores = self._scores_vllm if self.engine == "vllm" else self._scores_transformers
+        # on replicas, each runs this scorer's same method on its slices
+        raw = self.pool.map(scores.__name__, token_lists) if self.pool is not None else scores(token_lists)
         results = []
         for (ids, full_length), value in zip(encoded, raw, strict=True):
             detail = {"engine": self.engine}
